@@ -1,0 +1,146 @@
+"""The one command `lockr-local` and its subcommands; heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import argparse
+import enum
+import sys
+from typing import Callable, Sequence
+
+from lockr_local import __version__
+
+
+class ExitStatus(enum.IntEnum):
+    """The CLI's single mapping of outcomes to exit codes."""
+
+    OK = 0
+    ERROR = 1
+    USAGE = 2
+    NOT_IN_SYNC = 3
+    AUTH = 4
+    INTERRUPTED = 130
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _server_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-dir", metavar="DIR", help="the store's folder (default: the platform data folder)")
+    parser.add_argument("--config", metavar="FILE", help="a TOML file of settings (see the README's settings table)")
+
+
+def _client_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--endpoint", metavar="URL", help="the lockr server (default: LOCKR_ENDPOINT, then saved)")
+    parser.add_argument("--token", metavar="TOKEN", help="API token (default: LOCKR_TOKEN, then the keyring)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from lockr_local.commands import server_cmds
+
+    parser = argparse.ArgumentParser(
+        prog="lockr-local",
+        description="A self-hosted lockr file-storage server, and a client and sync agent for any lockr endpoint.",
+        epilog="Start a server with 'lockr-local serve'; run 'lockr-local COMMAND --help' for details.",
+    )
+    parser.add_argument("--version", action="version", version=f"lockr-local {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    serve = commands.add_parser("serve", help="run the server", description="Run the lockr-local server.")
+    _server_options(serve)
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port to listen on (default 8080; 0 picks a free one)")
+    serve.add_argument("--public-url", metavar="URL", help="the URL clients reach the server at, for links")
+    serve.set_defaults(handler=server_cmds.serve)
+
+    user = commands.add_parser("user", help="manage accounts on the local store",
+                               description="Manage accounts on the local store (works while the server runs).")
+    users = user.add_subparsers(dest="user_command", metavar="ACTION", required=True)
+    add = users.add_parser("add", help="create an account and print its API token")
+    add.add_argument("name", help="the username")
+    add.add_argument("--email", required=True, help="the account's email address")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    add.add_argument("--quota", metavar="SIZE", help="storage quota such as 100GB (default: default_quota)")
+    _server_options(add)
+    add.set_defaults(handler=server_cmds.user_add)
+    listing = users.add_parser("list", help="list accounts with their usage")
+    _server_options(listing)
+    listing.set_defaults(handler=server_cmds.user_list)
+    passwd = users.add_parser("passwd", help="set an account's password")
+    passwd.add_argument("name")
+    passwd.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    _server_options(passwd)
+    passwd.set_defaults(handler=server_cmds.user_passwd)
+    quota = users.add_parser("quota", help="set an account's storage quota")
+    quota.add_argument("name")
+    quota.add_argument("size", help="such as 500GB or 1TB")
+    _server_options(quota)
+    quota.set_defaults(handler=server_cmds.user_quota)
+    delete = users.add_parser("delete", help="delete an account with all its files")
+    delete.add_argument("name")
+    delete.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    _server_options(delete)
+    delete.set_defaults(handler=server_cmds.user_delete)
+
+    token = commands.add_parser("token", help="issue or revoke API tokens on the local store",
+                                description="Issue or revoke API tokens on the local store.")
+    tokens = token.add_subparsers(dest="token_command", metavar="ACTION", required=True)
+    create = tokens.add_parser("create", help="issue a new token for an account and print it")
+    create.add_argument("name", help="the username")
+    create.add_argument("--label", default="cli", help="a note to recognise the token by")
+    _server_options(create)
+    create.set_defaults(handler=server_cmds.token_create)
+    revoke = tokens.add_parser("revoke", help="revoke a token")
+    revoke.add_argument("token")
+    _server_options(revoke)
+    revoke.set_defaults(handler=server_cmds.token_revoke)
+
+    _add_client_commands(commands)
+    return parser
+
+
+def _add_client_commands(commands: argparse._SubParsersAction) -> None:
+    """Client commands live in their own module so a missing optional part never breaks `serve`."""
+    try:
+        from lockr_local.commands import client_cmds
+    except ImportError:
+        return
+    client_cmds.add_commands(commands, _client_options)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler | None = getattr(args, "handler", None)
+    if handler is None:
+        default = _default_command()
+        if default is not None:
+            return default(args)
+        parser.print_help()
+        return ExitStatus.USAGE
+    from lockr_local.config import SettingsError
+    from lockr_local.errors import LockrError
+
+    try:
+        return int(handler(args))
+    except KeyboardInterrupt:
+        print("Interrupted.", file=sys.stderr)
+        return ExitStatus.INTERRUPTED
+    except SettingsError as exc:
+        print(f"lockr-local: {exc}", file=sys.stderr)
+        return ExitStatus.USAGE
+    except LockrError as exc:
+        print(f"lockr-local: {exc.message}", file=sys.stderr)
+        return ExitStatus.AUTH if exc.status == 401 else ExitStatus.ERROR
+
+
+def _default_command() -> Handler | None:
+    """With no arguments the packaged app starts the tray, when the tray part is present."""
+    try:
+        from lockr_local.commands import client_cmds
+    except ImportError:
+        return None
+    return getattr(client_cmds, "default_command", None)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The implementations of the `lockr-local` subcommands, one module per group."""

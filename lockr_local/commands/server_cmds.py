@@ -1,0 +1,203 @@
+"""`serve`, `user ...` and `token ...`: the commands that run or administer the local store."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import secrets
+import signal
+import sys
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from lockr_local.config import Settings, format_size, load_settings, parse_size
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    flags: dict[str, Any] = {
+        "data_dir": getattr(args, "data_dir", None),
+        "host": getattr(args, "host", None),
+        "port": getattr(args, "port", None),
+        "public_url": getattr(args, "public_url", None),
+    }
+    return load_settings(flags, config_file=getattr(args, "config", None))
+
+
+def configure_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
+    logging.getLogger("tornado.access").setLevel(logging.WARNING)
+
+
+def serve(args: argparse.Namespace) -> int:
+    """Runs the server until SIGINT or SIGTERM; prints the URL it listens on."""
+    import asyncio
+
+    from lockr_local.server.app import build_context, close_context, make_app, make_http_server, startup_maintenance
+
+    settings = settings_from_args(args)
+    configure_logging(settings.log_level)
+    ctx = build_context(settings)
+    startup_maintenance(ctx)
+
+    async def run() -> None:
+        app = make_app(ctx)
+        server = make_http_server(app)
+        sockets = server.listen(settings.port, address=settings.host) or None
+        port = settings.port or _bound_port(server)
+        host = settings.host if ":" not in settings.host else f"[{settings.host}]"
+        print(f"lockr-local: store in {settings.data_dir}", file=sys.stderr)
+        print(f"lockr-local listening on http://{host}:{port}", flush=True)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        background = ctx_background_tasks(ctx)
+        await stop.wait()
+        logging.getLogger("lockr.server").info("shutting down")
+        for task in background:
+            task.cancel()
+        server.stop()
+        await asyncio.wait_for(server.close_all_connections(), timeout=5)
+        del sockets
+
+    try:
+        asyncio.run(run())
+    except asyncio.TimeoutError:
+        pass
+    finally:
+        close_context(ctx)
+    return 0
+
+
+def ctx_background_tasks(ctx: Any) -> list[Any]:
+    """Periodic maintenance that the server runs while it serves (session reaping, when present)."""
+    from lockr_local.server import app as app_module
+
+    starter = getattr(app_module, "start_background_tasks", None)
+    return list(starter(ctx)) if starter else []
+
+
+def _bound_port(server: Any) -> int:
+    for sock in server._sockets.values():
+        return int(sock.getsockname()[1])
+    raise RuntimeError("the server is not listening")
+
+
+@contextmanager
+def local_store(args: argparse.Namespace) -> Iterator[Any]:
+    """The Service on the local store, for administration without a running server."""
+    from pathlib import Path
+
+    from lockr_local.server.blobstore import FileBlobStore
+    from lockr_local.server.models import open_database
+    from lockr_local.server.security import Signer, load_or_create_secret
+    from lockr_local.server.service import Service
+
+    settings = settings_from_args(args)
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    database = open_database(settings.database_url)
+    try:
+        signer = Signer(load_or_create_secret(settings.secret_key, Path(settings.data_dir)))
+        yield Service(settings, FileBlobStore(settings.region_paths), signer)
+    finally:
+        database.close()
+
+
+def read_password(args: argparse.Namespace, *, confirm: bool = True) -> str:
+    from lockr_local.server.service import validate_password
+
+    if args.password_stdin:
+        return validate_password(sys.stdin.readline().rstrip("\r\n"))
+    if not sys.stdin.isatty():
+        raise SystemExit("lockr-local: no terminal to ask for a password; pipe it in with --password-stdin")
+    password = getpass.getpass("Password: ")
+    if confirm and getpass.getpass("Repeat it: ") != password:
+        raise SystemExit("lockr-local: the passwords differ; nothing was changed")
+    return validate_password(password)
+
+
+def user_add(args: argparse.Namespace) -> int:
+    from lockr_local.server.security import hash_password
+
+    with local_store(args) as service:
+        if args.password_stdin or sys.stdin.isatty():
+            password = read_password(args)
+        else:
+            password = secrets.token_urlsafe(24)
+            print("No password given: password login stays off until 'lockr-local user passwd "
+                  f"{args.name}'. The token below works now.", file=sys.stderr)
+        quota = parse_size(args.quota) if args.quota else None
+        account, token = service.create_account(args.name, args.email,
+                                                hash_password(password, service.settings.password_kdf_n), quota)
+        print(f"Created account {account.username} ({format_size(account.quota)} quota). Its API token:",
+              file=sys.stderr)
+        print(token)
+    return 0
+
+
+def user_list(args: argparse.Namespace) -> int:
+    with local_store(args) as service:
+        accounts = service.list_accounts()
+        if not accounts:
+            print("No accounts yet; create one with 'lockr-local user add NAME --email E'.", file=sys.stderr)
+            return 0
+        print(f"{'USERNAME':<20} {'EMAIL':<32} {'USED':>10} {'QUOTA':>10}")
+        for account in accounts:
+            print(f"{account.username:<20} {account.email:<32} {format_size(account.used_bytes):>10} "
+                  f"{format_size(account.quota):>10}")
+    return 0
+
+
+def user_passwd(args: argparse.Namespace) -> int:
+    from lockr_local.server.security import hash_password
+
+    with local_store(args) as service:
+        account = service.account_by_username(args.name)
+        password = read_password(args)
+        service.set_password_hash(account.id, hash_password(password, service.settings.password_kdf_n))
+        print(f"Password of {account.username} changed.", file=sys.stderr)
+    return 0
+
+
+def user_quota(args: argparse.Namespace) -> int:
+    with local_store(args) as service:
+        account = service.account_by_username(args.name)
+        quota = parse_size(args.size)
+        service.set_quota(account.id, quota)
+        print(f"Quota of {account.username} is now {format_size(quota)} "
+              f"({format_size(account.used_bytes)} used).", file=sys.stderr)
+    return 0
+
+
+def user_delete(args: argparse.Namespace) -> int:
+    with local_store(args) as service:
+        account = service.account_by_username(args.name)
+        if not args.yes:
+            if not sys.stdin.isatty():
+                raise SystemExit("lockr-local: add --yes to delete without a terminal to confirm on")
+            answer = input(f"Delete {account.username} and all {format_size(account.used_bytes)} of its files? "
+                           "Type the username to confirm: ")
+            if answer.strip() != account.username:
+                print("Nothing was deleted.", file=sys.stderr)
+                return 1
+        count = service.delete_account(account.id)
+        print(f"Deleted {account.username} and {count} files.", file=sys.stderr)
+    return 0
+
+
+def token_create(args: argparse.Namespace) -> int:
+    with local_store(args) as service:
+        account = service.account_by_username(args.name)
+        print(service.create_token(account.id, args.label))
+    return 0
+
+
+def token_revoke(args: argparse.Namespace) -> int:
+    with local_store(args) as service:
+        if not service.revoke_token(args.token.strip()):
+            print("No such token; nothing was revoked.", file=sys.stderr)
+            return 1
+        print("Token revoked.", file=sys.stderr)
+    return 0

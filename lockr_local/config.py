@@ -1,0 +1,280 @@
+"""Declared settings, resolved once (defaults < file < LOCKR_* env < flags) into a frozen Settings."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+from lockr_local.errors import BadRequest
+
+
+class SettingsError(ValueError):
+    """A setting has a value that cannot be used; the message names the setting and the fix."""
+
+
+_SIZE_UNITS = {
+    "": 1, "b": 1,
+    "k": 10**3, "kb": 10**3, "m": 10**6, "mb": 10**6, "g": 10**9, "gb": 10**9, "t": 10**12, "tb": 10**12,
+    "kib": 2**10, "mib": 2**20, "gib": 2**30, "tib": 2**40,
+}
+
+
+def parse_size(text: str | int) -> int:
+    """'100GB' -> 100_000_000_000, '5 GiB' -> 5 * 2**30, '1024' -> 1024 (decimal units as the lockr plans use)."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", str(text))
+    if not match or match.group(2).lower() not in _SIZE_UNITS:
+        raise SettingsError(f"{text!r} is not a size; write it like 1048576, 500MB, 100GB or 5GiB")
+    return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
+
+
+def format_size(size: int) -> str:
+    """1_500_000 -> '1.5 MB': sizes as people read them, in the decimal units of the plans."""
+    value = float(size)
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    raise AssertionError("unreachable")
+
+
+def parse_bool(text: str | bool) -> bool:
+    if isinstance(text, bool):
+        return text
+    lowered = str(text).strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise SettingsError(f"{text!r} is not a yes/no value; use true or false")
+
+
+def parse_list(text: str | list[str]) -> tuple[str, ...]:
+    if isinstance(text, (list, tuple)):
+        return tuple(str(item).strip() for item in text if str(item).strip())
+    return tuple(part.strip() for part in str(text).split(",") if part.strip())
+
+
+def parse_regions(text: str | Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """'us-central1=/srv/a,eu-west1=/mnt/b' -> (('us-central1', '/srv/a'), ...). Empty = one region in data_dir."""
+    if isinstance(text, Mapping):
+        pairs = [(str(name), str(path)) for name, path in text.items()]
+    else:
+        pairs = []
+        for part in parse_list(text):
+            name, sep, path = part.partition("=")
+            if not sep or not name.strip() or not path.strip():
+                raise SettingsError(f"region {part!r} must be written as NAME=PATH")
+            pairs.append((name.strip(), path.strip()))
+    for name, _ in pairs:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
+            raise SettingsError(f"region name {name!r} may use only a-z, 0-9 and '-'")
+    return tuple(pairs)
+
+
+def parse_float(text: str | float) -> float:
+    try:
+        return float(text)
+    except ValueError as exc:
+        raise SettingsError(f"{text!r} is not a number") from exc
+
+
+def parse_int(text: str | int) -> int:
+    try:
+        return int(text)
+    except ValueError as exc:
+        raise SettingsError(f"{text!r} is not a whole number") from exc
+
+
+def parse_str(text: Any) -> str:
+    return str(text)
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One declared setting: its name (also `LOCKR_NAME` and `--name`), default and help."""
+
+    name: str
+    default: Any
+    help: str
+    parse: Callable[[Any], Any] = parse_str
+
+    @property
+    def env_var(self) -> str:
+        return "LOCKR_" + self.name.upper()
+
+
+def default_data_dir() -> str:
+    """The platform's per-user data folder (e.g. ~/.local/share/lockr-local)."""
+    import platformdirs
+
+    return platformdirs.user_data_dir("lockr-local", appauthor=False)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting("host", "127.0.0.1", "Address the server listens on; 0.0.0.0 for every interface."),
+    Setting("port", 8080, "TCP port the server listens on; 0 picks a free one.", parse_int),
+    Setting("data_dir", "", "Folder for the database, blobs and secrets. Empty: the platform data folder.",),
+    Setting("database_url", "", "Database URL, e.g. sqlite:////srv/lockr/lockr.db. Empty: lockr.db in data_dir."),
+    Setting("public_url", "", "Base URL clients reach the server at (https://files.example.org); used for links."),
+    Setting("trusted_proxies", "", "Comma-separated proxy addresses whose X-Forwarded-* headers are trusted.",
+            parse_list),
+    Setting("regions", "", "Comma-separated NAME=PATH storage regions. Empty: one region 'local' in data_dir.",
+            parse_regions),
+    Setting("default_region", "local", "Region used when an upload names none and the account has no default."),
+    Setting("guest_uploads", True, "Whether uploads without credentials are accepted (lockr's guest tier).",
+            parse_bool),
+    Setting("signup", True, "Whether POST /api/v1/account may create accounts.", parse_bool),
+    Setting("guest_max_object", 5 * 10**9, "Largest object a guest may upload (bytes or 5GB).", parse_size),
+    Setting("account_max_object", 100 * 10**9, "Largest object an account may upload.", parse_size),
+    Setting("default_quota", 100 * 10**9, "Storage quota of a new account.", parse_size),
+    Setting("session_expiry", 7 * 24 * 3600, "Seconds an unfinished upload session lives before it is reaped.",
+            parse_int),
+    Setting("reap_interval", 600, "Seconds between sweeps that reap expired upload sessions.", parse_int),
+    Setting("rate_guest", 20.0, "Requests per second allowed per guest address (sustained).", parse_float),
+    Setting("rate_guest_burst", 60, "Requests a guest address may make in a burst.", parse_int),
+    Setting("rate_account", 100.0, "Requests per second allowed per account (sustained).", parse_float),
+    Setting("rate_account_burst", 300, "Requests an account may make in a burst.", parse_int),
+    Setting("rate_login", 0.2, "Login attempts per second per address and per identifier (sustained).",
+            parse_float),
+    Setting("rate_login_burst", 10, "Login attempts allowed in a burst per address and per identifier.",
+            parse_int),
+    Setting("page_size", 100, "Default number of files per page of GET /api/v1/files.", parse_int),
+    Setting("max_page_size", 1000, "Largest page a client may ask for with ?limit=.", parse_int),
+    Setting("max_link_lifetime", 30 * 24 * 3600, "Longest lifetime of a signed download link, in seconds.",
+            parse_int),
+    Setting("password_kdf_n", 2**15, "scrypt cost (N) for new password hashes; a power of two >= 16384.",
+            parse_int),
+    Setting("secret_key", "", "Secret for signed links and key hashes. Empty: generated once into data_dir."),
+    Setting("log_level", "info", "Log level: debug, info, warning or error."),
+    Setting("crash_point", "", "Test only: name of a commit step at which the server kills itself."),
+)
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved settings; built once by `load_settings` and passed explicitly to whoever needs them."""
+
+    host: str
+    port: int
+    data_dir: str
+    database_url: str
+    public_url: str
+    trusted_proxies: tuple[str, ...]
+    regions: tuple[tuple[str, str], ...]
+    default_region: str
+    guest_uploads: bool
+    signup: bool
+    guest_max_object: int
+    account_max_object: int
+    default_quota: int
+    session_expiry: int
+    reap_interval: int
+    rate_guest: float
+    rate_guest_burst: int
+    rate_account: float
+    rate_account_burst: int
+    rate_login: float
+    rate_login_burst: int
+    page_size: int
+    max_page_size: int
+    max_link_lifetime: int
+    password_kdf_n: int
+    secret_key: str
+    log_level: str
+    crash_point: str
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    def replace(self, **changes: Any) -> "Settings":
+        return dataclasses.replace(self, **changes)
+
+    @property
+    def region_paths(self) -> dict[str, Path]:
+        return {name: Path(path) for name, path in self.regions}
+
+
+def load_settings(flags: Mapping[str, Any] | None = None, *, config_file: str | None = None,
+                  env: Mapping[str, str] | None = None) -> Settings:
+    """Resolves every declared setting: defaults < config file (TOML) < LOCKR_* env < flags."""
+    env = os.environ if env is None else env
+    values: dict[str, Any] = {s.name: s.default for s in SETTINGS}
+    sources: dict[str, str] = {s.name: "default" for s in SETTINGS}
+
+    config_path = config_file or env.get("LOCKR_CONFIG") or ""
+    if config_path:
+        for name, value in _read_config_file(Path(config_path)).items():
+            values[name] = value
+            sources[name] = f"file {config_path}"
+    for setting in SETTINGS:
+        if setting.env_var in env:
+            values[setting.name] = env[setting.env_var]
+            sources[setting.name] = f"env {setting.env_var}"
+    for name, value in (flags or {}).items():
+        if value is None:
+            continue
+        if name not in _BY_NAME:
+            raise SettingsError(f"unknown setting {name!r}")
+        values[name] = value
+        sources[name] = "flag"
+
+    parsed: dict[str, Any] = {}
+    for setting in SETTINGS:
+        try:
+            parsed[setting.name] = setting.parse(values[setting.name])
+        except SettingsError as exc:
+            raise SettingsError(f"setting {setting.name} ({sources[setting.name]}): {exc}") from exc
+    return _finish(parsed, sources)
+
+
+def _read_config_file(path: Path) -> dict[str, Any]:
+    try:
+        with path.open("rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError as exc:
+        raise SettingsError(f"config file {path} does not exist") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
+    unknown = sorted(set(data) - set(_BY_NAME))
+    if unknown:
+        raise SettingsError(f"config file {path}: unknown settings {', '.join(unknown)}")
+    return data
+
+
+def _finish(parsed: dict[str, Any], sources: dict[str, str]) -> Settings:
+    data_dir = parsed["data_dir"] or default_data_dir()
+    parsed["data_dir"] = str(Path(data_dir).expanduser().resolve())
+    if not parsed["database_url"]:
+        parsed["database_url"] = "sqlite:///" + str(Path(parsed["data_dir"]) / "lockr.db")
+    if not parsed["regions"]:
+        parsed["regions"] = ((parsed["default_region"], str(Path(parsed["data_dir"]) / "blobs")),)
+    region_names = [name for name, _ in parsed["regions"]]
+    if parsed["default_region"] not in region_names:
+        if sources["default_region"] != "default":
+            raise SettingsError(f"default_region {parsed['default_region']!r} is not one of the regions "
+                                f"{', '.join(region_names)}")
+        parsed["default_region"] = region_names[0]
+    if parsed["password_kdf_n"] < 2**14 or parsed["password_kdf_n"] & (parsed["password_kdf_n"] - 1):
+        raise SettingsError("password_kdf_n must be a power of two of at least 16384")
+    if parsed["public_url"]:
+        parsed["public_url"] = parsed["public_url"].rstrip("/")
+        if not re.match(r"https?://[^/]+", parsed["public_url"]):
+            raise SettingsError("public_url must look like https://files.example.org")
+    if parsed["log_level"].lower() not in ("debug", "info", "warning", "error"):
+        raise SettingsError("log_level must be debug, info, warning or error")
+    return Settings(**parsed, sources=sources)
+
+
+def describe(setting_name: str) -> Setting:
+    """The declaration of one setting (for --help texts)."""
+    try:
+        return _BY_NAME[setting_name]
+    except KeyError as exc:
+        raise BadRequest(f"unknown setting {setting_name}") from exc

@@ -1,0 +1,93 @@
+"""make_app(): the server's only route table, and the Server that owns its resources."""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import tornado.web
+from tornado.httpserver import HTTPServer
+
+from lockr_local.config import Settings
+from lockr_local.server.auth import Authenticator
+from lockr_local.server.blobstore import FileBlobStore
+from lockr_local.server.db import Database
+from lockr_local.server.faults import Faults
+from lockr_local.server.handlers import accounts, downloads, files, uploads
+from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
+from lockr_local.server.security import Signer, load_or_create_secret
+from lockr_local.server.service import Service
+
+access_log = logging.getLogger("lockr.access")
+
+FILE_ID = r"([0-9a-fA-F]{1,64})"
+REGION = r"([a-z0-9][a-z0-9-]{0,62})"
+
+
+def build_context(settings: Settings) -> ServerContext:
+    """Opens the store named by the settings: data folder, database, blob regions, secret."""
+    data_dir = Path(settings.data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(settings.database_url)
+    blobs = FileBlobStore(settings.region_paths)
+    signer = Signer(load_or_create_secret(settings.secret_key, data_dir))
+    service = Service(settings, blobs, signer)
+    auth = Authenticator(settings, db, service)
+    io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lockr-io")
+    return ServerContext(settings=settings, db=db, service=service, auth=auth, blobs=blobs, signer=signer,
+                         io=io, faults=Faults(settings.crash_point))
+
+
+def make_app(ctx: ServerContext) -> tornado.web.Application:
+    """The route table of the whole server."""
+    deps = {"ctx": ctx}
+    routes = [
+        (r"/healthz", accounts.HealthHandler, deps),
+        (r"/api/v1/account", accounts.AccountHandler, deps),
+        (r"/api/v1/login", accounts.LoginHandler, deps),
+        (r"/api/v1/upload", uploads.DirectUploadHandler, deps),
+        (r"/api/v1/files", files.FilesHandler, deps),
+        (r"/api/v1/files/register", files.RegisterHandler, deps),
+        (rf"/api/v1/files/{FILE_ID}/key", files.FileKeyHandler, deps),
+        (rf"/api/v1/files/{FILE_ID}", files.FileHandler, deps),
+        (rf"/api/v1/download/{REGION}/{FILE_ID}(?:/.*)?", downloads.DownloadHandler, deps),
+    ]
+    return tornado.web.Application(
+        routes,
+        default_handler_class=NotFoundHandler,
+        default_handler_args=deps,
+        log_function=log_request,
+        compress_response=False,
+    )
+
+
+def log_request(handler: tornado.web.RequestHandler) -> None:
+    """One readable line per request; the query string is left out (it may carry keyHash or signatures)."""
+    status = handler.get_status()
+    request = handler.request
+    millis = 1000.0 * request.request_time()
+    who = getattr(getattr(handler, "principal", None), "username", None) or "guest"
+    client = getattr(handler, "client_address", request.remote_ip)
+    level = logging.INFO if status < 500 else logging.ERROR
+    access_log.log(level, "%s %s %s %d %.1fms %s", client, request.method, request.path, status, millis, who)
+
+
+def make_http_server(app: tornado.web.Application) -> HTTPServer:
+    """JSON bodies are capped at 1 MiB; streaming handlers lift the cap and enforce the plan limits."""
+    return HTTPServer(app, max_body_size=1024 * 1024, chunk_size=1024 * 1024, idle_connection_timeout=120,
+                      decompress_request=False)
+
+
+def startup_maintenance(ctx: ServerContext) -> None:
+    """Reaps what a crash may have left: temp files, and reservations of direct uploads."""
+    removed = ctx.blobs.clear_temp()
+    ctx.db.run_sync(ctx.service.reconcile_reservations)
+    if removed:
+        logging.getLogger("lockr.server").info("removed %d leftover temp files", removed)
+
+
+def close_context(ctx: ServerContext) -> None:
+    ctx.auth.close()
+    ctx.io.shutdown(wait=True)
+    ctx.db.close()

@@ -1,0 +1,144 @@
+"""Credentials -> Principal (Bearer token, Basic, guest), password checks off the loop, burst protection."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+import secrets
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from lockr_local.config import Settings
+from lockr_local.errors import RateLimited, Unauthorized
+from lockr_local.server.db import Database
+from lockr_local.server.security import dummy_password_hash, hash_password, verify_password
+from lockr_local.server.service import AccountInfo, Principal, Service
+
+
+@dataclass
+class _Bucket:
+    tokens: float
+    updated: float
+
+
+class RateLimiter:
+    """Token buckets per key: `rate` requests per second sustained, `burst` at once."""
+
+    _MAX_KEYS = 100_000
+
+    def __init__(self) -> None:
+        self._buckets: dict[str, _Bucket] = {}
+        self._lock = threading.Lock()
+
+    def hit(self, key: str, rate: float, burst: int, cost: float = 1.0) -> None:
+        """Takes `cost` from the key's bucket or raises RateLimited with the seconds to wait."""
+        now = time.monotonic()
+        with self._lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                if len(self._buckets) >= self._MAX_KEYS:
+                    self._prune(now, rate, burst)
+                bucket = self._buckets[key] = _Bucket(float(burst), now)
+            bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate)
+            bucket.updated = now
+            if bucket.tokens < cost:
+                raise RateLimited((cost - bucket.tokens) / rate if rate > 0 else 3600)
+            bucket.tokens -= cost
+
+    def _prune(self, now: float, rate: float, burst: int) -> None:
+        full_after = burst / rate if rate > 0 else 3600
+        stale = [k for k, b in self._buckets.items() if now - b.updated > full_after]
+        for key in stale:
+            del self._buckets[key]
+        if len(self._buckets) >= self._MAX_KEYS:
+            self._buckets.clear()
+
+
+class Authenticator:
+    """Turns an Authorization header into a Principal; verifies passwords on the `lockr-kdf` threads."""
+
+    _BASIC_CACHE_SECONDS = 60.0
+
+    def __init__(self, settings: Settings, db: Database, service: Service) -> None:
+        self.settings = settings
+        self.db = db
+        self.service = service
+        self.limiter = RateLimiter()
+        self._kdf = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-kdf")
+        # Verified Basic credentials, keyed by a salted digest so the cache never holds a password.
+        self._basic_cache: dict[str, tuple[float, int, str]] = {}
+        self._cache_salt = secrets.token_bytes(16)
+
+    async def principal(self, authorization: str | None, client_address: str) -> Principal:
+        """Who sent the request; raises Unauthorized for credentials that are present but wrong."""
+        if not authorization:
+            return Principal.guest()
+        scheme, _, value = authorization.strip().partition(" ")
+        scheme = scheme.lower()
+        value = value.strip()
+        if scheme == "bearer" and value:
+            return await self.db.run(self.service.authenticate_token, value)
+        if scheme == "basic" and value:
+            identifier, password = _decode_basic(value)
+            account = await self.verify_credentials(identifier, password, client_address)
+            return Principal(account.id, account.username)
+        raise Unauthorized("Unsupported Authorization header; use 'Bearer TOKEN' or Basic auth.")
+
+    async def verify_credentials(self, identifier: str, password: str, client_address: str) -> AccountInfo:
+        """The account for a username-or-email and password; 401 (after the same work) when wrong."""
+        cache_key = hashlib.sha256(self._cache_salt + identifier.encode() + b"\0" + password.encode()).hexdigest()
+        found = await self.db.run(self.service.find_account, identifier)
+        cached = self._basic_cache.get(cache_key)
+        if found is not None and cached is not None:
+            expires, account_id, password_hash = cached
+            if expires > time.monotonic() and account_id == found[0].id and password_hash == found[1]:
+                return found[0]
+        self.limit_login(identifier, client_address)
+        stored_hash = found[1] if found else dummy_password_hash(self.settings.password_kdf_n)
+        loop = asyncio.get_running_loop()
+        ok = await loop.run_in_executor(self._kdf, verify_password, password, stored_hash)
+        if not ok or found is None:
+            raise Unauthorized("Wrong username, email or password.")
+        self._basic_cache[cache_key] = (time.monotonic() + self._BASIC_CACHE_SECONDS, found[0].id, found[1])
+        if len(self._basic_cache) > 10_000:
+            self._basic_cache.clear()
+        return found[0]
+
+    def limit_login(self, identifier: str, client_address: str) -> None:
+        """Password guesses are limited hard, per address and per identifier."""
+        rate, burst = self.settings.rate_login, self.settings.rate_login_burst
+        self.limiter.hit("login-ip:" + client_address, rate, burst)
+        self.limiter.hit("login-id:" + identifier.strip().lower(), rate, burst)
+
+    def limit_request(self, principal: Principal, client_address: str) -> None:
+        """Burst protection: accounts get a larger allowance than guests."""
+        if principal.account_id is not None:
+            self.limiter.hit(f"account:{principal.account_id}", self.settings.rate_account,
+                             self.settings.rate_account_burst)
+        else:
+            self.limiter.hit("guest:" + client_address, self.settings.rate_guest, self.settings.rate_guest_burst)
+
+    async def hash_password(self, password: str) -> str:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._kdf, hash_password, password, self.settings.password_kdf_n)
+
+    def forget_cached_credentials(self) -> None:
+        self._basic_cache.clear()
+
+    def close(self) -> None:
+        self._kdf.shutdown(wait=False)
+
+
+def _decode_basic(value: str) -> tuple[str, str]:
+    try:
+        decoded = base64.b64decode(value, validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError) as exc:
+        raise Unauthorized("The Basic credentials are not valid base64 of 'user:password'.") from exc
+    identifier, sep, password = decoded.partition(":")
+    if not sep or not identifier:
+        raise Unauthorized("The Basic credentials must be 'username-or-email:password'.")
+    return identifier, password

@@ -1,0 +1,225 @@
+"""BlobStore: where object bytes live. The filesystem store writes temp, hashes, fsyncs and replaces."""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import os
+import secrets
+from abc import ABC, abstractmethod
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator
+
+from lockr_local.errors import InsufficientStorage, NotFound, StorageError, UnknownRegion
+
+_NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+
+@contextmanager
+def storage_errors(action: str) -> Iterator[None]:
+    """Translates OSError into domain errors at the storage boundary (disk full -> 507)."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.errno in _NO_SPACE:
+            raise InsufficientStorage() from exc
+        raise StorageError(f"The server could not {action}; nothing was changed.") from exc
+
+
+class BlobWriter(ABC):
+    """A blob being written: bytes go in, are hashed on the way, and become visible only on commit."""
+
+    bytes_written: int
+
+    @abstractmethod
+    def write(self, data: bytes | memoryview) -> None: ...
+
+    @abstractmethod
+    def sha256(self) -> str: ...
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Makes the bytes durable and visible under the final key, atomically."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Discards everything written; never raises."""
+
+
+@dataclass(frozen=True)
+class BlobLocation:
+    region: str
+    key: str
+
+
+class BlobStore(ABC):
+    """The interface an object store backend would implement too."""
+
+    @abstractmethod
+    def regions(self) -> list[str]: ...
+
+    @abstractmethod
+    def check_region(self, region: str) -> None: ...
+
+    @abstractmethod
+    def new_writer(self, location: BlobLocation) -> BlobWriter: ...
+
+    @abstractmethod
+    def open(self, location: BlobLocation) -> BinaryIO: ...
+
+    @abstractmethod
+    def delete(self, location: BlobLocation) -> None: ...
+
+    @abstractmethod
+    def size(self, location: BlobLocation) -> int | None: ...
+
+
+def fsync_directory(path: Path) -> None:
+    """Makes a rename or a new entry in `path` durable."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class FileBlobWriter(BlobWriter):
+    """Streams into `tmp/`, hashing as it goes; commit = fsync, os.replace, fsync the directory."""
+
+    def __init__(self, temp_path: Path, final_path: Path) -> None:
+        self._temp_path = temp_path
+        self._final_path = final_path
+        self._hasher = hashlib.sha256()
+        self.bytes_written = 0
+        with storage_errors("create a temporary file"):
+            self._fd: int | None = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+
+    def write(self, data: bytes | memoryview) -> None:
+        assert self._fd is not None, "write after commit or abort"
+        view = memoryview(data)
+        self._hasher.update(view)
+        with storage_errors("write the upload to disk"):
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+                self.bytes_written += written
+
+    def sha256(self) -> str:
+        return self._hasher.hexdigest()
+
+    def commit(self) -> None:
+        assert self._fd is not None, "commit after commit or abort"
+        try:
+            with storage_errors("make the upload durable"):
+                os.fsync(self._fd)
+                os.close(self._fd)
+                self._fd = None
+                created_parent = not self._final_path.parent.exists()
+                self._final_path.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(self._temp_path, self._final_path)
+                fsync_directory(self._final_path.parent)
+                if created_parent:
+                    fsync_directory(self._final_path.parent.parent)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+        try:
+            os.unlink(self._temp_path)
+        except OSError:
+            pass
+
+
+class FileBlobStore(BlobStore):
+    """Blobs as plain files: REGION_ROOT/objects/ab/<key>, temp files in REGION_ROOT/tmp/."""
+
+    def __init__(self, region_roots: dict[str, Path]) -> None:
+        self._roots = {name: Path(root) for name, root in region_roots.items()}
+        for root in self._roots.values():
+            for sub in ("objects", "tmp", "partial"):
+                (root / sub).mkdir(parents=True, exist_ok=True)
+
+    def regions(self) -> list[str]:
+        return list(self._roots)
+
+    def check_region(self, region: str) -> None:
+        if region not in self._roots:
+            valid = ", ".join(sorted(self._roots))
+            raise UnknownRegion(f"Unknown region {region!r}; valid regions: {valid}.", validRegions=sorted(self._roots))
+
+    def root(self, region: str) -> Path:
+        self.check_region(region)
+        return self._roots[region]
+
+    def path(self, location: BlobLocation) -> Path:
+        return self.root(location.region) / "objects" / location.key[:2] / location.key
+
+    def temp_dir(self, region: str) -> Path:
+        return self.root(region) / "tmp"
+
+    def partial_dir(self, region: str) -> Path:
+        return self.root(region) / "partial"
+
+    def new_writer(self, location: BlobLocation) -> FileBlobWriter:
+        temp = self.temp_dir(location.region) / f"{location.key}.{secrets.token_hex(8)}"
+        return FileBlobWriter(temp, self.path(location))
+
+    def open(self, location: BlobLocation) -> BinaryIO:
+        try:
+            return open(self.path(location), "rb")
+        except FileNotFoundError as exc:
+            raise NotFound("The file's bytes are missing from the store.") from exc
+        except OSError as exc:
+            with storage_errors("read the file"):
+                raise exc
+
+    def delete(self, location: BlobLocation) -> None:
+        with storage_errors("delete the file"):
+            try:
+                os.unlink(self.path(location))
+            except FileNotFoundError:
+                pass
+
+    def size(self, location: BlobLocation) -> int | None:
+        try:
+            return self.path(location).stat().st_size
+        except FileNotFoundError:
+            return None
+
+    def partial_path(self, region: str, session_id: str) -> Path:
+        return self.partial_dir(region) / session_id
+
+    def delete_partial(self, region: str, session_id: str) -> None:
+        with storage_errors("delete a partial upload"):
+            try:
+                os.unlink(self.partial_path(region, session_id))
+            except FileNotFoundError:
+                pass
+
+    def iter_objects(self, region: str) -> Iterator[str]:
+        """Every committed key in a region (for fsck)."""
+        for shard in sorted((self.root(region) / "objects").iterdir()):
+            if shard.is_dir():
+                for entry in sorted(shard.iterdir()):
+                    yield entry.name
+
+    def clear_temp(self) -> int:
+        """Removes leftovers of uploads cut off by a crash; returns how many were removed."""
+        removed = 0
+        for region in self._roots:
+            for entry in self.temp_dir(region).iterdir():
+                try:
+                    entry.unlink()
+                    removed += 1
+                except OSError:
+                    pass
+        return removed

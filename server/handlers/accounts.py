@@ -1,0 +1,56 @@
+"""Account creation, login and the health check."""
+
+from __future__ import annotations
+
+from lockr_local import __version__
+from lockr_local.errors import BadRequest, SignupDisabled
+from lockr_local.server.handlers.base import BaseHandler
+from lockr_local.server.service import validate_email, validate_password, validate_username
+
+
+class AccountHandler(BaseHandler):
+    """POST /api/v1/account: creates an account and answers with its first API token."""
+
+    async def post(self) -> None:
+        if not self.settings_.signup:
+            raise SignupDisabled()
+        self.ctx.auth.limit_login("signup", self.client_address)
+        body = self.json_body()
+        username = validate_username(body.get("username"))
+        email = validate_email(body.get("email"))
+        password = validate_password(body.get("password"))
+        password_hash = await self.ctx.auth.hash_password(password)
+        account, token = await self.call(self.ctx.service.create_account, username, email, password_hash)
+        self.write_json({"token": token, "username": account.username, "email": account.email,
+                         "quota": account.quota}, status=201)
+
+    async def get(self) -> None:
+        principal = await self.require_account()
+        assert principal.account_id is not None
+        account = await self.call(self.ctx.service.account, principal.account_id)
+        self.write_json({"username": account.username, "email": account.email, "quota": account.quota,
+                         "used": account.used_bytes, "reserved": account.reserved_bytes,
+                         "defaultRegion": account.default_region or self.settings_.default_region,
+                         "regions": self.ctx.blobs.regions()})
+
+
+class LoginHandler(BaseHandler):
+    """POST /api/v1/login: exchanges username-or-email + password for a new API token."""
+
+    async def post(self) -> None:
+        body = self.json_body()
+        identifier, password = body.get("identifier"), body.get("password")
+        if not isinstance(identifier, str) or not identifier.strip() or not isinstance(password, str):
+            raise BadRequest('Send {"identifier": "username or email", "password": "..."}.')
+        account = await self.ctx.auth.verify_credentials(identifier, password, self.client_address)
+        label = str(body.get("tokenName") or "login")
+        token = await self.call(self.ctx.service.create_token, account.id, label)
+        self.write_json({"token": token, "username": account.username})
+
+
+class HealthHandler(BaseHandler):
+    """GET /healthz: 200 when the database answers, for supervisors and load balancers."""
+
+    async def get(self) -> None:
+        await self.call(self.ctx.db.peewee.execute_sql, "SELECT 1")
+        self.write_json({"status": "ok", "version": __version__})

@@ -1,0 +1,212 @@
+"""BaseHandler: the one place errors become JSON, plus auth, client address, JSON bodies and links."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import json
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeVar
+
+import tornado.web
+from tornado.iostream import StreamClosedError
+
+from lockr_local.config import Settings
+from lockr_local.errors import BadRequest, LockrError, Unauthorized, error_body
+from lockr_local.server.auth import Authenticator
+from lockr_local.server.blobstore import FileBlobStore
+from lockr_local.server.db import Database
+from lockr_local.server.faults import Faults
+from lockr_local.server.security import Signer
+from lockr_local.server.service import Principal, Service
+
+log = logging.getLogger("lockr.server")
+T = TypeVar("T")
+
+MAX_JSON_BODY = 64 * 1024
+
+# Tornado's own errors (unknown route, bad method, malformed request) get the same JSON shape.
+_HTTP_CODES = {
+    400: ("bad_request", "The request is malformed."),
+    401: ("unauthorized", "Missing or invalid credentials."),
+    403: ("forbidden", "You are not allowed to do that."),
+    404: ("not_found", "There is nothing at this address."),
+    405: ("method_not_allowed", "That method is not allowed on this resource."),
+    411: ("length_required", "Send a Content-Length header."),
+    413: ("too_large", "The request body is too large."),
+    415: ("unsupported_media_type", "Unsupported content type."),
+}
+
+
+@dataclass
+class ServerContext:
+    """Everything a handler may need, built once by `make_app` and handed over through `initialize()`."""
+
+    settings: Settings
+    db: Database
+    service: Service
+    auth: Authenticator
+    blobs: FileBlobStore
+    signer: Signer
+    io: ThreadPoolExecutor
+    faults: Faults
+
+
+class BaseHandler(tornado.web.RequestHandler):
+    """Shared behaviour of every lockr-local handler."""
+
+    principal: Principal
+
+    def initialize(self, ctx: ServerContext) -> None:
+        self.ctx = ctx
+        self.settings_ = ctx.settings
+        self.principal = Principal.guest()
+
+    # -- errors -------------------------------------------------------------------------------
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        """Every error response of the server is built here, as the contract's JSON error body."""
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, LockrError):
+            body = exc.body()
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+        else:
+            code, message = _HTTP_CODES.get(status_code, ("internal_error", LockrError.default_message))
+            if isinstance(exc, tornado.web.HTTPError) and exc.log_message and status_code < 500:
+                message = f"{message} ({exc.log_message % exc.args if exc.args else exc.log_message})"
+            body = error_body(code, message)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(body))
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, LockrError):
+            status_code = exc.status
+        if self._headers_written:
+            # A streamed download broke mid-way: the only honest signal left is closing the connection.
+            if self.request.connection is not None and not self._finished:
+                self.request.connection.close()
+            return
+        super().send_error(status_code, **kwargs)
+
+    def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, LockrError) and value.status < 500:
+            return
+        if isinstance(value, StreamClosedError):
+            return
+        if isinstance(value, LockrError):
+            log.error("%s %s failed: %s", self.request.method, self.request.path, value.message,
+                      exc_info=value.__cause__ is not None and (type(value.__cause__), value.__cause__,
+                                                                value.__cause__.__traceback__))
+            return
+        super().log_exception(typ, value, tb)
+
+    def write_json(self, body: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.finish(json.dumps(body))
+
+    def set_default_headers(self) -> None:
+        self.set_header("X-Content-Type-Options", "nosniff")
+        self.set_header("Referrer-Policy", "no-referrer")
+        self.clear_header("Server")
+
+    # -- who is asking ------------------------------------------------------------------------
+
+    @property
+    def client_address(self) -> str:
+        """The peer's address; X-Forwarded-For is believed only from a configured proxy."""
+        remote = self.request.remote_ip or ""
+        if not self._is_trusted_proxy(remote):
+            return remote
+        forwarded = [hop.strip() for hop in self.request.headers.get("X-Forwarded-For", "").split(",") if hop.strip()]
+        for hop in reversed(forwarded):
+            if not self._is_trusted_proxy(hop):
+                return hop
+        return forwarded[0] if forwarded else remote
+
+    def _is_trusted_proxy(self, address: str) -> bool:
+        trusted = self.settings_.trusted_proxies
+        if not trusted:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        for entry in trusted:
+            try:
+                if ip in ipaddress.ip_network(entry, strict=False):
+                    return True
+            except ValueError:
+                continue
+        return False
+
+    def base_url(self) -> str:
+        """Absolute links start here: public_url when set, else what the (trusted) request says."""
+        if self.settings_.public_url:
+            return self.settings_.public_url
+        protocol, host = self.request.protocol, self.request.host
+        if self._is_trusted_proxy(self.request.remote_ip or ""):
+            protocol = self.request.headers.get("X-Forwarded-Proto", protocol).split(",")[0].strip() or protocol
+            host = self.request.headers.get("X-Forwarded-Host", host).split(",")[0].strip() or host
+        if protocol not in ("http", "https"):
+            protocol = "http"
+        return f"{protocol}://{host}"
+
+    async def authenticate(self, *, limit: bool = True) -> Principal:
+        """Sets and returns self.principal; applies burst protection."""
+        self.principal = await self.ctx.auth.principal(self.request.headers.get("Authorization"),
+                                                       self.client_address)
+        if limit:
+            self.ctx.auth.limit_request(self.principal, self.client_address)
+        return self.principal
+
+    async def require_account(self) -> Principal:
+        principal = await self.authenticate()
+        if principal.is_guest:
+            raise Unauthorized()
+        return principal
+
+    def get_current_user(self) -> Any:
+        return self.principal.username
+
+    # -- helpers ------------------------------------------------------------------------------
+
+    def json_body(self) -> dict[str, Any]:
+        """The request body as a JSON object, or a 400 that says what is wrong with it."""
+        body = self.request.body or b""
+        if len(body) > MAX_JSON_BODY:
+            raise BadRequest("The JSON body is too large.")
+        if not body.strip():
+            return {}
+        try:
+            data = json.loads(body)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise BadRequest(f"The body is not valid JSON: {exc}.") from exc
+        if not isinstance(data, dict):
+            raise BadRequest("The JSON body must be an object, like {\"name\": ...}.")
+        return data
+
+    async def call(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Runs a service method on the database thread."""
+        return await self.ctx.db.run(fn, *args, **kwargs)
+
+    async def run_io(self, fn: Callable[..., T], *args: Any) -> T:
+        """Runs blocking file I/O on the `lockr-io` threads."""
+        return await asyncio.get_running_loop().run_in_executor(self.ctx.io, fn, *args)
+
+    def check_xsrf_cookie(self) -> Awaitable[None] | None:  # type: ignore[override]
+        # The API is token-authenticated (no cookies), so cross-site forms cannot ride on it.
+        return None
+
+
+class NotFoundHandler(BaseHandler):
+    """Answers every unknown route with the JSON 404."""
+
+    def prepare(self) -> None:
+        raise tornado.web.HTTPError(404)

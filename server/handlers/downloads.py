@@ -1,0 +1,107 @@
+"""Downloads: GET/HEAD on a file's downloadUrl, streamed from disk with ranges and ETags."""
+
+from __future__ import annotations
+
+import re
+from typing import BinaryIO
+from urllib.parse import quote
+
+from lockr_local.errors import NotFound, RangeNotSatisfiable
+from lockr_local.names import validate_key_hash
+from lockr_local.server.handlers.base import BaseHandler
+from lockr_local.server.handlers.files import checked_file_id
+from lockr_local.server.service import FileInfo
+
+READ_CHUNK = 1024 * 1024
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+
+
+def content_disposition(name: str) -> str:
+    """RFC 6266: an ASCII fallback plus the exact UTF-8 name in filename*."""
+    base = name.rsplit("/", 1)[-1]
+    fallback = "".join(c if 32 <= ord(c) < 127 and c not in '"\\;%' else "_" for c in base) or "download"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(base, safe='')}"
+
+
+def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
+    """One 'bytes=a-b' range as (first, last) inclusive; None = the whole file; 416 when unsatisfiable.
+
+    Several ranges or a malformed header are ignored (the whole file is sent), as RFC 9110 allows.
+    """
+    if not header:
+        return None
+    match = _RANGE.fullmatch(header.strip())
+    if not match or (not match.group(1) and not match.group(2)):
+        return None
+    first_text, last_text = match.groups()
+    if first_text:
+        first = int(first_text)
+        last = min(int(last_text), size - 1) if last_text else size - 1
+        if last_text and int(last_text) < first:
+            return None
+        if first >= size:
+            raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+        return first, last
+    suffix = int(last_text)
+    if suffix == 0:
+        raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
+    return max(0, size - suffix), size - 1
+
+
+class DownloadHandler(BaseHandler):
+    """/api/v1/download/REGION/ID/NAME: the bytes, as an attachment, never rendered in our origin."""
+
+    async def head(self, region: str, file_id: str) -> None:
+        await self.get(region, file_id, send_body=False)
+
+    async def get(self, region: str, file_id: str, send_body: bool = True) -> None:
+        principal = await self.authenticate()
+        info: FileInfo = await self.call(self.ctx.service.file, checked_file_id(file_id))
+        if info.region != region:
+            raise NotFound("No file has that id; it may have been deleted.")
+        key_hash = self.get_query_argument("keyHash", None)
+        await self.call(self.ctx.service.check_download_key, principal,
+                        info, validate_key_hash(key_hash) if key_hash else None)
+        await self.send_file(info, send_body)
+
+    async def send_file(self, info: FileInfo, send_body: bool) -> None:
+        """Writes headers and, for GET, streams the (ranged) bytes in flat memory."""
+        etag = f'"{info.sha256}"'
+        self.set_header("ETag", etag)
+        self.set_header("Accept-Ranges", "bytes")
+        self.set_header("Content-Type", info.type)
+        self.set_header("Content-Disposition", content_disposition(info.name))
+        self.set_header("Content-Security-Policy", "sandbox; default-src 'none'")
+        self.set_header("Cache-Control", "private, no-cache")
+        if self.request.headers.get("If-None-Match", "") in (etag, "*"):
+            self.set_status(304)
+            self.finish()
+            return
+        range_header = self.request.headers.get("Range")
+        if_range = self.request.headers.get("If-Range")
+        if if_range is not None and if_range != etag:
+            range_header = None
+        byte_range = parse_range(range_header, info.size)
+        first, last = byte_range if byte_range else (0, info.size - 1)
+        if byte_range:
+            self.set_status(206)
+            self.set_header("Content-Range", f"bytes {first}-{last}/{info.size}")
+        length = max(0, last - first + 1)
+        self.set_header("Content-Length", str(length))
+        if not send_body or length == 0:
+            self.finish()
+            return
+        handle: BinaryIO = await self.run_io(self.ctx.blobs.open, info.location)
+        try:
+            await self.run_io(handle.seek, first)
+            remaining = length
+            while remaining > 0:
+                data = await self.run_io(handle.read, min(READ_CHUNK, remaining))
+                if not data:
+                    raise NotFound("The file's bytes are shorter than recorded.")
+                remaining -= len(data)
+                self.write(data)
+                await self.flush()
+        finally:
+            handle.close()
+        self.finish()

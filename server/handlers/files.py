@@ -1,0 +1,78 @@
+"""File management: list, register a download id, set or clear a key, delete."""
+
+from __future__ import annotations
+
+from lockr_local.errors import BadRequest, NotFound
+from lockr_local.names import is_file_id, validate_key_hash
+from lockr_local.server.handlers.base import BaseHandler
+from lockr_local.server.security import sha256_text
+
+
+def checked_file_id(file_id: str) -> str:
+    if not is_file_id(file_id):
+        raise NotFound(f"No file has id {file_id!r}.")
+    return file_id
+
+
+class FilesHandler(BaseHandler):
+    """GET /api/v1/files?limit=&cursor=: one page of the caller's files."""
+
+    async def get(self) -> None:
+        principal = await self.require_account()
+        limit_text = self.get_query_argument("limit", str(self.settings_.page_size))
+        try:
+            limit = int(limit_text)
+        except ValueError as exc:
+            raise BadRequest("limit must be a whole number.", field="limit") from exc
+        if not 1 <= limit <= self.settings_.max_page_size:
+            raise BadRequest(f"limit must be between 1 and {self.settings_.max_page_size}.", field="limit")
+        cursor = self.get_query_argument("cursor", None) or None
+        files, next_cursor = await self.call(self.ctx.service.list_files, principal.account_id, limit, cursor)
+        base = self.base_url()
+        self.write_json({"files": [f.to_json(base) for f in files], "next": next_cursor})
+
+
+class RegisterHandler(BaseHandler):
+    """POST /api/v1/files/register {"id"}: attaches a guest upload to the caller's account."""
+
+    async def post(self) -> None:
+        principal = await self.require_account()
+        file_id = self.json_body().get("id")
+        if not isinstance(file_id, str) or not is_file_id(file_id):
+            raise BadRequest('Send {"id": "<32-character download id>"}.', field="id")
+        info = await self.call(self.ctx.service.register_file, principal, file_id)
+        self.write_json(info.to_json(self.base_url()))
+
+
+class FileKeyHandler(BaseHandler):
+    """POST /api/v1/files/:id/key {"key": "phrase"} sets, {"key": null} or {} clears."""
+
+    async def post(self, file_id: str) -> None:
+        principal = await self.require_account()
+        body = self.json_body()
+        key = body.get("key")
+        if "keyHash" in body and body["keyHash"] is not None:
+            key_hash: str | None = validate_key_hash(body["keyHash"])
+        elif key is None or key == "":
+            key_hash = None
+        elif isinstance(key, str):
+            key_hash = sha256_text(key)
+        else:
+            raise BadRequest('"key" must be a string phrase or null.', field="key")
+        info = await self.call(self.ctx.service.set_key, principal, checked_file_id(file_id), key_hash)
+        self.write_json(info.to_json(self.base_url()))
+
+
+class FileHandler(BaseHandler):
+    """GET /api/v1/files/:id shows one of the caller's files; DELETE removes it and its bytes."""
+
+    async def get(self, file_id: str) -> None:
+        principal = await self.require_account()
+        info = await self.call(self.ctx.service.owned_file, principal, checked_file_id(file_id))
+        self.write_json(info.to_json(self.base_url()))
+
+    async def delete(self, file_id: str) -> None:
+        principal = await self.require_account()
+        await self.call(self.ctx.service.delete_file, principal, checked_file_id(file_id))
+        self.set_status(204)
+        self.finish()

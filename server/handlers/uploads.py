@@ -1,0 +1,104 @@
+"""Direct uploads (POST /api/v1/upload): streamed, hashed and made durable before the 201."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import tornado.web
+
+from lockr_local.errors import BadRequest, LockrError, QuotaExceeded, TooLarge
+from lockr_local.names import decode_header_name, validate_content_type, validate_key_hash
+from lockr_local.server.blobstore import BlobLocation
+from lockr_local.server.handlers.base import BaseHandler
+from lockr_local.server.security import new_id
+from lockr_local.server.service import NewFile
+from lockr_local.server.streaming import UploadSink
+
+# Tornado's own body limit is replaced by ours (the plan's object size), which answers with JSON.
+UNLIMITED_BODY = 2**62
+
+
+def declared_length(handler: tornado.web.RequestHandler) -> int | None:
+    """The Content-Length, or None for a chunked body; 400 for nonsense."""
+    value = handler.request.headers.get("Content-Length")
+    if value is None:
+        return None
+    if not value.strip().isdigit():
+        raise BadRequest("Content-Length must be a whole number of bytes.")
+    return int(value)
+
+
+@tornado.web.stream_request_body
+class DirectUploadHandler(BaseHandler):
+    """Authenticates and checks limits in prepare(), before a byte of the body is read."""
+
+    sink: UploadSink | None = None
+
+    async def prepare(self) -> None:
+        self.request.connection.set_max_body_size(UNLIMITED_BODY)
+        if self.request.method != "POST":
+            return
+        principal = await self.authenticate()
+        raw_name = self.request.headers.get("x-file-name")
+        if raw_name is None:
+            raise BadRequest("Name the file with the x-file-name header.", field="x-file-name")
+        name = decode_header_name(raw_name)
+        content_type = validate_content_type(self.request.headers.get("Content-Type"))
+        key_header = self.request.headers.get("x-key-hash")
+        key_hash = validate_key_hash(key_header) if key_header else None
+        size = declared_length(self)
+        service = self.ctx.service
+        region = await self.call(service.upload_region, principal, self.request.headers.get("x-upload-region"))
+        await self.call(service.check_upload, principal, size, key_hash)
+        self.file_id = new_id()
+        self.upload: dict[str, Any] = {"name": name, "type": content_type, "region": region, "key_hash": key_hash}
+        writer = await self.run_io(self.ctx.blobs.new_writer, BlobLocation(region, self.file_id))
+        limit = service.max_object_size(principal) if size is None else size
+        self.sink = UploadSink(writer, self.ctx.io, limit, self._too_large)
+
+    def _too_large(self, received: int) -> TooLarge:
+        if self.request.headers.get("Content-Length") is not None:
+            return TooLarge("The body is longer than its Content-Length.")
+        try:
+            self.ctx.service.check_object_size(self.principal, received)
+        except TooLarge as exc:
+            return exc
+        return TooLarge()
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self.sink is None or self._finished:
+            return
+        try:
+            await self.sink.feed(chunk)
+        except LockrError as exc:
+            self.sink.abort()
+            self.send_error(exc.status, exc_info=(type(exc), exc, exc.__traceback__))
+
+    async def post(self) -> None:
+        if self._finished or self.sink is None:
+            return
+        sink = self.sink
+        try:
+            sha256 = await sink.commit()
+        except BaseException:
+            sink.abort()
+            raise
+        new = NewFile(self.file_id, self.upload["name"], sink.received, self.upload["type"],
+                      self.upload["region"], sha256, self.upload["key_hash"])
+        self.ctx.faults.hit("after_blob_commit")
+        try:
+            info = await self.call(self.ctx.service.record_file, self.principal, new)
+        except QuotaExceeded:
+            await self.run_io(self.ctx.blobs.delete, new_location(new))
+            raise
+        self.ctx.faults.hit("after_db_commit")
+        self.write_json(info.to_json(self.base_url()), status=201)
+
+    def on_connection_close(self) -> None:
+        if self.sink is not None:
+            self.sink.abort()
+        super().on_connection_close()
+
+
+def new_location(new: NewFile) -> BlobLocation:
+    return BlobLocation(new.region, new.file_id)

@@ -1,0 +1,120 @@
+"""Peewee models of the store and `open_database`, the one place that knows which database is used."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import peewee
+from playhouse.db_url import connect
+
+database_proxy = peewee.DatabaseProxy()
+
+SCHEMA_VERSION = 1
+
+
+class BaseModel(peewee.Model):
+    class Meta:
+        database = database_proxy
+
+
+class Account(BaseModel):
+    username = peewee.CharField(max_length=64, unique=True)
+    email = peewee.CharField(max_length=254, unique=True)
+    password_hash = peewee.CharField(max_length=255)
+    quota = peewee.BigIntegerField()
+    used_bytes = peewee.BigIntegerField(default=0)
+    reserved_bytes = peewee.BigIntegerField(default=0)
+    default_region = peewee.CharField(max_length=64, null=True)
+    created_at = peewee.DoubleField()
+
+
+class ApiToken(BaseModel):
+    account = peewee.ForeignKeyField(Account, backref="tokens", on_delete="CASCADE")
+    token_hash = peewee.CharField(max_length=64, unique=True)
+    prefix = peewee.CharField(max_length=16)
+    name = peewee.CharField(max_length=100, default="")
+    created_at = peewee.DoubleField()
+    last_used_at = peewee.DoubleField(null=True)
+    revoked = peewee.BooleanField(default=False)
+
+
+class StoredFile(BaseModel):
+    """A complete, durable object. Rows exist only for bytes that are already fsynced in place."""
+
+    seq = peewee.AutoField()
+    file_id = peewee.CharField(max_length=32, unique=True)
+    owner = peewee.ForeignKeyField(Account, backref="files", null=True, on_delete="CASCADE")
+    name = peewee.CharField(max_length=1024)
+    size = peewee.BigIntegerField()
+    content_type = peewee.CharField(max_length=255)
+    region = peewee.CharField(max_length=64)
+    sha256 = peewee.CharField(max_length=64)
+    key_hash = peewee.CharField(max_length=64, null=True)
+    key_version = peewee.IntegerField(default=0)
+    mtime = peewee.DoubleField(null=True)
+    created_at = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("owner", "seq"), False), (("owner", "name"), False))
+
+
+class UploadSession(BaseModel):
+    """A resumable upload in progress; `offset` counts only bytes that are durable on disk."""
+
+    session_id = peewee.CharField(max_length=32, primary_key=True)
+    file_id = peewee.CharField(max_length=32, unique=True)
+    owner = peewee.ForeignKeyField(Account, backref="sessions", null=True, on_delete="CASCADE")
+    name = peewee.CharField(max_length=1024)
+    size = peewee.BigIntegerField(null=True)
+    content_type = peewee.CharField(max_length=255)
+    region = peewee.CharField(max_length=64)
+    key_hash = peewee.CharField(max_length=64, null=True)
+    offset = peewee.BigIntegerField(default=0)
+    reserved = peewee.BigIntegerField(default=0)
+    metadata = peewee.TextField(default="{}")
+    created_at = peewee.DoubleField()
+    expires_at = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("expires_at",), False),)
+
+
+class Meta(BaseModel):
+    """Key/value facts about the store itself (schema version)."""
+
+    key = peewee.CharField(max_length=64, primary_key=True)
+    value = peewee.TextField()
+
+
+ALL_MODELS: tuple[type[BaseModel], ...] = (Account, ApiToken, StoredFile, UploadSession, Meta)
+
+
+def open_database(database_url: str) -> peewee.Database:
+    """Connects the models to the database named by `database_url` and creates missing tables.
+
+    SQLite runs in WAL mode with synchronous=FULL so that a committed row survives power loss;
+    other databases (postgresql://...) need only their driver installed.
+    """
+    options: dict[str, Any] = {}
+    if database_url.startswith("sqlite"):
+        options["pragmas"] = {
+            "journal_mode": "wal",
+            "synchronous": "full",
+            "foreign_keys": 1,
+            "busy_timeout": 10_000,
+        }
+    database = connect(database_url, **options)
+    database_proxy.initialize(database)
+    database.connect(reuse_if_open=True)
+    with database.atomic():
+        database.create_tables(ALL_MODELS, safe=True)
+        Meta.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict_ignore().execute()
+    return database
+
+
+def integrity_ok(database: peewee.Database) -> bool:
+    """SQLite's own integrity check; other databases look after themselves."""
+    if isinstance(database, peewee.SqliteDatabase):
+        row = database.execute_sql("PRAGMA integrity_check").fetchone()
+        return bool(row) and row[0] == "ok"
+    return True

@@ -1,0 +1,438 @@
+"""Accounts, tokens, files and quotas: the rules of the store, with no Tornado in sight.
+
+Every method here is synchronous and touches the database, so the server calls it through
+`Database.run` (the `lockr-db` thread); the CLI calls it directly.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import quote
+
+import peewee
+
+from lockr_local.config import Settings, format_size
+from lockr_local.errors import (
+    AlreadyExists, BadRequest, GuestKeyForbidden, GuestUploadsDisabled, KeyRequired, NotFound,
+    QuotaExceeded, TooLarge, Unauthorized, WrongKey,
+)
+from lockr_local.server.blobstore import BlobLocation, FileBlobStore
+from lockr_local.server.models import Account, ApiToken, StoredFile, UploadSession
+from lockr_local.server.security import Signer, new_token, token_hash
+
+_USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,60}")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is asking: an account, or a guest identified only by address."""
+
+    account_id: int | None
+    username: str | None
+
+    @property
+    def is_guest(self) -> bool:
+        return self.account_id is None
+
+    @staticmethod
+    def guest() -> "Principal":
+        return Principal(None, None)
+
+
+@dataclass(frozen=True)
+class AccountInfo:
+    id: int
+    username: str
+    email: str
+    quota: int
+    used_bytes: int
+    reserved_bytes: int
+    default_region: str | None
+    created_at: float
+
+    @staticmethod
+    def of(account: Account) -> "AccountInfo":
+        return AccountInfo(account.id, account.username, account.email, account.quota, account.used_bytes,
+                           account.reserved_bytes, account.default_region, account.created_at)
+
+
+@dataclass(frozen=True)
+class FileInfo:
+    """A stored file as the API shows it; `key_hash` is the protected (HMAC'd) form, never shown."""
+
+    id: str
+    name: str
+    size: int
+    type: str
+    region: str
+    sha256: str
+    key_hash: str | None
+    key_version: int
+    owner_id: int | None
+    created_at: float
+    mtime: float | None
+
+    @property
+    def has_key(self) -> bool:
+        return self.key_hash is not None
+
+    @property
+    def location(self) -> BlobLocation:
+        return BlobLocation(self.region, self.id)
+
+    def download_path(self) -> str:
+        return f"/api/v1/download/{self.region}/{self.id}/{quote(self.name, safe='/')}"
+
+    def to_json(self, base_url: str) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.name,
+            "size": self.size,
+            "type": self.type,
+            "region": self.region,
+            "sha256": self.sha256,
+            "hasKey": self.has_key,
+            "createdAt": iso8601(self.created_at),
+            "downloadUrl": base_url + self.download_path(),
+            "pageUrl": f"{base_url}/download/{self.id}",
+        }
+
+    @staticmethod
+    def of(row: StoredFile) -> "FileInfo":
+        return FileInfo(row.file_id, row.name, row.size, row.content_type, row.region, row.sha256, row.key_hash,
+                        row.key_version, row.owner_id, row.created_at, row.mtime)
+
+
+def iso8601(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
+
+
+@dataclass(frozen=True)
+class NewFile:
+    """What an upload knows once its bytes are durable, ready to become a row."""
+
+    file_id: str
+    name: str
+    size: int
+    type: str
+    region: str
+    sha256: str
+    key_hash: str | None
+    mtime: float | None = None
+
+
+class Service:
+    """The store's rules; constructed once with the settings, blob store and signer."""
+
+    def __init__(self, settings: Settings, blobs: FileBlobStore, signer: Signer) -> None:
+        self.settings = settings
+        self.blobs = blobs
+        self.signer = signer
+
+    # -- accounts -----------------------------------------------------------------------------
+
+    def create_account(self, username: str, email: str, password_hash: str, quota: int | None = None
+                       ) -> tuple[AccountInfo, str]:
+        """Creates an account and its first API token; 409 when the username or email is taken."""
+        username = validate_username(username)
+        email = validate_email(email)
+        db = Account._meta.database
+        with db.atomic():
+            taken = Account.select().where((Account.username == username) | (Account.email == email)).first()
+            if taken is not None:
+                what = "username" if taken.username == username else "email"
+                raise AlreadyExists(f"That {what} is already registered; log in or pick another.", field=what)
+            try:
+                account = Account.create(username=username, email=email, password_hash=password_hash,
+                                         quota=self.settings.default_quota if quota is None else quota,
+                                         created_at=time.time())
+            except peewee.IntegrityError as exc:
+                raise AlreadyExists("That username or email is already registered.") from exc
+            token = self._insert_token(account, "first token")
+        return AccountInfo.of(account), token
+
+    def find_account(self, identifier: str) -> tuple[AccountInfo, str] | None:
+        """(account, password hash) by username or email, or None."""
+        identifier = identifier.strip()
+        if "@" in identifier:
+            account = Account.get_or_none(Account.email == identifier.lower())
+        else:
+            account = Account.get_or_none(Account.username == identifier)
+        return None if account is None else (AccountInfo.of(account), account.password_hash)
+
+    def account(self, account_id: int) -> AccountInfo:
+        account = Account.get_or_none(Account.id == account_id)
+        if account is None:
+            raise Unauthorized("This account no longer exists.")
+        return AccountInfo.of(account)
+
+    def account_by_username(self, username: str) -> AccountInfo:
+        account = Account.get_or_none(Account.username == username)
+        if account is None:
+            raise NotFound(f"No account named {username!r}; see 'lockr-local user list'.")
+        return AccountInfo.of(account)
+
+    def list_accounts(self) -> list[AccountInfo]:
+        return [AccountInfo.of(a) for a in Account.select().order_by(Account.username)]
+
+    def set_password_hash(self, account_id: int, password_hash: str) -> None:
+        Account.update(password_hash=password_hash).where(Account.id == account_id).execute()
+
+    def set_quota(self, account_id: int, quota: int) -> None:
+        if quota < 0:
+            raise BadRequest("A quota cannot be negative.")
+        Account.update(quota=quota).where(Account.id == account_id).execute()
+
+    def delete_account(self, account_id: int) -> int:
+        """Deletes the account, its tokens, sessions and files; returns how many files went."""
+        db = Account._meta.database
+        with db.atomic():
+            rows = list(StoredFile.select(StoredFile.file_id, StoredFile.region)
+                        .where(StoredFile.owner == account_id))
+            sessions = list(UploadSession.select().where(UploadSession.owner == account_id))
+            StoredFile.delete().where(StoredFile.owner == account_id).execute()
+            UploadSession.delete().where(UploadSession.owner == account_id).execute()
+            ApiToken.delete().where(ApiToken.account == account_id).execute()
+            Account.delete().where(Account.id == account_id).execute()
+        # Bytes go after the rows: a crash in between leaves unlisted bytes for fsck, never a row without bytes.
+        for row in rows:
+            self.blobs.delete(BlobLocation(row.region, row.file_id))
+        for session in sessions:
+            self.blobs.delete_partial(session.region, session.session_id)
+        return len(rows)
+
+    # -- tokens -------------------------------------------------------------------------------
+
+    def _insert_token(self, account: Account | int, name: str) -> str:
+        token = new_token()
+        ApiToken.create(account=account, token_hash=token_hash(token), prefix=token[:10], name=name[:100],
+                        created_at=time.time())
+        return token
+
+    def create_token(self, account_id: int, name: str = "") -> str:
+        return self._insert_token(account_id, name)
+
+    def revoke_token(self, token: str, account_id: int | None = None) -> bool:
+        query = ApiToken.update(revoked=True).where(ApiToken.token_hash == token_hash(token))
+        if account_id is not None:
+            query = query.where(ApiToken.account == account_id)
+        return query.execute() > 0
+
+    def list_tokens(self, account_id: int) -> list[dict[str, Any]]:
+        rows = ApiToken.select().where(ApiToken.account == account_id).order_by(ApiToken.id)
+        return [{"id": r.id, "prefix": r.prefix, "name": r.name, "createdAt": iso8601(r.created_at),
+                 "lastUsedAt": iso8601(r.last_used_at) if r.last_used_at else None, "revoked": r.revoked}
+                for r in rows]
+
+    def revoke_token_id(self, account_id: int, token_id: int) -> None:
+        updated = (ApiToken.update(revoked=True)
+                   .where((ApiToken.id == token_id) & (ApiToken.account == account_id)).execute())
+        if not updated:
+            raise NotFound("No such token.")
+
+    def authenticate_token(self, token: str) -> Principal:
+        """The account a Bearer token belongs to; 401 for unknown or revoked tokens."""
+        row = (ApiToken.select(ApiToken, Account).join(Account)
+               .where(ApiToken.token_hash == token_hash(token)).first())
+        if row is None:
+            raise Unauthorized("That API token is not valid; log in again to get a new one.")
+        if row.revoked:
+            raise Unauthorized("That API token was revoked; log in again to get a new one.")
+        now = time.time()
+        if row.last_used_at is None or now - row.last_used_at > 60:
+            ApiToken.update(last_used_at=now).where(ApiToken.id == row.id).execute()
+        return Principal(row.account.id, row.account.username)
+
+    # -- uploads ------------------------------------------------------------------------------
+
+    def upload_region(self, principal: Principal, region: str | None) -> str:
+        """The region an upload lands in: the asked one (400 when unknown), else the account's default."""
+        if region:
+            self.blobs.check_region(region)
+            return region
+        if principal.account_id is not None:
+            account = Account.get_or_none(Account.id == principal.account_id)
+            if account is not None and account.default_region in self.blobs.regions():
+                return account.default_region
+        return self.settings.default_region
+
+    def check_upload(self, principal: Principal, size: int | None, key_hash: str | None) -> None:
+        """Refuses an upload before any byte is read: guest rules, the plan's object size, the quota."""
+        if principal.is_guest:
+            if not self.settings.guest_uploads:
+                raise GuestUploadsDisabled()
+            if key_hash is not None:
+                raise GuestKeyForbidden()
+        if size is None:
+            return
+        if size < 0:
+            raise BadRequest("The size cannot be negative.", field="size")
+        self.check_object_size(principal, size)
+        if principal.account_id is not None:
+            account = self.account(principal.account_id)
+            if account.used_bytes + account.reserved_bytes + size > account.quota:
+                raise self._quota_error(account, size)
+
+    def max_object_size(self, principal: Principal) -> int:
+        return self.settings.guest_max_object if principal.is_guest else self.settings.account_max_object
+
+    def check_object_size(self, principal: Principal, size: int) -> None:
+        limit = self.max_object_size(principal)
+        if size > limit:
+            plan = "guests" if principal.is_guest else "accounts"
+            hint = " Create an account for larger files." if principal.is_guest else ""
+            raise TooLarge(f"The file is {format_size(size)}; {plan} may upload at most {format_size(limit)} "
+                           f"per file.{hint}", limit=limit)
+
+    @staticmethod
+    def _quota_error(account: AccountInfo, size: int) -> QuotaExceeded:
+        free = max(0, account.quota - account.used_bytes - account.reserved_bytes)
+        return QuotaExceeded(f"This upload needs {format_size(size)} but only {format_size(free)} of your "
+                             f"{format_size(account.quota)} quota is free; delete files or ask for more.",
+                             quota=account.quota, used=account.used_bytes + account.reserved_bytes)
+
+    def record_file(self, principal: Principal, new: NewFile, reserved: int = 0,
+                    session_id: str | None = None) -> FileInfo:
+        """Makes durable bytes a listed file: charges the quota (releasing a reservation) in one transaction.
+
+        Raises QuotaExceeded when the account filled up meanwhile; the caller then deletes the bytes.
+        """
+        db = StoredFile._meta.database
+        with db.atomic():
+            if principal.account_id is not None:
+                charged = (Account.update(used_bytes=Account.used_bytes + new.size,
+                                          reserved_bytes=Account.reserved_bytes - reserved)
+                           .where((Account.id == principal.account_id)
+                                  & (Account.used_bytes + Account.reserved_bytes - reserved + new.size
+                                     <= Account.quota))
+                           .execute())
+                if not charged:
+                    raise self._quota_error(self.account(principal.account_id), new.size)
+            if session_id is not None:
+                UploadSession.delete().where(UploadSession.session_id == session_id).execute()
+            row = StoredFile.create(file_id=new.file_id, owner=principal.account_id, name=new.name, size=new.size,
+                                    content_type=new.type, region=new.region, sha256=new.sha256,
+                                    key_hash=self.signer.protect_key_hash(new.key_hash) if new.key_hash else None,
+                                    mtime=new.mtime, created_at=time.time())
+        return FileInfo.of(row)
+
+    # -- files --------------------------------------------------------------------------------
+
+    def list_files(self, account_id: int, limit: int, cursor: str | None) -> tuple[list[FileInfo], str | None]:
+        """One page of the account's files, oldest first; `next` is the cursor of the following page."""
+        query = StoredFile.select().where(StoredFile.owner == account_id)
+        if cursor:
+            try:
+                after = int(cursor)
+            except ValueError as exc:
+                raise BadRequest("The cursor is not one this server gave out.", field="cursor") from exc
+            query = query.where(StoredFile.seq > after)
+        rows = list(query.order_by(StoredFile.seq).limit(limit + 1))
+        next_cursor = str(rows[limit - 1].seq) if len(rows) > limit else None
+        return [FileInfo.of(r) for r in rows[:limit]], next_cursor
+
+    def owned_file(self, principal: Principal, file_id: str) -> FileInfo:
+        """The caller's own file; 404 for unknown ids and for other people's files alike (no leak)."""
+        row = StoredFile.get_or_none(StoredFile.file_id == file_id)
+        if row is None or principal.account_id is None or row.owner_id != principal.account_id:
+            raise NotFound(f"You have no file with id {file_id}.")
+        return FileInfo.of(row)
+
+    def file(self, file_id: str) -> FileInfo:
+        row = StoredFile.get_or_none(StoredFile.file_id == file_id)
+        if row is None:
+            raise NotFound("No file has that id; it may have been deleted.")
+        return FileInfo.of(row)
+
+    def register_file(self, principal: Principal, file_id: str) -> FileInfo:
+        """Attaches a guest upload to the caller's account (charging its quota); idempotent for own files."""
+        if principal.account_id is None:
+            raise Unauthorized("Log in to attach files to an account.")
+        db = StoredFile._meta.database
+        with db.atomic():
+            row = StoredFile.get_or_none(StoredFile.file_id == file_id)
+            if row is None or (row.owner_id is not None and row.owner_id != principal.account_id):
+                raise NotFound(f"No unclaimed file has id {file_id}.")
+            if row.owner_id == principal.account_id:
+                return FileInfo.of(row)
+            charged = (Account.update(used_bytes=Account.used_bytes + row.size)
+                       .where((Account.id == principal.account_id)
+                              & (Account.used_bytes + Account.reserved_bytes + row.size <= Account.quota))
+                       .execute())
+            if not charged:
+                raise self._quota_error(self.account(principal.account_id), row.size)
+            claimed = (StoredFile.update(owner=principal.account_id)
+                       .where((StoredFile.file_id == file_id) & StoredFile.owner.is_null()).execute())
+            if not claimed:
+                raise NotFound(f"No unclaimed file has id {file_id}.")
+        return self.file(file_id)
+
+    def set_key(self, principal: Principal, file_id: str, key_hash: str | None) -> FileInfo:
+        """Sets (or with None clears) a file's key; links signed before stop working."""
+        if principal.is_guest:
+            raise GuestKeyForbidden()
+        self.owned_file(principal, file_id)
+        protected = self.signer.protect_key_hash(key_hash) if key_hash else None
+        (StoredFile.update(key_hash=protected, key_version=StoredFile.key_version + 1)
+         .where(StoredFile.file_id == file_id).execute())
+        return self.file(file_id)
+
+    def delete_file(self, principal: Principal, file_id: str) -> None:
+        """Removes the row and releases the quota, then the bytes (so no row ever lacks its bytes)."""
+        info = self.owned_file(principal, file_id)
+        db = StoredFile._meta.database
+        with db.atomic():
+            deleted = StoredFile.delete().where(StoredFile.file_id == file_id).execute()
+            if not deleted:
+                raise NotFound(f"You have no file with id {file_id}.")
+            Account.update(used_bytes=Account.used_bytes - info.size).where(
+                Account.id == principal.account_id).execute()
+        self.blobs.delete(info.location)
+
+    def check_download_key(self, principal: Principal, info: FileInfo, key_hash: str | None) -> None:
+        """Keyed files need a matching keyHash from anyone but their authenticated owner."""
+        if info.key_hash is None:
+            return
+        if principal.account_id is not None and principal.account_id == info.owner_id:
+            return
+        if not key_hash:
+            raise KeyRequired()
+        if not self.signer.key_hash_matches(key_hash, info.key_hash):
+            raise WrongKey()
+
+    # -- maintenance --------------------------------------------------------------------------
+
+    def reconcile_reservations(self) -> None:
+        """At start-up: reservations are exactly the sizes of open sessions (direct uploads died with us)."""
+        db = Account._meta.database
+        with db.atomic():
+            Account.update(reserved_bytes=0).execute()
+            totals = (UploadSession.select(UploadSession.owner, peewee.fn.SUM(UploadSession.reserved).alias("r"))
+                      .where(UploadSession.owner.is_null(False)).group_by(UploadSession.owner))
+            for row in totals:
+                Account.update(reserved_bytes=row.r).where(Account.id == row.owner_id).execute()
+
+
+def validate_username(username: object) -> str:
+    if not isinstance(username, str) or not _USERNAME.fullmatch(username):
+        raise BadRequest("A username has 1-64 letters, digits, '.', '_' or '-' and starts with a letter or digit.",
+                         field="username")
+    return username
+
+
+def validate_email(email: object) -> str:
+    if not isinstance(email, str) or not _EMAIL.fullmatch(email.strip()):
+        raise BadRequest("That does not look like an email address.", field="email")
+    return email.strip().lower()
+
+
+def validate_password(password: object) -> str:
+    if not isinstance(password, str) or len(password) < 8:
+        raise BadRequest("A password needs at least 8 characters.", field="password")
+    if len(password) > 1024:
+        raise BadRequest("A password may have at most 1024 characters.", field="password")
+    return password
