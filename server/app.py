@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -14,8 +15,9 @@ from lockr_local.server.auth import Authenticator
 from lockr_local.server.blobstore import FileBlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
-from lockr_local.server.handlers import accounts, downloads, files, uploads
+from lockr_local.server.handlers import accounts, downloads, files, sessions, tus, uploads
 from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
+from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
 from lockr_local.server.security import Signer, load_or_create_secret
 from lockr_local.server.service import Service
 
@@ -35,8 +37,10 @@ def build_context(settings: Settings) -> ServerContext:
     service = Service(settings, blobs, signer)
     auth = Authenticator(settings, db, service)
     io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lockr-io")
+    faults = Faults(settings.crash_point)
+    uploads = ResumableUploads(db, service, blobs, io, faults)
     return ServerContext(settings=settings, db=db, service=service, auth=auth, blobs=blobs, signer=signer,
-                         io=io, faults=Faults(settings.crash_point))
+                         io=io, faults=faults, sessions=uploads)
 
 
 def make_app(ctx: ServerContext) -> tornado.web.Application:
@@ -47,6 +51,10 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         (r"/api/v1/account", accounts.AccountHandler, deps),
         (r"/api/v1/login", accounts.LoginHandler, deps),
         (r"/api/v1/upload", uploads.DirectUploadHandler, deps),
+        (r"/api/v1/upload/session", sessions.CreateSessionHandler, deps),
+        (r"/api/v1/upload/session/([^/]+)", sessions.SessionUploadHandler, deps),
+        (r"/api/v1/tus/?", tus.TusCreationHandler, deps),
+        (r"/api/v1/tus/([^/]+)", tus.TusUploadHandler, deps),
         (r"/api/v1/files", files.FilesHandler, deps),
         (r"/api/v1/files/register", files.RegisterHandler, deps),
         (rf"/api/v1/files/{FILE_ID}/key", files.FileKeyHandler, deps),
@@ -82,9 +90,17 @@ def make_http_server(app: tornado.web.Application) -> HTTPServer:
 def startup_maintenance(ctx: ServerContext) -> None:
     """Reaps what a crash may have left: temp files, and reservations of direct uploads."""
     removed = ctx.blobs.clear_temp()
+    ctx.sessions.reap_at_startup()
     ctx.db.run_sync(ctx.service.reconcile_reservations)
     if removed:
         logging.getLogger("lockr.server").info("removed %d leftover temp files", removed)
+
+
+def start_background_tasks(ctx: ServerContext) -> list[asyncio.Task[None]]:
+    """Periodic maintenance while serving: the upload-session reaper (every `reap_interval` seconds)."""
+    loop = asyncio.get_running_loop()
+    return [loop.create_task(reap_sessions_forever(ctx.sessions, ctx.settings.reap_interval),
+                             name="lockr-reaper")]
 
 
 def close_context(ctx: ServerContext) -> None:
