@@ -137,6 +137,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("session_expiry", 7 * 24 * 3600, "Seconds an unfinished upload session lives before it is reaped.",
             parse_int),
     Setting("reap_interval", 600, "Seconds between sweeps that reap expired upload sessions.", parse_int),
+    Setting("upload_idle_timeout", 120, "Seconds a session upload may stall without a byte before the server "
+            "drops it, keeping what was stored, so the client can resume (0 = never).", parse_float),
     Setting("rate_guest", 20.0, "Requests per second allowed per guest address (sustained).", parse_float),
     Setting("rate_guest_burst", 60, "Requests a guest address may make in a burst.", parse_int),
     Setting("rate_account", 100.0, "Requests per second allowed per account (sustained).", parse_float),
@@ -178,6 +180,7 @@ class Settings:
     default_quota: int
     session_expiry: int
     reap_interval: int
+    upload_idle_timeout: float
     rate_guest: float
     rate_guest_burst: int
     rate_account: float

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from concurrent.futures import Executor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,9 @@ from lockr_local.server.streaming import UploadSink
 log = logging.getLogger("lockr.sessions")
 
 REHASH_BLOCK = 1024 * 1024
+# How long a status query waits for a request that is still writing the session (typically one whose
+# connection was just cut and is being recorded) before answering with the offset stored so far.
+STATUS_WAIT = 3.0
 
 
 def stored_range_headers(offset: int) -> dict[str, str]:
@@ -157,6 +160,7 @@ class LiveSession:
     busy: bool = False
     hasher: Any = None
     hashed_upto: int = -1
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
 
     def hasher_at(self, offset: int) -> Any | None:
         """A copy of the running hash if it covers exactly `offset` bytes (else the prefix is re-hashed)."""
@@ -174,6 +178,7 @@ class LiveSessions:
     def __init__(self) -> None:
         self._sessions: dict[str, LiveSession] = {}
         self._lock = threading.Lock()
+        self.releases = 0  # how many claims ended (tests wait on it to know a cut request was recorded)
 
     def claim(self, session_id: str) -> LiveSession:
         with self._lock:
@@ -184,10 +189,25 @@ class LiveSessions:
             return live
 
     def release(self, session_id: str) -> None:
+        waiters: list[asyncio.Future[None]] = []
         with self._lock:
+            self.releases += 1
             live = self._sessions.get(session_id)
             if live is not None:
                 live.busy = False
+                waiters, live.waiters = live.waiters, []
+        for waiter in waiters:
+            waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+
+    def idle_future(self, session_id: str) -> asyncio.Future[None] | None:
+        """A future that resolves when the session's current writer lets go; None when nobody writes it."""
+        with self._lock:
+            live = self._sessions.get(session_id)
+            if live is None or not live.busy:
+                return None
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            live.waiters.append(waiter)
+            return waiter
 
     def state(self, session_id: str) -> LiveSession:
         with self._lock:
@@ -200,6 +220,11 @@ class LiveSessions:
     def busy(self) -> set[str]:
         with self._lock:
             return {session_id for session_id, live in self._sessions.items() if live.busy}
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
 
 
 @dataclass
@@ -349,6 +374,17 @@ class ResumableUploads:
 
     async def session(self, session_id: str) -> SessionInfo:
         return await self.db.run(self.store.get, session_id)
+
+    async def settled_session(self, session_id: str, wait: float = STATUS_WAIT) -> SessionInfo:
+        """The session once no request is writing it (waiting at most `wait` seconds): a status query
+        right after a cut then counts the bytes the cut request left, instead of an older offset."""
+        waiter = self.live.idle_future(session_id)
+        if waiter is not None:
+            try:
+                await asyncio.wait_for(waiter, wait)
+            except asyncio.TimeoutError:
+                pass
+        return await self.session(session_id)
 
     async def completed_file(self, session: SessionInfo) -> FileInfo:
         return await self.db.run(self.store.completed_file, session)

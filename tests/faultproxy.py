@@ -61,7 +61,11 @@ class FaultProxy:
         with self._lock:
             sockets = list(self._sockets)
         for sock in sockets:
-            _close_quietly(sock)
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+                sock.close()
+            except OSError:
+                pass
 
     def __enter__(self) -> "FaultProxy":
         return self
@@ -78,15 +82,14 @@ class FaultProxy:
             try:
                 upstream = socket.create_connection(self.target, timeout=10)
             except OSError:
-                _close_quietly(client)
+                _Link(client, None).end()
                 continue
             upstream.settimeout(None)
+            link = _Link(client, upstream)
             with self._lock:
                 self._sockets.update((client, upstream))
-            threading.Thread(target=self._pump_up, args=(client, upstream), daemon=True,
-                             name="faultproxy-up").start()
-            threading.Thread(target=self._pump_down, args=(upstream, client), daemon=True,
-                             name="faultproxy-down").start()
+            threading.Thread(target=self._pump_up, args=(link,), daemon=True, name="faultproxy-up").start()
+            threading.Thread(target=self._pump_down, args=(link,), daemon=True, name="faultproxy-down").start()
 
     def _take(self, size: int) -> tuple[int, Fault | None]:
         """How many of `size` bytes may pass before the armed fault fires (and the fault, if it does)."""
@@ -102,58 +105,67 @@ class FaultProxy:
             self.fired.append(fault)
             return max(0, allowed), fault
 
-    def _pump_up(self, client: socket.socket, upstream: socket.socket) -> None:
+    def _pump_up(self, link: "_Link") -> None:
+        assert link.upstream is not None
         try:
             while True:
-                data = client.recv(65536)
+                data = link.client.recv(65536)
                 if not data:
                     break
                 allowed, fault = self._take(len(data))
                 if allowed:
-                    upstream.sendall(data[:allowed])
+                    link.upstream.sendall(data[:allowed])
                 if fault is not None:
-                    self._strike(fault, client, upstream)
+                    if fault.action == "stall":
+                        # No more bytes reach the server for a while; then the link dies, as dead links do.
+                        self._closed.wait(fault.stall_seconds)
+                    link.end(reset=fault.action == "reset")
                     return
         except OSError:
             pass
-        _close_quietly(upstream)
-        _close_quietly(client)
+        link.end()
 
-    def _pump_down(self, upstream: socket.socket, client: socket.socket) -> None:
+    def _pump_down(self, link: "_Link") -> None:
+        assert link.upstream is not None
         try:
             while True:
-                data = upstream.recv(65536)
+                data = link.upstream.recv(65536)
                 if not data:
                     break
-                client.sendall(data)
+                link.client.sendall(data)
         except OSError:
             pass
-        _close_quietly(client)
-        _close_quietly(upstream)
+        link.end()
 
-    def _strike(self, fault: Fault, client: socket.socket, upstream: socket.socket) -> None:
-        if fault.action == "stall":
-            # No more bytes reach the server for a while; then the connection dies, as a dead link does.
-            self._closed.wait(fault.stall_seconds)
-        if fault.action == "reset":
-            # SO_LINGER 0 makes close() send RST instead of FIN, to both ends.
-            for sock in (client, upstream):
-                try:
+
+class _Link:
+    """Both sockets of one proxied connection; ended once, gracefully (FIN) or with RST."""
+
+    def __init__(self, client: socket.socket, upstream: socket.socket | None) -> None:
+        self.client = client
+        self.upstream = upstream
+        self._ended = False
+        self._lock = threading.Lock()
+
+    def end(self, reset: bool = False) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
+        sockets = [sock for sock in (self.client, self.upstream) if sock is not None]
+        for sock in sockets:
+            try:
+                if reset:
+                    # SO_LINGER 0: the final close sends RST instead of FIN. SHUT_RD sends nothing but
+                    # wakes the other pump thread out of recv(), so the close is not held back by it.
                     sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    sock.close()
-                except OSError:
-                    pass
-            return
-        _close_quietly(client)
-        _close_quietly(upstream)
-
-
-def _close_quietly(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
-        sock.close()
-    except OSError:
-        pass
+                    sock.shutdown(socket.SHUT_RD)
+                else:
+                    sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        for sock in sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -18,6 +19,8 @@ from lockr_local.server.handlers.uploads import UNLIMITED_BODY, declared_length
 from lockr_local.server.resumable import ChunkWrite, stored_range_headers
 from lockr_local.server.service import FileInfo
 from lockr_local.server.sessions import SessionInfo, parse_session_request
+
+log = logging.getLogger("lockr.sessions")
 
 # A request refused before its body was read still has its body read (and dropped) when it is at most
 # this big, so that the client reads our answer instead of a reset connection; bigger bodies get the
@@ -88,16 +91,86 @@ class CreateSessionHandler(BaseHandler):
         self.write_json(payload, status=201)
 
 
+class ChunkReceiver(BaseHandler):
+    """Feeds a request body to a ChunkWrite (PUT uploadUrl, tus PATCH). A body that is cut, or that
+    stalls longer than `upload_idle_timeout`, keeps its durable prefix and frees the session."""
+
+    write_op: ChunkWrite | None = None
+    rejected: LockrError | None = None
+    _watchdog: object | None = None
+    _last_data = 0.0
+
+    def refuse_later_if_small(self, exc: LockrError) -> None:
+        """Answers a refused request after reading its (small) body, else at once (closing the connection)."""
+        length = self.request.headers.get("Content-Length", "")
+        expects_continue = self.request.headers.get("Expect", "").lower() == "100-continue"
+        if expects_continue or not length.strip().isdigit() or int(length) > DISCARD_LIMIT:
+            raise exc
+        self.rejected = exc
+
+    def start_writing(self, write_op: ChunkWrite) -> None:
+        self.write_op = write_op
+        self._last_data = IOLoop.current().time()
+        self._schedule_watchdog()
+
+    def _schedule_watchdog(self) -> None:
+        timeout = self.settings_.upload_idle_timeout
+        if timeout > 0:
+            self._watchdog = IOLoop.current().call_later(max(0.1, timeout / 4), self._check_idle)
+
+    def _check_idle(self) -> None:
+        self._watchdog = None
+        if self.write_op is None or self._finished:
+            return
+        if IOLoop.current().time() - self._last_data < self.settings_.upload_idle_timeout:
+            self._schedule_watchdog()
+            return
+        # A link that died without FIN or RST (Wi-Fi gone, laptop asleep) would hold the session forever.
+        log.info("dropping a stalled upload to %s", self.request.path)
+        write_op = self.take_write_op()
+        IOLoop.current().spawn_callback(write_op.interrupted)
+        if self.request.connection is not None:
+            self.request.connection.close()
+
+    def take_write_op(self) -> ChunkWrite:
+        """Hands the write over to whoever ends it (finish, cut or watchdog); exactly one of them gets it."""
+        write_op, self.write_op = self.write_op, None
+        assert write_op is not None
+        if self._watchdog is not None:
+            IOLoop.current().remove_timeout(self._watchdog)  # type: ignore[arg-type]
+            self._watchdog = None
+        return write_op
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self.write_op is None or self._finished:
+            return
+        self._last_data = IOLoop.current().time()
+        try:
+            await self.write_op.feed(chunk)
+        except LockrError as exc:
+            if self.write_op is not None:
+                await self.take_write_op().discard()
+            self.send_error(exc.status, exc_info=(type(exc), exc, exc.__traceback__))
+
+    def on_connection_close(self) -> None:
+        if self.write_op is not None:
+            # Keep the durable prefix of the cut body; the session stays claimed until that is recorded.
+            IOLoop.current().spawn_callback(self.take_write_op().interrupted)
+        super().on_connection_close()
+
+    def on_finish(self) -> None:
+        if self.write_op is not None:
+            IOLoop.current().spawn_callback(self.take_write_op().discard)
+
+
 @tornado.web.stream_request_body
-class SessionUploadHandler(BaseHandler):
+class SessionUploadHandler(ChunkReceiver):
     """PUT uploadUrl: the whole body, a chunk (`Content-Range: bytes F-L/T`) or a status query (`bytes */T`).
 
     No Authorization: the 128-bit session id in the URL is the capability.
     """
 
-    write_op: ChunkWrite | None = None
     status_session: SessionInfo | None = None
-    rejected: LockrError | None = None
     whole_body = False
 
     async def prepare(self) -> None:
@@ -107,21 +180,17 @@ class SessionUploadHandler(BaseHandler):
         try:
             await self._plan(session_id_or_404(self.path_args[0]))
         except LockrError as exc:
-            if not self._small_body():
-                raise
-            self.rejected = exc
-
-    def _small_body(self) -> bool:
-        length = self.request.headers.get("Content-Length", "")
-        expects_continue = self.request.headers.get("Expect", "").lower() == "100-continue"
-        return length.strip().isdigit() and int(length) <= DISCARD_LIMIT and not expects_continue
+            self.refuse_later_if_small(exc)
 
     async def _plan(self, session_id: str) -> None:
         """Validates the request against the session and claims it for writing when there are bytes."""
         content_range = parse_content_range(self.request.headers.get("Content-Range"))
         length = declared_length(self)
         uploads = self.ctx.sessions
-        session = await uploads.session(session_id)
+        if content_range is not None and content_range.is_status_query:
+            session = await uploads.settled_session(session_id)
+        else:
+            session = await uploads.session(session_id)
         if content_range is not None and content_range.total is not None and content_range.total != session.size:
             raise SizeMismatch(f"The Content-Range says the file has {content_range.total} bytes, but the session "
                                f"was opened for {session.size}; start a new session for a different size.",
@@ -132,7 +201,7 @@ class SessionUploadHandler(BaseHandler):
             self.status_session = session
             if session.offset == session.size and not session.completed:
                 # Everything is stored but the file was never recorded (a crash, a full quota): finish now.
-                self.write_op = await uploads.begin(session_id, session.size, 0)
+                self.start_writing(await uploads.begin(session_id, session.size, 0))
             return
         if session.completed:
             self.status_session = session
@@ -155,16 +224,7 @@ class SessionUploadHandler(BaseHandler):
             if length is not None and length != expected:
                 raise InvalidContentRange(f"Content-Length is {length} but the Content-Range covers {expected} "
                                           f"bytes.")
-        self.write_op = await uploads.begin(session_id, first, expected)
-
-    async def data_received(self, chunk: bytes) -> None:
-        if self.write_op is None or self._finished:
-            return
-        try:
-            await self.write_op.feed(chunk)
-        except LockrError as exc:
-            await self.write_op.discard()
-            self.send_error(exc.status, exc_info=(type(exc), exc, exc.__traceback__))
+        self.start_writing(await uploads.begin(session_id, first, expected))
 
     async def put(self, session_id: str) -> None:
         if self._finished:
@@ -172,7 +232,7 @@ class SessionUploadHandler(BaseHandler):
         if self.rejected is not None:
             raise self.rejected
         if self.write_op is not None:
-            write_op, self.write_op = self.write_op, None
+            write_op = self.take_write_op()
             result = await write_op.finish()
             if isinstance(result, FileInfo):
                 self.write_json(result.to_json(self.base_url()), status=201)
@@ -202,9 +262,3 @@ class SessionUploadHandler(BaseHandler):
         await self.ctx.sessions.terminate(session_id_or_404(session_id))
         self.set_status(204)
         self.finish()
-
-    def on_connection_close(self) -> None:
-        if self.write_op is not None:
-            # Keep the durable prefix of the cut body; the session stays claimed until that is recorded.
-            IOLoop.current().spawn_callback(self.write_op.interrupted)
-        super().on_connection_close()

@@ -14,15 +14,14 @@ import hashlib
 from typing import Any, Callable
 
 import tornado.web
-from tornado.ioloop import IOLoop
 
 from lockr_local.errors import (
     BadRequest, ChecksumMismatch, ChunkTooLarge, LockrError, PreconditionFailed, UnsupportedMediaType,
 )
 from lockr_local.server.handlers.base import BaseHandler
-from lockr_local.server.handlers.sessions import DISCARD_LIMIT, session_id_or_404
+from lockr_local.server.handlers.sessions import ChunkReceiver, session_id_or_404
 from lockr_local.server.handlers.uploads import UNLIMITED_BODY, declared_length
-from lockr_local.server.resumable import Checksum, ChunkWrite
+from lockr_local.server.resumable import Checksum
 from lockr_local.server.service import FileInfo
 from lockr_local.server.sessions import SessionInfo, parse_session_request
 
@@ -136,11 +135,8 @@ class TusCreationHandler(TusHandler):
 
 
 @tornado.web.stream_request_body
-class TusUploadHandler(TusHandler):
+class TusUploadHandler(TusHandler, ChunkReceiver):
     """HEAD (offset), PATCH (append at exactly that offset), DELETE (termination) on one upload."""
-
-    write_op: ChunkWrite | None = None
-    rejected: LockrError | None = None
 
     async def prepare(self) -> None:
         self.request.connection.set_max_body_size(UNLIMITED_BODY)
@@ -150,10 +146,7 @@ class TusUploadHandler(TusHandler):
             self.check_version()
             await self._plan(session_id_or_404(self.path_args[0]))
         except LockrError as exc:
-            length = self.request.headers.get("Content-Length", "")
-            if not (length.strip().isdigit() and int(length) <= DISCARD_LIMIT):
-                raise
-            self.rejected = exc
+            self.refuse_later_if_small(exc)
 
     async def _plan(self, session_id: str) -> None:
         content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -169,24 +162,15 @@ class TusUploadHandler(TusHandler):
         if length is not None and offset + length > session.size:
             raise ChunkTooLarge(f"The chunk reaches past the {session.size} bytes declared in Upload-Length.",
                                 size=session.size)
-        self.write_op = await self.ctx.sessions.begin(session_id, offset, length, exact=True, checksum=checksum)
-
-    async def data_received(self, chunk: bytes) -> None:
-        if self.write_op is None or self._finished:
-            return
-        try:
-            await self.write_op.feed(chunk)
-        except LockrError as exc:
-            await self.write_op.discard()
-            self.send_error(exc.status, exc_info=(type(exc), exc, exc.__traceback__))
+        self.start_writing(await self.ctx.sessions.begin(session_id, offset, length, exact=True,
+                                                         checksum=checksum))
 
     async def patch(self, session_id: str) -> None:
         if self._finished:
             return
         if self.rejected is not None:
             raise self.rejected
-        assert self.write_op is not None
-        write_op, self.write_op = self.write_op, None
+        write_op = self.take_write_op()
         result = await write_op.finish()
         session = write_op.session
         if isinstance(result, FileInfo):
@@ -202,7 +186,7 @@ class TusUploadHandler(TusHandler):
 
     async def head(self, session_id: str) -> None:
         self.check_version()
-        session = await self.ctx.sessions.session(session_id_or_404(session_id))
+        session = await self.ctx.sessions.settled_session(session_id_or_404(session_id))
         self.set_session_headers(session, session.size if session.completed else session.offset)
         if session.metadata.get("tus"):
             self.set_header("Upload-Metadata", str(session.metadata["tus"]))
@@ -228,8 +212,3 @@ class TusUploadHandler(TusHandler):
         if isinstance(exc, ChecksumMismatch):
             kwargs["reason"] = "Checksum Mismatch"
         super().send_error(status_code, **kwargs)
-
-    def on_connection_close(self) -> None:
-        if self.write_op is not None:
-            IOLoop.current().spawn_callback(self.write_op.interrupted)
-        super().on_connection_close()

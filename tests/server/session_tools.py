@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable
 
 import requests
 
@@ -60,10 +61,12 @@ class ChunkUploader:
     chunk_size: int
     timeout: tuple[float, float] = (5.0, 30.0)
     sent: int = 0
+    attempts: int = 0
     interruptions: int = 0
     offsets_after_interruption: list[int] = field(default_factory=list)
+    before_recover: Callable[[], Any] | None = None
 
-    def run(self, max_attempts: int = 200) -> dict[str, Any]:
+    def run(self, max_attempts: int = 1000) -> dict[str, Any]:
         offset, total = 0, len(self.data)
         for _ in range(max_attempts):
             if offset == total and total:
@@ -72,10 +75,13 @@ class ChunkUploader:
                 return dict(done.json())
             end = min(offset + self.chunk_size, total)
             try:
+                self.attempts += 1
                 self.sent += end - offset
                 response = put_chunk(self.upload_url, self.data[offset:end], offset, total, timeout=self.timeout)
             except requests.RequestException:
                 self.interruptions += 1
+                if self.before_recover is not None:
+                    self.before_recover()
                 offset = self.recover()
                 self.offsets_after_interruption.append(offset)
                 continue
@@ -84,6 +90,8 @@ class ChunkUploader:
             if response.status_code == 308:
                 offset = stored_offset(response)
             elif response.status_code == 409:
+                if response.json()["error"]["code"] == "session_busy":
+                    time.sleep(0.05)  # client backoff: a cut request still holds the session
                 offset = self.recover()
             else:
                 raise AssertionError(f"unexpected {response.status_code}: {response.text}")
