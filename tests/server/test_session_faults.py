@@ -225,3 +225,35 @@ def test_startup_removes_partial_files_no_session_owns(tmp_path):
         assert list(partial_dir.iterdir()) == []
     finally:
         process.stop()
+
+
+def test_after_a_restart_the_stored_prefix_is_rehashed_once(tmp_path, monkeypatch):
+    from lockr_local.server import resumable
+    from tests.conftest import make_settings
+    from tests.helpers import ThreadedServer
+
+    rehashed: list[int] = []
+    real_rehash = resumable._rehash
+
+    def counting_rehash(fd: int, length: int) -> Any:
+        rehashed.append(length)
+        return real_rehash(fd, length)
+
+    monkeypatch.setattr(resumable, "_rehash", counting_rehash)
+    settings = make_settings(tmp_path / "data")
+    first = ThreadedServer(settings).start()
+    session = open_session(first.url, len(DATA))
+    for offset in (0, CHUNK):
+        assert put_chunk(session["uploadUrl"], DATA[offset:offset + CHUNK], offset, len(DATA)).status_code == 308
+    first.stop()
+    assert [n for n in rehashed if n] == []
+
+    second = ThreadedServer(settings).start()
+    try:
+        url = f"{second.url}{urlsplit(session['uploadUrl']).path}"
+        file = ChunkUploader(url, DATA, CHUNK).run()
+        assert [n for n in rehashed if n] == [2 * CHUNK], "only the first append after the restart re-reads"
+        assert file["sha256"] == sha256(DATA)
+        assert sha256(download(file)) == sha256(DATA)
+    finally:
+        second.stop()
