@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Callable
 
 import requests
@@ -57,7 +58,7 @@ class ChunkUploader:
     resumes from the stored offset. `sent` counts every body byte put on the wire, re-sends included."""
 
     upload_url: str
-    data: bytes
+    data: bytes | Path  # a Path is read chunk by chunk, for files too big to hold
     chunk_size: int
     timeout: tuple[float, float] = (5.0, 30.0)
     sent: int = 0
@@ -65,50 +66,64 @@ class ChunkUploader:
     interruptions: int = 0
     offsets_after_interruption: list[int] = field(default_factory=list)
     before_recover: Callable[[], Any] | None = None
+    offset: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.data.stat().st_size if isinstance(self.data, Path) else len(self.data)
+
+    def _slice(self, start: int, end: int) -> bytes:
+        if isinstance(self.data, Path):
+            with self.data.open("rb") as handle:
+                handle.seek(start)
+                return handle.read(end - start)
+        return self.data[start:end]
 
     def run(self, max_attempts: int = 1000) -> dict[str, Any]:
-        offset, total = 0, len(self.data)
+        total = self.total
         for _ in range(max_attempts):
-            if offset == total and total:
+            if self.offset == total and total:
                 done = status(self.upload_url, total)
                 assert done.status_code == 201, done.text
                 return dict(done.json())
-            end = min(offset + self.chunk_size, total)
+            end = min(self.offset + self.chunk_size, total)
             try:
                 self.attempts += 1
-                self.sent += end - offset
-                response = put_chunk(self.upload_url, self.data[offset:end], offset, total, timeout=self.timeout)
+                self.sent += end - self.offset
+                response = put_chunk(self.upload_url, self._slice(self.offset, end), self.offset, total,
+                                     timeout=self.timeout)
             except requests.RequestException:
                 self.interruptions += 1
                 if self.before_recover is not None:
                     self.before_recover()
-                offset = self.recover()
-                self.offsets_after_interruption.append(offset)
+                self.offset = self.recover()
+                self.offsets_after_interruption.append(self.offset)
                 continue
             if response.status_code == 201:
+                self.offset = total
                 return dict(response.json())
             if response.status_code == 308:
-                offset = stored_offset(response)
+                self.offset = stored_offset(response)
             elif response.status_code == 409:
                 if response.json()["error"]["code"] == "session_busy":
                     time.sleep(0.05)  # client backoff: a cut request still holds the session
-                offset = self.recover()
+                self.offset = self.recover()
             else:
                 raise AssertionError(f"unexpected {response.status_code}: {response.text}")
         raise AssertionError("upload did not finish")
 
     def recover(self) -> int:
         """Asks for the stored range (retrying while the server cannot be reached)."""
-        response = wait_for(self._status_or_none, timeout=30, message="the session's stored range")
+        response = wait_for(self._status_or_none, timeout=60, message="the session's stored range")
         assert response.status_code in (308, 201), response.text
-        return len(self.data) if response.status_code == 201 else stored_offset(response)
+        return self.total if response.status_code == 201 else stored_offset(response)
 
     def _status_or_none(self) -> requests.Response | None:
         try:
-            return status(self.upload_url, len(self.data))
+            return status(self.upload_url, self.total)
         except requests.RequestException:
             return None
 
     @property
     def resent(self) -> int:
-        return self.sent - len(self.data)
+        return self.sent - self.total
