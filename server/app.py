@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -25,6 +26,8 @@ access_log = logging.getLogger("lockr.access")
 
 FILE_ID = r"([0-9a-fA-F]{1,64})"
 REGION = r"([a-z0-9][a-z0-9-]{0,62})"
+# Upload session URLs are capabilities: the log keeps only enough of the id to tell sessions apart.
+_SESSION_URL = re.compile(r"(/api/v1/(?:upload/session|tus)/)([0-9a-f]{8})[0-9a-f]{24}")
 
 
 def build_context(settings: Settings) -> ServerContext:
@@ -78,7 +81,8 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     who = getattr(getattr(handler, "principal", None), "username", None) or "guest"
     client = getattr(handler, "client_address", request.remote_ip)
     level = logging.INFO if status < 500 else logging.ERROR
-    access_log.log(level, "%s %s %s %d %.1fms %s", client, request.method, request.path, status, millis, who)
+    path = _SESSION_URL.sub(r"\1\2...", request.path)
+    access_log.log(level, "%s %s %s %d %.1fms %s", client, request.method, path, status, millis, who)
 
 
 def make_http_server(app: tornado.web.Application) -> HTTPServer:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from dataclasses import dataclass
@@ -255,7 +256,10 @@ class SessionUploadHandler(ChunkReceiver):
         """308 Resume Incomplete, as GCS answers: `Range: bytes=0-LAST`, no Range when nothing is stored."""
         for name, value in stored_range_headers(offset).items():
             self.set_header(name, value)
-        self.write_json({"offset": offset, "size": size}, status=308)
+        self.set_header("Content-Type", "application/json; charset=utf-8")
+        self.set_header("Cache-Control", "no-store")
+        self.set_status(308, reason="Resume Incomplete")
+        self.finish(json.dumps({"offset": offset, "size": size}))
 
     async def delete(self, session_id: str) -> None:
         """Cancels the upload: partial bytes deleted, reservation released."""

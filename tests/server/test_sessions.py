@@ -145,7 +145,7 @@ def test_chunks_answer_308_with_range_then_201(server, chunk_size):
         response = put_chunk(url, chunk, offset, len(DATA))
         offset += len(chunk)
         if offset < len(DATA):
-            assert response.status_code == 308, response.text
+            assert (response.status_code, response.reason) == (308, "Resume Incomplete"), response.text
             assert response.headers["Range"] == f"bytes=0-{offset - 1}"
             assert response.json() == {"offset": offset, "size": len(DATA)}
             listing = requests.get(f"{server.url}/api/v1/files", headers=account.auth).json()["files"]
@@ -355,3 +355,16 @@ def test_concurrent_uploaders_of_one_session_finish_with_the_right_bytes(server)
     assert len(results) == 3
     assert {r["sha256"] for r in results} == {sha256(DATA)}
     assert download(results[0]) == DATA
+
+
+def test_access_log_never_shows_a_whole_upload_url(server, caplog):
+    import logging
+
+    caplog.set_level(logging.INFO, logger="lockr.access")
+    session = open_session(server.url, len(DATA))
+    session_id = session["uploadUrl"].rsplit("/", 1)[1]
+    assert status(session["uploadUrl"]).status_code == 308
+    lines = wait_for(lambda: [r.getMessage() for r in caplog.records if "PUT" in r.getMessage()],
+                     message="the access log line")
+    assert f"/api/v1/upload/session/{session_id[:8]}..." in lines[0]
+    assert session_id not in "\n".join(r.getMessage() for r in caplog.records)
