@@ -126,6 +126,9 @@ class TusCreationHandler(TusHandler):
             metadata.get("filetype") or metadata.get("type"), metadata.get("region"), metadata.get("keyHash"),
             metadata={"tus": raw_metadata} if raw_metadata else {})
         session = await self.ctx.sessions.create(principal, request)
+        if session.size == 0:
+            # An empty upload is complete as created (tus clients send no PATCH for it).
+            await (await self.ctx.sessions.begin(session.session_id, 0, 0)).finish()
         base = self.base_url()
         self.set_header("Location", f"{base}/api/v1/tus/{session.session_id}")
         self.set_header("Upload-Expires", http_date(session.expires_at))

@@ -56,6 +56,15 @@ def test_tuspy_uploads_a_file_that_downloads_identically(server, checksum, chunk
     assert sha256(download(file, account)) == sha256(DATA)
 
 
+def test_tuspy_uploads_an_empty_file(server):
+    account = create_account(server.url)
+    tus = tus_client.TusClient(f"{server.url}/api/v1/tus/", headers=account.auth)
+    tus.uploader(file_stream=io.BytesIO(b""), metadata={"filename": "empty.txt"}).upload()
+    files = requests.get(f"{server.url}/api/v1/files", headers=account.auth).json()["files"]
+    assert [(f["name"], f["size"]) for f in files] == [("empty.txt", 0)]
+    assert download(files[0], account) == b""
+
+
 def test_tuspy_resumes_after_cut_connections(server):
     with FaultProxy(int(server.url.rsplit(":", 1)[1])) as proxy:
         tus = tus_client.TusClient(f"{proxy.url}/api/v1/tus/")
