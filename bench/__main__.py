@@ -26,7 +26,7 @@ def bench_lockr(work: Path, source: Path, size: int, runs: int, table: Table) ->
         def upload_once() -> float:
             nonlocal last_url
             elapsed, out = curl([f"{server.url}/api/v1/upload", "-H", auth, "-H", "x-file-name: bench.bin",
-                                 "-H", "Content-Type: application/octet-stream", "--data-binary", f"@{source}"])
+                                 "-H", "Content-Type: application/octet-stream", "-X", "POST", "-T", str(source)])
             import json
             last_url = json.loads(out)["downloadUrl"]
             return size / MB / elapsed
