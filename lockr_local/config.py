@@ -137,8 +137,6 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("session_expiry", 7 * 24 * 3600, "Seconds an unfinished upload session lives before it is reaped.",
             parse_int),
     Setting("reap_interval", 600, "Seconds between sweeps that reap expired upload sessions.", parse_int),
-    Setting("upload_idle_timeout", 120, "Seconds a session upload may stall without a byte before the server "
-            "drops it, keeping what was stored, so the client can resume (0 = never).", parse_float),
     Setting("rate_guest", 20.0, "Requests per second allowed per guest address (sustained).", parse_float),
     Setting("rate_guest_burst", 60, "Requests a guest address may make in a burst.", parse_int),
     Setting("rate_account", 100.0, "Requests per second allowed per account (sustained).", parse_float),
@@ -147,6 +145,12 @@ SETTINGS: tuple[Setting, ...] = (
             parse_float),
     Setting("rate_login_burst", 10, "Login attempts allowed in a burst per address and per identifier.",
             parse_int),
+    Setting("header_timeout", 30.0, "Seconds a client may take to send a request's headers, and to stay idle "
+            "between requests.", parse_float),
+    Setting("body_idle_timeout", 60.0, "Window in seconds over which an upload body must keep arriving.",
+            parse_float),
+    Setting("min_body_rate", 1024, "Bytes per second an upload must average over each body_idle_timeout window; "
+            "slower bodies are cut off.", parse_int),
     Setting("page_size", 100, "Default number of files per page of GET /api/v1/files.", parse_int),
     Setting("max_page_size", 1000, "Largest page a client may ask for with ?limit=.", parse_int),
     Setting("max_link_lifetime", 30 * 24 * 3600, "Longest lifetime of a signed download link, in seconds.",
@@ -180,13 +184,15 @@ class Settings:
     default_quota: int
     session_expiry: int
     reap_interval: int
-    upload_idle_timeout: float
     rate_guest: float
     rate_guest_burst: int
     rate_account: float
     rate_account_burst: int
     rate_login: float
     rate_login_burst: int
+    header_timeout: float
+    body_idle_timeout: float
+    min_body_rate: int
     page_size: int
     max_page_size: int
     max_link_lifetime: int

@@ -16,6 +16,7 @@ from lockr_local.server.auth import Authenticator
 from lockr_local.server.blobstore import FileBlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
+from lockr_local.server.fsck import reap_orphans
 from lockr_local.server.handlers import accounts, downloads, files, sessions, tus, uploads
 from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
 from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
@@ -70,6 +71,7 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         default_handler_args=deps,
         log_function=log_request,
         compress_response=False,
+        lockr_settings=ctx.settings,
     )
 
 
@@ -86,18 +88,36 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 
 
 def make_http_server(app: tornado.web.Application) -> HTTPServer:
-    """JSON bodies are capped at 1 MiB; streaming handlers lift the cap and enforce the plan limits."""
-    return HTTPServer(app, max_body_size=1024 * 1024, chunk_size=1024 * 1024, idle_connection_timeout=120,
-                      decompress_request=False)
+    """JSON bodies are capped at 1 MiB; streaming handlers lift the cap and enforce the plan limits.
+    Headers must arrive within header_timeout (slowloris); bodies are watched by BodyWatchdog."""
+    settings: Settings = app.settings["lockr_settings"]
+    raise_open_file_limit()
+    return HTTPServer(app, max_body_size=1024 * 1024, chunk_size=1024 * 1024,
+                      idle_connection_timeout=settings.header_timeout, decompress_request=False)
+
+
+def raise_open_file_limit() -> None:
+    """Many idle connections must not exhaust the default 1024 descriptors: use the hard limit."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1_048_576) if hard != resource.RLIM_INFINITY
+                                                        else 1_048_576, hard))
+    except (ImportError, ValueError, OSError):
+        pass
 
 
 def startup_maintenance(ctx: ServerContext) -> None:
-    """Reaps what a crash may have left: temp files, and reservations of direct uploads."""
+    """Reaps what a crash may have left: temp files, bytes without a row, reservations of direct uploads."""
+    log = logging.getLogger("lockr.server")
     removed = ctx.blobs.clear_temp()
-    ctx.sessions.reap_at_startup()
+    ctx.sessions.reap_at_startup()  # first: objects of sessions reaped here are orphans below
+    orphans = ctx.db.run_sync(reap_orphans, ctx.blobs)
     ctx.db.run_sync(ctx.service.reconcile_reservations)
-    if removed:
-        logging.getLogger("lockr.server").info("removed %d leftover temp files", removed)
+    if removed or orphans:
+        log.info("start-up clean-up: removed %d temp files and %d unlisted objects left by a crash", removed, orphans)
 
 
 def start_background_tasks(ctx: ServerContext) -> list[asyncio.Task[None]]:

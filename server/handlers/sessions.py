@@ -94,12 +94,11 @@ class CreateSessionHandler(BaseHandler):
 
 class ChunkReceiver(BaseHandler):
     """Feeds a request body to a ChunkWrite (PUT uploadUrl, tus PATCH). A body that is cut, or that
-    stalls longer than `upload_idle_timeout`, keeps its durable prefix and frees the session."""
+    stalls or trickles (BodyWatchdog: `body_idle_timeout`, `min_body_rate`), keeps its durable prefix
+    and frees the session for the client's next attempt."""
 
     write_op: ChunkWrite | None = None
     rejected: LockrError | None = None
-    _watchdog: object | None = None
-    _last_data = 0.0
 
     def refuse_later_if_small(self, exc: LockrError) -> None:
         """Answers a refused request after reading its (small) body, else at once (closing the connection)."""
@@ -111,41 +110,28 @@ class ChunkReceiver(BaseHandler):
 
     def start_writing(self, write_op: ChunkWrite) -> None:
         self.write_op = write_op
-        self._last_data = IOLoop.current().time()
-        self._schedule_watchdog()
+        self.watch_body(self._stalled)
 
-    def _schedule_watchdog(self) -> None:
-        timeout = self.settings_.upload_idle_timeout
-        if timeout > 0:
-            self._watchdog = IOLoop.current().call_later(max(0.1, timeout / 4), self._check_idle)
-
-    def _check_idle(self) -> None:
-        self._watchdog = None
-        if self.write_op is None or self._finished:
-            return
-        if IOLoop.current().time() - self._last_data < self.settings_.upload_idle_timeout:
-            self._schedule_watchdog()
-            return
-        # A link that died without FIN or RST (Wi-Fi gone, laptop asleep) would hold the session forever.
-        log.info("dropping a stalled upload to %s", self.request.path)
-        write_op = self.take_write_op()
-        IOLoop.current().spawn_callback(write_op.interrupted)
-        if self.request.connection is not None:
-            self.request.connection.close()
+    def _stalled(self) -> None:
+        # A link that died without FIN or RST (Wi-Fi gone, laptop asleep) would hold the session
+        # forever; the watchdog closes the connection right after this.
+        if self.write_op is not None:
+            log.info("dropping a stalled upload to a session; its stored bytes are kept")
+            IOLoop.current().spawn_callback(self.take_write_op().interrupted)
 
     def take_write_op(self) -> ChunkWrite:
         """Hands the write over to whoever ends it (finish, cut or watchdog); exactly one of them gets it."""
         write_op, self.write_op = self.write_op, None
         assert write_op is not None
         if self._watchdog is not None:
-            IOLoop.current().remove_timeout(self._watchdog)  # type: ignore[arg-type]
-            self._watchdog = None
+            self._watchdog.stop()
         return write_op
 
     async def data_received(self, chunk: bytes) -> None:
         if self.write_op is None or self._finished:
             return
-        self._last_data = IOLoop.current().time()
+        if self._watchdog is not None:
+            self._watchdog.received(len(chunk))
         try:
             await self.write_op.feed(chunk)
         except LockrError as exc:
@@ -162,6 +148,7 @@ class ChunkReceiver(BaseHandler):
     def on_finish(self) -> None:
         if self.write_op is not None:
             IOLoop.current().spawn_callback(self.take_write_op().discard)
+        super().on_finish()
 
 
 @tornado.web.stream_request_body

@@ -76,7 +76,7 @@ def test_stalled_connection_times_out_then_the_upload_resumes(server):
 
 
 def test_link_that_dies_silently_is_dropped_after_the_idle_timeout_keeping_its_bytes(server_factory):
-    srv = server_factory(upload_idle_timeout=0.5)
+    srv = server_factory(body_idle_timeout=0.5)
     session = open_session(srv.url, len(DATA))
     with FaultProxy(int(srv.url.rsplit(":", 1)[1])) as proxy:
         # Neither FIN nor RST ever reaches the server: only its idle timeout can free the session.
