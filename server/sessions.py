@@ -109,10 +109,9 @@ class SessionStore:
         self.settings = service.settings
 
     def create(self, principal: Principal, request: SessionRequest, now: float | None = None) -> SessionInfo:
-        """Opens a session: 413/403 from the declared size at once, then reserves it against the quota."""
+        """Opens a session: 413/403/507 from the declared size at once, then reserves it against the quota."""
         service = self.service
-        region = service.upload_region(principal, request.region)
-        service.check_upload(principal, request.size, request.key_hash)
+        region = service.admit_upload(principal, request.region, request.size, request.key_hash)
         now = time.time() if now is None else now
         reserved = 0 if principal.account_id is None else request.size
         db = UploadSession._meta.database
