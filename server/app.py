@@ -127,6 +127,12 @@ def start_background_tasks(ctx: ServerContext) -> list[asyncio.Task[None]]:
                              name="lockr-reaper")]
 
 
+async def finish_background_work(ctx: ServerContext, timeout: float = 5.0) -> None:
+    """At shutdown, once connections are closed: upload chunks cut by the shutdown record what they
+    stored, so a client resumes after the restart without re-sending it."""
+    await ctx.sessions.settle(timeout)
+
+
 def close_context(ctx: ServerContext) -> None:
     ctx.auth.close()
     ctx.io.shutdown(wait=True)

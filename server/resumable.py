@@ -386,6 +386,16 @@ class ResumableUploads:
                 pass
         return await self.session(session_id)
 
+    async def settle(self, timeout: float) -> None:
+        """Waits (at most `timeout` seconds) until no request is writing any session."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            waiters = [w for w in (self.live.idle_future(sid) for sid in self.live.busy()) if w is not None]
+            remaining = deadline - asyncio.get_running_loop().time()
+            if not waiters or remaining <= 0:
+                return
+            await asyncio.wait(waiters, timeout=remaining)
+
     async def completed_file(self, session: SessionInfo) -> FileInfo:
         return await self.db.run(self.store.completed_file, session)
 

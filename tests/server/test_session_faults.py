@@ -147,6 +147,27 @@ def test_kill_9_mid_upload_loses_no_persisted_bytes(served):
     assert (info["used"], info["reserved"]) == (len(DATA), 0)
 
 
+def test_graceful_stop_records_what_the_chunk_in_flight_stored(served):
+    session = open_session(served.url, len(DATA))
+    url = session["uploadUrl"]
+    assert put_chunk(url, DATA[:CHUNK], 0, len(DATA)).status_code == 308
+    partial = served.data_dir / "blobs" / "partial" / url.rsplit("/", 1)[1]
+    parts = urlsplit(url)
+    in_flight = DATA[CHUNK:]
+    head = (f"PUT {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Length: {len(in_flight)}\r\n"
+            f"Content-Range: bytes {CHUNK}-{len(DATA) - 1}/{len(DATA)}\r\n\r\n").encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as cut:
+        cut.sendall(head + in_flight[:1536 * KIB])
+        # The server writes in 1 MiB buffers: once the first one is on disk, the body is being read.
+        wait_for(lambda: partial.stat().st_size >= CHUNK + 1024 * KIB, message="the chunk to reach the disk")
+        assert served.stop() == 0
+    served.start(served.port)
+    resumed_at = stored_offset(status(url, len(DATA)))
+    assert CHUNK + 1024 * KIB <= resumed_at <= CHUNK + 1536 * KIB, "SIGTERM kept the in-flight chunk's bytes"
+    file = ChunkUploader(url, DATA, CHUNK).run()
+    assert sha256(download(file)) == sha256(DATA)
+
+
 def test_crash_between_moving_the_bytes_and_recording_the_file_recovers(tmp_path):
     crashing = ServerProcess(tmp_path / "data", env={"LOCKR_CRASH_POINT": "after_session_blob_commit"}).start()
     session = open_session(crashing.url, len(DATA))
