@@ -418,7 +418,11 @@ class ResumableUploads:
                     f"The chunk starts at byte {first} but {session.offset} bytes are stored; "
                     f"resume from byte {session.offset}.", headers=stored_range_headers(session.offset),
                     offset=session.offset)
-            partial = await self.run_io(PartialFile.open, self.blobs, session, live.hasher_at(session.offset))
+            running = live.hasher_at(session.offset)
+            partial = await self.run_io(PartialFile.open, self.blobs, session, running)
+            if running is None:
+                # Keep the re-hashed prefix even if this request brings no byte (cut before its body).
+                live.adopt(partial.hasher.copy(), session.offset)
         except BaseException:
             self.live.release(session_id)
             raise
