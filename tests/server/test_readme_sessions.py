@@ -22,7 +22,7 @@ def readme_blocks(heading: str) -> list[str]:
 
 
 def test_readme_resumable_upload_walkthrough_works(server, tmp_path: Path):
-    for tool in ("curl", "openssl", "split"):
+    for tool in ("curl", "split"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")
     account = create_account(server.url)
