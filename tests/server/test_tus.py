@@ -196,3 +196,18 @@ def test_tus_upload_and_upload_url_are_the_same_session(server):
     assert finished.json()["id"] == body["id"] == created.headers["Lockr-File-Id"]
     assert tus_head(created.headers["Location"]).headers["Upload-Offset"] == str(len(DATA))
     assert download(finished.json()) == DATA
+
+
+def test_browser_clients_pass_cors_preflight_and_can_read_tus_headers(server):
+    url = tus_create(server.url, 10).headers["Location"]
+    preflight = requests.options(url, headers={"Origin": "https://app.example", "Access-Control-Request-Method": "PATCH",
+                                               "Access-Control-Request-Headers": "tus-resumable,upload-offset,content-type"})
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
+    assert "PATCH" in preflight.headers["Access-Control-Allow-Methods"]
+    allowed = {h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"tus-resumable", "upload-offset", "content-type", "authorization", "upload-checksum"} <= allowed
+    patched = tus_patch(url, b"0123456789", 0)
+    exposed = {h.strip().lower() for h in patched.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"upload-offset", "location", "lockr-download-url"} <= exposed
+    assert requests.get(patched.headers["Lockr-Download-Url"]).content == b"0123456789"
