@@ -80,7 +80,8 @@ def test_big_upload_survives_three_cuts_and_a_server_kill(tmp_path, capsys):
             print(f"\n{size / MIB:.0f} MiB in {elapsed:.1f}s ({size / MIB / elapsed:.0f} MiB/s) through 3 cuts "
                   f"and a kill -9: {uploader.interruptions} interruptions, resumed at "
                   f"{[round(o / MIB, 1) for o in uploader.offsets_after_interruption]} MiB, "
-                  f"re-sent {uploader.resent / MIB:.1f} MiB ({uploader.resent / max(1, uploader.interruptions) / MIB:.1f}"
-                  f" MiB per interruption, chunk {CHUNK // MIB} MiB)")
+                  f"re-sent {uploader.resent / MIB:.1f} MiB "
+                  f"({uploader.resent / max(1, uploader.interruptions) / MIB:.1f} MiB per interruption, "
+                  f"chunk {CHUNK // MIB} MiB)")
     finally:
         server.stop()

@@ -200,8 +200,9 @@ def test_tus_upload_and_upload_url_are_the_same_session(server):
 
 def test_browser_clients_pass_cors_preflight_and_can_read_tus_headers(server):
     url = tus_create(server.url, 10).headers["Location"]
-    preflight = requests.options(url, headers={"Origin": "https://app.example", "Access-Control-Request-Method": "PATCH",
-                                               "Access-Control-Request-Headers": "tus-resumable,upload-offset,content-type"})
+    preflight = requests.options(url, headers={
+        "Origin": "https://app.example", "Access-Control-Request-Method": "PATCH",
+        "Access-Control-Request-Headers": "tus-resumable,upload-offset,content-type"})
     assert preflight.status_code == 204
     assert preflight.headers["Access-Control-Allow-Origin"] == "*"
     assert "PATCH" in preflight.headers["Access-Control-Allow-Methods"]
