@@ -137,6 +137,17 @@ class Gone(LockrError):
     default_message = "This upload session has expired or was cancelled; start a new one."
 
 
+class ChecksumMismatch(BadRequest):
+    code = "checksum_mismatch"
+    default_message = "The uploaded bytes do not match the checksum sent with them; nothing was stored."
+
+
+class PreconditionFailed(LockrError):
+    status = 412
+    code = "precondition_failed"
+    default_message = "The destination exists and 'Overwrite: F' forbids replacing it."
+
+
 class LengthRequired(LockrError):
     status = 411
     code = "length_required"

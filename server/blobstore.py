@@ -28,6 +28,15 @@ def storage_errors(action: str) -> Iterator[None]:
         raise StorageError(f"The server could not {action}; nothing was changed.") from exc
 
 
+@dataclass(frozen=True)
+class Digests:
+    """The hex digests of a blob, computed while it streamed in (rclone compares SHA-1/MD5)."""
+
+    sha256: str
+    sha1: str
+    md5: str
+
+
 class BlobWriter(ABC):
     """A blob being written: bytes go in, are hashed on the way, and become visible only on commit."""
 
@@ -38,6 +47,9 @@ class BlobWriter(ABC):
 
     @abstractmethod
     def sha256(self) -> str: ...
+
+    @abstractmethod
+    def digests(self) -> Digests: ...
 
     @abstractmethod
     def commit(self) -> None:
@@ -92,6 +104,8 @@ class FileBlobWriter(BlobWriter):
         self._temp_path = temp_path
         self._final_path = final_path
         self._hasher = hashlib.sha256()
+        self._sha1 = hashlib.sha1()
+        self._md5 = hashlib.md5()
         self.bytes_written = 0
         with storage_errors("create a temporary file"):
             self._fd: int | None = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -100,6 +114,8 @@ class FileBlobWriter(BlobWriter):
         assert self._fd is not None, "write after commit or abort"
         view = memoryview(data)
         self._hasher.update(view)
+        self._sha1.update(view)
+        self._md5.update(view)
         with storage_errors("write the upload to disk"):
             while view:
                 written = os.write(self._fd, view)
@@ -108,6 +124,9 @@ class FileBlobWriter(BlobWriter):
 
     def sha256(self) -> str:
         return self._hasher.hexdigest()
+
+    def digests(self) -> Digests:
+        return Digests(self._hasher.hexdigest(), self._sha1.hexdigest(), self._md5.hexdigest())
 
     def commit(self) -> None:
         assert self._fd is not None, "commit after commit or abort"
@@ -194,6 +213,29 @@ class FileBlobStore(BlobStore):
             return self.path(location).stat().st_size
         except FileNotFoundError:
             return None
+
+    def clone(self, source: BlobLocation, target: BlobLocation) -> None:
+        """A durable copy of a committed blob under a new key: a hard link (no bytes copied; blobs are
+        never rewritten in place), or a real copy where links are not possible."""
+        target_path = self.path(target)
+        with storage_errors("copy the file"):
+            target_path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(self.path(source), target_path)
+            except FileNotFoundError as exc:
+                raise NotFound("The file's bytes are missing from the store.") from exc
+            except OSError:
+                writer = self.new_writer(target)
+                try:
+                    with open(self.path(source), "rb") as handle:
+                        while chunk := handle.read(1024 * 1024):
+                            writer.write(chunk)
+                except BaseException:
+                    writer.abort()
+                    raise
+                writer.commit()
+                return
+            fsync_directory(target_path.parent)
 
     def partial_path(self, region: str, session_id: str) -> Path:
         return self.partial_dir(region) / session_id
