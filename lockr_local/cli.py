@@ -94,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
     _server_options(revoke)
     revoke.set_defaults(handler=server_cmds.token_revoke)
 
+    from lockr_local.commands import rclone_cmds
+
+    rclone_cmds.add_command(commands, rclone_cmds.rclone_config)
     _add_client_commands(commands)
     return parser
 
