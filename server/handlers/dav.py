@@ -334,9 +334,31 @@ class DavHandler(DownloadHandler):
         """Advisory locks: answered so that Finder, Windows and davfs2 agree to write; never enforced."""
         owner = webdav.lock_owner(bytes(self.body))
         token = self.request.headers.get("If", "").strip("()<> ") or f"opaquelocktoken:{uuid.uuid4()}"
-        timeout = "Second-3600"
+        created = False
+        if self.path.account is not None and self.path.name:
+            if await self.call(self.dav.stat, self.account_id, self.path.name) is None:
+                await self._create_empty_file()
+                created = True
         self.set_header("Lock-Token", f"<{token}>")
-        self._send_xml(webdav.lock_response(token, owner, timeout), status=200)
+        self._send_xml(webdav.lock_response(token, owner, "Second-3600"), status=201 if created else 200)
+
+    async def _create_empty_file(self) -> None:
+        """RFC 4918 7.3: LOCK on an unmapped path makes an empty file, which clients then PUT over."""
+        name = self.path.name
+        await self.call(self.dav.check_put, self.principal, name, 0)
+        region = await self.call(self.ctx.service.upload_region, self.principal, None)
+        location = BlobLocation(region, new_id())
+        writer = await self.run_io(self.ctx.blobs.new_writer, location)
+        await self.run_io(writer.commit)
+        digests = writer.digests()
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        new = NewFile(location.key, name, 0, content_type, region, digests.sha256, None, sha1=digests.sha1,
+                      md5=digests.md5)
+        try:
+            await self.call(self.dav.commit_put, self.principal, new)
+        except BaseException:
+            await self.run_io(self.ctx.blobs.delete, location)
+            raise
 
     @unless_finished
     async def unlock(self) -> None:

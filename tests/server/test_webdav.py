@@ -358,6 +358,13 @@ def test_lock_and_unlock_answer_so_desktop_clients_can_write(server: Any, alice:
     assert dav(server, alice, "UNLOCK", "alice/a.txt", headers={"Lock-Token": token}).status_code == 204
 
 
+def test_lock_on_a_new_path_creates_an_empty_file_that_a_put_then_fills(server: Any, alice: Account) -> None:
+    assert dav(server, alice, "LOCK", "alice/new.txt").status_code == 201
+    assert [(f["name"], f["size"]) for f in api_files(server, alice)] == [("new.txt", 0)]
+    assert put(server, alice, "alice/new.txt", b"filled").status_code == 204
+    assert [(f["name"], f["size"]) for f in api_files(server, alice)] == [("new.txt", 6)]
+
+
 @pytest.mark.parametrize("method, path, headers", [
     ("PROPFIND", "bob/", {"Depth": "1"}),
     ("GET", "bob/secret.txt", {}),
