@@ -21,6 +21,7 @@ from lockr_local.errors import (
 )
 from lockr_local.server.blobstore import BlobLocation
 from lockr_local.server.models import Account, DavFolder, StoredFile
+from lockr_local.server.security import new_id
 from lockr_local.server.service import FileInfo, NewFile, Principal, Service
 from lockr_local.server.webdav import Quota, Resource
 
@@ -275,8 +276,6 @@ class DavStore:
 
     def plan_copy(self, account_id: int, source: str, target: str, depth: str) -> tuple[list[CopyItem], list[str]]:
         """What a COPY will create: (files with their new names and ids, folders to keep)."""
-        from lockr_local.server.security import new_id
-
         rows = self._files(account_id, source)
         if rows:
             return [CopyItem(FileInfo.of(rows[0]), target, new_id())], []

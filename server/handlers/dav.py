@@ -253,11 +253,13 @@ class DavHandler(DownloadHandler):
                                        "says; nothing was stored.")
         new = NewFile(location.key, self.path.name, sink.received, self.put_type, location.region, digests.sha256,
                       None, mtime=self.put_mtime, sha1=digests.sha1, md5=digests.md5)
+        self.ctx.faults.hit("after_blob_commit")
         try:
             info, replaced, old = await self.call(self.dav.commit_put, self.principal, new)
         except BaseException:
             await self.run_io(self.ctx.blobs.delete, location)
             raise
+        self.ctx.faults.hit("after_db_commit")
         await self._delete_blobs(old)
         self.set_header("ETag", f'"{info.sha256}"')
         self.set_header("OC-ETag", f'"{info.sha256}"')

@@ -241,6 +241,18 @@ def test_the_plan_size_limit_gives_an_rclone_error(server_factory: Any, rclone: 
     assert set(api_files(server, alice)) == {"ok.txt"}
 
 
+def test_basic_auth_with_an_obscured_password_works_too(server: Any, rclone: Rclone, tmp_path: Path) -> None:
+    alice = create_account(server.url, "alice", password="a long password")
+    obscured = rclone.run("obscure", alice.password).stdout.strip()
+    rclone.config.write_text(f"[basic]\ntype = webdav\nurl = {server.url}/dav/\nvendor = owncloud\n"
+                             f"user = {alice.email}\npass = {obscured}\n")
+    source = tmp_path / "bucket"
+    make_tree(source, big_mb=1)
+    rclone.sync(source, "basic:alice")
+    assert rclone.run("check", str(source), "basic:alice").returncode == 0
+    assert set(api_files(server, alice)) == set(local_files(source))
+
+
 def test_rclone_about_reports_the_quota(server: Any, rclone: Rclone, alice: Account, tmp_path: Path) -> None:
     source = tmp_path / "bucket"
     source.mkdir()
@@ -249,3 +261,31 @@ def test_rclone_about_reports_the_quota(server: Any, rclone: Rclone, alice: Acco
     about = json.loads(rclone.run("about", "--json", "lockr:alice").stdout)
     assert about["used"] == 1000
     assert about["total"] == server.settings.default_quota
+
+
+def readme_migration_commands() -> list[str]:
+    """The shell commands of the README's migration walkthrough, as written."""
+    text = (REPO / "README.md").read_text()
+    section = text.split("## Migrating with rclone (one switch)", 1)[1]
+    block = section.split("```sh\n", 1)[1].split("```", 1)[0]
+    return [line for line in block.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def test_the_readme_migration_works_as_written(server: Any, tmp_path: Path) -> None:
+    """The README's commands, with an rclone 'local' remote named s3 standing in for the bucket."""
+    alice = create_account(server.url, "alice")
+    commands = readme_migration_commands()
+    assert commands[0].startswith("rclone config create s3 s3 ")
+    commands[0] = "rclone config create s3 local"
+    script = "\n".join(commands).replace("~/.config/rclone/rclone.conf", '"$RCLONE_CONFIG"')
+    script = script.replace("http://127.0.0.1:8080", server.url)
+    bucket = tmp_path / "your-source-bucket"
+    make_tree(bucket, big_mb=2)
+    env = clean_env(TOKEN=alice.token, RCLONE_CONFIG=str(tmp_path / "rclone.conf"),
+                    PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    env = {k: v for k, v in env.items() if not k.startswith("RCLONE_") or k == "RCLONE_CONFIG"}
+    result = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "0 differences found" in result.stderr
+    assert set(api_files(server, alice)) == set(local_files(bucket))

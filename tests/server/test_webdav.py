@@ -390,3 +390,27 @@ def test_another_accounts_folder_is_forbidden(server: Any, alice: Account, metho
 def test_unusable_paths_are_400(server: Any, alice: Account, path: str) -> None:
     assert put(server, alice, path, b"x").status_code == 400
     assert api_files(server, alice) == []
+
+
+@pytest.mark.parametrize("crash_point, listed", [("after_blob_commit", b"old"), ("after_db_commit", b"new")])
+def test_a_crash_during_a_replacing_put_leaves_the_old_or_the_new_file(tmp_path: Path, crash_point: str,
+                                                                       listed: bytes) -> None:
+    from tests.helpers import ServerProcess
+
+    data_dir = tmp_path / "data"
+    server = ServerProcess(data_dir).start()
+    try:
+        alice = create_account(server.url, "alice")
+        put(server, alice, "alice/a.txt", b"old")
+        server.stop()
+        server.env["LOCKR_CRASH_POINT"] = crash_point
+        server.start()
+        with pytest.raises(requests.ConnectionError):
+            put(server, alice, "alice/a.txt", b"new")
+        server.proc.wait(10)  # type: ignore[union-attr]
+        server.env.pop("LOCKR_CRASH_POINT")
+        server.start()
+        assert dav(server, alice, "GET", "alice/a.txt").content == listed
+        assert len(api_files(server, alice)) == 1
+    finally:
+        server.stop()
