@@ -240,6 +240,11 @@ def parse_propfind(body: bytes) -> PropRequest:
     return PropRequest("allprop")
 
 
+def wants_quota(request: PropRequest) -> bool:
+    """RFC 4331 quotas are reported only when asked for by name (they cost a query)."""
+    return request.mode == "prop" and (QUOTA_USED in request.props or QUOTA_AVAILABLE in request.props)
+
+
 def parse_proppatch(body: bytes) -> list[tuple[Prop, str | None]]:
     """The (property, new text or None for remove) pairs of a PROPPATCH, in order."""
     root = _parse_xml(body, "PROPPATCH")

@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 import mimetypes
 import uuid
-from typing import Any, Awaitable, Callable
+from typing import Awaitable, Callable
 
 import tornado.web
 
@@ -20,6 +20,7 @@ from lockr_local.names import validate_content_type
 from lockr_local.server import webdav
 from lockr_local.server.blobstore import BlobLocation
 from lockr_local.server.davstore import DavStore
+from lockr_local.server.handlers.base import ServerContext
 from lockr_local.server.handlers.downloads import DownloadHandler
 from lockr_local.server.handlers.uploads import UNLIMITED_BODY, declared_length
 from lockr_local.server.security import new_id
@@ -53,7 +54,7 @@ class DavHandler(DownloadHandler):
 
     SUPPORTED_METHODS = METHODS  # type: ignore[assignment]
 
-    def initialize(self, ctx: Any) -> None:  # type: ignore[override]
+    def initialize(self, ctx: ServerContext) -> None:  # type: ignore[override]
         super().initialize(ctx)
         self.dav = DavStore(ctx.service)
         self.sink: UploadSink | None = None
@@ -136,9 +137,8 @@ class DavHandler(DownloadHandler):
         self.finish()
 
     async def _resource(self) -> webdav.Resource:
-        if self.path.account is None:
-            return webdav.Resource(name="", is_dir=True, mtime=0.0)
-        resource = await self.call(self.dav.stat, self.account_id, self.path.name)
+        """The resource at the request path; /dav/ itself shows as a folder as new as the caller's own."""
+        resource = await self.call(self.dav.stat, self.account_id, self.path.name if self.path.account else "")
         if resource is None:
             raise NotFound(f"Nothing exists at {self.path.name!r}.")
         return resource
@@ -150,13 +150,12 @@ class DavHandler(DownloadHandler):
             raise Forbidden("Depth: infinity is not supported; list one folder at a time (Depth: 1).")
         request = webdav.parse_propfind(bytes(self.body))
         resource = await self._resource()
-        quota = await self.call(self.dav.quota, self.account_id)
+        quota = await self.call(self.dav.quota, self.account_id) if webdav.wants_quota(request) else None
         account = self.path.account
         responses = [webdav.response_xml(account, resource, request, quota)]
         if depth == "1" and resource.is_dir:
             if account is None:
-                own = webdav.Resource(name="", is_dir=True, mtime=0.0)
-                responses.append(webdav.response_xml(self.principal.username, own, request, quota))
+                responses.append(webdav.response_xml(self.principal.username, resource, request, quota))
             else:
                 for child in await self.call(self.dav.children, self.account_id, resource.name):
                     responses.append(webdav.response_xml(account, child, request, quota))
