@@ -7,6 +7,8 @@ import os
 import sys
 from typing import Callable, TextIO
 
+from lockr_local.errors import BadRequest, LockrError
+
 DEFAULT_ENDPOINT = "http://127.0.0.1:8080"
 
 
@@ -25,27 +27,30 @@ def add_command(commands: argparse._SubParsersAction, handler: Callable[[argpars
 
 
 def resolve_endpoint(flag: str | None) -> str:
-    return (flag or os.environ.get("LOCKR_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-
-
-def resolve_token(flag: str | None, endpoint: str) -> str | None:
-    """--token, then LOCKR_TOKEN, then the token `lockr-local login` kept in the keyring (if that part is here)."""
-    if flag:
-        return flag
-    if os.environ.get("LOCKR_TOKEN"):
-        return os.environ["LOCKR_TOKEN"]
+    """--endpoint, then LOCKR_ENDPOINT, then the endpoint the client saved at login, then the local server."""
     try:
-        from lockr_local import credentials  # type: ignore[attr-defined]
+        from lockr_local import credentials
     except ImportError:
-        return None
-    lookup = getattr(credentials, "load_token", None) or getattr(credentials, "get_token", None)
-    if lookup is None:
-        return None
+        text = (flag or os.environ.get("LOCKR_ENDPOINT") or DEFAULT_ENDPOINT).strip().rstrip("/")
+        if not text.startswith(("http://", "https://")):
+            raise BadRequest(f"The endpoint must be a URL like {DEFAULT_ENDPOINT}, not {text!r}.")
+        return text
+    return credentials.resolve_endpoint(flag) or DEFAULT_ENDPOINT
+
+
+def resolve_token(flag: str | None, endpoint: str) -> tuple[str | None, str]:
+    """--token, then LOCKR_TOKEN, then the token `lockr-local login` kept (keyring), when that part exists.
+
+    Returns (token or None, why the keyring could not help, or "").
+    """
     try:
-        token = lookup(endpoint)
-    except Exception:  # noqa: BLE001 - a broken keyring backend must not hide the clear message below
-        return None
-    return str(token) if token else None
+        from lockr_local import credentials
+    except ImportError:
+        return flag or os.environ.get("LOCKR_TOKEN") or None, ""
+    try:
+        return credentials.resolve_token(flag, endpoint), ""
+    except LockrError as exc:
+        return None, exc.message
 
 
 def remote_section(name: str, endpoint: str, token: str) -> str:
@@ -70,10 +75,12 @@ def rclone_config(args: argparse.Namespace, out: TextIO | None = None, err: Text
         print("lockr-local: --name must be a plain word such as 'lockr'.", file=err)
         return ExitStatus.USAGE
     endpoint = resolve_endpoint(args.endpoint)
-    token = resolve_token(args.token, endpoint)
+    token, keyring_problem = resolve_token(args.token, endpoint)
     if not token:
         print("lockr-local: no API token: pass --token, set LOCKR_TOKEN, or run 'lockr-local login' first "
               "(a server admin can also run 'lockr-local token create USERNAME').", file=err)
+        if keyring_problem:
+            print(f"lockr-local: {keyring_problem}", file=err)
         return ExitStatus.AUTH
     out.write(f"# lockr-local at {endpoint}: rclone sync SRC {args.name}:YOUR_USERNAME --transfers=16 --checkers=8\n")
     out.write(remote_section(args.name, endpoint, token))
