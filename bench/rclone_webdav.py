@@ -73,7 +73,7 @@ def main() -> int:
         small, big = make_sources(root / "src")
         lockr_port, serve_port = free_port(), free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKR_")}
-        env.update(LOCKR_RATE_ACCOUNT="100000", LOCKR_RATE_ACCOUNT_BURST="100000", LOCKR_LOG_LEVEL="warning")
+        env["LOCKR_LOG_LEVEL"] = "warning"  # default rate limits: a migration must fit within them
         lockr = subprocess.Popen([sys.executable, "-m", "lockr_local", "serve", "--data-dir", str(root / "lockr"),
                                   "--port", str(lockr_port)], env=env, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.DEVNULL)
