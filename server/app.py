@@ -14,7 +14,7 @@ from lockr_local.server.auth import Authenticator
 from lockr_local.server.blobstore import FileBlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
-from lockr_local.server.handlers import accounts, downloads, files, uploads
+from lockr_local.server.handlers import accounts, downloads, files, links, pages, tokens, uploads
 from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
 from lockr_local.server.security import Signer, load_or_create_secret
 from lockr_local.server.service import Service
@@ -23,6 +23,7 @@ access_log = logging.getLogger("lockr.access")
 
 FILE_ID = r"([0-9a-fA-F]{1,64})"
 REGION = r"([a-z0-9][a-z0-9-]{0,62})"
+WEB_ROOT = Path(__file__).resolve().parent
 
 
 def build_context(settings: Settings) -> ServerContext:
@@ -52,6 +53,17 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         (rf"/api/v1/files/{FILE_ID}/key", files.FileKeyHandler, deps),
         (rf"/api/v1/files/{FILE_ID}", files.FileHandler, deps),
         (rf"/api/v1/download/{REGION}/{FILE_ID}(?:/.*)?", downloads.DownloadHandler, deps),
+        (rf"/api/v1/files/{FILE_ID}/link", links.FileLinkHandler, deps),
+        (r"/api/v1/tokens", tokens.TokensHandler, deps),
+        (r"/api/v1/tokens/([0-9]+)", tokens.TokenHandler, deps),
+        (r"/api/v1/account/password", tokens.PasswordHandler, deps),
+        (r"/", pages.HomeHandler, deps),
+        (r"/account", pages.AccountPageHandler, deps),
+        (r"/account/signup", pages.SignupHandler, deps),
+        (r"/account/login", pages.LoginPageHandler, deps),
+        (r"/account/logout", pages.LogoutHandler, deps),
+        (r"/files", pages.FilesPageHandler, deps),
+        (rf"/download/{FILE_ID}", pages.DownloadPageHandler, deps),
     ]
     return tornado.web.Application(
         routes,
@@ -59,6 +71,13 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         default_handler_args=deps,
         log_function=log_request,
         compress_response=False,
+        # The web pages (handlers/pages.py): templates, their small scripts and styles (never stored
+        # files), cookie sessions signed with a key derived from the server secret, XSRF-checked forms.
+        template_path=str(WEB_ROOT / "templates"),
+        static_path=str(WEB_ROOT / "static"),
+        cookie_secret=ctx.signer.subkey("cookie"),
+        xsrf_cookies=True,
+        xsrf_cookie_kwargs={"httponly": True, "samesite": "Strict"},
     )
 
 
