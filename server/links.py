@@ -10,6 +10,7 @@ path, expiry or signature fails the HMAC (403 `link_invalid`).
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass
 from urllib.parse import urlencode
@@ -57,7 +58,7 @@ def _message(method: str, info: FileInfo, expires_at: int) -> str:
 
 def sign_download(signer: Signer, info: FileInfo, lifetime: int, now: float | None = None) -> SignedLink:
     """A link to `info` that works without credentials until now + lifetime."""
-    expires_at = int((time.time() if now is None else now) + lifetime)
+    expires_at = math.ceil((time.time() if now is None else now) + lifetime)
     query = urlencode({"expires": expires_at, "sig": signer.sign(_message(SIGNED_METHOD, info, expires_at))})
     return SignedLink(f"{info.download_path()}?{query}", expires_at)
 
