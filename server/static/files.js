@@ -114,6 +114,12 @@
         var percent = total ? Math.floor(100 * sent / total) : 100;
         job.bar.value = percent;
         job.status.textContent = percent + "% · " + Lockr.formatSize(sent) + " of " + Lockr.formatSize(total);
+      },
+      onResume: function (offset) {
+        job.item.setAttribute("data-resumed-from", String(offset));
+      },
+      onRetry: function (attempt) {
+        job.status.textContent = "connection lost; retrying (" + attempt + ")…";
       }
     }).then(function (file) {
       job.bar.value = 100;
