@@ -64,7 +64,7 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         (r"/account/login", pages.LoginPageHandler, deps),
         (r"/account/logout", pages.LogoutHandler, deps),
         (r"/files", pages.FilesPageHandler, deps),
-        (rf"/download/{FILE_ID}", pages.DownloadPageHandler, deps),
+        (r"/download/([^/]+)/?", pages.DownloadPageHandler, deps),
     ]
     return tornado.web.Application(
         routes,

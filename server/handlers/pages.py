@@ -209,7 +209,8 @@ class DownloadPageHandler(PageHandler):
 
     async def get(self, file_id: str) -> None:
         try:
-            info: FileInfo = await self.call(self.ctx.service.file, checked_file_id(file_id.lower()))
+            # Any text after /download/ gets this page (an HTML "not found" rather than the API's JSON).
+            info: FileInfo = await self.call(self.ctx.service.file, checked_file_id(file_id.strip().lower()))
         except NotFound:
             self.set_status(404)
             self.render("download.html", file=None, download_url="", page_title="File not found")

@@ -60,8 +60,10 @@
   function formatDate(iso) {
     var date = new Date(iso);
     if (isNaN(date.getTime())) return iso || "";
-    return date.toLocaleString(undefined, { year: "numeric", month: "short", day: "numeric",
-                                            hour: "2-digit", minute: "2-digit" });
+    function two(n) { return ("0" + n).slice(-2); }
+    // Local time, written the same way in every locale: 2026-11-27 14:05.
+    return date.getFullYear() + "-" + two(date.getMonth() + 1) + "-" + two(date.getDate()) + " " +
+      two(date.getHours()) + ":" + two(date.getMinutes());
   }
 
   /* Copies text; navigator.clipboard needs a secure context, so plain http falls back to execCommand. */
