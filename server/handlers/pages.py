@@ -11,7 +11,6 @@ How pages and the API fit together (see README, "Web pages"):
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any
 
@@ -25,8 +24,6 @@ from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.handlers.files import checked_file_id
 from lockr_local.server.service import AccountInfo, FileInfo, Principal, validate_email, validate_password, \
     validate_username
-
-log = logging.getLogger("lockr.pages")
 
 SESSION_COOKIE = "lockr_session"
 SESSION_DAYS = 30

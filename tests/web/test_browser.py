@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import base64
 import hashlib
-import itertools
 import re
 from pathlib import Path
 from typing import Any, Iterator
@@ -13,12 +11,9 @@ import pytest
 import requests
 from playwright.sync_api import expect
 
-from tests.helpers import Account, create_account, upload
+from tests.helpers import create_account, upload
+from tests.web.browser_tools import PASSWORD, TIMEOUT_MS, api_account, download_bytes, drop_files, sign_up
 from tests.web.conftest import check_screenshot
-
-_names = itertools.count(1)
-PASSWORD = "correct horse battery"
-TIMEOUT_MS = 15_000
 
 
 @pytest.fixture
@@ -29,48 +24,6 @@ def context(chromium: Any, web_server: Any) -> Iterator[Any]:
     ctx.set_default_timeout(TIMEOUT_MS)
     yield ctx
     ctx.close()
-
-
-def sign_up(page: Any, base_url: str) -> str:
-    """Creates an account through the /account form; returns the username."""
-    username = f"web{next(_names)}"
-    page.goto(f"{base_url}/account")
-    page.fill("#signup-username", username)
-    page.fill("#signup-email", f"{username}@example.com")
-    page.fill("#signup-password", PASSWORD)
-    page.click("#signup-form button[type=submit]")
-    page.wait_for_selector("#logout-button")
-    return username
-
-
-def api_account(base_url: str, username: str) -> Account:
-    """The same account seen from a script: log in through the API for a token."""
-    response = requests.post(f"{base_url}/api/v1/login", json={"identifier": username, "password": PASSWORD})
-    assert response.status_code == 200, response.text
-    return Account(username, f"{username}@example.com", PASSWORD, response.json()["token"])
-
-
-def drop_files(page: Any, selector: str, files: dict[str, bytes]) -> None:
-    """Drops files on an element the way a real drag from the desktop does (a DataTransfer of Files)."""
-    payload = {name: base64.b64encode(data).decode() for name, data in files.items()}
-    page.eval_on_selector(selector, """(zone, files) => {
-        const transfer = new DataTransfer();
-        for (const [name, encoded] of Object.entries(files)) {
-            const bytes = Uint8Array.from(atob(encoded), c => c.charCodeAt(0));
-            transfer.items.add(new File([bytes], name, {type: "application/octet-stream"}));
-        }
-        for (const type of ["dragenter", "dragover", "drop"]) {
-            zone.dispatchEvent(new DragEvent(type, {dataTransfer: transfer, bubbles: true, cancelable: true}));
-        }
-    }""", payload)
-
-
-def download_bytes(page: Any, click_selector: str) -> tuple[bytes, str]:
-    with page.expect_download() as info:
-        page.click(click_selector)
-    download = info.value
-    path = download.path()
-    return Path(path).read_bytes(), download.suggested_filename
 
 
 def test_sign_up_shows_the_api_token_and_copy_puts_it_on_the_clipboard(context, web_server, tmp_path):
@@ -149,7 +102,7 @@ def test_files_page_uploads_two_dropped_files_with_progress(context, web_server,
     account = api_account(web_server.url, username)
     listed = requests.get(f"{web_server.url}/api/v1/files", headers=account.auth).json()["files"]
     assert {f["name"]: f["sha256"] for f in listed} == {n: hashlib.sha256(d).hexdigest() for n, d in files.items()}
-    row = page.inner_text(f'#files-table tr[data-name="big photo.jpg"]')
+    row = page.inner_text('#files-table tr[data-name="big photo.jpg"]')
     assert "3.1 MB" in row and "local" in row and "open" in row
 
 
