@@ -22,8 +22,9 @@ from lockr_local.errors import (
 )
 from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.handlers.files import checked_file_id
-from lockr_local.server.service import AccountInfo, FileInfo, Principal, validate_email, validate_password, \
-    validate_username
+from lockr_local.server.service import (
+    AccountInfo, FileInfo, Principal, validate_email, validate_password, validate_username,
+)
 
 SESSION_COOKIE = "lockr_session"
 SESSION_DAYS = 30
