@@ -59,7 +59,7 @@ def test_account_page_creates_and_revokes_tokens(context, web_server):
     assert page.locator("#tokens-table td:has-text('this browser')").count() == 1
 
 
-def test_change_password_log_out_and_log_back_in(context, web_server):
+def test_change_password_log_out_and_log_back_in(context, web_server, tmp_path):
     page = context.new_page()
     username = sign_up(page, web_server.url)
     page.fill("#current-password", "not my password")
@@ -74,11 +74,13 @@ def test_change_password_log_out_and_log_back_in(context, web_server):
 
     page.click("#logout-button")
     page.wait_for_selector("#login-form")
+    check_screenshot(page, tmp_path / "account-signed-out.png")
     page.fill("#login-identifier", username)
     page.fill("#login-password", PASSWORD)
     page.click("#login-form button[type=submit]")
     page.wait_for_selector("#login-error")
     assert "Wrong" in page.inner_text("#login-error")
+    check_screenshot(page, tmp_path / "account-login-error.png")
     page.fill("#login-identifier", f"{username}@example.com")
     page.fill("#login-password", "a brand new password")
     page.click("#login-form button[type=submit]")
