@@ -4,6 +4,8 @@
 
   var tokenMeta = document.querySelector('meta[name="lockr-token"]');
   var token = tokenMeta ? tokenMeta.getAttribute("content") : null;
+  var userMeta = document.querySelector('meta[name="lockr-user"]');
+  var username = userMeta ? userMeta.getAttribute("content") : "";
 
   /* An API error as a readable sentence, from the server's {"error": {"code", "message"}} body. */
   function ApiError(status, code, message) {
@@ -117,7 +119,7 @@
   }
 
   global.Lockr = {
-    token: token, api: api, ApiError: ApiError, parseError: parseError, formatSize: formatSize,
+    token: token, username: username, api: api, ApiError: ApiError, parseError: parseError, formatSize: formatSize,
     formatDate: formatDate, copyText: copyText, toast: toast, say: say, el: el
   };
 })(window);

@@ -14,7 +14,21 @@
 
   var settings = { chunkSize: 32 * QUANTUM };   // 8 MiB
 
-  function storeKey(file) { return STORE_PREFIX + [file.name, file.size, file.lastModified].join("|"); }
+  /* Per account too: a session belongs to whoever opened it, so another user of this browser starts anew. */
+  function storeKey(file) {
+    return STORE_PREFIX + [Lockr.username, file.name, file.size, file.lastModified].join("|");
+  }
+
+  /* Forgets remembered sessions the server has reaped by now (files never dropped again). */
+  function sweep() {
+    try {
+      Object.keys(localStorage).forEach(function (key) {
+        if (key.indexOf(STORE_PREFIX) !== 0) return;
+        var saved = JSON.parse(localStorage.getItem(key) || "null");
+        if (!saved || !saved.expiresAt || Date.parse(saved.expiresAt) < Date.now()) localStorage.removeItem(key);
+      });
+    } catch (ignored) { /* storage unavailable: nothing to sweep */ }
+  }
 
   function remember(file, session) {
     try { localStorage.setItem(storeKey(file), JSON.stringify(session)); } catch (ignored) { /* private mode */ }
@@ -167,5 +181,6 @@
     });
   }
 
+  sweep();
   global.LockrUpload = { start: start, settings: settings, storeKey: storeKey, QUANTUM: QUANTUM };
 })(window);

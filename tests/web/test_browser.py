@@ -302,3 +302,19 @@ def test_pages_fit_a_phone_screen(chromium, web_server, tmp_path, path):
         check_screenshot(page, tmp_path / f"phone{path.replace('/', '-')}.png")
     finally:
         phone.close()
+
+
+def test_upload_over_quota_shows_the_servers_reason(chromium, server_factory):
+    small = server_factory(default_quota="4KB")
+    ctx = chromium.new_context()
+    try:
+        page = ctx.new_page()
+        sign_up(page, small.url)
+        page.goto(f"{small.url}/files")
+        drop_files(page, "#dropzone", {"fits.txt": b"a" * 1000, "too big.bin": b"b" * 5000})
+        page.wait_for_selector('#upload-list li[data-name="fits.txt"][data-state="done"]')
+        page.wait_for_selector('#upload-list li[data-name="too big.bin"][data-state="failed"]')
+        assert "quota" in page.inner_text('#upload-list li[data-name="too big.bin"] .status')
+        assert page.locator("#files-table tr[data-name]").count() == 1
+    finally:
+        ctx.close()
