@@ -374,7 +374,7 @@ class LockrClient:
         """
         url, known = self.resolve(id_or_url)
         params = {"keyHash": key_hash(key_phrase)} if key_phrase else None
-        head = self._request("HEAD", url, params=params, allow_redirects=True)
+        head = self._head(url, params)
         size = int(head.headers.get("Content-Length", "0"))
         etag = head.headers.get("ETag", "").strip('"')
         expected = (known.sha256 if known else None) or (etag if re.fullmatch(r"[0-9a-f]{64}", etag) else None)
@@ -424,6 +424,17 @@ class LockrClient:
                              "the partial file was removed, try again.")
         os.replace(part, target)
         return Download(target, have, actual, resumed_from)
+
+    def _head(self, url: str, params: dict[str, str] | None) -> requests.Response:
+        """HEAD for size, name and ETag; an error has no body there, so GET fetches its JSON message."""
+        try:
+            return self._request("HEAD", url, params=params, allow_redirects=True)
+        except LockrError as exc:
+            if not 400 <= exc.status < 500:
+                raise
+            with self._request("GET", url, params=params, stream=True, allow_redirects=True,
+                               headers={"Range": "bytes=0-0"}, expect=()):
+                raise exc
 
     # -- plumbing ---------------------------------------------------------------------------------
 
