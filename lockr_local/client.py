@@ -23,11 +23,10 @@ import requests
 from lockr_local import __version__
 from lockr_local.errors import (ConnectionFailed, LockrError, MethodNotAllowed, NotFound, RateLimited,
                                 SessionOffsetMismatch, error_class_for)
-from lockr_local.transfer import (READ_BLOCK, FileWindow, ProgressCallback, RetryPolicy, chunk_size_checked,
+from lockr_local.transfer import (DEFAULT_CHUNK_SIZE, READ_BLOCK, FileWindow, ProgressCallback, RetryPolicy, chunk_size_checked,
                                   hash_prefix, key_hash, persisted_offset, source_size)
 
 DIRECT_UPLOAD_LIMIT = 16 * 1024 * 1024
-DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 TIMEOUT = (15.0, 120.0)  # (connect, between bytes); a chunk's fsync on a slow disk can take a while
 _DOWNLOAD_PATH = re.compile(r"/api/v1/download/[^/?#]+/([0-9a-fA-F]{32,64})")
 _PAGE_PATH = re.compile(r"/download/([0-9a-fA-F]{32,64})/?$")
@@ -227,7 +226,9 @@ class LockrClient:
             body["region"] = region
         if key_hash:
             body["keyHash"] = key_hash
-        data = self._json("POST", "/api/v1/upload/session", expect=(201, 200), idempotent=False, json=body)
+        # Retried after a network error although a lost answer may leave an unused session behind: the
+        # server reaps it (and its reservation) at expiry, and giving up on a cut would be worse.
+        data = self._json("POST", "/api/v1/upload/session", expect=(201, 200), json=body)
         return UploadSession(str(data["id"]), urljoin(self.endpoint + "/", str(data["uploadUrl"])),
                              str(data.get("downloadUrl", "")), str(data.get("expiresAt", "")))
 

@@ -13,6 +13,7 @@ from typing import BinaryIO, Callable, Iterator
 # GCS requires every chunk but the last to be a multiple of 256 KiB; lockr-local accepts any size,
 # but keeping to the rule makes the client work against both.
 CHUNK_QUANTUM = 256 * 1024
+DEFAULT_CHUNK_SIZE = 8 * 1024 * 1024
 READ_BLOCK = 1024 * 1024
 
 ProgressCallback = Callable[[int, int], None]

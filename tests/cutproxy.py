@@ -11,6 +11,7 @@ from __future__ import annotations
 import socket
 import struct
 import threading
+import time
 from typing import Iterable
 
 
@@ -25,6 +26,7 @@ class CutProxy:
         self.url = f"http://127.0.0.1:{self.port}"
         self.sent_upstream = 0
         self.cuts_done = 0
+        self.upload_rate: float | None = None  # bytes per second client->server, None = as fast as possible
         self._cut_points: list[int] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -35,6 +37,11 @@ class CutProxy:
         """Arms cuts at these running totals of upstream bytes (each fires once)."""
         with self._lock:
             self._cut_points = sorted(set(self._cut_points) | set(points))
+
+    @property
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._sockets) // 2
 
     def close(self) -> None:
         self._closed = True
@@ -81,6 +88,8 @@ class CutProxy:
                 break
             if cut:
                 break
+            if upstream and self.upload_rate:
+                time.sleep(len(data) / self.upload_rate)
         for sock in pair:
             _reset(sock)
         with self._lock:

@@ -7,15 +7,17 @@ import getpass
 import json
 import sys
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 from urllib.parse import urlsplit
 
 from lockr_local.cli import ExitStatus
-from lockr_local.client import LockrClient, RemoteFile
 from lockr_local.credentials import ClientSettings, TokenStore, keyring_usable, resolve_endpoint, resolve_token
 from lockr_local.errors import Gone, KeyringUnavailable, LockrError, NotFound
-from lockr_local.transfer import ProgressCallback
-from lockr_local.upload_state import UploadState
+from lockr_local.transfer import DEFAULT_CHUNK_SIZE, ProgressCallback, chunk_size_checked
+
+if TYPE_CHECKING:  # requests and friends load only when a client command runs, keeping `serve` quick
+    from lockr_local.client import LockrClient, RemoteFile
+    from lockr_local.upload_state import UploadState
 
 Options = Callable[[argparse.ArgumentParser], None]
 
@@ -49,6 +51,9 @@ def add_commands(subparsers: argparse._SubParsersAction, client_options: Options
     upload.add_argument("--key", metavar="PHRASE",
                         help="protect downloads with a key phrase (only its SHA-256 is sent)")
     upload.add_argument("--guest", action="store_true", help="upload without logging in (guest limits apply)")
+    upload.add_argument("--chunk-size", metavar="SIZE", type=chunk_size_arg, default=DEFAULT_CHUNK_SIZE,
+                        help="bytes per request of a resumable upload, a multiple of 256K such as 256K, 8M "
+                             "(default 8M); smaller chunks re-send less after an interruption")
     upload.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
     upload.set_defaults(handler=upload_cmd)
 
@@ -102,6 +107,19 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def chunk_size_arg(text: str) -> int:
+    """'8M', '256K', '1048576': binary units, and a multiple of 256 KiB as GCS requires."""
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    value = text.strip().upper().removesuffix("IB").removesuffix("B")
+    factor = units.get(value[-1:], 1)
+    number = value[:-1] if value[-1:] in units else value
+    try:
+        size = int(number) * factor
+        return chunk_size_checked(size)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: use a multiple of 256K, such as 256K, 1M or 8M") from exc
+
+
 def endpoint_of(args: argparse.Namespace, fallback_url: str | None = None) -> str:
     endpoint = resolve_endpoint(args.endpoint)
     if endpoint is None and fallback_url and "://" in fallback_url:
@@ -115,6 +133,8 @@ def endpoint_of(args: argparse.Namespace, fallback_url: str | None = None) -> st
 
 def client_for(args: argparse.Namespace, *, need_token: bool = True,
                fallback_url: str | None = None) -> LockrClient:
+    from lockr_local.client import LockrClient
+
     endpoint = endpoint_of(args, fallback_url)
     token = resolve_token(args.token, endpoint)
     if token is None and need_token:
@@ -167,6 +187,8 @@ def login_cmd(args: argparse.Namespace) -> int:
     if not args.insecure_file_store and not keyring_usable():
         # Said before any password is typed or any token issued.
         raise KeyringUnavailable()
+    from lockr_local.client import LockrClient
+
     with LockrClient(endpoint) as client:
         if args.token:
             client.token = args.token
@@ -217,6 +239,7 @@ def logout_cmd(args: argparse.Namespace) -> int:
 @reporting
 def upload_cmd(args: argparse.Namespace) -> int:
     client = client_for(args, need_token=not args.guest)
+    client.chunk_size = args.chunk_size
     if args.guest:
         client.token = None
     status = ExitStatus.OK
@@ -246,6 +269,8 @@ def upload_cmd(args: argparse.Namespace) -> int:
 
 def upload_one(client: LockrClient, path: Path, args: argparse.Namespace) -> RemoteFile:
     """Direct for small files; for large ones a session remembered in the state file until it completes."""
+    from lockr_local.upload_state import UploadState
+
     size = path.stat().st_size
     bar = ProgressBar(path.name, args.quiet)
     try:
@@ -265,6 +290,8 @@ def upload_one(client: LockrClient, path: Path, args: argparse.Namespace) -> Rem
 
 def resume_pending(client: LockrClient, state: UploadState, key: str, path: Path, size: int,
                    progress: ProgressCallback) -> RemoteFile | None:
+    from lockr_local.client import RemoteFile
+
     pending = state.get(key)
     if pending is None:
         return None

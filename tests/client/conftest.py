@@ -90,6 +90,9 @@ class SessionEndpoint:
         self.fake = fake
         self.server = server
 
+    def stored_sha256_by_id(self, link: str) -> str:
+        return hashlib.sha256(self.fake.stored(link.rstrip("/").split("/")[-2])).hexdigest()
+
     def stored_sha256(self, info: RemoteFile) -> str:
         if self.fake is not None:
             return hashlib.sha256(self.fake.stored(info.id)).hexdigest()
