@@ -22,7 +22,7 @@ import requests
 
 from lockr_local import __version__
 from lockr_local.errors import (ConnectionFailed, LockrError, MethodNotAllowed, NotFound, RateLimited,
-                                SessionOffsetMismatch, error_class_for)
+                                SessionBusy, SessionOffsetMismatch, error_class_for)
 from lockr_local.transfer import (DEFAULT_CHUNK_SIZE, READ_BLOCK, FileWindow, ProgressCallback, RetryPolicy, chunk_size_checked,
                                   hash_prefix, key_hash, persisted_offset, source_size)
 
@@ -314,11 +314,12 @@ class LockrClient:
                 offset = new_offset
                 continue
             error = self._error(response)
-            if isinstance(error, SessionOffsetMismatch) or response.status_code == 409 and "Range" in response.headers:
-                # Someone else (an earlier run) moved the session on: continue from where it really is.
+            if isinstance(error, SessionOffsetMismatch):
+                # The session is elsewhere than we thought (an earlier run moved it): go on from there.
                 failures = self._backoff(failures, error)
                 offset = persisted_offset(response.headers.get("Range"))
-            elif isinstance(error, RateLimited) or response.status_code >= 500:
+            elif isinstance(error, (SessionBusy, RateLimited)) or response.status_code >= 500:
+                # Busy: a request of ours cut off a moment ago may still be finishing on the server.
                 failures = self._backoff(failures, error)
                 status = self._query_session(session_url, size)
                 if isinstance(status, RemoteFile):

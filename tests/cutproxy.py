@@ -119,6 +119,11 @@ def _reset(sock: socket.socket) -> None:
     except OSError:
         pass
     try:
+        # shutdown wakes the other pump thread blocked in recv(); close alone would wait for it.
+        sock.shutdown(socket.SHUT_RDWR)
+    except OSError:
+        pass
+    try:
         sock.close()
     except OSError:
         pass

@@ -39,7 +39,7 @@ class FakeSessions:
                 session_id = secrets.token_hex(16)
                 with fake.lock:
                     fake.sessions[session_id] = {"name": body["name"], "size": int(body["size"]), "offset": 0,
-                                                 "done": False}
+                                                 "done": False, "lock": threading.Lock()}
                 (fake.folder / session_id).write_bytes(b"")
                 base = f"http://{self.headers['Host']}"
                 self.reply(201, {"id": session_id, "uploadUrl": f"{base}/upload/{session_id}",
@@ -58,7 +58,17 @@ class FakeSessions:
                 first = int(match.group(1)) if match.group(1) else None
                 if first is None or session["done"]:
                     self.rfile.read(length)
-                    return self.status(session_id, session)
+                    with session["lock"]:  # a status answer waits for a writer still in flight
+                        return self.status(session_id, session)
+                if not session["lock"].acquire(blocking=False):
+                    self.rfile.read(length)
+                    return self.reply(409, {"error": {"code": "session_busy", "message": "busy"}})
+                try:
+                    self.write_chunk(session_id, session, first, length)
+                finally:
+                    session["lock"].release()
+
+            def write_chunk(self, session_id: str, session: dict[str, Any], first: int, length: int) -> None:
                 if first > session["offset"]:
                     self.rfile.read(length)
                     return self.reply(409, {"error": {"code": "offset_mismatch", "message": "gap"}},
