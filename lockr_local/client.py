@@ -8,6 +8,7 @@ with exponential backoff that honours Retry-After; bodies are streamed in both d
 from __future__ import annotations
 
 import email.utils
+import html
 import mimetypes
 import os
 import re
@@ -353,8 +354,22 @@ class LockrClient:
         known = self._owned_file(file_id)
         if known is not None:
             return known.download_url, known
-        raise NotFound(f"File {file_id} is not in your account; download it with its full download link "
-                       "(the downloadUrl, /api/v1/download/...).")
+        shared = self._download_url_from_page(text if page else f"{self.endpoint}/download/{file_id}")
+        if shared is not None:
+            return shared, None
+        raise NotFound(f"No file {file_id} is in your account or shared at {self.endpoint}; check the id, or "
+                       "use the full download link (the downloadUrl, /api/v1/download/...).")
+
+    def _download_url_from_page(self, page_url: str) -> str | None:
+        """Someone else's file: its download page names the downloadUrl (data-download-url)."""
+        try:
+            response = self.http.get(page_url, headers=self._auth_headers(page_url), timeout=self.timeout)
+        except requests.RequestException:
+            return None
+        if response.status_code != 200 or "html" not in response.headers.get("Content-Type", ""):
+            return None
+        match = re.search(r'data-download-url="([^"]+)"', response.text)
+        return urljoin(page_url, html.unescape(match.group(1))) if match else None
 
     def _owned_file(self, file_id: str) -> RemoteFile | None:
         if not self.token:

@@ -225,3 +225,21 @@ def test_requests_sends_content_length_not_chunked(client: LockrClient, server: 
     with open(source, "rb") as handle:
         prepared = requests.Request("POST", server.url, data=FileWindow(handle, 0, 300_000, 300_000)).prepare()
     assert prepared.headers.get("Content-Length") == "300000" and "Transfer-Encoding" not in prepared.headers
+
+
+def test_someone_elses_file_downloads_by_id_or_page_link(client: LockrClient, server: ThreadedServer,
+                                                         tmp_path: Path) -> None:
+    shared = LockrClient(server.url, create_account(server.url).token).upload(io.BytesIO(b"for you"), "gift.txt")
+    if requests.get(f"{server.url}/download/{shared.id}", timeout=10).headers.get("Content-Type", "").startswith(
+            "application/json"):
+        pytest.skip("this server has no download pages (/download/<id>) to find the downloadUrl on")
+    assert client.download(shared.id, tmp_path / "by-id.txt").path.read_bytes() == b"for you"
+    page = f"{server.url}/download/{shared.id}"
+    assert client.download(page, tmp_path / "by-page.txt").path.read_bytes() == b"for you"
+
+
+def test_unknown_id_says_what_to_do(client: LockrClient, tmp_path: Path) -> None:
+    with pytest.raises(errors.NotFound, match="download link"):
+        client.download("f" * 32, tmp_path)
+    with pytest.raises(errors.NotFound, match="neither a file id"):
+        client.download("not-an-id", tmp_path)
