@@ -166,3 +166,39 @@ def test_server_errors_reach_the_user_as_sentences(cli: Cli, server_factory, tmp
 def test_chunk_size_option_accepts_multiples_of_256k(cli: Cli, value: str, ok: bool) -> None:
     done = cli.run("upload", "--chunk-size", value, "--guest", "--endpoint", "http://127.0.0.1:9", "/nonexistent")
     assert (done.returncode != 2) == ok, done.stderr
+
+
+def test_upload_on_a_terminal_shows_bytes_rate_and_eta(cli: Cli, server: ThreadedServer, account: Account,
+                                                       tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import re
+    import struct
+    import termios
+    import subprocess
+    import sys
+
+    from tests.helpers import REPO
+
+    source = random_file(tmp_path / "bar.bin", 3 * 1024 * 1024)
+    main, terminal = pty.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120-column terminal
+    proc = subprocess.Popen([sys.executable, "-m", "lockr_local", "upload", str(source), "--endpoint", server.url,
+                             "--token", account.token], stdout=subprocess.PIPE, stderr=terminal, env=cli.env,
+                            cwd=REPO)
+    os.close(terminal)
+    shown = b""
+    while True:
+        try:
+            data = os.read(main, 65536)
+        except OSError:  # EIO: the terminal's other end is closed
+            break
+        if not data:
+            break
+        shown += data
+    os.close(main)
+    assert proc.wait(timeout=60) == 0
+    assert proc.stdout is not None and proc.stdout.read().decode().strip().startswith(server.url)
+    text = shown.decode("utf-8", "replace")
+    # tqdm: "bar.bin: 100%|####| 3.00M/3.00M [00:00<00:00, 41.2MB/s]": done/total, elapsed<ETA, rate.
+    assert re.search(r"bar\.bin: 100%.*3\.00MB?/3\.00MB? \[\d\d:\d\d<\d\d:\d\d, +[\d.]+[kMG]?B/s\]", text), text
