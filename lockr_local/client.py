@@ -268,7 +268,7 @@ class LockrClient:
         def body() -> Any:
             if size is None:  # a pipe: streamed chunked, and not retryable
                 return iter(lambda: handle.read(READ_BLOCK), b"")
-            return FileWindow(handle, start, size, size, progress)
+            return FileWindow(handle, 0, size, size, progress, base=start)
 
         response = self._request("POST", self._url("/api/v1/upload"), expect=(201, 200), headers=headers,
                                  body=body, idempotent=size is not None)
@@ -285,18 +285,23 @@ class LockrClient:
         if progress is not None:
             progress(offset, size)
         while True:
-            if offset >= size and size > 0:
+            if size == 0:
+                length, headers = 0, {}  # an empty file: a whole (empty) body completes the session
+            elif offset >= size:
+                # Everything is stored yet the session is not complete: ask again, patiently.
+                failures = self._backoff(failures, LockrError("The session has every byte but is not complete."))
                 status = self._query_session(session_url, size)
                 if isinstance(status, RemoteFile):
                     return status
                 offset = status
                 continue
-            length = min(self.chunk_size, size - offset)
-            headers = {"Content-Range": f"bytes {offset}-{offset + length - 1}/{size}" if length
-                       else f"bytes */{size}"}
+            else:
+                length = min(self.chunk_size, size - offset)
+                headers = {"Content-Range": f"bytes {offset}-{offset + length - 1}/{size}"}
             try:
-                response = self.http.put(session_url, data=FileWindow(handle, base + offset, length, size, progress),
-                                         headers=headers, timeout=self.timeout, allow_redirects=False)
+                body = FileWindow(handle, offset, length, size, progress, base=base)
+                response = self.http.put(session_url, data=body, headers=headers, timeout=self.timeout,
+                                         allow_redirects=False)
             except requests.RequestException as exc:
                 failures = self._backoff(failures, exc)
                 status = self._query_session(session_url, size)
@@ -312,6 +317,8 @@ class LockrClient:
                 new_offset = persisted_offset(response.headers.get("Range"))
                 if new_offset > offset:
                     failures = 0
+                else:  # nothing was kept: do not spin, back off as for any failure
+                    failures = self._backoff(failures, LockrError("The server stored none of the chunk."))
                 offset = new_offset
                 continue
             error = self._error(response)
@@ -546,7 +553,7 @@ class LockrClient:
         cls = error_class_for(response.status_code, code)
         if cls is RateLimited or response.status_code == 429:
             return RateLimited(retry_after_seconds(response.headers.get("Retry-After")), message or None)
-        return cls(message or None, headers=dict(response.headers))
+        return cls(message or None)
 
 
 def retry_after_seconds(value: str | None) -> float:

@@ -51,18 +51,19 @@ class FileWindow:
     """
 
     def __init__(self, source: BinaryIO, start: int, length: int, total: int,
-                 progress: ProgressCallback | None = None) -> None:
+                 progress: ProgressCallback | None = None, base: int = 0) -> None:
         self.source = source
-        self.start = start
+        self.start = start  # offset within the upload; the file position is base + start
         self.length = length
         self.total = total
         self.progress = progress
+        self.base = base
 
     def __len__(self) -> int:
         return self.length
 
     def __iter__(self) -> Iterator[bytes]:
-        self.source.seek(self.start)
+        self.source.seek(self.base + self.start)
         remaining = self.length
         done = self.start
         while remaining > 0:

@@ -84,3 +84,16 @@ def test_resuming_a_finished_session_returns_the_file_without_sending(session_en
 def test_chunk_size_must_be_a_multiple_of_256_kib(chunk_size: int) -> None:
     with pytest.raises(ValueError, match="256 KiB"):
         LockrClient("http://127.0.0.1:1", chunk_size=chunk_size)
+
+
+def test_a_file_object_uploads_from_its_current_position(session_endpoint: SessionEndpoint, tmp_path: Path) -> None:
+    source = random_file(tmp_path / "with-header.bin", 3 * MiB)
+    expected = source.read_bytes()[4096:]
+    (tmp_path / "tail.bin").write_bytes(expected)
+    seen: list[int] = []
+    with open(source, "rb") as handle:
+        handle.seek(4096)
+        info = chunked_client(session_endpoint.url, session_endpoint.token).upload(
+            handle, "tail.bin", resumable=True, progress=lambda done, total: seen.append(done))
+    assert info.size == len(expected) and info.sha256 == sha256_of(tmp_path / "tail.bin")
+    assert seen[0] == 0 and seen[-1] == len(expected)
