@@ -1,5 +1,9 @@
 """A fault-injecting TCP proxy on loopback for client tests: cuts connections after N uploaded bytes.
 
+Unlike tests/faultproxy.py (one armed fault at a time, counted from arming), this one counts every
+byte sent upstream since it started, fires several pre-set cut points, and can throttle uploads,
+which is what measuring the bytes a resumed upload re-sends needs.
+
 Every byte the client sends upstream is counted (`sent_upstream`), so a test can tell how much a
 resumed upload re-sent. `cut_at(...)` arms one-shot cut points on that running count: when the count
 reaches one, the proxy resets both sides of that connection (SO_LINGER 0), as a dropped Wi-Fi or a
@@ -119,8 +123,9 @@ def _reset(sock: socket.socket) -> None:
     except OSError:
         pass
     try:
-        # shutdown wakes the other pump thread blocked in recv(); close alone would wait for it.
-        sock.shutdown(socket.SHUT_RDWR)
+        # SHUT_RD sends nothing but wakes the other pump thread out of recv(), so the close (an RST
+        # with SO_LINGER 0) is not held back by it.
+        sock.shutdown(socket.SHUT_RD)
     except OSError:
         pass
     try:

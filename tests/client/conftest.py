@@ -8,7 +8,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import pytest
 import requests
@@ -82,40 +82,23 @@ def cli(tmp_path: Path) -> Cli:
 
 
 class SessionEndpoint:
-    """Where resumable uploads go: the real server when it has sessions, else the stand-in."""
+    """The real server, for resumable uploads: its URL, a token, and the check of what it stored."""
 
-    def __init__(self, url: str, token: str | None, fake: Any = None, server: Any = None) -> None:
+    def __init__(self, url: str, token: str) -> None:
         self.url = url
         self.token = token
-        self.fake = fake
-        self.server = server
-
-    def stored_sha256_by_id(self, link: str) -> str:
-        return hashlib.sha256(self.fake.stored(link.rstrip("/").split("/")[-2])).hexdigest()
 
     def stored_sha256(self, info: RemoteFile) -> str:
-        if self.fake is not None:
-            return hashlib.sha256(self.fake.stored(info.id)).hexdigest()
-        response = requests.get(info.download_url, headers={"Authorization": f"Bearer {self.token}"}, timeout=60)
-        assert response.status_code == 200, response.text
-        return hashlib.sha256(response.content).hexdigest()
-
-
-def server_has_sessions(url: str, token: str) -> bool:
-    response = requests.post(f"{url}/api/v1/upload/session", json={"name": "probe", "size": 1, "type": "text/plain"},
-                             headers={"Authorization": f"Bearer {token}"}, timeout=10)
-    return response.status_code == 201
+        """Downloads the stored file and hashes it (not trusting the sha256 in the file object)."""
+        digest = hashlib.sha256()
+        with requests.get(info.download_url, headers={"Authorization": f"Bearer {self.token}"}, stream=True,
+                          timeout=60) as response:
+            assert response.status_code == 200, response.text
+            for block in response.iter_content(1024 * 1024):
+                digest.update(block)
+        return digest.hexdigest()
 
 
 @pytest.fixture
-def session_endpoint(server: ThreadedServer, account: Account, tmp_path: Path) -> Iterator[SessionEndpoint]:
-    if server_has_sessions(server.url, account.token):
-        yield SessionEndpoint(server.url, account.token, server=server)
-        return
-    from tests.client.fake_sessions import FakeSessions
-
-    folder = tmp_path / "fake-sessions"
-    folder.mkdir()
-    fake = FakeSessions(folder)
-    yield SessionEndpoint(fake.url, account.token, fake=fake)
-    fake.close()
+def session_endpoint(server: ThreadedServer, account: Account) -> SessionEndpoint:
+    return SessionEndpoint(server.url, account.token)
