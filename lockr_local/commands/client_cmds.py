@@ -131,8 +131,8 @@ def endpoint_of(args: argparse.Namespace, fallback_url: str | None = None) -> st
     return endpoint
 
 
-def client_for(args: argparse.Namespace, *, need_token: bool = True,
-               fallback_url: str | None = None) -> LockrClient:
+def client_for(args: argparse.Namespace, *, need_token: bool = True, fallback_url: str | None = None,
+               guest_hint: str = "") -> LockrClient:
     from lockr_local.client import LockrClient
 
     endpoint = endpoint_of(args, fallback_url)
@@ -140,7 +140,7 @@ def client_for(args: argparse.Namespace, *, need_token: bool = True,
     if token is None and need_token:
         hint = "" if keyring_usable() else " (no OS keyring here: set LOCKR_TOKEN, or log in with --insecure-file-store)"
         raise CommandFailed(f"Not logged in to {endpoint}: run 'lockr-local login --endpoint {endpoint}', "
-                            f"or set LOCKR_TOKEN{hint}.", ExitStatus.AUTH)
+                            f"or set LOCKR_TOKEN{hint}{guest_hint}.", ExitStatus.AUTH)
     return LockrClient(endpoint, token)
 
 
@@ -238,7 +238,7 @@ def logout_cmd(args: argparse.Namespace) -> int:
 
 @reporting
 def upload_cmd(args: argparse.Namespace) -> int:
-    client = client_for(args, need_token=not args.guest)
+    client = client_for(args, need_token=not args.guest, guest_hint="; or pass --guest to upload as a guest")
     client.chunk_size = args.chunk_size
     if args.guest:
         client.token = None

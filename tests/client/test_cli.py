@@ -100,6 +100,10 @@ def test_not_logged_in_says_how_to_log_in(cli: Cli, server: ThreadedServer) -> N
     done = cli.run("ls", "--endpoint", server.url)
     assert done.returncode == 4
     assert f"Not logged in to {server.url}: run 'lockr-local login --endpoint {server.url}'" in done.stderr
+    upload = cli.run("upload", "README.md", "--endpoint", server.url)
+    assert upload.returncode == 4 and "--guest" in upload.stderr
+    guest = cli.run("upload", "README.md", "--endpoint", server.url, "--guest")
+    assert guest.returncode == 0 and guest.stdout.startswith(f"{server.url}/download/"), guest.stderr
 
 
 def test_logout_forgets_the_token(cli: Cli, server: ThreadedServer, account: Account) -> None:
