@@ -14,7 +14,6 @@ import os
 import re
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
 from urllib.parse import quote, urljoin, urlsplit
@@ -24,8 +23,9 @@ import requests
 from lockr_local import __version__
 from lockr_local.errors import (ConnectionFailed, LockrError, MethodNotAllowed, NotFound, RateLimited,
                                 SessionBusy, SessionOffsetMismatch, error_class_for)
-from lockr_local.transfer import (DEFAULT_CHUNK_SIZE, READ_BLOCK, FileWindow, ProgressCallback, RetryPolicy, chunk_size_checked,
-                                  hash_prefix, key_hash, persisted_offset, source_size)
+from lockr_local.remote import AccountInfo, Download, NewAccount, RemoteFile, UploadSession
+from lockr_local.transfer import (DEFAULT_CHUNK_SIZE, READ_BLOCK, FileWindow, ProgressCallback, RetryPolicy,
+                                  chunk_size_checked, hash_prefix, key_hash, persisted_offset, source_size)
 
 DIRECT_UPLOAD_LIMIT = 16 * 1024 * 1024
 TIMEOUT = (15.0, 120.0)  # (connect, between bytes); a chunk's fsync on a slow disk can take a while
@@ -33,71 +33,7 @@ _DOWNLOAD_PATH = re.compile(r"/api/v1/download/[^/?#]+/([0-9a-fA-F]{32,64})")
 _PAGE_PATH = re.compile(r"/download/([0-9a-fA-F]{32,64})/?$")
 _ID = re.compile(r"[0-9a-fA-F]{32,64}")
 
-
-@dataclass(frozen=True)
-class RemoteFile:
-    """A file object as the API describes it."""
-
-    id: str
-    name: str
-    size: int
-    type: str
-    region: str
-    sha256: str | None
-    has_key: bool
-    created_at: str
-    download_url: str
-    page_url: str | None = None
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> "RemoteFile":
-        return cls(id=str(data["id"]), name=str(data["name"]), size=int(data["size"]),
-                   type=str(data.get("type") or "application/octet-stream"), region=str(data.get("region") or ""),
-                   sha256=data.get("sha256"), has_key=bool(data.get("hasKey")),
-                   created_at=str(data.get("createdAt") or ""), download_url=str(data["downloadUrl"]),
-                   page_url=data.get("pageUrl"))
-
-    @property
-    def share_url(self) -> str:
-        """The link to hand to people: the download page when the server has one, else the bytes."""
-        return self.page_url or self.download_url
-
-
-@dataclass(frozen=True)
-class UploadSession:
-    """An open resumable upload: `upload_url` is the capability to write it (no token needed)."""
-
-    id: str
-    upload_url: str
-    download_url: str
-    expires_at: str
-
-
-@dataclass(frozen=True)
-class AccountInfo:
-    username: str
-    email: str
-    quota: int
-    used: int = 0
-    reserved: int = 0
-    default_region: str | None = None
-    regions: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class NewAccount:
-    username: str
-    email: str
-    quota: int
-    token: str
-
-
-@dataclass(frozen=True)
-class Download:
-    path: Path
-    size: int
-    sha256: str
-    resumed_from: int
+__all__ = ["AccountInfo", "Download", "LockrClient", "NewAccount", "RemoteFile", "UploadSession"]
 
 
 class LockrClient:
@@ -393,8 +329,9 @@ class LockrClient:
                  overwrite: bool = False) -> Download:
         """Downloads to `dest` (a folder or a file path) through `DEST.part`, resuming it with Range.
 
-        An existing file is not replaced unless `overwrite` (FileExistsError). The bytes are checked against the sha256 of the file object (or the server's ETag) before the
-        part file is renamed into place; a mismatch raises and removes the part file.
+        An existing file is not replaced unless `overwrite` (FileExistsError). The bytes are checked
+        against the sha256 of the file object (or the server's ETag) before the part file is renamed
+        into place; a mismatch raises and removes the part file.
         """
         url, known = self.resolve(id_or_url)
         params = {"keyHash": key_hash(key_phrase)} if key_phrase else None

@@ -138,7 +138,8 @@ def client_for(args: argparse.Namespace, *, need_token: bool = True, fallback_ur
     endpoint = endpoint_of(args, fallback_url)
     token = resolve_token(args.token, endpoint)
     if token is None and need_token:
-        hint = "" if keyring_usable() else " (no OS keyring here: set LOCKR_TOKEN, or log in with --insecure-file-store)"
+        hint = "" if keyring_usable() else (" (no OS keyring here: set LOCKR_TOKEN, "
+                                            "or log in with --insecure-file-store)")
         raise CommandFailed(f"Not logged in to {endpoint}: run 'lockr-local login --endpoint {endpoint}', "
                             f"or set LOCKR_TOKEN{hint}{guest_hint}.", ExitStatus.AUTH)
     return LockrClient(endpoint, token)

@@ -53,7 +53,8 @@ class Cli:
     home: Path
     env: dict[str, str]
 
-    def run(self, *args: str, input: str | None = None, timeout: float = 120, **env: str) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str, input: str | None = None, timeout: float = 120,
+            **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "lockr_local", *args], input=input, capture_output=True,
                               text=True, timeout=timeout, env={**self.env, **env}, cwd=REPO)
 
