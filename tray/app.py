@@ -1,7 +1,7 @@
 """`TrayApp`: the pystray icon on the main thread, the sync agent in worker threads, and the glue.
 
 Threads: the main thread runs pystray's loop (`Icon.run`), as macOS requires; the agent owns its own
-threads (watcher, sync loop, uploads); "lockr-tray-status" polls the agent's thread-safe
+threads (watcher, sync loop, uploads); "lockr-tray-ui" polls the agent's thread-safe
 `status()` snapshot twice a second and, only when the `TrayView` changed, sets the icon image,
 title and menu. On the xorg, gtk and appindicator backends pystray marshals those setters onto its
 own loop, so calling them from the status thread is safe. On macOS AppKit objects must only be
@@ -31,6 +31,7 @@ from lockr_local.tray.setup import ControlServer, SetupForm, complete_setup
 
 log = logging.getLogger("lockr.tray")
 POLL_SECONDS = 0.5
+STOP_GRACE_SECONDS = 5.0
 
 
 def load_pystray() -> tuple[Any, str]:
@@ -71,6 +72,9 @@ class TrayApp:
         self._user_paused = False
         self._lock = threading.RLock()
         self._stop = threading.Event()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._shutdown_lock = threading.Lock()
         self._view: TrayView | None = None
         self.server = ControlServer(self)
 
@@ -107,16 +111,16 @@ class TrayApp:
                     (self._agent.pause if self._user_paused else self._agent.resume)()
         elif action is Action.OPEN_FOLDER:
             if self.config.folder:
-                open_path(self.config.folder)
+                _with_signals_unblocked(lambda: open_path(self.config.folder))
         elif action is Action.OPEN_WEB:
-            webbrowser.open(self.web_url())
+            _with_signals_unblocked(lambda: webbrowser.open(self.web_url()))
         elif action is Action.COPY_LINK:
-            self._copy(argument)
+            _with_signals_unblocked(lambda: self._copy(argument))
         elif action is Action.SETTINGS:
-            self.open_page("/settings")
+            _with_signals_unblocked(lambda: self.open_page("/settings"))
         elif action is Action.QUIT:
             self.quit()
-        self.refresh()
+        self._wake.set()
 
     # ----- state ---------------------------------------------------------------------------------
     def facts(self) -> TrayInput:
@@ -162,7 +166,7 @@ class TrayApp:
     def restart_agent(self) -> None:
         self.stop_agent()
         self.start_agent()
-        self.refresh()
+        self._wake.set()
 
     def open_page(self, path: str = "/") -> str:
         url = self.server.open_url(path)
@@ -176,8 +180,10 @@ class TrayApp:
         """Blocks until Quit (or `quit()` from another thread / a signal)."""
         self.server.start()
         self.start_agent()
-        if not self.config.configured:
-            self.open_page("/settings")
+        if self._agent is None:
+            self.open_page("/settings")  # first run, or no token for the configured endpoint
+        else:
+            print(f"lockr-local: control page: {self.server.open_url('/')}", flush=True)
         try:
             pystray, self.backend = load_pystray()
         except RuntimeError as exc:
@@ -199,19 +205,34 @@ class TrayApp:
         finally:
             self._stop.set()
             self._shutdown()
+            self._stopped.set()
         return 0
 
     def _on_icon_ready(self, icon: Any) -> None:
         icon.visible = True
         print(f"lockr-local: tray icon shown ({self.backend} backend)", flush=True)
-        threading.Thread(target=self._poll, name="lockr-tray-status", daemon=True).start()
+        threading.Thread(target=self._ui_loop, name="lockr-tray-ui", daemon=True).start()
 
-    def _poll(self) -> None:
-        while not self._stop.wait(POLL_SECONDS):
-            self.refresh()
+    def _ui_loop(self) -> None:
+        """The one thread that talks to pystray after start-up: redraws on change, then stops the icon.
+
+        Calls into the xorg backend from several threads at once (a redraw racing Icon.stop) could leave
+        its X loop waiting for an event that never came, so updates and the stop are serialised here.
+        """
+        while not self._stop.is_set():
+            self._wake.wait(POLL_SECONDS)
+            self._wake.clear()
+            if not self._stop.is_set():
+                self.refresh()
+        self._on_ui_thread(self.icon.stop)
+        # Belt and braces: should the backend's loop still not return, leave anyway (all state is saved).
+        if not self._stopped.wait(STOP_GRACE_SECONDS):
+            log.error("the tray backend did not stop within %.0fs; exiting", STOP_GRACE_SECONDS)
+            self._shutdown()
+            os._exit(0)
 
     def refresh(self) -> None:
-        """Recomputes the view and pushes what changed to the icon (from any thread)."""
+        """Recomputes the view and pushes what changed to the icon (on the lockr-tray-ui thread)."""
         if self.icon is None:
             return
         import pystray
@@ -258,7 +279,7 @@ class TrayApp:
     def _callback(self, action: Action, argument: str = "") -> Callable[[Any, Any], None]:
         def run(_icon: Any, _item: Any) -> None:
             if action is Action.SETTINGS and not self.has_menu and self.config.configured:
-                target: Callable[[], Any] = lambda: self.open_page("/")
+                target: Callable[[], Any] = lambda: _with_signals_unblocked(lambda: self.open_page("/"))
             else:
                 target = lambda: self.perform(action, argument)
             threading.Thread(target=target, name="lockr-tray-action", daemon=True).start()
@@ -277,13 +298,30 @@ class TrayApp:
                 self._on_ui_thread(lambda: self.icon.notify(f"Cannot copy the link: {exc}", "lockr-local"))
 
     def quit(self) -> None:
+        """From any thread: the lockr-tray-ui thread stops the icon, then run() cleans up and returns."""
         self._stop.set()
-        if self.icon is not None:
-            self._on_ui_thread(self.icon.stop)
+        self._wake.set()
 
     def _shutdown(self) -> None:
-        self.stop_agent()
-        self.server.stop()
+        with self._shutdown_lock:
+            self.stop_agent()
+            self.server.stop()
+
+
+def _with_signals_unblocked(fn: Callable[[], Any]) -> None:
+    """Runs an action with SIGINT/SIGTERM unblocked in this thread, so programs it starts (file manager,
+    browser, clipboard helper) do not inherit the mask `lockr-local tray` sets for its signal thread."""
+    import signal
+
+    signals = {signal.SIGINT, signal.SIGTERM}
+    mask = getattr(signal, "pthread_sigmask", None)
+    if mask is not None:
+        mask(signal.SIG_UNBLOCK, signals)
+    try:
+        fn()
+    finally:
+        if mask is not None:
+            mask(signal.SIG_BLOCK, signals)
 
 
 def _step(progress: float | None) -> float | None:

@@ -46,7 +46,7 @@ def copy_text(text: str) -> str:
     if os.environ.get("DISPLAY") and _tk_available():
         helper = [sys.executable, "-m", "lockr_local.tray.clipboard", text]
         if getattr(sys, "frozen", False):
-            helper = [sys.executable, "clipboard-helper", text]
+            helper = [sys.executable, "tray", "--hold-clipboard", text]
         process = subprocess.Popen(helper, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                    stderr=subprocess.DEVNULL, start_new_session=True)
         # The helper prints one line once it owns the clipboard, so a paste right after works.

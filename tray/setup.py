@@ -130,7 +130,7 @@ form.inline { display: inline } button { margin: .2em .2em .2em 0; padding: .4em
 <p>Folder <code>{{ config.folder }}</code> &rarr; <code>{{ config.endpoint }}</code></p>
 {% for entry in actions %}<form class="inline" method="post" action="/action">{% module xsrf_form_html() %}
 <input type="hidden" name="action" value="{{ entry.action.value }}">
-<button type="submit" {% if not entry.enabled %}disabled{% end %}>{{ entry.label }}</button></form>{% end %}
+<button type="submit" {% if not entry.enabled %}disabled{% end %}>{{ "Resume syncing" if entry.checked else entry.label }}</button></form>{% end %}
 <h2>Recent uploads</h2>
 {% if not status.recent_uploads %}<p>No uploads yet.</p>{% end %}
 <ul>{% for upload in status.recent_uploads[:10] %}<li>{{ upload.path }} &middot;

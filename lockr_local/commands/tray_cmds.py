@@ -47,14 +47,37 @@ def tray_command(args: argparse.Namespace) -> int:
             os.makedirs(config.folder, exist_ok=True)
         config.save()
     app = TrayApp(config, open_browser=not args.no_browser)
+    _quit_on_signals(app)
+    return app.run()
+
+
+def _quit_on_signals(app: Any) -> None:
+    """SIGINT/SIGTERM quit the app cleanly.
+
+    On POSIX the signals are blocked before any thread starts (threads inherit the mask) and one thread
+    waits for them with sigwait: a Python handler would run on the main thread, and interrupting
+    pystray's X11 loop there left it blocked after `Icon.stop()` (seen with the xorg backend).
+    """
+    signals = {signal.SIGINT, signal.SIGTERM}
+    if hasattr(signal, "SIGUSR1"):
+        import faulthandler
+
+        faulthandler.register(signal.SIGUSR1, all_threads=True)  # `kill -USR1 PID` prints every thread's stack
+    if hasattr(signal, "pthread_sigmask") and hasattr(signal, "sigwait"):
+        signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+
+        def wait() -> None:
+            signal.sigwait(signals)
+            app.quit()
+
+        threading.Thread(target=wait, name="lockr-tray-signals", daemon=True).start()
+        return
 
     def on_signal(signum: int, frame: Any) -> None:
-        # pystray's loop owns the main thread; quitting from a helper thread lets it return normally.
         threading.Thread(target=app.quit, name="lockr-tray-signal", daemon=True).start()
 
-    signal.signal(signal.SIGTERM, on_signal)
-    signal.signal(signal.SIGINT, on_signal)
-    return app.run()
+    for signum in signals:
+        signal.signal(signum, on_signal)
 
 
 def default_command(args: argparse.Namespace) -> int:
