@@ -225,11 +225,25 @@ class TrayApp:
             if not self._stop.is_set():
                 self.refresh()
         self._on_ui_thread(self.icon.stop)
+        self._wake_xorg_loop()
         # Belt and braces: should the backend's loop still not return, leave anyway (all state is saved).
         if not self._stopped.wait(STOP_GRACE_SECONDS):
             log.error("the tray backend did not stop within %.0fs; exiting", STOP_GRACE_SECONDS)
             self._shutdown()
             os._exit(0)
+
+    def _wake_xorg_loop(self) -> None:
+        """pystray's xorg loop waits for the DestroyNotify of its window after Icon.stop(); with python-xlib
+        in threaded mode that event can be read off the socket by the stopping thread and queued while the
+        loop sits in select(), which then never returns (reproduced after a few title/icon updates). One
+        round trip on the same connection makes the loop's thread read again and find the queued event."""
+        display = getattr(self.icon, "_display", None) if self.backend == "xorg" else None
+        if display is None:
+            return
+        try:
+            display.sync()
+        except Exception as exc:  # the loop may already have closed the connection: nothing left to wake
+            log.debug("no X round trip after stop: %s", exc)
 
     def refresh(self) -> None:
         """Recomputes the view and pushes what changed to the icon (on the lockr-tray-ui thread)."""

@@ -70,17 +70,16 @@ def hold_clipboard(text: str, seconds: float = HOLD_SECONDS) -> int:
 
     root = tkinter.Tk()
     root.withdraw()
-    root.clipboard_clear()
-    root.clipboard_append(text)
+    lost: list[bool] = []
+    # Serve the selection ourselves (rather than clipboard_append) so Tk tells us when we lose it.
+    root.selection_handle(lambda offset, length: text[int(offset):int(offset) + int(length)], selection="CLIPBOARD")
+    root.selection_own(selection="CLIPBOARD", command=lambda: lost.append(True))
     root.update()
     print("owned", flush=True)
     deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
+    while not lost and time.monotonic() < deadline:
         root.update()
-        # `selection own` names our window while we still own the selection, and is empty after.
-        if not root.tk.call("selection", "own", "-selection", "CLIPBOARD"):
-            break
-        time.sleep(0.1)
+        time.sleep(0.05)
     root.destroy()
     return 0
 

@@ -13,35 +13,16 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Iterator
-
 import pytest
 import requests
 
 from tests.cutproxy import CutProxy
 from tests.helpers import REPO, ServerProcess, clean_env, create_account, wait_for
-from tests.tray.desktop import Desktop, TrayWindow, dominant, mean_colour, missing_tools
+from tests.tray.desktop import Desktop, TrayWindow, dominant, mean_colour
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-@pytest.fixture
-def desktop(tmp_path: Path) -> Iterator[Desktop]:
-    missing = missing_tools()
-    if missing:
-        pytest.skip(f"needs {', '.join(missing)} (apt-get install xvfb trayer x11-utils imagemagick)")
-    screen = Desktop(tmp_path)
-    yield screen
-    screen.stop()
-
-
-@pytest.fixture
-def lockr_server(tmp_path: Path) -> Iterator[ServerProcess]:
-    server = ServerProcess(tmp_path / "server-data").start()
-    yield server
-    server.stop()
 
 
 def chromium_or_skip() -> None:
@@ -191,3 +172,4 @@ def test_fresh_start_goes_through_setup_and_the_docked_icon_follows_the_agent(
         if keep:
             shutil.copytree(shots, keep, dirs_exist_ok=True)
     assert code == 0, tray.output()
+    assert "did not stop" not in tray.output()  # quit went through pystray's loop, not the fallback exit
