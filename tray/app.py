@@ -355,6 +355,12 @@ def make_agent(config: TrayConfig) -> Any:
 
     token = resolve_token(None, config.endpoint)
     if not token:
+        from lockr_local.credentials import TokenStore, keyring_usable
+        from lockr_local.errors import KeyringUnavailable
+
+        if not keyring_usable() and not TokenStore().uses_file(config.endpoint):
+            raise KeyringUnavailable("No usable keyring holds a token for this server: start lockr-local with "
+                                     "LOCKR_TOKEN set, or sign in under Settings and keep the token in a private file.")
         raise Unauthorized(f"Not signed in to {config.endpoint}: open Settings to sign in.")
     settings = load_settings()
     # The sync_* settings belong to the sync part; defaults apply where this build has none of them.

@@ -104,7 +104,9 @@ def test_fresh_start_goes_through_setup_and_the_docked_icon_follows_the_agent(
     try:
         # 1. Not set up: the icon docks in trayer and the setup page is opened in "the browser".
         window = wait_for_title(desktop, "not set up")
-        assert "panel" in desktop.parents(window.id), "the icon is not embedded in trayer's panel"
+        # pystray re-docks on each icon change (trayer then re-embeds it), so allow a moment in between.
+        wait_for(lambda: "panel" in desktop.parents(window.id), timeout=10,
+                 message="the icon to be embedded in trayer's panel")
         shot = desktop.screenshot(shots / "1-not-set-up.png")
         assert dominant(desktop.icon_pixels(shot, window)) == "grey"
         setup_url = wait_for(lambda: tray.opened(), message="the setup page to be opened")[0]
