@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -37,11 +38,30 @@ STOP_GRACE_SECONDS = 5.0
 def load_pystray() -> tuple[Any, str]:
     """The pystray module and its backend name; raises RuntimeError with the reason when there is none
     (no display: python-xlib raises its own errors at import time, not ImportError)."""
+    if (sys.platform.startswith("linux") and not os.environ.get("PYSTRAY_BACKEND")
+            and not os.environ.get("DBUS_SESSION_BUS_ADDRESS") and not shutil.which("dbus-launch")):
+        # pystray's first choices (appindicator, gtk) need a session D-Bus (gtk for notifications) and
+        # fail in Icon.run without one; plain X11 works everywhere an X server does.
+        os.environ["PYSTRAY_BACKEND"] = "xorg"
+    _name_gtk_program()
     try:
         import pystray
     except Exception as exc:  # Xlib.error.DisplayNameError and friends when no X server is reachable
         raise RuntimeError(f"no system tray available ({type(exc).__name__}: {exc})") from exc
     return pystray, pystray.Icon.__module__.rsplit("._", 1)[-1]
+
+
+def _name_gtk_program() -> None:
+    """GTK names windows (and their WM_CLASS) after the program, fixed when GTK starts: without this
+    they are "__main__.py" under `python -m lockr_local`. A no-op where PyGObject is not installed."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        from gi.repository import GLib
+    except (ImportError, ValueError):
+        return
+    GLib.set_prgname("lockr-local")
+    GLib.set_application_name("lockr-local")
 
 
 def open_path(path: str) -> None:
@@ -187,11 +207,7 @@ class TrayApp:
         try:
             pystray, self.backend = load_pystray()
         except RuntimeError as exc:
-            # No tray (a server, an SSH session): keep syncing; the local page still offers every action.
-            print(f"lockr-local: {exc}; running without an icon. Control page: {self.server.open_url('/')}",
-                  flush=True)
-            self._stop.wait()
-            self._shutdown()
+            self._run_without_icon(str(exc))
             return 0
         self.has_menu = bool(pystray.Icon.HAS_MENU)
         self.has_notification = bool(pystray.Icon.HAS_NOTIFICATION)
@@ -200,13 +216,28 @@ class TrayApp:
         self.icon = pystray.Icon("lockr-local", icon=draw_icon(view.icon, view.progress), title=view.title,
                                  menu=self._pystray_menu(pystray, view))
         log.info("tray backend %s (menu: %s, notifications: %s)", self.backend, self.has_menu, self.has_notification)
+        log.info("tray: %s", view.title)
         try:
             self.icon.run(setup=self._on_icon_ready)
+        except Exception as exc:  # a backend failing at start (no D-Bus, no tray host): keep syncing
+            log.error("the %s tray backend failed", self.backend, exc_info=True)
+            self.icon = None
+            self._run_without_icon(f"the {self.backend} tray backend failed ({exc}); PYSTRAY_BACKEND=xorg may work")
+            # pystray's setup thread (not a daemon) still waits for a loop that never ran.
+            os._exit(0)
         finally:
             self._stop.set()
             self._shutdown()
             self._stopped.set()
         return 0
+
+    def _run_without_icon(self, reason: str) -> None:
+        """No tray (a server, an SSH session, a broken backend): keep syncing; the control page offers
+        every action, and Quit there (or a signal) ends the app."""
+        print(f"lockr-local: {reason}; running without an icon. Control page: {self.server.open_url('/')}",
+              flush=True)
+        self._stop.wait()
+        self._shutdown()
 
     def _on_icon_ready(self, icon: Any) -> None:
         icon.visible = True

@@ -45,7 +45,7 @@ class Desktop:
         self.folder = folder
         read_end, write_end = os.pipe()
         # -displayfd: Xvfb picks a free display number itself and writes it to the pipe once ready.
-        self.xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "480x120x24",
+        self.xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "480x320x24",
                                       "-nolisten", "tcp"], pass_fds=(write_end,), stdout=subprocess.DEVNULL,
                                      stderr=subprocess.DEVNULL)
         os.close(write_end)
