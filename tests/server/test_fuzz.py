@@ -29,7 +29,7 @@ def send(method: str, url: str, **kwargs: object) -> requests.Response | None:
         return requests.request(method, url, timeout=30, **kwargs)  # type: ignore[arg-type]
     except ValueError:
         return None
-    except requests.ConnectionError:
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
         headers = kwargs.get("headers") or {}
         if any(FORBIDDEN_IN_HEADERS.search(str(value)) for value in headers.values()):  # type: ignore[union-attr]
             return None
