@@ -145,8 +145,12 @@ def test_fresh_start_goes_through_setup_and_the_docked_icon_follows_the_agent(
 
             # 4. In sync: the file is on the server and the icon turned green.
             window = wait_for_title(desktop, "up to date", timeout=60)
-            in_sync = desktop.icon_pixels(desktop.screenshot(shots / "3-in-sync.png"), window)
-            assert dominant(in_sync) == "green", mean_colour(in_sync)
+
+            def green_icon() -> object:
+                pixels = desktop.icon_pixels(desktop.screenshot(shots / "3-in-sync.png"), window)
+                return pixels if dominant(pixels) == "green" else None
+
+            in_sync = wait_for(green_icon, timeout=15, interval=0.2, message="the in-sync (green) icon")
             assert in_sync.tobytes() != syncing.tobytes()
             files = requests.get(f"{lockr_server.url}/api/v1/files", headers=account.auth, timeout=10).json()["files"]
             assert [(f["name"], f["size"], f["sha256"]) for f in files] == [
@@ -159,9 +163,13 @@ def test_fresh_start_goes_through_setup_and_the_docked_icon_follows_the_agent(
             assert files[0]["id"] in page.content()  # the share link of the recent upload
             page.click("button:has-text('Pause syncing')")
             window = wait_for_title(desktop, "paused")
-            paused = desktop.icon_pixels(desktop.screenshot(shots / "4-paused.png"), window)
-            red, green, blue = mean_colour(paused)
-            assert red > blue + 60 and green > blue + 40, (red, green, blue)  # amber
+
+            def amber_icon() -> bool:
+                # The title and the icon image are separate X updates: poll until the redraw lands.
+                red, green, blue = mean_colour(desktop.icon_pixels(desktop.screenshot(shots / "4-paused.png"), window))
+                return red > blue + 60 and green > blue + 40
+
+            wait_for(amber_icon, timeout=15, interval=0.2, message="the paused (amber) icon")
             page.reload()
             assert "paused" in page.inner_text("#state")
             assert page.is_visible("button:has-text('Resume syncing')")
