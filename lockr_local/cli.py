@@ -95,6 +95,9 @@ def build_parser() -> argparse.ArgumentParser:
     revoke.set_defaults(handler=server_cmds.token_revoke)
 
     _add_client_commands(commands)
+    from lockr_local.commands import sync_cmds
+
+    sync_cmds.add_commands(commands, _client_options)
     return parser
 
 

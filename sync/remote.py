@@ -71,7 +71,8 @@ class _FileBody:
     """A slice of a file as a request body with a known length, read in blocks, counted and throttled."""
 
     def __init__(self, path: Path, start: int, length: int, progress: Callable[[int], None],
-                 throttle: Throttle) -> None:
+                 throttle: Throttle, owner: "HttpRemote") -> None:
+        self._owner = owner
         self._handle = path.open("rb")
         self._handle.seek(start)
         self._left = length
@@ -88,8 +89,11 @@ class _FileBody:
             return b""
         size = self._left if size is None or size < 0 else min(size, self._left)
         size = min(size, 256 * 1024)
+        if self._owner.stop_event.is_set():
+            raise RemoteUnavailable("the agent is stopping")  # aborts the request; the session keeps its offset
         self._throttle.take(size)
         data = self._handle.read(size)
+        self._owner.count_sent(len(data))
         self._left -= len(data)
         self._done += len(data)
         self._progress(self._done)
@@ -119,6 +123,22 @@ class HttpRemote:
         self._local = threading.local()
         self.sessions_supported: bool | None = None
         self.stop_event = threading.Event()
+        self.chunk_size = CHUNK_SIZE
+        # Told about reachability changes at once (the agent shows "offline" while retries go on).
+        self.on_health: Callable[[bool, str], None] | None = None
+        self._healthy = True
+        self.bytes_sent = 0
+        self._sent_lock = threading.Lock()
+
+    def _health(self, ok: bool, message: str = "") -> None:
+        if ok != self._healthy:
+            self._healthy = ok
+            if self.on_health is not None:
+                self.on_health(ok, message)
+
+    def count_sent(self, amount: int) -> None:
+        with self._sent_lock:
+            self.bytes_sent += amount
 
     @property
     def _session(self) -> requests.Session:
@@ -134,15 +154,21 @@ class HttpRemote:
         return headers
 
     def _request(self, method: str, url: str, *, body_factory: Callable[[], Any] | None = None,
-                 ok: tuple[int, ...] = (200, 201, 204), **kwargs: Any) -> requests.Response:
-        """One request with retries on 429 (Retry-After), 5xx and connection errors; `ok` statuses return."""
+                 ok: tuple[int, ...] = (200, 201, 204), idempotent: bool = True, **kwargs: Any) -> requests.Response:
+        """One request with retries on 429 (Retry-After), 5xx and connection errors; `ok` statuses return.
+
+        A non-idempotent request (a direct upload) is not retried after a dropped connection: the server
+        may have stored it before the connection broke, and the next pass adopts that copy instead of
+        uploading a duplicate.
+        """
         delay = 0.25
         for attempt in range(self.retries + 1):
             body = body_factory() if body_factory is not None else None
             try:
                 response = self._session.request(method, url, data=body, timeout=self.timeout, **kwargs)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                if attempt == self.retries:
+                self._health(False, f"{self.endpoint} is unreachable ({exc.__class__.__name__})")
+                if attempt == self.retries or not idempotent:
                     raise RemoteUnavailable(f"{self.endpoint} is unreachable: {exc}") from exc
                 log.info("%s %s failed (%s); retrying in %.1fs", method, url, exc.__class__.__name__, delay)
                 self._wait(delay)
@@ -151,6 +177,8 @@ class HttpRemote:
             finally:
                 if body is not None and hasattr(body, "close"):
                     body.close()
+            self._health(response.status_code < 500 or response.status_code == 507,
+                         f"{self.endpoint} answers {response.status_code}")
             if response.status_code in ok:
                 return response
             if response.status_code == 429 and attempt < self.retries:
@@ -163,6 +191,8 @@ class HttpRemote:
                 self._wait(delay)
                 delay = min(delay * 2, self.max_backoff)
                 continue
+            if response.status_code == 429:
+                raise RemoteUnavailable(f"{self.endpoint} keeps rate-limiting us")
             if response.status_code >= 500 and response.status_code != 507:
                 raise RemoteUnavailable(f"{self.endpoint} keeps answering {response.status_code}")
             raise _error(response)
@@ -207,8 +237,8 @@ class HttpRemote:
         headers = self._headers({"x-file-name": _quote_name(name), "Content-Type": "application/octet-stream"})
         if self.region:
             headers["x-upload-region"] = self.region
-        response = self._request("POST", f"{self.endpoint}/api/v1/upload", headers=headers,
-                                 body_factory=lambda: _FileBody(path, 0, size, progress, self.throttle))
+        response = self._request("POST", f"{self.endpoint}/api/v1/upload", headers=headers, idempotent=False,
+                                 body_factory=lambda: _FileBody(path, 0, size, progress, self.throttle, self))
         return _entry(response.json())
 
     def _open_session(self, name: str, size: int) -> str | None:
@@ -245,14 +275,14 @@ class HttpRemote:
             response = self._request("PUT", session_url, ok=(200, 201), headers={"Content-Length": "0"})
             return _entry(response.json())
         while True:
-            length = min(CHUNK_SIZE, size - offset)
+            length = min(self.chunk_size, size - offset)
             last = offset + length - 1
             start = offset
             try:
                 response = self._request(
                     "PUT", session_url, ok=(200, 201, 308),
                     headers={"Content-Range": f"bytes {start}-{last}/{size}", "Content-Type": "application/octet-stream"},
-                    body_factory=lambda: _FileBody(path, start, length, progress, self.throttle))
+                    body_factory=lambda: _FileBody(path, start, length, progress, self.throttle, self))
             except (LockrError, RemoteUnavailable) as exc:
                 # A chunk may have been partly stored before the failure: ask where the session stands.
                 if isinstance(exc, LockrError) and exc.status not in (409,):
@@ -298,8 +328,6 @@ def _error(response: requests.Response) -> LockrError:
     except (ValueError, KeyError, TypeError, AttributeError):
         code, message = "", response.text[:200]
     cls = error_class_for(response.status_code, code)
-    if cls.__name__ == "RateLimited":
-        return LockrError(message or f"HTTP {response.status_code}")
     exc = cls.__new__(cls)
     LockrError.__init__(exc, message or None)
     return exc
