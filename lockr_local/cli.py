@@ -94,6 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     _server_options(revoke)
     revoke.set_defaults(handler=server_cmds.token_revoke)
 
+    check = commands.add_parser("fsck", help="check the store's consistency",
+                                description="Check that every file has its bytes (and, with --verify, its "
+                                            "recorded sha256), that no bytes lack a file, that quota "
+                                            "accounting adds up and that the database is intact.")
+    check.add_argument("--verify", action="store_true", help="re-hash every file (reads all bytes)")
+    check.add_argument("--repair", action="store_true",
+                       help="remove leftovers and recompute quotas (needs the server stopped)")
+    _server_options(check)
+    check.set_defaults(handler=server_cmds.fsck)
+
     _add_client_commands(commands)
     from lockr_local.commands import sync_cmds
 

@@ -14,6 +14,7 @@ from lockr_local.server.auth import Authenticator
 from lockr_local.server.blobstore import FileBlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
+from lockr_local.server.fsck import reap_orphans
 from lockr_local.server.handlers import accounts, downloads, files, uploads
 from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
 from lockr_local.server.security import Signer, load_or_create_secret
@@ -80,11 +81,13 @@ def make_http_server(app: tornado.web.Application) -> HTTPServer:
 
 
 def startup_maintenance(ctx: ServerContext) -> None:
-    """Reaps what a crash may have left: temp files, and reservations of direct uploads."""
+    """Reaps what a crash may have left: temp files, bytes without a row, reservations of direct uploads."""
+    log = logging.getLogger("lockr.server")
     removed = ctx.blobs.clear_temp()
+    orphans = ctx.db.run_sync(reap_orphans, ctx.blobs)
     ctx.db.run_sync(ctx.service.reconcile_reservations)
-    if removed:
-        logging.getLogger("lockr.server").info("removed %d leftover temp files", removed)
+    if removed or orphans:
+        log.info("start-up clean-up: removed %d temp files and %d unlisted objects left by a crash", removed, orphans)
 
 
 def close_context(ctx: ServerContext) -> None:

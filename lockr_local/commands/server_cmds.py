@@ -36,8 +36,14 @@ def serve(args: argparse.Namespace) -> int:
 
     from lockr_local.server.app import build_context, close_context, make_app, make_http_server, startup_maintenance
 
+    from pathlib import Path
+
+    from lockr_local.server.datalock import DataDirLock
+
     settings = settings_from_args(args)
     configure_logging(settings.log_level)
+    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    lock = DataDirLock(Path(settings.data_dir)).acquire()
     ctx = build_context(settings)
     startup_maintenance(ctx)
 
@@ -68,6 +74,7 @@ def serve(args: argparse.Namespace) -> int:
         pass
     finally:
         close_context(ctx)
+        lock.release()
     return 0
 
 
@@ -201,3 +208,28 @@ def token_revoke(args: argparse.Namespace) -> int:
             return 1
         print("Token revoked.", file=sys.stderr)
     return 0
+
+
+def fsck(args: argparse.Namespace) -> int:
+    """Checks the store; with --repair (server stopped) removes leftovers and recomputes quotas."""
+    from pathlib import Path
+
+    from lockr_local.server.datalock import DataDirLock
+    from lockr_local.server.fsck import check_store
+
+    settings = settings_from_args(args)
+    lock = DataDirLock(Path(settings.data_dir)).acquire() if args.repair else None
+    try:
+        with local_store(args) as service:
+            from lockr_local.server.models import database_proxy
+
+            report = check_store(database_proxy.obj, service.blobs, verify=args.verify, repair=args.repair)
+    finally:
+        if lock is not None:
+            lock.release()
+    for line in report.lines():
+        print(line)
+    if not report.clean:
+        print("Run 'lockr-local fsck --repair' with the server stopped to remove leftovers and recompute "
+              "quotas; missing or corrupt files are listed above for you to restore.", file=sys.stderr)
+    return 0 if report.clean else 1

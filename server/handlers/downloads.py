@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import re
 from typing import BinaryIO
 from urllib.parse import quote
 
-from lockr_local.errors import NotFound, RangeNotSatisfiable
+from lockr_local.errors import IntegrityError, NotFound, RangeNotSatisfiable
 from lockr_local.names import validate_key_hash
 from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.handlers.files import checked_file_id
 from lockr_local.server.service import FileInfo
 
+log = logging.getLogger("lockr.server")
 READ_CHUNK = 1024 * 1024
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 
@@ -91,17 +94,48 @@ class DownloadHandler(BaseHandler):
         if not send_body or length == 0:
             self.finish()
             return
-        handle: BinaryIO = await self.run_io(self.ctx.blobs.open, info.location)
+        reader = BlobReader(await self.run_io(self.ctx.blobs.open, info.location), first, length,
+                            verify_sha256=info.sha256 if byte_range is None else None)
         try:
-            await self.run_io(handle.seek, first)
-            remaining = length
-            while remaining > 0:
-                data = await self.run_io(handle.read, min(READ_CHUNK, remaining))
-                if not data:
-                    raise NotFound("The file's bytes are shorter than recorded.")
-                remaining -= len(data)
+            while not reader.done:
+                data = await self.run_io(reader.read_chunk)
                 self.write(data)
                 await self.flush()
+        except IntegrityError:
+            log.error("file %s failed its sha256 check while being served; the download was cut off. "
+                      "Run 'lockr-local fsck --verify'.", info.id)
+            raise
         finally:
-            handle.close()
+            reader.close()
         self.finish()
+
+
+class BlobReader:
+    """Reads a byte range in chunks on an I/O thread; for whole-file reads it hashes along the way and
+    refuses to hand out the last chunk if the bytes do not match the recorded sha256, so a flipped
+    bit is never served as good (the client sees a cut-off download instead)."""
+
+    def __init__(self, handle: BinaryIO, first: int, length: int, verify_sha256: str | None) -> None:
+        self._handle = handle
+        self._handle.seek(first)
+        self._remaining = length
+        self._expected = verify_sha256
+        self._digest = hashlib.sha256() if verify_sha256 else None
+
+    @property
+    def done(self) -> bool:
+        return self._remaining <= 0
+
+    def read_chunk(self) -> bytes:
+        data = self._handle.read(min(READ_CHUNK, self._remaining))
+        if not data:
+            raise IntegrityError("The file's bytes are shorter than recorded.")
+        self._remaining -= len(data)
+        if self._digest is not None:
+            self._digest.update(data)
+            if self._remaining <= 0 and self._digest.hexdigest() != self._expected:
+                raise IntegrityError()
+        return data
+
+    def close(self) -> None:
+        self._handle.close()

@@ -1,0 +1,1 @@
+"""Benchmarks behind `make bench`: throughput and server memory, side by side with peers where present."""

@@ -1,0 +1,167 @@
+"""Benchmark plumbing: servers as subprocesses, peak-RSS sampling, curl transfers, and the result table."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def rss_bytes(pid: int) -> int:
+    """Resident memory of a process and its children (nginx's workers), from /proc."""
+    total = 0
+    pending = [pid]
+    while pending:
+        current = pending.pop()
+        try:
+            with open(f"/proc/{current}/status") as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1]) * 1024
+            for task in Path(f"/proc/{current}/task").iterdir():
+                children = (task / "children").read_text().split()
+                pending.extend(int(child) for child in children)
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+    return total
+
+
+class PeakRss:
+    """Samples a process's RSS every 20 ms while in the `with` block; `.peak` is the maximum seen."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, rss_bytes(self.pid))
+            self._stop.wait(0.02)
+
+    def __enter__(self) -> "PeakRss":
+        self.peak = rss_bytes(self.pid)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_bytes(self.pid))
+
+
+class LockrServer:
+    """`lockr-local serve` on a free port with a temp data folder and one account."""
+
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+        self.data_dir = data_dir
+        full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKR_")}
+        full_env.update({"LOCKR_RATE_ACCOUNT": "100000", "LOCKR_RATE_ACCOUNT_BURST": "1000000",
+                         "LOCKR_RATE_GUEST": "100000", "LOCKR_RATE_GUEST_BURST": "1000000",
+                         "LOCKR_LOG_LEVEL": "warning", "LOCKR_ACCOUNT_MAX_OBJECT": "1TB",
+                         "LOCKR_DEFAULT_QUOTA": "10TB", **(env or {})})
+        self.proc = subprocess.Popen([sys.executable, "-m", "lockr_local", "serve", "--port", "0", "--data-dir",
+                                      str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+                                     env=full_env, cwd=REPO)
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        match = re.search(r"listening on (http://\S+)", line)
+        if not match:
+            raise RuntimeError(f"lockr-local did not start: {line!r}")
+        self.url = match.group(1)
+        self.token = self._signup()
+
+    def _signup(self) -> str:
+        out = subprocess.run(["curl", "-s", f"{self.url}/api/v1/account", "-H", "Content-Type: application/json",
+                              "-d", json.dumps({"username": "bench", "email": "bench@example.com",
+                                                "password": "benchmark-password"})],
+                             capture_output=True, text=True, check=True).stdout
+        return json.loads(out)["token"]
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+
+
+def curl(args: list[str]) -> tuple[float, str]:
+    """Runs curl; returns (seconds, stdout). curl is the one client every server is measured with."""
+    started = time.perf_counter()
+    result = subprocess.run(["curl", "-s", "-S", "--fail-with-body", *args], capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"curl {' '.join(args[:3])}... failed: {result.stderr.strip()} {result.stdout[:300]}")
+    return elapsed, result.stdout
+
+
+def make_file(path: Path, size: int) -> Path:
+    """A file of incompressible bytes (written in 8 MiB blocks, never held whole in memory)."""
+    if path.exists() and path.stat().st_size == size:
+        return path
+    block = os.urandom(8 * 1024 * 1024)
+    with open(path, "wb") as handle:
+        remaining = size
+        while remaining:
+            take = min(remaining, len(block))
+            handle.write(block[:take])
+            remaining -= take
+    return path
+
+
+@dataclass
+class Row:
+    scenario: str
+    server: str
+    value: float
+    unit: str
+    peak_rss: int = 0
+    note: str = ""
+
+
+@dataclass
+class Table:
+    rows: list[Row] = field(default_factory=list)
+
+    def add(self, row: Row) -> None:
+        self.rows.append(row)
+        rss = f"{row.peak_rss / 2**20:.0f} MiB" if row.peak_rss else "-"
+        print(f"  {row.scenario:<38} {row.server:<22} {row.value:>10.1f} {row.unit:<8} rss {rss:>8} {row.note}",
+              flush=True)
+
+    def render(self) -> str:
+        lines = ["| scenario | server | result | server peak RSS | lockr-local / peer |", "|---|---|---|---|---|"]
+        for row in self.rows:
+            ratio = ""
+            if row.server != "lockr-local":
+                ours = [r for r in self.rows if r.scenario == row.scenario and r.server == "lockr-local"]
+                if ours and row.value:
+                    ratio = f"{ours[0].value / row.value:.2f}x"
+            rss = f"{row.peak_rss / 2**20:.0f} MiB" if row.peak_rss else "-"
+            lines.append(f"| {row.scenario} | {row.server} | {row.value:.1f} {row.unit} | {rss} | {ratio} |")
+        return "\n".join(lines)
+
+
+def median_of(runs: int, measure: Callable[[], float]) -> float:
+    return statistics.median(measure() for _ in range(runs))
+
+
+def have(tool: str) -> bool:
+    return shutil.which(tool) is not None

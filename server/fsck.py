@@ -1,0 +1,136 @@
+"""Consistency check of the store: rows vs bytes, hashes, quota accounting, SQLite integrity, leftovers."""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from typing import Callable
+
+import peewee
+
+from lockr_local.server.blobstore import BlobLocation, FileBlobStore
+from lockr_local.server.models import Account, StoredFile, UploadSession, integrity_ok
+
+
+@dataclass
+class FsckReport:
+    """What `lockr-local fsck` found; `clean` when nothing is wrong."""
+
+    files_checked: int = 0
+    bytes_verified: int = 0
+    missing_bytes: list[str] = field(default_factory=list)
+    wrong_size: list[str] = field(default_factory=list)
+    corrupt: list[str] = field(default_factory=list)
+    orphan_objects: list[str] = field(default_factory=list)
+    quota_mismatches: list[str] = field(default_factory=list)
+    temp_leftovers: int = 0
+    database_ok: bool = True
+    repaired: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing_bytes or self.wrong_size or self.corrupt or self.orphan_objects
+                    or self.quota_mismatches or self.temp_leftovers or not self.database_ok)
+
+    def lines(self) -> list[str]:
+        out = [f"checked {self.files_checked} files" + (f", verified {self.bytes_verified} bytes"
+                                                        if self.bytes_verified else "")]
+        out += [f"MISSING bytes of file {i}" for i in self.missing_bytes]
+        out += [f"WRONG SIZE of file {i}" for i in self.wrong_size]
+        out += [f"CORRUPT file {i}: its bytes do not match the recorded sha256" for i in self.corrupt]
+        out += [f"ORPHAN bytes {i} (no file row)" for i in self.orphan_objects]
+        out += [f"QUOTA {m}" for m in self.quota_mismatches]
+        if self.temp_leftovers:
+            out.append(f"{self.temp_leftovers} leftover temp files")
+        if not self.database_ok:
+            out.append("DATABASE integrity_check failed")
+        out += [f"repaired: {r}" for r in self.repaired]
+        out.append("clean" if self.clean else "problems found")
+        return out
+
+
+def sha256_of(blobs: FileBlobStore, location: BlobLocation) -> str:
+    digest = hashlib.sha256()
+    with blobs.open(location) as handle:
+        while block := handle.read(4 * 2**20):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def pending_session_file_ids() -> set[str]:
+    """Objects that belong to sessions still finishing are not orphans."""
+    return {row.file_id for row in UploadSession.select(UploadSession.file_id)}
+
+
+def check_store(database: peewee.Database, blobs: FileBlobStore, *, verify: bool = False, repair: bool = False,
+                progress: Callable[[int], None] | None = None) -> FsckReport:
+    """Checks every promise the store makes; with repair, fixes what can be fixed without losing data:
+    orphan bytes and temp leftovers are removed, quota counters recomputed. Missing or corrupt bytes
+    are only reported (a person decides)."""
+    report = FsckReport()
+    report.database_ok = integrity_ok(database)
+    known: dict[str, set[str]] = {region: set() for region in blobs.regions()}
+    for row in StoredFile.select(StoredFile.file_id, StoredFile.region, StoredFile.size, StoredFile.sha256).iterator():
+        report.files_checked += 1
+        location = BlobLocation(row.region, row.file_id)
+        known.setdefault(row.region, set()).add(row.file_id)
+        size = blobs.size(location) if row.region in known else None
+        if size is None:
+            report.missing_bytes.append(row.file_id)
+        elif size != row.size:
+            report.wrong_size.append(row.file_id)
+        elif verify:
+            if sha256_of(blobs, location) != row.sha256:
+                report.corrupt.append(row.file_id)
+            report.bytes_verified += size
+        if progress:
+            progress(report.files_checked)
+    pending = pending_session_file_ids()
+    for region in blobs.regions():
+        for key in blobs.iter_objects(region):
+            if key not in known[region] and key not in pending:
+                report.orphan_objects.append(key)
+                if repair:
+                    blobs.delete(BlobLocation(region, key))
+                    report.repaired.append(f"removed orphan bytes {key}")
+        leftovers = list(blobs.temp_dir(region).iterdir())
+        report.temp_leftovers += len(leftovers)
+    if repair and report.temp_leftovers:
+        blobs.clear_temp()
+        report.repaired.append(f"removed {report.temp_leftovers} temp files")
+    _check_quota(report, repair)
+    if repair:
+        report.orphan_objects = []
+        report.temp_leftovers = 0
+    return report
+
+
+def _check_quota(report: FsckReport, repair: bool) -> None:
+    used = dict(StoredFile.select(StoredFile.owner, peewee.fn.SUM(StoredFile.size))
+                .where(StoredFile.owner.is_null(False)).group_by(StoredFile.owner).tuples())
+    reserved = dict(UploadSession.select(UploadSession.owner, peewee.fn.SUM(UploadSession.reserved))
+                    .where(UploadSession.owner.is_null(False)).group_by(UploadSession.owner).tuples())
+    for account in Account.select():
+        expected_used = int(used.get(account.id) or 0)
+        expected_reserved = int(reserved.get(account.id) or 0)
+        if account.used_bytes != expected_used or account.reserved_bytes != expected_reserved:
+            message = (f"{account.username}: recorded used {account.used_bytes} / reserved {account.reserved_bytes}, "
+                       f"actual {expected_used} / {expected_reserved}")
+            if repair:
+                Account.update(used_bytes=expected_used, reserved_bytes=expected_reserved).where(
+                    Account.id == account.id).execute()
+                report.repaired.append(f"recomputed quota of {account.username}")
+            else:
+                report.quota_mismatches.append(message)
+
+
+def reap_orphans(blobs: FileBlobStore) -> int:
+    """At start-up: bytes that a crash left without a row (after the rename, before the commit)."""
+    known = {row.file_id for row in StoredFile.select(StoredFile.file_id).iterator()} | pending_session_file_ids()
+    removed = 0
+    for region in blobs.regions():
+        for key in list(blobs.iter_objects(region)):
+            if key not in known:
+                blobs.delete(BlobLocation(region, key))
+                removed += 1
+    return removed

@@ -1,0 +1,159 @@
+"""Durability promises: crash points, fsck, corruption detection, disk full and fsync failures."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.helpers import REPO, ServerProcess, clean_env, create_account, upload
+
+
+def fsck(data_dir: Path, *flags: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lockr_local", "fsck", "--data-dir", str(data_dir), *flags],
+                          capture_output=True, text=True, env=clean_env(), cwd=REPO, timeout=120)
+
+
+def object_path(data_dir: Path, file_id: str) -> Path:
+    return data_dir / "blobs" / "objects" / file_id[:2] / file_id
+
+
+@pytest.mark.parametrize("crash_point,listed_after_restart", [
+    ("after_blob_commit", False),
+    ("after_db_commit", True),
+])
+def test_crash_between_commit_steps_leaves_a_consistent_store(tmp_path, crash_point, listed_after_restart):
+    data = tmp_path / "data"
+    server = ServerProcess(data).start()
+    account = create_account(server.url)
+    kept = upload(server.url, b"acknowledged before the crash", "kept.txt", account=account).json()
+    server.stop()
+
+    crashing = ServerProcess(data, env={"LOCKR_CRASH_POINT": crash_point}).start()
+    with pytest.raises(requests.ConnectionError):
+        upload(crashing.url, b"in flight" * 1000, "inflight.bin", account=account)
+    assert crashing.proc is not None and crashing.proc.wait(timeout=10) == -9
+    crashing.proc = None
+
+    restarted = ServerProcess(data).start()
+    try:
+        names = [f["name"] for f in requests.get(f"{restarted.url}/api/v1/files", headers=account.auth).json()["files"]]
+        assert names == (["kept.txt", "inflight.bin"] if listed_after_restart else ["kept.txt"])
+        assert requests.get(kept["downloadUrl"].replace(server.url, restarted.url),
+                            headers=account.auth).content == b"acknowledged before the crash"
+        used = requests.get(f"{restarted.url}/api/v1/account", headers=account.auth).json()["used"]
+        assert used == len(b"acknowledged before the crash") + (9000 if listed_after_restart else 0)
+    finally:
+        restarted.stop()
+    report = fsck(data, "--verify")
+    assert report.returncode == 0, report.stdout
+    assert report.stdout.strip().endswith("clean")
+
+
+def test_fsck_reports_missing_orphan_and_corrupt_bytes_and_repairs_leftovers(tmp_path):
+    data = tmp_path / "data"
+    server = ServerProcess(data).start()
+    account = create_account(server.url)
+    files = [upload(server.url, f"file {i}".encode() * 100, f"f{i}.txt", account=account).json() for i in range(3)]
+    server.stop()
+    assert fsck(data).returncode == 0
+
+    object_path(data, files[0]["id"]).unlink()
+    corrupt = object_path(data, files[1]["id"])
+    raw = bytearray(corrupt.read_bytes())
+    raw[10] ^= 0x01
+    corrupt.write_bytes(bytes(raw))
+    orphan = object_path(data, "ab" + "0" * 30)
+    orphan.parent.mkdir(parents=True, exist_ok=True)
+    orphan.write_bytes(b"nobody's")
+
+    quick = fsck(data)
+    assert quick.returncode == 1
+    assert f"MISSING bytes of file {files[0]['id']}" in quick.stdout
+    assert "ORPHAN bytes ab" in quick.stdout
+    assert "CORRUPT" not in quick.stdout  # only --verify reads every byte
+
+    verified = fsck(data, "--verify")
+    assert f"CORRUPT file {files[1]['id']}" in verified.stdout
+
+    repaired = fsck(data, "--repair")
+    assert "removed orphan bytes" in repaired.stdout
+    assert not orphan.exists()
+    assert object_path(data, files[2]["id"]).exists()
+
+
+def test_flipped_byte_is_never_served_as_good(server):
+    account = create_account(server.url)
+    data = os.urandom(3 * 1024 * 1024 + 17)
+    file = upload(server.url, data, "photo.raw", account=account).json()
+    path = server.ctx.blobs.root("local") / "objects" / file["id"][:2] / file["id"]
+    raw = bytearray(path.read_bytes())
+    raw[len(raw) // 2] ^= 0x40
+    path.write_bytes(bytes(raw))
+    try:
+        response = requests.get(file["downloadUrl"], headers=account.auth)
+        body = response.content
+    except requests.exceptions.ChunkedEncodingError:
+        body = None
+    assert body != bytes(raw), "corrupted bytes were served in full as if they were good"
+    # A range request reads only part of the file and is served (it cannot be checked cheaply).
+    part = requests.get(file["downloadUrl"], headers={**account.auth, "Range": "bytes=0-99"})
+    assert part.status_code == 206 and part.content == data[:100]
+
+
+def _mount_tmpfs(path: Path, size: str) -> bool:
+    path.mkdir(parents=True, exist_ok=True)
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
+    return result.returncode == 0
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    mount_point = tmp_path / "small-disk"
+    if not _mount_tmpfs(mount_point, "3m"):
+        pytest.skip("cannot mount a tmpfs here (needs root); the disk-full test needs a real small filesystem")
+    yield mount_point
+    subprocess.run(["umount", "-l", str(mount_point)], check=False)
+
+
+def test_disk_full_gives_507_and_keeps_existing_files(server_factory, small_disk):
+    srv = server_factory(regions=f"local={small_disk}")
+    account = create_account(srv.url)
+    first = upload(srv.url, b"k" * 1_000_000, "keep.bin", account=account)
+    assert first.status_code == 201
+    response = upload(srv.url, os.urandom(4_000_000), "too-big-for-disk.bin", account=account)
+    assert response.status_code == 507
+    assert response.json()["error"]["code"] == "insufficient_storage"
+    assert list((small_disk / "tmp").iterdir()) == []
+    files = requests.get(f"{srv.url}/api/v1/files", headers=account.auth).json()["files"]
+    assert [f["name"] for f in files] == ["keep.bin"]
+    assert requests.get(files[0]["downloadUrl"], headers=account.auth).content == b"k" * 1_000_000
+    assert requests.get(f"{srv.url}/api/v1/account", headers=account.auth).json()["used"] == 1_000_000
+    assert upload(srv.url, b"small", "fits.txt", account=account).status_code == 201
+
+
+def test_fsync_failure_is_never_acknowledged(server, monkeypatch):
+    account = create_account(server.url)
+    real_fsync = os.fsync
+    temp_dir = server.ctx.blobs.temp_dir("local")
+
+    def failing_fsync(fd: int) -> None:
+        # EIO from the disk while syncing an upload's temp file: the write must count as failed.
+        if any(entry.is_file() for entry in temp_dir.iterdir()):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    response = upload(server.url, b"unsynced" * 100, "eio.bin", account=account)
+    monkeypatch.setattr(os, "fsync", real_fsync)
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "storage_error"
+    assert "Traceback" not in response.text
+    assert requests.get(f"{server.url}/api/v1/files", headers=account.auth).json()["files"] == []
+    assert list(temp_dir.iterdir()) == []
+    assert upload(server.url, b"fine", "ok.txt", account=account).status_code == 201

@@ -1,0 +1,125 @@
+"""Plan limits (413), quota (403) and burst protection (429) hold before bytes are read or stored."""
+
+from __future__ import annotations
+
+import socket
+
+import requests
+
+from tests.helpers import create_account, error_code, upload, wait_for
+
+
+def read_response_without_sending_body(url: str, head: bytes) -> bytes:
+    """Sends only the request head, then reads what the server answers (it must not wait for a body)."""
+    host, port = url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < 20:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    return data
+
+
+def test_guest_upload_over_5gb_is_refused_with_413_before_the_body(server):
+    head = (b"POST /api/v1/upload HTTP/1.1\r\nHost: x\r\nx-file-name: huge.iso\r\n"
+            b"Content-Length: 5000000001\r\nExpect: 100-continue\r\n\r\n")
+    answer = read_response_without_sending_body(server.url, head)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b'"too_large"' in answer
+    assert b"100 (Continue)" not in answer
+
+
+def test_account_upload_over_100gb_is_refused_with_413_before_the_body(server):
+    account = create_account(server.url)
+    head = (b"POST /api/v1/upload HTTP/1.1\r\nHost: x\r\nx-file-name: huge.iso\r\nAuthorization: Bearer "
+            + account.token.encode() + b"\r\nContent-Length: 100000000001\r\n\r\n")
+    answer = read_response_without_sending_body(server.url, head)
+    assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
+
+
+def test_guest_upload_of_exactly_the_limit_size_is_not_refused_by_size(server_factory):
+    srv = server_factory(guest_max_object=1000)
+    assert upload(srv.url, b"x" * 1000, "edge.bin").status_code == 201
+    response = upload(srv.url, b"x" * 1001, "over.bin")
+    assert response.status_code == 413
+    assert "1.0 KB" in response.json()["error"]["message"]
+
+
+def test_chunked_body_running_past_the_limit_is_cut_with_413_and_discarded(server_factory):
+    srv = server_factory(guest_max_object=2_000_000)
+
+    def body():
+        for _ in range(100):
+            yield b"z" * 65536
+
+    try:
+        response = requests.post(f"{srv.url}/api/v1/upload", data=body(), headers={"x-file-name": "big.bin"})
+        assert response.status_code == 413
+    except requests.ConnectionError:
+        pass  # the server may close before the client finishes sending: still refused
+    temp = srv.ctx.blobs.temp_dir("local")
+    assert wait_for(lambda: list(temp.iterdir()) == [], message="temp file discarded")
+    assert not any(p.is_file() for p in (srv.ctx.blobs.root("local") / "objects").rglob("*"))
+    assert upload(srv.url, b"small", "ok.bin").status_code == 201
+
+
+def test_quota_exceeded_returns_403_and_keeps_existing_files(server_factory):
+    srv = server_factory(default_quota=1000)
+    account = create_account(srv.url)
+    first = upload(srv.url, b"a" * 600, "first.bin", account=account)
+    assert first.status_code == 201
+    second = upload(srv.url, b"b" * 600, "second.bin", account=account)
+    assert second.status_code == 403
+    assert error_code(second) == "quota_exceeded"
+    files = requests.get(f"{srv.url}/api/v1/files", headers=account.auth).json()["files"]
+    assert [f["name"] for f in files] == ["first.bin"]
+    assert requests.get(files[0]["downloadUrl"], headers=account.auth).content == b"a" * 600
+    assert requests.get(f"{srv.url}/api/v1/account", headers=account.auth).json()["used"] == 600
+
+
+def test_quota_is_checked_for_chunked_uploads_at_commit(server_factory):
+    srv = server_factory(default_quota=1000)
+    account = create_account(srv.url)
+    response = requests.post(f"{srv.url}/api/v1/upload", data=iter([b"c" * 700, b"c" * 700]),
+                             headers={"x-file-name": "chunked.bin", **account.auth})
+    assert response.status_code == 403
+    assert requests.get(f"{srv.url}/api/v1/files", headers=account.auth).json()["files"] == []
+    assert not any(p.is_file() for p in (srv.ctx.blobs.root("local") / "objects").rglob("*"))
+
+
+def test_register_over_quota_returns_403(server_factory):
+    srv = server_factory(default_quota=10)
+    account = create_account(srv.url)
+    guest = upload(srv.url, b"x" * 50, "guest.bin").json()
+    response = requests.post(f"{srv.url}/api/v1/files/register", json={"id": guest["id"]}, headers=account.auth)
+    assert response.status_code == 403
+
+
+def test_guest_bursts_get_429_with_retry_after(server_factory):
+    srv = server_factory(rate_guest=1, rate_guest_burst=3)
+    statuses = [requests.get(f"{srv.url}/api/v1/download/local/{'0' * 32}/x") for _ in range(6)]
+    limited = [r for r in statuses if r.status_code == 429]
+    assert limited, [r.status_code for r in statuses]
+    assert int(limited[0].headers["Retry-After"]) >= 1
+    assert error_code(limited[0]) == "rate_limited"
+
+
+def test_accounts_get_a_larger_allowance_than_guests(server_factory):
+    srv = server_factory(rate_guest=0.5, rate_guest_burst=2, rate_account=0.5, rate_account_burst=20)
+    account = create_account(srv.url)
+    codes = [requests.get(f"{srv.url}/api/v1/files", headers=account.auth).status_code for _ in range(10)]
+    assert codes == [200] * 10
+
+
+def test_login_brute_force_meets_429(server_factory):
+    srv = server_factory(rate_login=0.01, rate_login_burst=5)
+    create_account(srv.url, "victim", password="the real password")
+    codes = [requests.post(f"{srv.url}/api/v1/login", json={"identifier": "victim", "password": f"guess{i}"}
+                           ).status_code for i in range(8)]
+    assert codes[:4] == [401] * 4
+    assert 429 in codes
+    limited = requests.post(f"{srv.url}/api/v1/login", json={"identifier": "victim", "password": "x"})
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 1
