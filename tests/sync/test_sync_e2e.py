@@ -332,3 +332,43 @@ def test_the_deletion_guard_pauses_a_mass_delete(shared_server: ServerProcess, f
     wait_for(lambda: agent.status().state == "paused", message="the guard to pause the agent")
     assert "exceed" in (agent.status().paused_reason or "")
     assert remote_tree(url, account) == synced
+
+
+def test_cli_runs_continuously_reports_status_and_stops_on_sigterm(shared_server: ServerProcess, folder: Path,
+                                                                  tmp_path: Path) -> None:
+    import signal
+
+    account = create_account(shared_server.url)
+    write(folder / "a.txt", "first")
+    env = clean_env(LOCKR_ENDPOINT=shared_server.url, LOCKR_TOKEN=account.token,
+                    LOCKR_SYNC_STATE_DIR=str(tmp_path / "state"))
+    proc = subprocess.Popen([sys.executable, "-m", "lockr_local", "sync", str(folder)], env=env, cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert_mirrored(shared_server.url, account, folder)
+        write(folder / "b.txt", "while running")
+        assert_mirrored(shared_server.url, account, folder)
+        status = wait_for(lambda: (r := run_cli("sync", str(folder), "--status", env={
+            "LOCKR_SYNC_STATE_DIR": str(tmp_path / "state")})).returncode == 0 and "state: idle" in r.stdout and r,
+            message="an idle status")
+        assert "agent: running" in status.stdout and "uploaded: b.txt" in status.stdout
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    assert proc.returncode == 0, err
+    assert "syncing" in out
+
+
+def test_pause_holds_changes_and_resume_sends_them(shared_server: ServerProcess, folder: Path,
+                                                   agents: Agents) -> None:
+    url, account = shared_server.url, create_account(shared_server.url)
+    write(folder / "a.txt", "1")
+    agent = agents.start(folder, url, account)
+    assert_mirrored(url, account, folder)
+    agent.pause()
+    write(folder / "b.txt", "written while paused")
+    wait_for(lambda: agent.status().queue_length >= 1, message="the change to be queued")
+    assert agent.status().state == "paused" and "b.txt" not in remote_tree(url, account)
+    agent.resume()
+    assert_mirrored(url, account, folder)
+    wait_for(lambda: agent.status().state == "idle", message="idle after resume")
