@@ -124,6 +124,8 @@ class HttpRemote:
         self.sessions_supported: bool | None = None
         self.stop_event = threading.Event()
         self.chunk_size = CHUNK_SIZE
+        # Files up to this size go in one direct POST (one request instead of two); larger ones in sessions.
+        self.direct_limit = CHUNK_SIZE
         # Told about reachability changes at once (the agent shows "offline" while retries go on).
         self.on_health: Callable[[bool, str], None] | None = None
         self._healthy = True
@@ -229,7 +231,7 @@ class HttpRemote:
                 return offset
             if offset is not None:
                 return self._send_chunks(path, resume.session_url, size, offset, on_session, progress)
-        if self.sessions_supported is not False:
+        if self.sessions_supported is not False and size > self.direct_limit:
             session_url = self._open_session(name, size)
             if session_url is not None:
                 on_session(ResumeState(session_url, 0))

@@ -95,6 +95,7 @@ class Agents:
         remote = HttpRemote(url, account.token, throttle=Throttle(throttle), retries=30, max_backoff=0.5)
         if chunk:
             remote.chunk_size = chunk
+            remote.direct_limit = 0
         merged = {**FAST, **options}
         agent = SyncAgent(folder, remote, endpoint=url,
                           options=AgentOptions(state_dir=self.state_dir, **merged))  # type: ignore[arg-type]
