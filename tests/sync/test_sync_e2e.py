@@ -373,3 +373,40 @@ def test_pause_holds_changes_and_resume_sends_them(shared_server: ServerProcess,
     agent.resume()
     assert_mirrored(url, account, folder)
     wait_for(lambda: agent.status().state == "idle", message="idle after resume")
+
+
+def test_an_unreadable_file_is_reported_and_retried_never_fatal(shared_server: ServerProcess, folder: Path,
+                                                                agents: Agents,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Permissions cannot be made to fail for root (the test user here), so reading the one file fails instead."""
+    import lockr_local.sync.scan as scan_module
+
+    real_hash = scan_module.hash_file
+    locked = threading.Event()
+    locked.set()
+
+    def hash_file(path: Path) -> tuple[str, int, int] | None:
+        if path.name == "locked.txt" and locked.is_set():
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_hash(path)
+
+    monkeypatch.setattr(scan_module, "hash_file", hash_file)
+    url, account = shared_server.url, create_account(shared_server.url)
+    write(folder / "locked.txt", "held by another program")
+    write(folder / "free.txt", "readable")
+    agent = agents.start(folder, url, account)
+    wait_for(lambda: any("locked.txt" in s and "Permission denied" in s for s in agent.status().skipped),
+             message="the unreadable file to be reported")
+    assert set(remote_tree(url, account)) == {"free.txt"}
+    locked.clear()
+    assert_mirrored(url, account, folder)
+
+
+def test_an_event_overflow_falls_back_to_a_full_scan(shared_server: ServerProcess, folder: Path,
+                                                     agents: Agents) -> None:
+    url, account = shared_server.url, create_account(shared_server.url)
+    agent = agents.start(folder, url, account)
+    agent.dirty.max_paths = 5  # a tiny queue: 40 new files overflow it
+    for i in range(40):
+        write(folder / f"burst/f{i}.txt", str(i))
+    assert_mirrored(url, account, folder)
