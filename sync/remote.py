@@ -333,3 +333,137 @@ def _error(response: requests.Response) -> LockrError:
     exc = cls.__new__(cls)
     LockrError.__init__(exc, message or None)
     return exc
+
+
+class ClientRemote:
+    """`RemoteStore` over `LockrClient` (lockr_local/client.py): its resumable sessions, retries and errors.
+
+    Every upload goes through a resumable session when the endpoint offers them, small files too: a
+    session PUT can be retried and resumed safely, while a direct POST whose answer was lost might have
+    been stored already (a retry would leave a duplicate). Endpoints without sessions get direct POSTs.
+    """
+
+    def __init__(self, client: Any, *, region: str | None = None, throttle: Throttle | None = None) -> None:
+        import dataclasses
+
+        self.client = client
+        self.region = region
+        self.throttle = throttle or Throttle()
+        self.stop_event = threading.Event()
+        self.on_health: Callable[[bool, str], None] | None = None
+        self.bytes_sent = 0
+        self.sessions_supported: bool | None = None
+        self._sent_lock = threading.Lock()
+        self._healthy = True
+        # Few quick retries inside the client: a long outage surfaces as RemoteUnavailable, and the agent
+        # (showing "offline") backs off between passes instead of blocking in one request.
+        client.retry = dataclasses.replace(client.retry, attempts=4, base_delay=0.25, max_delay=2.0,
+                                           sleep=self._sleep)
+
+    def _sleep(self, seconds: float) -> None:
+        if self.stop_event.wait(seconds):
+            raise RemoteUnavailable("the agent is stopping")
+
+    def _health(self, ok: bool, message: str = "") -> None:
+        if ok != self._healthy:
+            self._healthy = ok
+            if self.on_health is not None:
+                self.on_health(ok, message)
+
+    def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """Runs a client call, translating unreachable/overloaded endpoints into RemoteUnavailable."""
+        from lockr_local.errors import ConnectionFailed, RateLimited  # type: ignore[attr-defined]
+
+        try:
+            result = fn(*args, **kwargs)
+        except ConnectionFailed as exc:
+            self._health(False, exc.message)
+            raise RemoteUnavailable(exc.message) from exc
+        except RateLimited as exc:
+            raise RemoteUnavailable(f"{self.client.endpoint} keeps rate-limiting us ({exc.message})") from exc
+        except LockrError as exc:
+            if exc.status >= 500 and exc.status != 507:
+                self._health(False, exc.message)
+                raise RemoteUnavailable(exc.message) from exc
+            self._health(True)
+            raise
+        self._health(True)
+        return result
+
+    def list_files(self) -> list[RemoteEntry]:
+        files = self._call(self.client.list_files, page_size=PAGE_SIZE)
+        return [RemoteEntry(f.name, f.id, f.size, f.sha256 or "", f.share_url) for f in files]
+
+    def delete(self, remote_id: str) -> None:
+        from lockr_local.errors import NotFound
+
+        try:
+            self._call(self.client.delete, remote_id)
+        except NotFound:
+            pass  # already gone: what we wanted
+
+    def upload(self, path: Path, name: str, size: int, *, resume: ResumeState | None = None,
+               on_session: Callable[[ResumeState], None] = lambda state: None,
+               progress: Callable[[int], None] = lambda done: None) -> RemoteEntry:
+        from lockr_local.errors import Gone, MethodNotAllowed, NotFound
+
+        state = {"url": resume.session_url if resume else "", "sent": 0, "recorded": 0}
+        chunk = self.client.chunk_size
+
+        def on_progress(done: int, total: int | None) -> None:
+            if self.stop_event.is_set():
+                raise RemoteUnavailable("the agent is stopping")  # aborts the request; the session stays
+            delta = max(0, done - state["sent"])
+            state["sent"] = done
+            if delta:
+                with self._sent_lock:
+                    self.bytes_sent += delta
+                self.throttle.take(delta)
+            if state["url"] and done - state["recorded"] >= chunk:
+                state["recorded"] = done - done % chunk
+                on_session(ResumeState(str(state["url"]), int(state["recorded"])))
+            progress(done)
+
+        def session_opened(session: Any) -> None:
+            state["url"] = session.upload_url
+            on_session(ResumeState(session.upload_url, 0))
+
+        if resume is not None:
+            try:
+                info = self._call(self.client.resume_upload, resume.session_url, path, progress=on_progress)
+                return _client_entry(info)
+            except (NotFound, Gone):
+                log.info("the upload session of %s is gone; starting a new one", name)
+                state.update(url="", sent=0, recorded=0)
+        if self.sessions_supported is not False:
+            try:
+                info = self._call(self.client.upload, path, name, region=self.region, progress=on_progress,
+                                  resumable=True, on_session=session_opened)
+                self.sessions_supported = True
+                return _client_entry(info)
+            except (NotFound, MethodNotAllowed):
+                if self.sessions_supported:
+                    raise
+                self.sessions_supported = False
+        info = self._call(self.client.upload, path, name, region=self.region, progress=on_progress,
+                          resumable=False)
+        return _client_entry(info)
+
+
+def _client_entry(info: Any) -> RemoteEntry:
+    return RemoteEntry(info.name, info.id, info.size, info.sha256 or "", info.share_url)
+
+
+def make_remote(endpoint: str, token: str | None, *, region: str | None = None, throttle: Throttle | None = None,
+                chunk_size: int | None = None) -> RemoteStore:
+    """The agent's RemoteStore: LockrClient's resumable uploads (HttpRemote where the client is absent)."""
+    try:
+        from lockr_local.client import LockrClient  # type: ignore[import-not-found]
+    except ImportError:
+        remote = HttpRemote(endpoint, token, region=region, throttle=throttle, retries=4, max_backoff=2.0)
+        if chunk_size:
+            remote.chunk_size = chunk_size
+            remote.direct_limit = 0
+        return remote
+    client = LockrClient(endpoint, token, **({"chunk_size": chunk_size} if chunk_size else {}))
+    return ClientRemote(client, region=region, throttle=throttle)

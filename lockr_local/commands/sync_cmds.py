@@ -79,9 +79,9 @@ def sync_command(args: argparse.Namespace) -> int:
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
     from lockr_local.sync.agent import AgentOptions, SyncAgent
     from lockr_local.sync.engine import GuardSettings
-    from lockr_local.sync.remote import HttpRemote, RemoteUnavailable, Throttle
+    from lockr_local.sync.remote import RemoteUnavailable, Throttle, make_remote
 
-    remote = HttpRemote(endpoint, token, region=args.region, throttle=Throttle(settings.sync_bandwidth_limit))
+    remote = make_remote(endpoint, token, region=args.region, throttle=Throttle(settings.sync_bandwidth_limit))
     options = AgentOptions(concurrency=settings.sync_concurrency, scan_interval=settings.sync_scan_interval,
                            guard=GuardSettings(max_count=settings.sync_delete_max_count,
                                                max_share=settings.sync_delete_max_share),

@@ -20,7 +20,7 @@ import requests
 from lockr_local.sync.agent import AgentOptions, SyncAgent
 from lockr_local.sync.engine import GuardSettings
 from lockr_local.sync.ignore import IgnoreRules
-from lockr_local.sync.remote import HttpRemote, Throttle
+from lockr_local.sync.remote import Throttle, make_remote
 from tests.helpers import REPO, Account, ServerProcess, clean_env, create_account, wait_for
 
 FAST = dict(debounce=0.1, settle=0.3, scan_interval=30.0, retry_unreadable=0.5, max_backoff=1.0)
@@ -92,10 +92,7 @@ class Agents:
 
     def start(self, folder: Path, url: str, account: Account, *, throttle: int = 0, chunk: int | None = None,
               **options: object) -> SyncAgent:
-        remote = HttpRemote(url, account.token, throttle=Throttle(throttle), retries=30, max_backoff=0.5)
-        if chunk:
-            remote.chunk_size = chunk
-            remote.direct_limit = 0
+        remote = make_remote(url, account.token, throttle=Throttle(throttle), chunk_size=chunk)
         merged = {**FAST, **options}
         agent = SyncAgent(folder, remote, endpoint=url,
                           options=AgentOptions(state_dir=self.state_dir, **merged))  # type: ignore[arg-type]
