@@ -407,12 +407,16 @@ class ClientRemote:
                progress: Callable[[int], None] = lambda done: None) -> RemoteEntry:
         from lockr_local.errors import Gone, MethodNotAllowed, NotFound
 
-        state = {"url": resume.session_url if resume else "", "sent": 0, "recorded": 0}
+        # On a resume the client first reports the server's offset: bytes sent before, not by us.
+        state: dict[str, Any] = {"url": resume.session_url if resume else "", "sent": None if resume else 0,
+                                 "recorded": 0}
         chunk = self.client.chunk_size
 
         def on_progress(done: int, total: int | None) -> None:
             if self.stop_event.is_set():
                 raise RemoteUnavailable("the agent is stopping")  # aborts the request; the session stays
+            if state["sent"] is None:
+                state["sent"] = state["recorded"] = done
             delta = max(0, done - state["sent"])
             state["sent"] = done
             if delta:
