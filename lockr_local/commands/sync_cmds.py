@@ -48,21 +48,15 @@ def _state_dir(settings: Any) -> Path:
 
 
 def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
-    """--endpoint, then LOCKR_ENDPOINT; --token, then LOCKR_TOKEN, then the keyring (when that part exists)."""
-    endpoint = args.endpoint or os.environ.get("LOCKR_ENDPOINT") or None
-    token = args.token or os.environ.get("LOCKR_TOKEN") or None
+    """--endpoint, then LOCKR_ENDPOINT, then the saved endpoint; --token, then LOCKR_TOKEN, then the keyring."""
     try:
-        from lockr_local import credentials  # type: ignore[attr-defined]
+        from lockr_local.credentials import resolve_endpoint, resolve_token  # type: ignore[import-not-found]
     except ImportError:
-        credentials = None
-    if credentials is not None:
-        if endpoint is None:
-            saved_endpoint = getattr(credentials, "saved_endpoint", None)
-            endpoint = saved_endpoint() if callable(saved_endpoint) else None
-        if token is None and endpoint:
-            load = getattr(credentials, "load_token", None) or getattr(credentials, "get_token", None)
-            token = load(endpoint) if callable(load) else None
-    return endpoint, token
+        # Without the credentials part (an older install): the flags and the environment only.
+        endpoint = args.endpoint or os.environ.get("LOCKR_ENDPOINT") or None
+        return (endpoint.rstrip("/") if endpoint else None), args.token or os.environ.get("LOCKR_TOKEN") or None
+    endpoint = resolve_endpoint(args.endpoint)
+    return endpoint, (resolve_token(args.token, endpoint) if endpoint else None)
 
 
 def sync_command(args: argparse.Namespace) -> int:
