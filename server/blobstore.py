@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import secrets
+import shutil
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -178,6 +179,14 @@ class FileBlobStore(BlobStore):
 
     def partial_dir(self, region: str) -> Path:
         return self.root(region) / "partial"
+
+    def check_space(self, region: str, size: int) -> None:
+        """Refuses up front (507) an upload that cannot fit on the region's disk."""
+        with storage_errors("check the free disk space"):
+            free = shutil.disk_usage(self.root(region)).free
+        if size > free:
+            raise InsufficientStorage(f"The server's disk has {free} bytes free, too few for this "
+                                      f"{size}-byte upload; nothing was stored.")
 
     def new_writer(self, location: BlobLocation) -> FileBlobWriter:
         temp = self.temp_dir(location.region) / f"{location.key}.{secrets.token_hex(8)}"

@@ -265,6 +265,8 @@ class Service:
         """One database trip before an upload's body is read: its region, then check_upload's refusals."""
         resolved = self.upload_region(principal, region)
         self.check_upload(principal, size, key_hash)
+        if size:
+            self.blobs.check_space(resolved, size)
         return resolved
 
     def check_upload(self, principal: Principal, size: int | None, key_hash: str | None) -> None:

@@ -55,6 +55,7 @@ class DirectUploadHandler(BaseHandler):
         writer = self.ctx.blobs.new_writer(BlobLocation(region, self.file_id))
         limit = service.max_object_size(principal) if size is None else size
         self.sink = UploadSink(writer, self.ctx.io, limit, self._too_large)
+        self.body_watchdog = self.watch_body(self.sink.abort)
 
     def _too_large(self, received: int) -> TooLarge:
         if self.request.headers.get("Content-Length") is not None:
@@ -68,6 +69,7 @@ class DirectUploadHandler(BaseHandler):
     async def data_received(self, chunk: bytes) -> None:
         if self.sink is None or self._finished:
             return
+        self.body_watchdog.received(len(chunk))
         try:
             await self.sink.feed(chunk)
         except LockrError as exc:
