@@ -225,6 +225,12 @@ class SyncAgent:
                 backoff = min(backoff * 2, self.options.max_backoff)
                 self.dirty.mark_full()
                 continue
+            except Exception as exc:  # the thread boundary: a bug must not silently end syncing
+                log.exception("unexpected failure in a sync pass")
+                self._set(state="error", last_error=f"internal error: {exc!r}")
+                self._stop.wait(self.options.max_backoff)
+                self.dirty.mark_full()
+                continue
             backoff = 1.0
             if scope is None:
                 next_full = time.monotonic() + self.options.scan_interval
