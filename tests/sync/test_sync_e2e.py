@@ -195,6 +195,12 @@ def test_edits_deletes_renames_and_atomic_saves_while_running(shared_server: Ser
     shutil.rmtree(folder / "new")                                          # directory deleted
     assert_mirrored(url, account, folder)
 
+    outside = folder.parent / "outside"
+    write(outside / "incoming.txt", "moved in from elsewhere")
+    shutil.move(str(outside / "incoming.txt"), str(folder / "incoming.txt"))     # moved into the folder
+    shutil.move(str(folder / "moved-docs" / "d2.txt"), str(outside / "d2.txt"))  # moved out of it
+    assert_mirrored(url, account, folder)
+
 
 def test_a_slowly_written_file_is_uploaded_once_and_complete(shared_server: ServerProcess, folder: Path,
                                                              agents: Agents) -> None:
