@@ -58,13 +58,17 @@ def rclone_copy(server: LockrServer, folder: Path) -> float | None:
 def change_delay(server: LockrServer, work: Path, samples: int = 15) -> list[float]:
     """Seconds from a file written (closed) to it appearing in GET /api/v1/files, with the agent running."""
     from lockr_local.sync.agent import AgentOptions, SyncAgent
-    from lockr_local.sync.remote import HttpRemote
+    from lockr_local.sync.remote import make_remote
 
     folder = work / "live"
     folder.mkdir()
-    agent = SyncAgent(folder, HttpRemote(server.url, server.token), endpoint=server.url,
+    # Its own account, so the listing polled below is one short page.
+    token = requests.post(f"{server.url}/api/v1/account", json={"username": "live", "email": "live@example.com",
+                                                                "password": "benchmark-password"},
+                          timeout=30).json()["token"]
+    agent = SyncAgent(folder, make_remote(server.url, token), endpoint=server.url,
                       options=AgentOptions(state_dir=work / "live-state")).start()
-    headers = {"Authorization": f"Bearer {server.token}"}
+    headers = {"Authorization": f"Bearer {token}"}
     delays = []
     try:
         for i in range(samples):
@@ -97,7 +101,7 @@ def main() -> int:
         big = work / "big-tree"
         big.mkdir()
         make_file(big / "big.bin", size)
-        server = LockrServer(work / "data", env={"LOCKR_SYNC_CONCURRENCY": "4"})
+        server = LockrServer(work / "data")
         try:
             elapsed = sync_once(server, small, work / "state")
             table.add(Row(f"sync --once {count} x 10 KiB", "lockr-local sync", count / elapsed, "files/s"))
