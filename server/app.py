@@ -17,7 +17,7 @@ from lockr_local.server.blobstore import FileBlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.fsck import reap_orphans
-from lockr_local.server.handlers import accounts, downloads, files, sessions, tus, uploads
+from lockr_local.server.handlers import accounts, dav, downloads, files, sessions, tus, uploads
 from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
 from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
 from lockr_local.server.security import Signer, load_or_create_secret
@@ -64,6 +64,7 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         (rf"/api/v1/files/{FILE_ID}/key", files.FileKeyHandler, deps),
         (rf"/api/v1/files/{FILE_ID}", files.FileHandler, deps),
         (rf"/api/v1/download/{REGION}/{FILE_ID}(?:/.*)?", downloads.DownloadHandler, deps),
+        (r"/dav(?:/.*)?", dav.DavHandler, deps),
     ]
     return tornado.web.Application(
         routes,
