@@ -104,24 +104,24 @@ def main() -> int:
         server = LockrServer(work / "data")
         try:
             elapsed = sync_once(server, small, work / "state")
-            table.add(Row(f"sync --once {count} x 10 KiB", "lockr-local sync", count / elapsed, "files/s"))
+            table.add(Row(f"initial sync {count} x 10 KiB", "lockr-local", count / elapsed, "files/s"))
             again = sync_once(server, small, work / "state")
-            table.add(Row(f"sync --once {count} files, nothing to do", "lockr-local sync", again, "s"))
+            table.add(Row(f"re-sync {count} files, nothing to do", "lockr-local", again, "s"))
             elapsed = sync_once(server, big, work / "state")
-            table.add(Row(f"sync --once {size / 2**30:.1f} GiB file", "lockr-local sync", size / MB / elapsed, "MB/s"))
+            table.add(Row(f"initial sync {size / 2**30:.1f} GiB file", "lockr-local", size / MB / elapsed, "MB/s"))
             rclone_small = rclone_copy(server, small)
             if rclone_small is None:
                 print("  (rclone or the server's WebDAV view is missing: rclone rows skipped)")
             else:
-                table.add(Row(f"sync --once {count} x 10 KiB", "rclone copy (WebDAV)", count / rclone_small,
+                table.add(Row(f"initial sync {count} x 10 KiB", "rclone copy (WebDAV)", count / rclone_small,
                               "files/s"))
                 rclone_big = rclone_copy(server, big)
                 assert rclone_big is not None
-                table.add(Row(f"sync --once {size / 2**30:.1f} GiB file", "rclone copy (WebDAV)",
+                table.add(Row(f"initial sync {size / 2**30:.1f} GiB file", "rclone copy (WebDAV)",
                               size / MB / rclone_big, "MB/s"))
             delays = change_delay(server, work)
             if delays:
-                table.add(Row("save -> listed remotely (median)", "lockr-local sync", statistics.median(delays), "s",
+                table.add(Row("save -> listed remotely (median)", "lockr-local", statistics.median(delays), "s",
                               note=f"{len(delays)} samples, max {max(delays):.2f} s"))
         finally:
             server.stop()
