@@ -49,12 +49,8 @@ def _state_dir(settings: Any) -> Path:
 
 def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """--endpoint, then LOCKR_ENDPOINT, then the saved endpoint; --token, then LOCKR_TOKEN, then the keyring."""
-    try:
-        from lockr_local.credentials import resolve_endpoint, resolve_token  # type: ignore[import-not-found]
-    except ImportError:
-        # Without the credentials part (an older install): the flags and the environment only.
-        endpoint = args.endpoint or os.environ.get("LOCKR_ENDPOINT") or None
-        return (endpoint.rstrip("/") if endpoint else None), args.token or os.environ.get("LOCKR_TOKEN") or None
+    from lockr_local.credentials import resolve_endpoint, resolve_token
+
     endpoint = resolve_endpoint(args.endpoint)
     return endpoint, (resolve_token(args.token, endpoint) if endpoint else None)
 
