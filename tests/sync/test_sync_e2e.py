@@ -206,8 +206,10 @@ def test_a_slowly_written_file_is_uploaded_once_and_complete(shared_server: Serv
                                                              agents: Agents) -> None:
     url, account = shared_server.url, create_account(shared_server.url)
     write(folder / "seed.txt", "seed")
-    agent = agents.start(folder, url, account)
+    # The default settle time: the writer pauses 0.1 s between writes, far less than that on a loaded machine.
+    agent = agents.start(folder, url, account, settle=1.0)
     assert_mirrored(url, account, folder)
+    wait_for(agent.is_idle, message="the first pass to finish")
     before = agent.upload_count
     written = threading.Event()
 
@@ -223,6 +225,7 @@ def test_a_slowly_written_file_is_uploaded_once_and_complete(shared_server: Serv
     writer.start()
     writer.join()
     assert_mirrored(url, account, folder)
+    wait_for(agent.is_idle, message="the agent to finish")
     assert agent.upload_count == before + 1
     assert remote_tree(url, account)["slow.bin"] == hashlib.sha256(b"".join(
         bytes([i]) * 50_000 for i in range(12))).hexdigest()
