@@ -22,6 +22,7 @@ test: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[test,bench]'
 	$(BIN)/python -m bench
+	$(BIN)/python -m bench.sync
 
 lint: $(STAMP)
 	$(BIN)/python -m compileall -q lockr_local server sync tray tests

@@ -108,6 +108,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rclone_cmds.add_command(commands, rclone_cmds.rclone_config)
     _add_client_commands(commands)
+    from lockr_local.commands import sync_cmds
+
+    sync_cmds.add_commands(commands, _client_options)
     _add_desktop_commands(commands)
     return parser
 

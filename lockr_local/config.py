@@ -160,6 +160,16 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("secret_key", "", "Secret for signed links and key hashes. Empty: generated once into data_dir."),
     Setting("log_level", "info", "Log level: debug, info, warning or error."),
     Setting("crash_point", "", "Test only: name of a commit step at which the server kills itself."),
+    # The sync agent (`lockr-local sync`); read from the same places, used only by the client side.
+    Setting("sync_concurrency", 4, "Files the sync agent uploads at the same time.", parse_int),
+    Setting("sync_bandwidth_limit", 0, "Upload bandwidth limit of the sync agent in bytes/s (2MB); 0 = none.",
+            parse_size),
+    Setting("sync_scan_interval", 600, "Seconds between the sync agent's full rescans of the folder.", parse_float),
+    Setting("sync_delete_max_count", 1000, "Remote deletions in one sync pass above which the agent pauses.",
+            parse_int),
+    Setting("sync_delete_max_share", 0.5, "Share of synced files (0-1) deleted in one pass above which it pauses.",
+            parse_float),
+    Setting("sync_state_dir", "", "Folder of the sync agent's state databases. Empty: the user state folder."),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -200,6 +210,12 @@ class Settings:
     secret_key: str
     log_level: str
     crash_point: str
+    sync_concurrency: int
+    sync_bandwidth_limit: int
+    sync_scan_interval: float
+    sync_delete_max_count: int
+    sync_delete_max_share: float
+    sync_state_dir: str
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def replace(self, **changes: Any) -> "Settings":

@@ -41,6 +41,17 @@ class AgentOptions:
     watch: bool = True
 
 
+def _identity(folder: Path) -> tuple[int, int] | None:
+    """(device, inode) of the folder, or None when it is not there: a change means it was swapped out."""
+    if not folder_present(folder):
+        return None
+    try:
+        st = os.stat(folder)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
+
+
 def status_path(state_dir: Path, folder: Path) -> Path:
     """The status file other processes read; keyed by the folder alone so `--status FOLDER` finds it."""
     digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
@@ -70,18 +81,22 @@ class SyncAgent:
         self._deferred: dict[str, float] = {}
         self._unstable: set[str] = set()
         self._refused: list[str] = []
+        self._identity: tuple[int, int] | None = None
         self._stop = threading.Event()
         self._paused = False
         self._busy = False
         self._thread: threading.Thread | None = None
         self._last_write = 0.0
         self.upload_count = 0
+        if hasattr(remote, "on_health"):
+            remote.on_health = self._on_health
         self._pool = ThreadPoolExecutor(max(1, options.concurrency), thread_name_prefix="lockr-upload")
 
     # ----- control -------------------------------------------------------------------------------
     def start(self) -> "SyncAgent":
         self._stop.clear()
-        if self.options.watch and folder_present(self.folder):
+        self._identity = _identity(self.folder)
+        if self.options.watch and self._identity is not None:
             self.watcher.start()
         self.dirty.mark_full()
         self._thread = threading.Thread(target=self._run, name="lockr-sync", daemon=True)
@@ -131,6 +146,14 @@ class SyncAgent:
         with self._lock:
             return not self._busy and not self._deferred and len(self.dirty) == 0
 
+    def _on_health(self, ok: bool, message: str) -> None:
+        if self._stop.is_set():
+            return
+        if not ok:
+            self._set(state="offline", last_error=message)
+        elif self.status().state == "offline":
+            self._set(state="syncing")
+
     def _set(self, **changes: object) -> None:
         with self._lock:
             self._status = replace(self._status, **changes)  # type: ignore[arg-type]
@@ -162,17 +185,26 @@ class SyncAgent:
                     del self._deferred[path]
             if now >= next_full:
                 full = True
-            if self.options.watch and not self.watcher.alive and folder_present(self.folder):
+            identity = _identity(self.folder)
+            if identity != self._identity:
+                # Removed, unmounted, replaced or back: the watcher (if any) watches the wrong thing now.
+                log.info("the folder %s changed identity (%s -> %s)", self.folder, self._identity, identity)
+                self._identity = identity
+                self.watcher.stop()
+                full = True
+            if self.options.watch and identity is not None and not self.watcher.alive:
                 self.watcher.start()
                 full = True
             if not full and not paths and not due:
-                wake = [next_full - now, 1.0] + [at - now for at in self._deferred.values()]
+                wake = [next_full - now, 0.5] + [at - now for at in self._deferred.values()]
                 self.dirty.wait(max(0.02, min(wake)))
                 continue
             scope = None if full else frozenset(paths | due)
             try:
                 result = self.run_pass(scope)
             except RemoteUnavailable as exc:
+                if self._stop.is_set():
+                    break
                 self._set(state="offline", last_error=str(exc))
                 log.warning("offline: %s; retrying in %.0fs", exc, backoff)
                 self._stop.wait(backoff)
@@ -191,6 +223,12 @@ class SyncAgent:
                 log.error("sync pass failed: %s", message)
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, self.options.max_backoff)
+                self.dirty.mark_full()
+                continue
+            except Exception as exc:  # the thread boundary: a bug must not silently end syncing
+                log.exception("unexpected failure in a sync pass")
+                self._set(state="error", last_error=f"internal error: {exc!r}")
+                self._stop.wait(self.options.max_backoff)
                 self.dirty.mark_full()
                 continue
             backoff = 1.0

@@ -382,7 +382,7 @@ def make_agent(config: TrayConfig) -> Any:
     from lockr_local.sync.agent import AgentOptions, SyncAgent
     from lockr_local.sync.engine import GuardSettings
     from lockr_local.sync.index import default_state_dir
-    from lockr_local.sync.remote import HttpRemote, Throttle
+    from lockr_local.sync.remote import Throttle, make_remote
 
     token = resolve_token(None, config.endpoint)
     if not token:
@@ -402,7 +402,7 @@ def make_agent(config: TrayConfig) -> Any:
     options = AgentOptions(concurrency=getattr(settings, "sync_concurrency", 4),
                            scan_interval=getattr(settings, "sync_scan_interval", 600.0), guard=guard,
                            state_dir=Path(state_dir).expanduser() if state_dir else default_state_dir())
-    remote = HttpRemote(config.endpoint, token, throttle=Throttle(getattr(settings, "sync_bandwidth_limit", 0)))
+    remote = make_remote(config.endpoint, token, throttle=Throttle(getattr(settings, "sync_bandwidth_limit", 0)))
     return SyncAgent(Path(config.folder), remote, endpoint=config.endpoint, options=options)
 
 

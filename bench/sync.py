@@ -1,0 +1,139 @@
+"""`make bench` (sync part): `lockr-local sync --once` on 2,000 x 10 KiB files and on one big file, beside
+`rclone copy` of the same tree to the same server (WebDAV) in the same run, and the median delay from
+a file saved to it being listed remotely with the agent running.
+
+Sizes: LOCKR_BENCH_SIZE (default 1GiB) for the big file; LOCKR_BENCH_SYNC_FILES (default 2000).
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+from bench.harness import REPO, LockrServer, Row, Table, have, make_file
+from lockr_local.config import parse_size
+
+MB = 1_000_000
+
+
+def sync_once(server: LockrServer, folder: Path, state: Path) -> float:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKR_")}
+    env.update(LOCKR_ENDPOINT=server.url, LOCKR_TOKEN=server.token, LOCKR_SYNC_STATE_DIR=str(state))
+    started = time.perf_counter()
+    result = subprocess.run([sys.executable, "-m", "lockr_local", "sync", str(folder), "--once"], env=env, cwd=REPO,
+                            capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"sync --once failed: {result.stderr.strip()[-500:]}")
+    return elapsed
+
+
+def rclone_copy(server: LockrServer, folder: Path) -> float | None:
+    """rclone's own WebDAV backend against the server's /dav view; None when either is missing."""
+    if not have("rclone"):
+        return None
+    dav = f"{server.url}/dav/bench/"
+    probe = requests.request("PROPFIND", dav, headers={"Authorization": f"Bearer {server.token}", "Depth": "0"},
+                             timeout=10)
+    if probe.status_code not in (200, 207):
+        return None
+    started = time.perf_counter()
+    result = subprocess.run(["rclone", "copy", str(folder), f":webdav:rclone-{folder.name}", "--webdav-url", dav,
+                             "--webdav-vendor", "owncloud", "--webdav-bearer-token", server.token,
+                             "--transfers=16", "--checkers=8", "--config", "/dev/null"],
+                            capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        raise RuntimeError(f"rclone copy failed: {result.stderr.strip()[-500:]}")
+    return elapsed
+
+
+def change_delay(server: LockrServer, work: Path, samples: int = 15) -> list[float]:
+    """Seconds from a file written (closed) to it appearing in GET /api/v1/files, with the agent running."""
+    from lockr_local.sync.agent import AgentOptions, SyncAgent
+    from lockr_local.sync.remote import make_remote
+
+    folder = work / "live"
+    folder.mkdir()
+    # Its own account, so the listing polled below is one short page.
+    token = requests.post(f"{server.url}/api/v1/account", json={"username": "live", "email": "live@example.com",
+                                                                "password": "benchmark-password"},
+                          timeout=30).json()["token"]
+    agent = SyncAgent(folder, make_remote(server.url, token), endpoint=server.url,
+                      options=AgentOptions(state_dir=work / "live-state")).start()
+    headers = {"Authorization": f"Bearer {token}"}
+    delays = []
+    try:
+        for i in range(samples):
+            name = f"live-{i}.txt"
+            (folder / name).write_bytes(os.urandom(4096))
+            saved = time.perf_counter()
+            deadline = saved + 30
+            while time.perf_counter() < deadline:
+                files = requests.get(f"{server.url}/api/v1/files", params={"limit": "1000"}, headers=headers,
+                                     timeout=10).json()["files"]
+                if any(f["name"] == name for f in files):
+                    delays.append(time.perf_counter() - saved)
+                    break
+                time.sleep(0.02)  # polling the listing at 50 Hz: the measurement's resolution
+    finally:
+        agent.stop()
+    return delays
+
+
+def main() -> int:
+    size = parse_size(os.environ.get("LOCKR_BENCH_SIZE", "1GiB"))
+    count = int(os.environ.get("LOCKR_BENCH_SYNC_FILES", "2000"))
+    table = Table()
+    print(f"sync benchmarks: {count} x 10 KiB files, one {size / 2**30:.2f} GiB file")
+    with tempfile.TemporaryDirectory(prefix="lockr-bench-sync-", dir=os.environ.get("LOCKR_BENCH_DIR")) as tmp:
+        work = Path(tmp)
+        small = work / "small-tree"
+        for i in range(count):
+            make_file(_mkdir(small / f"d{i % 20:02}") / f"f{i:05}.bin", 10 * 1024)
+        big = work / "big-tree"
+        big.mkdir()
+        make_file(big / "big.bin", size)
+        server = LockrServer(work / "data")
+        try:
+            elapsed = sync_once(server, small, work / "state")
+            table.add(Row(f"initial sync {count} x 10 KiB", "lockr-local", count / elapsed, "files/s"))
+            again = sync_once(server, small, work / "state")
+            table.add(Row(f"re-sync {count} files, nothing to do", "lockr-local", again, "s"))
+            elapsed = sync_once(server, big, work / "state")
+            table.add(Row(f"initial sync {size / 2**30:.1f} GiB file", "lockr-local", size / MB / elapsed, "MB/s"))
+            rclone_small = rclone_copy(server, small)
+            if rclone_small is None:
+                print("  (rclone or the server's WebDAV view is missing: rclone rows skipped)")
+            else:
+                table.add(Row(f"initial sync {count} x 10 KiB", "rclone copy (WebDAV)", count / rclone_small,
+                              "files/s"))
+                rclone_big = rclone_copy(server, big)
+                assert rclone_big is not None
+                table.add(Row(f"initial sync {size / 2**30:.1f} GiB file", "rclone copy (WebDAV)",
+                              size / MB / rclone_big, "MB/s"))
+            delays = change_delay(server, work)
+            if delays:
+                table.add(Row("save -> listed remotely (median)", "lockr-local", statistics.median(delays), "s",
+                              note=f"{len(delays)} samples, max {max(delays):.2f} s"))
+        finally:
+            server.stop()
+    print()
+    print(table.render())
+    return 0
+
+
+def _mkdir(path: Path) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

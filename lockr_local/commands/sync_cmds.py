@@ -1,0 +1,146 @@
+"""`lockr-local sync FOLDER`: mirror a folder to a lockr endpoint (continuously, once, or show the status)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from typing import Any, Callable
+
+from lockr_local.cli import ExitStatus
+
+
+def add_commands(commands: argparse._SubParsersAction, client_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    sync = commands.add_parser(
+        "sync", help="mirror a folder to a lockr endpoint",
+        description="Mirror FOLDER to a lockr endpoint: new and changed files are uploaded, local deletes and "
+                    "renames propagated; remote files this agent did not create are never touched.")
+    sync.add_argument("folder", metavar="FOLDER", help="the folder to mirror")
+    client_options(sync)
+    sync.add_argument("--region", help="the region new uploads go to (default: the account's)")
+    sync.add_argument("--once", action="store_true",
+                      help="reconcile once and exit: 0 when the remote matches, 3 with a summary otherwise")
+    sync.add_argument("--status", action="store_true", help="show the status of the agent syncing FOLDER and exit")
+    sync.add_argument("--allow-deletions", action="store_true",
+                      help="confirm remote deletions the deletion guard paused (for this run)")
+    sync.add_argument("--concurrency", type=int, metavar="N", help="parallel uploads (setting sync_concurrency)")
+    sync.add_argument("--bwlimit", metavar="RATE", help="upload limit in bytes/s, e.g. 2MB (sync_bandwidth_limit)")
+    sync.add_argument("--config", metavar="FILE", help="a TOML file of settings")
+    sync.add_argument("-v", "--verbose", action="store_true", help="log every upload and deletion")
+    sync.set_defaults(handler=sync_command)
+
+
+def _settings(args: argparse.Namespace) -> Any:
+    from lockr_local.config import load_settings
+
+    return load_settings({"sync_concurrency": args.concurrency, "sync_bandwidth_limit": args.bwlimit},
+                         config_file=args.config)
+
+
+def _state_dir(settings: Any) -> Path:
+    from lockr_local.sync.index import default_state_dir
+
+    return Path(settings.sync_state_dir).expanduser() if settings.sync_state_dir else default_state_dir()
+
+
+def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
+    """--endpoint, then LOCKR_ENDPOINT, then the saved endpoint; --token, then LOCKR_TOKEN, then the keyring."""
+    from lockr_local.credentials import resolve_endpoint, resolve_token
+
+    endpoint = resolve_endpoint(args.endpoint)
+    return endpoint, (resolve_token(args.token, endpoint) if endpoint else None)
+
+
+def sync_command(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    folder = Path(os.path.abspath(args.folder))
+    state_dir = _state_dir(settings)
+    if args.status:
+        return _show_status(state_dir, folder)
+    endpoint, token = _credentials(args)
+    if not endpoint:
+        print("lockr-local sync: no endpoint; pass --endpoint URL or set LOCKR_ENDPOINT", file=sys.stderr)
+        return ExitStatus.USAGE
+    logging.basicConfig(level=logging.INFO if args.verbose or not args.once else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    from lockr_local.sync.agent import AgentOptions, SyncAgent
+    from lockr_local.sync.engine import GuardSettings
+    from lockr_local.sync.remote import RemoteUnavailable, Throttle, make_remote
+
+    remote = make_remote(endpoint, token, region=args.region, throttle=Throttle(settings.sync_bandwidth_limit))
+    options = AgentOptions(concurrency=settings.sync_concurrency, scan_interval=settings.sync_scan_interval,
+                           guard=GuardSettings(max_count=settings.sync_delete_max_count,
+                                               max_share=settings.sync_delete_max_share),
+                           allow_deletions=args.allow_deletions, state_dir=state_dir, watch=not args.once)
+    agent = SyncAgent(folder, remote, endpoint=endpoint, region=args.region, options=options)
+    if args.once:
+        try:
+            plan = agent.reconcile()
+        except RemoteUnavailable as exc:
+            print(f"lockr-local sync: {exc}", file=sys.stderr)
+            return ExitStatus.ERROR
+        finally:
+            agent.close()
+        status = agent.status()
+        if plan.in_sync and not plan.skips and status.state != "error":
+            print(f"{folder}: in sync with {endpoint}")
+            return ExitStatus.OK
+        print(f"{folder}: not in sync: {plan.summary()}", file=sys.stderr)
+        for skip in plan.skips:
+            print(f"  skipped {skip.path}: {skip.reason}", file=sys.stderr)
+        if status.last_error:
+            print(f"  last error: {status.last_error}", file=sys.stderr)
+        return ExitStatus.NOT_IN_SYNC
+    return _run_continuously(agent, folder, endpoint)
+
+
+def _run_continuously(agent: Any, folder: Path, endpoint: str) -> int:
+    stopping = threading.Event()
+
+    def on_signal(signum: int, frame: Any) -> None:
+        stopping.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    print(f"syncing {folder} to {endpoint} (Ctrl-C to stop)", flush=True)
+    agent.start()
+    try:
+        last = None
+        while not stopping.wait(1.0):
+            state = agent.status().state
+            if state != last:
+                logging.getLogger("lockr.sync").info("state: %s", state)
+                last = state
+    finally:
+        agent.stop()
+    return ExitStatus.OK
+
+
+def _show_status(state_dir: Path, folder: Path) -> int:
+    from lockr_local.sync.agent import status_path
+    from lockr_local.sync.status import describe, read_status
+
+    status = read_status(status_path(state_dir, folder))
+    if status is None:
+        print(f"{folder}: no sync agent has run for this folder", file=sys.stderr)
+        return ExitStatus.ERROR
+    print(describe(status))
+    running = _alive(status.pid)
+    print("agent: running" if running else "agent: not running")
+    return ExitStatus.OK
+
+
+def _alive(pid: int) -> bool:
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
