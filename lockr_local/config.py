@@ -145,6 +145,12 @@ SETTINGS: tuple[Setting, ...] = (
             parse_float),
     Setting("rate_login_burst", 10, "Login attempts allowed in a burst per address and per identifier.",
             parse_int),
+    Setting("header_timeout", 30.0, "Seconds a client may take to send a request's headers, and to stay idle "
+            "between requests.", parse_float),
+    Setting("body_idle_timeout", 60.0, "Window in seconds over which an upload body must keep arriving.",
+            parse_float),
+    Setting("min_body_rate", 1024, "Bytes per second an upload must average over each body_idle_timeout window; "
+            "slower bodies are cut off.", parse_int),
     Setting("page_size", 100, "Default number of files per page of GET /api/v1/files.", parse_int),
     Setting("max_page_size", 1000, "Largest page a client may ask for with ?limit=.", parse_int),
     Setting("max_link_lifetime", 30 * 24 * 3600, "Longest lifetime of a signed download link, in seconds.",
@@ -184,6 +190,9 @@ class Settings:
     rate_account_burst: int
     rate_login: float
     rate_login_burst: int
+    header_timeout: float
+    body_idle_timeout: float
+    min_body_rate: int
     page_size: int
     max_page_size: int
     max_link_lifetime: int

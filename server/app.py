@@ -60,6 +60,7 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         default_handler_args=deps,
         log_function=log_request,
         compress_response=False,
+        lockr_settings=ctx.settings,
     )
 
 
@@ -75,9 +76,25 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
 
 
 def make_http_server(app: tornado.web.Application) -> HTTPServer:
-    """JSON bodies are capped at 1 MiB; streaming handlers lift the cap and enforce the plan limits."""
-    return HTTPServer(app, max_body_size=1024 * 1024, chunk_size=1024 * 1024, idle_connection_timeout=120,
-                      decompress_request=False)
+    """JSON bodies are capped at 1 MiB; streaming handlers lift the cap and enforce the plan limits.
+    Headers must arrive within header_timeout (slowloris); bodies are watched by BodyWatchdog."""
+    settings: Settings = app.settings["lockr_settings"]
+    raise_open_file_limit()
+    return HTTPServer(app, max_body_size=1024 * 1024, chunk_size=1024 * 1024,
+                      idle_connection_timeout=settings.header_timeout, decompress_request=False)
+
+
+def raise_open_file_limit() -> None:
+    """Many idle connections must not exhaust the default 1024 descriptors: use the hard limit."""
+    try:
+        import resource
+
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or hard > soft:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 1_048_576) if hard != resource.RLIM_INFINITY
+                                                        else 1_048_576, hard))
+    except (ImportError, ValueError, OSError):
+        pass
 
 
 def startup_maintenance(ctx: ServerContext) -> None:

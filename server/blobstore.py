@@ -6,6 +6,7 @@ import errno
 import hashlib
 import os
 import secrets
+import shutil
 from abc import ABC, abstractmethod
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -93,16 +94,24 @@ class FileBlobWriter(BlobWriter):
         self._final_path = final_path
         self._hasher = hashlib.sha256()
         self.bytes_written = 0
-        with storage_errors("create a temporary file"):
-            self._fd: int | None = os.open(temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        self._fd: int | None = None
+        self._finished = False
+
+    def _open(self) -> int:
+        """The temp file is created on first use, on the I/O thread that writes it."""
+        assert not self._finished, "write after commit or abort"
+        if self._fd is None:
+            with storage_errors("create a temporary file"):
+                self._fd = os.open(self._temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        return self._fd
 
     def write(self, data: bytes | memoryview) -> None:
-        assert self._fd is not None, "write after commit or abort"
+        fd = self._open()
         view = memoryview(data)
         self._hasher.update(view)
         with storage_errors("write the upload to disk"):
             while view:
-                written = os.write(self._fd, view)
+                written = os.write(fd, view)
                 view = view[written:]
                 self.bytes_written += written
 
@@ -110,12 +119,13 @@ class FileBlobWriter(BlobWriter):
         return self._hasher.hexdigest()
 
     def commit(self) -> None:
-        assert self._fd is not None, "commit after commit or abort"
+        fd = self._open()
         try:
             with storage_errors("make the upload durable"):
-                os.fsync(self._fd)
-                os.close(self._fd)
+                os.fsync(fd)
+                os.close(fd)
                 self._fd = None
+                self._finished = True
                 created_parent = not self._final_path.parent.exists()
                 self._final_path.parent.mkdir(parents=True, exist_ok=True)
                 os.replace(self._temp_path, self._final_path)
@@ -127,6 +137,7 @@ class FileBlobWriter(BlobWriter):
             raise
 
     def abort(self) -> None:
+        self._finished = True
         if self._fd is not None:
             try:
                 os.close(self._fd)
@@ -168,6 +179,14 @@ class FileBlobStore(BlobStore):
 
     def partial_dir(self, region: str) -> Path:
         return self.root(region) / "partial"
+
+    def check_space(self, region: str, size: int) -> None:
+        """Refuses up front (507) an upload that cannot fit on the region's disk."""
+        with storage_errors("check the free disk space"):
+            free = shutil.disk_usage(self.root(region)).free
+        if size > free:
+            raise InsufficientStorage(f"The server's disk has {free} bytes free, too few for this "
+                                      f"{size}-byte upload; nothing was stored.")
 
     def new_writer(self, location: BlobLocation) -> FileBlobWriter:
         temp = self.temp_dir(location.region) / f"{location.key}.{secrets.token_hex(8)}"

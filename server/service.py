@@ -260,6 +260,15 @@ class Service:
                 return account.default_region
         return self.settings.default_region
 
+    def admit_upload(self, principal: Principal, region: str | None, size: int | None,
+                     key_hash: str | None) -> str:
+        """One database trip before an upload's body is read: its region, then check_upload's refusals."""
+        resolved = self.upload_region(principal, region)
+        self.check_upload(principal, size, key_hash)
+        if size:
+            self.blobs.check_space(resolved, size)
+        return resolved
+
     def check_upload(self, principal: Principal, size: int | None, key_hash: str | None) -> None:
         """Refuses an upload before any byte is read: guest rules, the plan's object size, the quota."""
         if principal.is_guest:

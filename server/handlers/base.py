@@ -20,6 +20,7 @@ from lockr_local.server.blobstore import FileBlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.security import Signer
+from lockr_local.server.handlers.watchdog import BodyWatchdog
 from lockr_local.server.service import Principal, Service
 
 log = logging.getLogger("lockr.server")
@@ -58,6 +59,7 @@ class BaseHandler(tornado.web.RequestHandler):
     """Shared behaviour of every lockr-local handler."""
 
     principal: Principal
+    _watchdog: BodyWatchdog | None = None
 
     def initialize(self, ctx: ServerContext) -> None:
         self.ctx = ctx
@@ -199,6 +201,27 @@ class BaseHandler(tornado.web.RequestHandler):
     async def run_io(self, fn: Callable[..., T], *args: Any) -> T:
         """Runs blocking file I/O on the `lockr-io` threads."""
         return await asyncio.get_running_loop().run_in_executor(self.ctx.io, fn, *args)
+
+    def watch_body(self, on_timeout: Callable[[], None]) -> BodyWatchdog:
+        """Starts cutting off this request's body if it stalls or trickles (see BodyWatchdog)."""
+
+        def cut_off() -> None:
+            on_timeout()
+            if self.request.connection is not None:
+                self.request.connection.close()
+
+        self._watchdog = BodyWatchdog(self.settings_.body_idle_timeout, self.settings_.min_body_rate, cut_off)
+        self._watchdog.start()
+        return self._watchdog
+
+    def on_finish(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.stop()
+
+    def on_connection_close(self) -> None:
+        if self._watchdog is not None:
+            self._watchdog.stop()
+        super().on_connection_close()
 
     def check_xsrf_cookie(self) -> Awaitable[None] | None:  # type: ignore[override]
         # The API is token-authenticated (no cookies), so cross-site forms cannot ride on it.

@@ -48,13 +48,14 @@ class DirectUploadHandler(BaseHandler):
         key_hash = validate_key_hash(key_header) if key_header else None
         size = declared_length(self)
         service = self.ctx.service
-        region = await self.call(service.upload_region, principal, self.request.headers.get("x-upload-region"))
-        await self.call(service.check_upload, principal, size, key_hash)
+        region = await self.call(service.admit_upload, principal, self.request.headers.get("x-upload-region"),
+                                 size, key_hash)
         self.file_id = new_id()
         self.upload: dict[str, Any] = {"name": name, "type": content_type, "region": region, "key_hash": key_hash}
-        writer = await self.run_io(self.ctx.blobs.new_writer, BlobLocation(region, self.file_id))
+        writer = self.ctx.blobs.new_writer(BlobLocation(region, self.file_id))
         limit = service.max_object_size(principal) if size is None else size
         self.sink = UploadSink(writer, self.ctx.io, limit, self._too_large)
+        self.body_watchdog = self.watch_body(self.sink.abort)
 
     def _too_large(self, received: int) -> TooLarge:
         if self.request.headers.get("Content-Length") is not None:
@@ -68,6 +69,7 @@ class DirectUploadHandler(BaseHandler):
     async def data_received(self, chunk: bytes) -> None:
         if self.sink is None or self._finished:
             return
+        self.body_watchdog.received(len(chunk))
         try:
             await self.sink.feed(chunk)
         except LockrError as exc:

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import REPO, ServerProcess, clean_env, create_account, upload
+from tests.helpers import REPO, ServerProcess, clean_env, create_account, upload, wait_for
 
 
 def fsck(data_dir: Path, *flags: str) -> subprocess.CompletedProcess[str]:
@@ -135,6 +135,27 @@ def test_disk_full_gives_507_and_keeps_existing_files(server_factory, small_disk
     assert requests.get(files[0]["downloadUrl"], headers=account.auth).content == b"k" * 1_000_000
     assert requests.get(f"{srv.url}/api/v1/account", headers=account.auth).json()["used"] == 1_000_000
     assert upload(srv.url, b"small", "fits.txt", account=account).status_code == 201
+
+
+def test_disk_filling_up_mid_stream_stores_nothing_and_keeps_serving(server_factory, small_disk):
+    srv = server_factory(regions=f"local={small_disk}")
+    account = create_account(srv.url)
+    assert upload(srv.url, b"k" * 500_000, "keep.bin", account=account).status_code == 201
+
+    def body():
+        for _ in range(80):
+            yield os.urandom(65536)
+
+    try:
+        response = requests.post(f"{srv.url}/api/v1/upload", data=body(),
+                                 headers={"x-file-name": "chunked.bin", **account.auth})
+        assert response.status_code == 507
+    except requests.ConnectionError:
+        pass  # the server answered 507 and closed while the client was still sending
+    assert wait_for(lambda: list((small_disk / "tmp").iterdir()) == [], message="temp file removed")
+    files = requests.get(f"{srv.url}/api/v1/files", headers=account.auth).json()["files"]
+    assert [f["name"] for f in files] == ["keep.bin"]
+    assert requests.get(files[0]["downloadUrl"], headers=account.auth).content == b"k" * 500_000
 
 
 def test_fsync_failure_is_never_acknowledged(server, monkeypatch):
