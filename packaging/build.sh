@@ -33,7 +33,7 @@ rm -rf build/lib build/bdist.* ./*.egg-info  # what the wheel build leaves in th
 start=$(date +%s)
 # PyInstaller's pystray hook imports pystray, which would pick a real backend and open the display.
 export PYSTRAY_BACKEND=dummy
-LOCKR_STAGE="$STAGE" "$VPY" -m PyInstaller --noconfirm --clean --log-level WARN \
+LOCKR_STAGE="$STAGE" "$VPY" -m PyInstaller --noconfirm --log-level WARN \
     --distpath dist --workpath build/exe/work packaging/lockr-local.spec
 elapsed=$(( $(date +%s) - start ))
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import statistics
 import subprocess
@@ -53,6 +54,38 @@ def test_help_lists_every_command_the_source_has(executable: Path, exe_home: Pat
     subcommands = next(action for action in build_parser()._actions if action.dest == "command")
     missing = [name for name in subcommands.choices if name not in result.stdout]
     assert not missing, f"the executable lacks {missing}:\n{result.stdout}"
+
+
+def bundled(executable: Path) -> tuple[set[str], set[str]]:
+    """(data files, Python modules) inside the one-file executable, read from its archive."""
+    from PyInstaller.archive.readers import CArchiveReader
+
+    archive = CArchiveReader(str(executable))
+    return set(archive.toc), set(archive.open_embedded_archive("PYZ.pyz").toc)
+
+
+SOURCE_PACKAGES = {"lockr_local": "lockr_local", "server": "lockr_local.server", "sync": "lockr_local.sync",
+                   "tray": "lockr_local.tray"}
+
+
+def test_bundle_holds_every_module_page_and_plugin_loaded_by_name(executable: Path) -> None:
+    files, modules = bundled(executable)
+    ours = {f"{package}.{'.'.join(path.relative_to(REPO / folder).with_suffix('').parts)}".removesuffix(".__init__")
+            for folder, package in SOURCE_PACKAGES.items() for path in (REPO / folder).rglob("*.py")}
+    assert not ours - modules, f"modules missing from the executable: {sorted(ours - modules)}"
+    pages = {f"lockr_local/server/{path.relative_to(REPO / 'server').as_posix()}"
+             for folder in ("templates", "static") for path in (REPO / "server" / folder).rglob("*")
+             if path.is_file() and "__pycache__" not in path.parts}
+    assert not pages - files, f"web page files missing from the executable: {sorted(pages - files)}"
+    # Loaded by name at run time, so no import statement leads PyInstaller to them.
+    by_name = {"pystray._xorg", "pystray._appindicator", "pystray._gtk", "watchdog.observers.inotify",
+               "watchdog.observers.polling", "keyring.backends.SecretService", "keyring.backends.kwallet",
+               "keyring.backends.chainer", "platformdirs.unix", "tornado.platform.asyncio", "playhouse.db_url",
+               "Xlib.support.unix_connect", "Xlib.ext.xfixes", "PIL.PngImagePlugin", "PIL.IcoImagePlugin"}
+    assert not by_name - modules, f"run-time plugins missing: {sorted(by_name - modules)}"
+    # keyring finds its backends through entry points: without its metadata only the fail backend is left.
+    entry_points = [name for name in files if re.fullmatch(r"keyring-[^/]+\.dist-info/entry_points\.txt", name)]
+    assert entry_points, "keyring's entry points are not in the executable"
 
 
 def test_serve_then_upload_and_download_with_curl_returns_the_same_bytes(
