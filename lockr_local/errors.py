@@ -46,6 +46,21 @@ class InvalidName(BadRequest):
     default_message = "That file name is not allowed."
 
 
+class InvalidContentRange(BadRequest):
+    code = "invalid_content_range"
+    default_message = "The Content-Range header must look like 'bytes FIRST-LAST/TOTAL' or 'bytes */TOTAL'."
+
+
+class SizeMismatch(BadRequest):
+    code = "size_mismatch"
+    default_message = "The upload's total size differs from the size declared when the session was created."
+
+
+class ChunkTooLarge(BadRequest):
+    code = "chunk_too_large"
+    default_message = "The chunk reaches past the size declared when the session was created."
+
+
 class UnknownRegion(BadRequest):
     code = "unknown_region"
     default_message = "That region does not exist."
@@ -135,6 +150,20 @@ class Gone(LockrError):
     status = 410
     code = "gone"
     default_message = "This upload session has expired or was cancelled; start a new one."
+
+
+class PreconditionFailed(LockrError):
+    status = 412
+    code = "unsupported_version"
+    default_message = "This server speaks tus 1.0.0; send 'Tus-Resumable: 1.0.0'."
+
+
+class ChecksumMismatch(LockrError):
+    """tus checksum extension: the chunk's bytes do not match its Upload-Checksum; nothing was stored."""
+
+    status = 460
+    code = "checksum_mismatch"
+    default_message = "The chunk does not match its Upload-Checksum; it was not stored. Send it again."
 
 
 class LengthRequired(LockrError):

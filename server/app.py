@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -15,8 +17,9 @@ from lockr_local.server.blobstore import FileBlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.fsck import reap_orphans
-from lockr_local.server.handlers import accounts, downloads, files, uploads
+from lockr_local.server.handlers import accounts, downloads, files, sessions, tus, uploads
 from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
+from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
 from lockr_local.server.security import Signer, load_or_create_secret
 from lockr_local.server.service import Service
 
@@ -24,6 +27,8 @@ access_log = logging.getLogger("lockr.access")
 
 FILE_ID = r"([0-9a-fA-F]{1,64})"
 REGION = r"([a-z0-9][a-z0-9-]{0,62})"
+# Upload session URLs are capabilities: the log keeps only enough of the id to tell sessions apart.
+_SESSION_URL = re.compile(r"(/api/v1/(?:upload/session|tus)/)([0-9a-f]{8})[0-9a-f]{24}")
 
 
 def build_context(settings: Settings) -> ServerContext:
@@ -36,8 +41,10 @@ def build_context(settings: Settings) -> ServerContext:
     service = Service(settings, blobs, signer)
     auth = Authenticator(settings, db, service)
     io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lockr-io")
+    faults = Faults(settings.crash_point)
+    uploads = ResumableUploads(db, service, blobs, io, faults)
     return ServerContext(settings=settings, db=db, service=service, auth=auth, blobs=blobs, signer=signer,
-                         io=io, faults=Faults(settings.crash_point))
+                         io=io, faults=faults, sessions=uploads)
 
 
 def make_app(ctx: ServerContext) -> tornado.web.Application:
@@ -48,6 +55,10 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         (r"/api/v1/account", accounts.AccountHandler, deps),
         (r"/api/v1/login", accounts.LoginHandler, deps),
         (r"/api/v1/upload", uploads.DirectUploadHandler, deps),
+        (r"/api/v1/upload/session", sessions.CreateSessionHandler, deps),
+        (r"/api/v1/upload/session/([^/]+)", sessions.SessionUploadHandler, deps),
+        (r"/api/v1/tus/?", tus.TusCreationHandler, deps),
+        (r"/api/v1/tus/([^/]+)", tus.TusUploadHandler, deps),
         (r"/api/v1/files", files.FilesHandler, deps),
         (r"/api/v1/files/register", files.RegisterHandler, deps),
         (rf"/api/v1/files/{FILE_ID}/key", files.FileKeyHandler, deps),
@@ -72,7 +83,8 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     who = getattr(getattr(handler, "principal", None), "username", None) or "guest"
     client = getattr(handler, "client_address", request.remote_ip)
     level = logging.INFO if status < 500 else logging.ERROR
-    access_log.log(level, "%s %s %s %d %.1fms %s", client, request.method, request.path, status, millis, who)
+    path = _SESSION_URL.sub(r"\1\2...", request.path)
+    access_log.log(level, "%s %s %s %d %.1fms %s", client, request.method, path, status, millis, who)
 
 
 def make_http_server(app: tornado.web.Application) -> HTTPServer:
@@ -101,10 +113,24 @@ def startup_maintenance(ctx: ServerContext) -> None:
     """Reaps what a crash may have left: temp files, bytes without a row, reservations of direct uploads."""
     log = logging.getLogger("lockr.server")
     removed = ctx.blobs.clear_temp()
+    ctx.sessions.reap_at_startup()  # first: objects of sessions reaped here are orphans below
     orphans = ctx.db.run_sync(reap_orphans, ctx.blobs)
     ctx.db.run_sync(ctx.service.reconcile_reservations)
     if removed or orphans:
         log.info("start-up clean-up: removed %d temp files and %d unlisted objects left by a crash", removed, orphans)
+
+
+def start_background_tasks(ctx: ServerContext) -> list[asyncio.Task[None]]:
+    """Periodic maintenance while serving: the upload-session reaper (every `reap_interval` seconds)."""
+    loop = asyncio.get_running_loop()
+    return [loop.create_task(reap_sessions_forever(ctx.sessions, ctx.settings.reap_interval),
+                             name="lockr-reaper")]
+
+
+async def finish_background_work(ctx: ServerContext, timeout: float = 5.0) -> None:
+    """At shutdown, once connections are closed: upload chunks cut by the shutdown record what they
+    stored, so a client resumes after the restart without re-sending it."""
+    await ctx.sessions.settle(timeout)
 
 
 def close_context(ctx: ServerContext) -> None:

@@ -74,6 +74,9 @@ class UploadSession(BaseModel):
     metadata = peewee.TextField(default="{}")
     created_at = peewee.DoubleField()
     expires_at = peewee.DoubleField()
+    # Set when the upload became a StoredFile; the row stays (reserved=0) as a tombstone until it expires
+    # so that a status query after completion still answers 201 with the file object.
+    completed_at = peewee.DoubleField(null=True)
 
     class Meta:
         indexes = ((("expires_at",), False),)

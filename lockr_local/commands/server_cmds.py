@@ -34,7 +34,9 @@ def serve(args: argparse.Namespace) -> int:
     """Runs the server until SIGINT or SIGTERM; prints the URL it listens on."""
     import asyncio
 
-    from lockr_local.server.app import build_context, close_context, make_app, make_http_server, startup_maintenance
+    from lockr_local.server.app import (
+        build_context, close_context, finish_background_work, make_app, make_http_server, startup_maintenance,
+    )
 
     from pathlib import Path
 
@@ -69,6 +71,7 @@ def serve(args: argparse.Namespace) -> int:
             task.cancel()
         server.stop()
         await asyncio.wait_for(server.close_all_connections(), timeout=5)
+        await finish_background_work(ctx)
         del sockets
 
     try:

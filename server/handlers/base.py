@@ -19,6 +19,7 @@ from lockr_local.server.auth import Authenticator
 from lockr_local.server.blobstore import FileBlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
+from lockr_local.server.resumable import ResumableUploads
 from lockr_local.server.security import Signer
 from lockr_local.server.handlers.watchdog import BodyWatchdog
 from lockr_local.server.service import Principal, Service
@@ -53,6 +54,7 @@ class ServerContext:
     signer: Signer
     io: ThreadPoolExecutor
     faults: Faults
+    sessions: ResumableUploads
 
 
 class BaseHandler(tornado.web.RequestHandler):

@@ -1,0 +1,217 @@
+"""tus 1.0.0 (core + creation, termination, expiration, checksum) on the same sessions as uploadUrl.
+
+POST /api/v1/tus/ creates a session (Upload-Length, Upload-Metadata filename/filetype -> name/type,
+optional Authorization as everywhere); HEAD/PATCH/DELETE /api/v1/tus/<session id> read the offset,
+append at it and terminate. https://tus.io/protocols/resumable-upload
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import email.utils
+import hashlib
+from typing import Any, Callable
+
+import tornado.web
+
+from lockr_local.errors import (
+    BadRequest, ChecksumMismatch, ChunkTooLarge, LockrError, PreconditionFailed, UnsupportedMediaType,
+)
+from lockr_local.server.handlers.base import BaseHandler
+from lockr_local.server.handlers.sessions import ChunkReceiver, session_id_or_404
+from lockr_local.server.handlers.uploads import UNLIMITED_BODY, declared_length
+from lockr_local.server.resumable import Checksum
+from lockr_local.server.service import FileInfo
+from lockr_local.server.sessions import SessionInfo, parse_session_request
+
+TUS_VERSION = "1.0.0"
+TUS_EXTENSIONS = "creation,termination,expiration,checksum"
+CHECKSUM_ALGORITHMS: dict[str, Callable[[], Any]] = {
+    "sha1": hashlib.sha1, "sha256": hashlib.sha256, "sha512": hashlib.sha512, "md5": hashlib.md5,
+}
+OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
+_TUS_HEADERS = ("Location, Upload-Offset, Upload-Length, Upload-Expires, Upload-Metadata, Tus-Resumable, "
+                "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Lockr-File-Id, Lockr-Download-Url")
+_REQUEST_HEADERS = ("Authorization, Content-Type, Tus-Resumable, Upload-Length, Upload-Metadata, Upload-Offset, "
+                    "Upload-Checksum, Upload-Defer-Length")
+
+
+def parse_metadata(header: str | None) -> dict[str, str]:
+    """`Upload-Metadata: filename d29ybGQ=,is_confidential` -> {"filename": "world", "is_confidential": ""}."""
+    metadata: dict[str, str] = {}
+    for pair in (header or "").split(","):
+        pair = pair.strip()
+        if not pair:
+            continue
+        key, _, encoded = pair.partition(" ")
+        try:
+            metadata[key] = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError) as exc:
+            raise BadRequest(f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text.",
+                             field="Upload-Metadata") from exc
+    return metadata
+
+
+def parse_checksum(header: str | None) -> Checksum | None:
+    """`Upload-Checksum: sha1 BASE64DIGEST` -> the algorithm's hasher and the expected digest."""
+    if not header:
+        return None
+    algorithm, _, encoded = header.strip().partition(" ")
+    algorithm = algorithm.lower()
+    if algorithm not in CHECKSUM_ALGORITHMS:
+        raise BadRequest(f"Upload-Checksum algorithm {algorithm!r} is not supported; use one of "
+                         f"{', '.join(CHECKSUM_ALGORITHMS)}.", field="Upload-Checksum")
+    try:
+        expected = base64.b64decode(encoded.strip(), validate=True)
+    except binascii.Error as exc:
+        raise BadRequest("Upload-Checksum must be 'ALGORITHM BASE64DIGEST'.", field="Upload-Checksum") from exc
+    return Checksum(algorithm, CHECKSUM_ALGORITHMS[algorithm](), expected)
+
+
+def http_date(timestamp: float) -> str:
+    return email.utils.formatdate(timestamp, usegmt=True)
+
+
+class TusHandler(BaseHandler):
+    """What every tus response carries: Tus-Resumable, and CORS so browser clients (Uppy) can read it."""
+
+    def set_default_headers(self) -> None:
+        super().set_default_headers()
+        self.set_header("Tus-Resumable", TUS_VERSION)
+        self.set_header("Access-Control-Allow-Origin", "*")
+        self.set_header("Access-Control-Expose-Headers", _TUS_HEADERS)
+
+    def check_version(self) -> None:
+        if self.request.method == "OPTIONS":
+            return
+        if self.request.headers.get("Tus-Resumable", "").strip() != TUS_VERSION:
+            raise PreconditionFailed(headers={"Tus-Version": TUS_VERSION})
+
+    def options(self, *_args: str) -> None:
+        """Discovery: the versions, extensions, size limit and checksum algorithms this server speaks."""
+        self.set_header("Tus-Version", TUS_VERSION)
+        self.set_header("Tus-Extension", TUS_EXTENSIONS)
+        self.set_header("Tus-Max-Size", str(self.settings_.account_max_object))
+        self.set_header("Tus-Checksum-Algorithm", ",".join(CHECKSUM_ALGORITHMS))
+        self.set_header("Access-Control-Allow-Methods", "POST, HEAD, PATCH, DELETE, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", _REQUEST_HEADERS)
+        self.set_header("Access-Control-Max-Age", "86400")
+        self.set_status(204)
+        self.finish()
+
+    def set_session_headers(self, session: SessionInfo, offset: int) -> None:
+        self.set_header("Upload-Offset", str(offset))
+        self.set_header("Upload-Length", str(session.size))
+        self.set_header("Upload-Expires", http_date(session.expires_at))
+        self.set_header("Cache-Control", "no-store")
+
+
+class TusCreationHandler(TusHandler):
+    """POST /api/v1/tus/: the creation extension."""
+
+    async def post(self) -> None:
+        self.check_version()
+        principal = await self.authenticate()
+        if self.request.headers.get("Upload-Defer-Length") is not None:
+            raise BadRequest("Send Upload-Length: this server needs the size up front to check quota.",
+                             field="Upload-Length")
+        length_text = self.request.headers.get("Upload-Length", "").strip()
+        if not length_text.isdigit():
+            raise BadRequest("Upload-Length must be the file's size in bytes.", field="Upload-Length")
+        raw_metadata = self.request.headers.get("Upload-Metadata", "")
+        metadata = parse_metadata(raw_metadata)
+        request = parse_session_request(
+            metadata.get("filename") or metadata.get("name") or "upload", int(length_text),
+            metadata.get("filetype") or metadata.get("type"), metadata.get("region"), metadata.get("keyHash"),
+            metadata={"tus": raw_metadata} if raw_metadata else {})
+        session = await self.ctx.sessions.create(principal, request)
+        if session.size == 0:
+            # An empty upload is complete as created (tus clients send no PATCH for it).
+            await (await self.ctx.sessions.begin(session.session_id, 0, 0)).finish()
+        base = self.base_url()
+        self.set_header("Location", f"{base}/api/v1/tus/{session.session_id}")
+        self.set_header("Upload-Expires", http_date(session.expires_at))
+        self.set_header("Lockr-File-Id", session.file_id)
+        self.set_header("Lockr-Download-Url", base + session.download_path())
+        self.write_json(session.to_json(base), status=201)
+
+
+@tornado.web.stream_request_body
+class TusUploadHandler(TusHandler, ChunkReceiver):
+    """HEAD (offset), PATCH (append at exactly that offset), DELETE (termination) on one upload."""
+
+    async def prepare(self) -> None:
+        self.request.connection.set_max_body_size(UNLIMITED_BODY)
+        if self.request.method != "PATCH":
+            return
+        try:
+            self.check_version()
+            await self._plan(session_id_or_404(self.path_args[0]))
+        except LockrError as exc:
+            self.refuse_later_if_small(exc)
+
+    async def _plan(self, session_id: str) -> None:
+        content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type != OFFSET_CONTENT_TYPE:
+            raise UnsupportedMediaType(f"Send PATCH bodies as {OFFSET_CONTENT_TYPE}.")
+        offset_text = self.request.headers.get("Upload-Offset", "").strip()
+        if not offset_text.isdigit():
+            raise BadRequest("Upload-Offset must be the byte offset this chunk starts at.", field="Upload-Offset")
+        offset = int(offset_text)
+        checksum = parse_checksum(self.request.headers.get("Upload-Checksum"))
+        length = declared_length(self)
+        session = await self.ctx.sessions.session(session_id)
+        if length is not None and offset + length > session.size:
+            raise ChunkTooLarge(f"The chunk reaches past the {session.size} bytes declared in Upload-Length.",
+                                size=session.size)
+        self.start_writing(await self.ctx.sessions.begin(session_id, offset, length, exact=True,
+                                                         checksum=checksum))
+
+    async def patch(self, session_id: str) -> None:
+        if self._finished:
+            return
+        if self.rejected is not None:
+            raise self.rejected
+        write_op = self.take_write_op()
+        result = await write_op.finish()
+        session = write_op.session
+        if isinstance(result, FileInfo):
+            self.set_header("Lockr-File-Id", result.id)
+            self.set_header("Lockr-Download-Url", self.base_url() + result.download_path())
+            offset = result.size
+        else:
+            offset = result
+        self.set_header("Upload-Offset", str(offset))
+        self.set_header("Upload-Expires", http_date(session.expires_at))
+        self.set_status(204)
+        self.finish()
+
+    async def head(self, session_id: str) -> None:
+        self.check_version()
+        session = await self.ctx.sessions.settled_session(session_id_or_404(session_id))
+        self.set_session_headers(session, session.size if session.completed else session.offset)
+        if session.metadata.get("tus"):
+            self.set_header("Upload-Metadata", str(session.metadata["tus"]))
+        self.set_status(200)
+        self.finish()
+
+    async def delete(self, session_id: str) -> None:
+        self.check_version()
+        await self.ctx.sessions.terminate(session_id_or_404(session_id))
+        self.set_status(204)
+        self.finish()
+
+    def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if self.request.method == "HEAD" and isinstance(exc, LockrError) and not self._headers_written:
+            # HEAD answers carry no body, so the error is the status alone.
+            self.clear()
+            for name, value in exc.headers.items():
+                self.set_header(name, value)
+            self.set_status(exc.status)
+            self.finish()
+            return
+        if isinstance(exc, ChecksumMismatch):
+            kwargs["reason"] = "Checksum Mismatch"
+        super().send_error(status_code, **kwargs)

@@ -1,0 +1,480 @@
+"""The bytes of resumable uploads: partial files, one writer per session, running sha256, completion.
+
+Shared by the GCS-style `PUT uploadUrl` and the tus `PATCH`; no Tornado here. An offset is recorded
+only after the bytes below it are fsynced, so the recorded offset never counts a byte a crash could
+lose. The sha256 runs incrementally across chunks in memory; after a server restart the durable
+prefix is re-hashed once, by the first request that appends to the session (the hash state itself
+is not persisted).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import os
+import threading
+from concurrent.futures import Executor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from lockr_local.errors import (
+    ChecksumMismatch, ChunkTooLarge, InvalidContentRange, LockrError, SessionBusy, SessionOffsetMismatch,
+    StorageError,
+)
+from lockr_local.server.blobstore import BlobLocation, BlobWriter, FileBlobStore, fsync_directory, storage_errors
+from lockr_local.server.db import Database
+from lockr_local.server.faults import Faults
+from lockr_local.server.service import FileInfo, Principal, Service
+from lockr_local.server.sessions import SessionInfo, SessionRequest, SessionStore
+from lockr_local.server.streaming import UploadSink
+
+log = logging.getLogger("lockr.sessions")
+
+REHASH_BLOCK = 1024 * 1024
+# How long a status query waits for a request that is still writing the session (typically one whose
+# connection was just cut and is being recorded) before answering with the offset stored so far.
+STATUS_WAIT = 3.0
+
+
+def stored_range_headers(offset: int) -> dict[str, str]:
+    """What both protocols say about the stored prefix: GCS `Range` (absent when empty), tus `Upload-Offset`."""
+    headers = {"Upload-Offset": str(offset)}
+    if offset > 0:
+        headers["Range"] = f"bytes=0-{offset - 1}"
+    return headers
+
+
+class PartialFile(BlobWriter):
+    """A session's bytes in the region's `partial/` folder, opened at the recorded offset for appending."""
+
+    def __init__(self, fd: int, path: Path, final_path: Path, offset: int, hasher: Any) -> None:
+        self._fd: int | None = fd
+        self.path = path
+        self.final_path = final_path
+        self.offset = offset
+        self.hasher = hasher
+        self.bytes_written = 0
+
+    @classmethod
+    def open(cls, blobs: FileBlobStore, session: SessionInfo, hasher: Any | None) -> "PartialFile":
+        """Opens (creating) the partial file at `session.offset`; bytes past it were never acknowledged
+        and are cut off. Without a running `hasher` the durable prefix is re-hashed here, once."""
+        path = blobs.partial_path(session.region, session.session_id)
+        final = blobs.path(BlobLocation(session.region, session.file_id))
+        with storage_errors("open the stored part of the upload"):
+            if not path.exists() and final.exists():
+                # A crash between moving the finished bytes into place and recording the file: the
+                # object has no row, so take it back and let the completion run again.
+                os.replace(final, path)
+                fsync_directory(path.parent)
+            created = not path.exists()
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                if created:
+                    fsync_directory(path.parent)
+                size = os.fstat(fd).st_size
+                if size < session.offset:
+                    raise StorageError("The stored part of this upload is shorter than recorded; "
+                                       "start a new session.")
+                if size > session.offset:
+                    os.ftruncate(fd, session.offset)
+                if hasher is None:
+                    hasher = _rehash(fd, session.offset)
+                    if session.offset:
+                        log.info("re-hashed %d stored bytes of session %s", session.offset, session.session_id[:8])
+                os.lseek(fd, session.offset, os.SEEK_SET)
+            except BaseException:
+                os.close(fd)
+                raise
+        return cls(fd, path, final, session.offset, hasher)
+
+    def write(self, data: bytes | memoryview) -> None:
+        assert self._fd is not None, "write after close"
+        view = memoryview(data)
+        self.hasher.update(view)
+        with storage_errors("write the upload to disk"):
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+                self.offset += written
+                self.bytes_written += written
+
+    def sha256(self) -> str:
+        return str(self.hasher.hexdigest())
+
+    def sync(self) -> None:
+        """Makes every byte written so far durable (the offset may be recorded after this returns)."""
+        assert self._fd is not None, "sync after close"
+        with storage_errors("make the upload durable"):
+            os.fsync(self._fd)
+
+    def commit(self) -> None:
+        """fsync, then os.replace into the object path, then fsync both folders."""
+        assert self._fd is not None, "commit after close"
+        with storage_errors("make the upload durable"):
+            os.fsync(self._fd)
+            self.abort()
+            created_parent = not self.final_path.parent.exists()
+            self.final_path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.path, self.final_path)
+            fsync_directory(self.final_path.parent)
+            if created_parent:
+                fsync_directory(self.final_path.parent.parent)
+            fsync_directory(self.path.parent)
+
+    def restore(self) -> None:
+        """Undoes `commit` when the file could not be recorded: the bytes go back to `partial/`."""
+        with storage_errors("put the upload back"):
+            os.replace(self.final_path, self.path)
+            fsync_directory(self.path.parent)
+
+    def abort(self) -> None:
+        """Closes the file; it stays in `partial/` (only the recorded offset counts)."""
+        if self._fd is not None:
+            try:
+                os.close(self._fd)
+            except OSError:
+                pass
+            self._fd = None
+
+
+def _rehash(fd: int, length: int) -> Any:
+    hasher = hashlib.sha256()
+    position = 0
+    with storage_errors("read the stored part of the upload"):
+        while position < length:
+            block = os.pread(fd, min(REHASH_BLOCK, length - position), position)
+            if not block:
+                raise StorageError("The stored part of this upload is shorter than recorded.")
+            hasher.update(block)
+            position += len(block)
+    return hasher
+
+
+@dataclass
+class LiveSession:
+    """In-memory state of a session: whether a request is writing it, and its running sha256."""
+
+    busy: bool = False
+    hasher: Any = None
+    hashed_upto: int = -1
+    waiters: list[asyncio.Future[None]] = field(default_factory=list)
+
+    def hasher_at(self, offset: int) -> Any | None:
+        """A copy of the running hash if it covers exactly `offset` bytes (else the prefix is re-hashed)."""
+        if self.hasher is not None and self.hashed_upto == offset:
+            return self.hasher.copy()
+        return None
+
+    def adopt(self, hasher: Any, offset: int) -> None:
+        self.hasher, self.hashed_upto = hasher, offset
+
+
+class LiveSessions:
+    """One writer per session at a time. An in-process lock suffices: one server process owns a data folder."""
+
+    def __init__(self) -> None:
+        self._sessions: dict[str, LiveSession] = {}
+        self._lock = threading.Lock()
+        self.releases = 0  # how many claims ended (tests wait on it to know a cut request was recorded)
+
+    def claim(self, session_id: str) -> LiveSession:
+        with self._lock:
+            live = self._sessions.setdefault(session_id, LiveSession())
+            if live.busy:
+                raise SessionBusy()
+            live.busy = True
+            return live
+
+    def release(self, session_id: str) -> None:
+        waiters: list[asyncio.Future[None]] = []
+        with self._lock:
+            self.releases += 1
+            live = self._sessions.get(session_id)
+            if live is not None:
+                live.busy = False
+                waiters, live.waiters = live.waiters, []
+        for waiter in waiters:
+            waiter.get_loop().call_soon_threadsafe(_wake, waiter)
+
+    def idle_future(self, session_id: str) -> asyncio.Future[None] | None:
+        """A future that resolves when the session's current writer lets go; None when nobody writes it."""
+        with self._lock:
+            live = self._sessions.get(session_id)
+            if live is None or not live.busy:
+                return None
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            live.waiters.append(waiter)
+            return waiter
+
+    def state(self, session_id: str) -> LiveSession:
+        with self._lock:
+            return self._sessions.setdefault(session_id, LiveSession())
+
+    def forget(self, session_id: str) -> None:
+        with self._lock:
+            self._sessions.pop(session_id, None)
+
+    def busy(self) -> set[str]:
+        with self._lock:
+            return {session_id for session_id, live in self._sessions.items() if live.busy}
+
+
+def _wake(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_result(None)
+
+
+@dataclass
+class Checksum:
+    """tus checksum extension: the algorithm's running hash of the request body and the expected digest."""
+
+    algorithm: str
+    hasher: Any
+    expected: bytes
+
+
+class ChunkWrite:
+    """One request's body appended to a session: overlapping bytes skipped, the rest written pipelined;
+    `finish` persists (or completes), `interrupted` keeps the durable prefix of a cut body."""
+
+    def __init__(self, uploads: "ResumableUploads", session: SessionInfo, partial: PartialFile, first: int,
+                 length: int | None, checksum: Checksum | None) -> None:
+        self._uploads = uploads
+        self.session = session
+        self._partial = partial
+        self._skip = session.offset - first
+        self._length = length
+        self._checksum = checksum
+        self._sink = UploadSink(partial, uploads.io, None, _unused_too_large)
+        self._lock = asyncio.Lock()
+        self._done = False
+        self.received = 0
+        self.appended = 0
+
+    async def feed(self, chunk: bytes) -> None:
+        async with self._lock:
+            if self._done:
+                return
+            self.received += len(chunk)
+            if self._length is not None and self.received > self._length:
+                raise InvalidContentRange("The body is longer than its Content-Range or Content-Length says.")
+            if self._checksum is not None:
+                self._checksum.hasher.update(chunk)
+            if self._skip > 0:
+                dropped = min(self._skip, len(chunk))
+                chunk, self._skip = chunk[dropped:], self._skip - dropped
+            if not chunk:
+                return
+            if self.appended + len(chunk) > self.session.remaining:
+                raise ChunkTooLarge(f"The chunk reaches past the {self.session.size} bytes declared for this "
+                                    f"upload; nothing from it was stored.", size=self.session.size)
+            self.appended += len(chunk)
+            await self._sink.feed(chunk)
+
+    async def finish(self) -> FileInfo | int:
+        """The body arrived whole: makes it durable, then records the new offset (returned) or completes."""
+        async with self._lock:
+            if self._done:
+                raise StorageError("This request's upload was already closed.")
+            self._done = True
+            try:
+                if self._checksum is not None:
+                    digest = self._checksum.hasher.digest()
+                    if digest != self._checksum.expected:
+                        raise ChecksumMismatch(algorithm=self._checksum.algorithm)
+                await self._sink.drain()
+                if self._partial.offset == self.session.size:
+                    return await self._complete()
+                return await self._persist()
+            finally:
+                await self._close()
+
+    async def interrupted(self) -> None:
+        """The client went away mid-body: record what was durably written, unless a checksum had to vouch."""
+        async with self._lock:
+            if self._done:
+                return
+            self._done = True
+            try:
+                if self._checksum is None and self.appended:
+                    await self._sink.drain()
+                    await self._persist()
+            except LockrError as exc:
+                log.warning("could not keep the cut chunk of session %s: %s", self.session.session_id[:8],
+                            exc.message)
+            finally:
+                await self._close()
+
+    async def discard(self) -> None:
+        """The request failed: nothing of its body counts (the file is cut back on the next open)."""
+        async with self._lock:
+            if not self._done:
+                self._done = True
+                await self._close()
+
+    async def _persist(self) -> int:
+        uploads, partial = self._uploads, self._partial
+        await uploads.run_io(partial.sync)
+        await uploads.db.run(uploads.store.record_offset, self.session.session_id, partial.offset)
+        uploads.live.state(self.session.session_id).adopt(partial.hasher, partial.offset)
+        return partial.offset
+
+    async def _complete(self) -> FileInfo:
+        uploads, partial, session = self._uploads, self._partial, self.session
+        sha256 = partial.sha256()
+        await uploads.run_io(partial.commit)
+        uploads.faults.hit("after_session_blob_commit")
+        try:
+            info = await uploads.db.run(uploads.store.complete, session.session_id, sha256)
+        except BaseException:
+            # Nothing recorded the file: the bytes go back to partial/ and count as stored, so a
+            # status query (or the same chunk again) completes the upload once the cause is gone.
+            await uploads.run_io(partial.restore)
+            await uploads.db.run(uploads.store.record_offset, session.session_id, session.size)
+            uploads.live.state(session.session_id).adopt(partial.hasher, session.size)
+            raise
+        uploads.live.forget(session.session_id)
+        return info
+
+    async def _close(self) -> None:
+        try:
+            # A write may still be in flight on an I/O thread: let it land before the descriptor closes.
+            try:
+                await self._sink.drain()
+            except LockrError:
+                pass
+            await self._uploads.run_io(self._partial.abort)
+        finally:
+            self._uploads.live.release(self.session.session_id)
+
+
+def _unused_too_large(_received: int) -> Any:
+    raise AssertionError("ChunkWrite enforces its own limits")
+
+
+class ResumableUploads:
+    """The server's entry point to sessions: create, look up, append, terminate, reap."""
+
+    def __init__(self, db: Database, service: Service, blobs: FileBlobStore, io: Executor, faults: Faults) -> None:
+        self.db = db
+        self.store = SessionStore(service)
+        self.blobs = blobs
+        self.io = io
+        self.faults = faults
+        self.live = LiveSessions()
+
+    async def run_io(self, fn: Any, *args: Any) -> Any:
+        return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
+
+    async def create(self, principal: Principal, request: SessionRequest) -> SessionInfo:
+        return await self.db.run(self.store.create, principal, request)
+
+    async def session(self, session_id: str) -> SessionInfo:
+        return await self.db.run(self.store.get, session_id)
+
+    async def settled_session(self, session_id: str, wait: float = STATUS_WAIT) -> SessionInfo:
+        """The session once no request is writing it (waiting at most `wait` seconds): a status query
+        right after a cut then counts the bytes the cut request left, instead of an older offset."""
+        waiter = self.live.idle_future(session_id)
+        if waiter is not None:
+            try:
+                await asyncio.wait_for(waiter, wait)
+            except asyncio.TimeoutError:
+                pass
+        return await self.session(session_id)
+
+    async def settle(self, timeout: float) -> None:
+        """Waits (at most `timeout` seconds) until no request is writing any session."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while True:
+            waiters = [w for w in (self.live.idle_future(sid) for sid in self.live.busy()) if w is not None]
+            remaining = deadline - asyncio.get_running_loop().time()
+            if not waiters or remaining <= 0:
+                return
+            await asyncio.wait(waiters, timeout=remaining)
+
+    async def completed_file(self, session: SessionInfo) -> FileInfo:
+        return await self.db.run(self.store.completed_file, session)
+
+    async def begin(self, session_id: str, first: int, length: int | None, *, exact: bool = False,
+                    checksum: Checksum | None = None) -> ChunkWrite:
+        """Claims the session for one request (409 session_busy if another holds it) and opens its file.
+
+        The chunk must start at or before the stored offset (exactly at it when `exact`, as tus
+        requires); otherwise 409 with the stored range, and nothing changes.
+        """
+        live = self.live.claim(session_id)
+        try:
+            # Read again under the claim: another writer may have moved the offset since the caller looked.
+            session = await self.session(session_id)
+            if session.completed:
+                raise SessionOffsetMismatch("This upload is already complete.", headers=stored_range_headers(
+                    session.size), offset=session.size)
+            if first > session.offset or (exact and first != session.offset):
+                raise SessionOffsetMismatch(
+                    f"The chunk starts at byte {first} but {session.offset} bytes are stored; "
+                    f"resume from byte {session.offset}.", headers=stored_range_headers(session.offset),
+                    offset=session.offset)
+            running = live.hasher_at(session.offset)
+            partial = await self.run_io(PartialFile.open, self.blobs, session, running)
+            if running is None:
+                # Keep the re-hashed prefix even if this request brings no byte (cut before its body).
+                live.adopt(partial.hasher.copy(), session.offset)
+        except BaseException:
+            self.live.release(session_id)
+            raise
+        return ChunkWrite(self, session, partial, first, length, checksum)
+
+    async def terminate(self, session_id: str) -> None:
+        """Cancels an unfinished session: row and reservation first, then the partial bytes."""
+        self.live.claim(session_id)
+        try:
+            session = await self.db.run(self.store.terminate, session_id)
+            if not session.completed:
+                await self.run_io(self.blobs.delete_partial, session.region, session.session_id)
+        finally:
+            self.live.forget(session_id)
+
+    async def reap(self) -> int:
+        """Deletes expired sessions, their partial bytes and reservations; returns how many went."""
+        reaped = await self.db.run(self.store.reap_expired, self.live.busy())
+        for session in reaped:
+            self.live.forget(session.session_id)
+            try:
+                await self.run_io(self.blobs.delete_partial, session.region, session.session_id)
+            except LockrError as exc:
+                log.warning("could not delete the partial bytes of session %s: %s", session.session_id[:8],
+                            exc.message)
+        if reaped:
+            log.info("reaped %d expired upload sessions", len(reaped))
+        return len(reaped)
+
+    def reap_at_startup(self) -> int:
+        """Before serving: reaps expired sessions and deletes partial files no session owns any more
+        (a crash between deleting a row and its bytes)."""
+        reaped = self.db.run_sync(self.store.reap_expired, set())
+        for session in reaped:
+            self.blobs.delete_partial(session.region, session.session_id)
+        owned = self.db.run_sync(self.store.unfinished_session_ids)
+        orphans = 0
+        for region in self.blobs.regions():
+            for entry in self.blobs.partial_dir(region).iterdir():
+                if entry.name not in owned:
+                    self.blobs.delete_partial(region, entry.name)
+                    orphans += 1
+        if reaped or orphans:
+            log.info("reaped %d expired upload sessions and %d orphaned partial files", len(reaped), orphans)
+        return len(reaped) + orphans
+
+
+async def reap_sessions_forever(uploads: ResumableUploads, interval: float) -> None:
+    """The periodic reaper: one sweep every `interval` seconds until cancelled."""
+    while True:
+        await asyncio.sleep(max(0.05, interval))
+        try:
+            await uploads.reap()
+        except LockrError as exc:
+            log.error("reaping upload sessions failed: %s", exc.message)

@@ -1,0 +1,212 @@
+"""Resumable upload sessions: creation with a quota reservation, offsets, completion, termination, reaping.
+
+The rules only, with no Tornado and no file I/O: every method is synchronous and runs on the
+`lockr-db` thread (`Database.run`). The bytes themselves are handled by `resumable.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from lockr_local.errors import BadRequest, Gone, NotFound
+from lockr_local.names import normalize_name, validate_content_type, validate_key_hash
+from lockr_local.server.models import Account, StoredFile, UploadSession
+from lockr_local.server.security import new_id
+from lockr_local.server.service import FileInfo, NewFile, Principal, Service, iso8601
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """One session as the rest of the server sees it; `offset` counts only durable bytes."""
+
+    session_id: str
+    file_id: str
+    owner_id: int | None
+    name: str
+    size: int
+    type: str
+    region: str
+    key_hash: str | None
+    offset: int
+    reserved: int
+    created_at: float
+    expires_at: float
+    completed: bool
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def principal(self) -> Principal:
+        return Principal(self.owner_id, None)
+
+    @property
+    def remaining(self) -> int:
+        return self.size - self.offset
+
+    def upload_path(self) -> str:
+        return f"/api/v1/upload/session/{self.session_id}"
+
+    def download_path(self) -> str:
+        return FileInfo(self.file_id, self.name, self.size, self.type, self.region, "", None, 0, self.owner_id,
+                        self.created_at, None).download_path()
+
+    def to_json(self, base_url: str) -> dict[str, Any]:
+        """The body of `POST /api/v1/upload/session`'s 201."""
+        return {"id": self.file_id, "uploadUrl": base_url + self.upload_path(),
+                "downloadUrl": base_url + self.download_path(), "expiresAt": iso8601(self.expires_at)}
+
+    def new_file(self, sha256: str) -> NewFile:
+        return NewFile(self.file_id, self.name, self.size, self.type, self.region, sha256, self.key_hash)
+
+    @staticmethod
+    def of(row: UploadSession) -> "SessionInfo":
+        try:
+            metadata = json.loads(row.metadata or "{}")
+        except ValueError:
+            metadata = {}
+        return SessionInfo(row.session_id, row.file_id, row.owner_id, row.name, row.size, row.content_type,
+                           row.region, row.key_hash, row.offset, row.reserved, row.created_at, row.expires_at,
+                           row.completed_at is not None, metadata if isinstance(metadata, dict) else {})
+
+
+@dataclass(frozen=True)
+class SessionRequest:
+    """What a client asked for when opening a session, validated by `parse_session_request`."""
+
+    name: str
+    size: int
+    type: str
+    region: str | None
+    key_hash: str | None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def parse_session_request(name: object, size: object, content_type: object, region: object = None,
+                          key_hash: object = None, metadata: dict[str, Any] | None = None) -> SessionRequest:
+    """Validates the fields of a new session (from JSON or tus headers); 400 naming the field at fault."""
+    if not isinstance(name, str):
+        raise BadRequest('Name the file: {"name": "report.pdf", ...}.', field="name")
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise BadRequest('Declare the size in bytes: {"size": 1048576, ...}.', field="size")
+    if size < 0:
+        raise BadRequest("The size cannot be negative.", field="size")
+    if region is not None and not isinstance(region, str):
+        raise BadRequest("region must be a string such as 'us-central1'.", field="region")
+    checked_key = None
+    if key_hash is not None and key_hash != "":
+        checked_key = validate_key_hash(key_hash)
+    return SessionRequest(normalize_name(name), size, validate_content_type(content_type), region or None,
+                          checked_key, dict(metadata or {}))
+
+
+class SessionStore:
+    """Session rows and the quota reservations that go with them."""
+
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.settings = service.settings
+
+    def create(self, principal: Principal, request: SessionRequest, now: float | None = None) -> SessionInfo:
+        """Opens a session: 413/403/507 from the declared size at once, then reserves it against the quota."""
+        service = self.service
+        region = service.admit_upload(principal, request.region, request.size, request.key_hash)
+        now = time.time() if now is None else now
+        reserved = 0 if principal.account_id is None else request.size
+        db = UploadSession._meta.database
+        with db.atomic():
+            if reserved:
+                # The check and the reservation are one conditional UPDATE, so two sessions opened at
+                # once cannot both squeeze into the last free bytes.
+                charged = (Account.update(reserved_bytes=Account.reserved_bytes + reserved)
+                           .where((Account.id == principal.account_id)
+                                  & (Account.used_bytes + Account.reserved_bytes + reserved <= Account.quota))
+                           .execute())
+                if not charged:
+                    raise service._quota_error(service.account(principal.account_id), request.size)
+            row = UploadSession.create(
+                session_id=new_id(), file_id=new_id(), owner=principal.account_id, name=request.name,
+                size=request.size, content_type=request.type, region=region, key_hash=request.key_hash,
+                offset=0, reserved=reserved, metadata=json.dumps(request.metadata), created_at=now,
+                expires_at=now + self.settings.session_expiry)
+        return SessionInfo.of(row)
+
+    def get(self, session_id: str, now: float | None = None) -> SessionInfo:
+        """The session; 404 when unknown (or reaped), 410 once expired."""
+        row = UploadSession.get_or_none(UploadSession.session_id == session_id)
+        if row is None:
+            raise NotFound("No upload session has that URL; it may have been reaped or cancelled. "
+                           "Start a new session.")
+        info = SessionInfo.of(row)
+        if info.expires_at <= (time.time() if now is None else now):
+            raise Gone(f"This upload session expired at {iso8601(info.expires_at)}; start a new one.")
+        return info
+
+    def record_offset(self, session_id: str, offset: int) -> None:
+        """Records bytes that are already durable; never moves the offset backwards."""
+        (UploadSession.update(offset=offset)
+         .where((UploadSession.session_id == session_id) & UploadSession.completed_at.is_null()
+                & (UploadSession.offset <= offset))
+         .execute())
+
+    def complete(self, session_id: str, sha256: str) -> FileInfo:
+        """Turns the session's durable bytes (already in place) into a listed file, in one transaction:
+        the file row, the quota charge, the reservation released and the session marked complete."""
+        db = UploadSession._meta.database
+        with db.atomic():
+            row = UploadSession.get_or_none(UploadSession.session_id == session_id)
+            if row is None or row.completed_at is not None:
+                raise NotFound("The upload session disappeared before it could complete; start a new one.")
+            session = SessionInfo.of(row)
+            info = self.service.record_file(session.principal, session.new_file(sha256), reserved=session.reserved)
+            (UploadSession.update(offset=session.size, reserved=0, completed_at=time.time())
+             .where(UploadSession.session_id == session_id).execute())
+        return info
+
+    def completed_file(self, session: SessionInfo) -> FileInfo:
+        """The file a completed session became; 404 if it was deleted since."""
+        row = StoredFile.get_or_none(StoredFile.file_id == session.file_id)
+        if row is None:
+            raise NotFound("This upload completed, but its file has been deleted since.")
+        return FileInfo.of(row)
+
+    def terminate(self, session_id: str) -> SessionInfo:
+        """Deletes an unfinished session and releases its reservation (tus termination, GCS cancel)."""
+        db = UploadSession._meta.database
+        with db.atomic():
+            row = UploadSession.get_or_none(UploadSession.session_id == session_id)
+            if row is None:
+                raise NotFound("No upload session has that URL.")
+            session = SessionInfo.of(row)
+            self._drop(session)
+        return session
+
+    def reap_expired(self, busy: set[str], now: float | None = None) -> list[SessionInfo]:
+        """Deletes expired sessions (releasing reservations) except those being written right now.
+
+        Returns them so the caller can delete their partial bytes after the rows are gone.
+        """
+        now = time.time() if now is None else now
+        db = UploadSession._meta.database
+        reaped: list[SessionInfo] = []
+        with db.atomic():
+            for row in UploadSession.select().where(UploadSession.expires_at <= now):
+                session = SessionInfo.of(row)
+                if session.session_id in busy:
+                    continue
+                self._drop(session)
+                reaped.append(session)
+        return reaped
+
+    def unfinished_session_ids(self) -> set[str]:
+        """Ids of every session that may still own a partial file (for start-up cleanup)."""
+        query = UploadSession.select(UploadSession.session_id).where(UploadSession.completed_at.is_null())
+        return {row.session_id for row in query}
+
+    @staticmethod
+    def _drop(session: SessionInfo) -> None:
+        UploadSession.delete().where(UploadSession.session_id == session.session_id).execute()
+        if session.reserved and session.owner_id is not None:
+            (Account.update(reserved_bytes=Account.reserved_bytes - session.reserved)
+             .where(Account.id == session.owner_id).execute())
