@@ -87,8 +87,10 @@ class ExeServer:
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
-    def start(self, timeout: float = 60) -> "ExeServer":
-        self.proc = subprocess.Popen([str(self.executable), "serve", "--port", "0", *self.args], cwd=self.home,
+    def start(self, timeout: float = 60, port_hint: str = "") -> "ExeServer":
+        """Starts on a free port, or on the port of `port_hint` (a URL) so links handed out earlier still work."""
+        port = re.search(r":(\d+)/", port_hint).group(1) if port_hint else "0"
+        self.proc = subprocess.Popen([str(self.executable), "serve", "--port", port, *self.args], cwd=self.home,
                                      env=exe_env(self.home), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         assert self.proc.stdout is not None

@@ -149,3 +149,46 @@ def test_runs_with_an_empty_environment_from_any_folder(executable: Path, exe_ho
     result = run_exe(executable, exe_home, "user", "list", "--data-dir", str(exe_home / "store"), env=env)
     assert result.returncode == 0, result.stderr
     assert "No accounts yet" in result.stderr
+
+
+def test_resumable_session_survives_a_server_restart_and_completes(
+        executable: Path, exe_home: Path, curl: str) -> None:
+    store = str(exe_home / "store")
+    server = ExeServer(executable, exe_home, "--data-dir", store).start()
+    token = run_exe(executable, exe_home, "user", "add", "dora", "--email", "dora@example.com",
+                    "--data-dir", store).stdout.strip()
+    payload = os.urandom(3 * 2**20)
+    chunks = [payload[i:i + 2**20] for i in range(0, len(payload), 2**20)]
+    for index, chunk in enumerate(chunks):
+        (exe_home / f"chunk.{index}").write_bytes(chunk)
+    session = curl_json(curl, "-H", f"Authorization: Bearer {token}", "-H", "Content-Type: application/json",
+                        "--data", json.dumps({"name": "big.bin", "size": len(payload), "type": "application/zip"}),
+                        f"{server.url}/api/v1/upload/session")
+
+    def put(*args: str) -> tuple[str, str]:
+        result = subprocess.run([curl, "--silent", "--show-error", "--include", "-X", "PUT", *args,
+                                 session["uploadUrl"]], cwd=exe_home, capture_output=True, text=True, timeout=60)
+        assert result.returncode == 0, result.stderr
+        head, _, body = result.stdout.replace("\r\n", "\n").partition("\n\n")
+        return head, body
+
+    head, _ = put("-H", f"Content-Range: bytes 0-{2**20 - 1}/{len(payload)}", "--data-binary", "@chunk.0")
+    assert head.startswith("HTTP/1.1 308") and f"bytes=0-{2**20 - 1}" in head, head
+    assert server.stop()[0] == 0
+    # The stored part is in the data folder: a new server process answers the status query with it.
+    server = ExeServer(executable, exe_home, "--data-dir", store).start(port_hint=session["uploadUrl"])
+    try:
+        head, _ = put("-H", f"Content-Range: bytes */{len(payload)}")
+        assert f"bytes=0-{2**20 - 1}" in head, head
+        put("-H", f"Content-Range: bytes {2**20}-{2 * 2**20 - 1}/{len(payload)}", "--data-binary", "@chunk.1")
+        head, body = put("-H", f"Content-Range: bytes {2 * 2**20}-{len(payload) - 1}/{len(payload)}",
+                         "--data-binary", "@chunk.2")
+        assert head.startswith("HTTP/1.1 201"), head
+        info = json.loads(body)
+        assert info["sha256"] == hashlib.sha256(payload).hexdigest()
+        downloaded = exe_home / "big.back"
+        subprocess.run([curl, "--silent", "--fail", "-o", str(downloaded), info["downloadUrl"]], check=True,
+                       timeout=60)
+        assert downloaded.read_bytes() == payload
+    finally:
+        server.stop()
