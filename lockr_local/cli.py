@@ -104,6 +104,9 @@ def build_parser() -> argparse.ArgumentParser:
     _server_options(check)
     check.set_defaults(handler=server_cmds.fsck)
 
+    from lockr_local.commands import rclone_cmds
+
+    rclone_cmds.add_command(commands, rclone_cmds.rclone_config)
     _add_client_commands(commands)
     return parser
 

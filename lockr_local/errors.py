@@ -152,18 +152,29 @@ class Gone(LockrError):
     default_message = "This upload session has expired or was cancelled; start a new one."
 
 
-class PreconditionFailed(LockrError):
+class TusVersionUnsupported(LockrError):
     status = 412
     code = "unsupported_version"
     default_message = "This server speaks tus 1.0.0; send 'Tus-Resumable: 1.0.0'."
 
 
-class ChecksumMismatch(LockrError):
+class TusChecksumMismatch(LockrError):
     """tus checksum extension: the chunk's bytes do not match its Upload-Checksum; nothing was stored."""
 
     status = 460
     code = "checksum_mismatch"
     default_message = "The chunk does not match its Upload-Checksum; it was not stored. Send it again."
+
+
+class ChecksumMismatch(BadRequest):
+    code = "checksum_mismatch"
+    default_message = "The uploaded bytes do not match the checksum sent with them; nothing was stored."
+
+
+class PreconditionFailed(LockrError):
+    status = 412
+    code = "precondition_failed"
+    default_message = "The destination exists and 'Overwrite: F' forbids replacing it."
 
 
 class LengthRequired(LockrError):

@@ -8,7 +8,9 @@ from urllib.parse import unquote
 
 from lockr_local.errors import BadRequest, InvalidName
 
-MAX_NAME_BYTES = 255
+# Whole names may be as long as S3 keys (1024 bytes) so a bucket migrates as is; each folder or
+# file name within stays within what every filesystem allows.
+MAX_NAME_BYTES = 1024
 MAX_SEGMENT_BYTES = 255
 
 # Characters that reorder or hide text (U+202E makes "gpj.exe" read as "exe.jpg") or are invisible.
@@ -50,6 +52,8 @@ def normalize_name(raw: str) -> str:
             raise InvalidName("The file name contains an empty, '.' or '..' path segment.")
         if segment != segment.strip():
             raise InvalidName("A path segment of the file name starts or ends with a space.")
+        if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
+            raise InvalidName(f"A folder or file name within the name is longer than {MAX_SEGMENT_BYTES} bytes.")
     return name
 
 

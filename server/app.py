@@ -17,7 +17,9 @@ from lockr_local.server.blobstore import FileBlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.fsck import reap_orphans
-from lockr_local.server.handlers import accounts, downloads, files, sessions, tus, uploads
+from lockr_local.server.handlers import (
+    accounts, dav, downloads, files, links, pages, sessions, tokens, tus, uploads,
+)
 from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
 from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
 from lockr_local.server.security import Signer, load_or_create_secret
@@ -29,6 +31,7 @@ FILE_ID = r"([0-9a-fA-F]{1,64})"
 REGION = r"([a-z0-9][a-z0-9-]{0,62})"
 # Upload session URLs are capabilities: the log keeps only enough of the id to tell sessions apart.
 _SESSION_URL = re.compile(r"(/api/v1/(?:upload/session|tus)/)([0-9a-f]{8})[0-9a-f]{24}")
+WEB_ROOT = Path(__file__).resolve().parent
 
 
 def build_context(settings: Settings) -> ServerContext:
@@ -64,6 +67,18 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         (rf"/api/v1/files/{FILE_ID}/key", files.FileKeyHandler, deps),
         (rf"/api/v1/files/{FILE_ID}", files.FileHandler, deps),
         (rf"/api/v1/download/{REGION}/{FILE_ID}(?:/.*)?", downloads.DownloadHandler, deps),
+        (rf"/api/v1/files/{FILE_ID}/link", links.FileLinkHandler, deps),
+        (r"/api/v1/tokens", tokens.TokensHandler, deps),
+        (r"/api/v1/tokens/([0-9]+)", tokens.TokenHandler, deps),
+        (r"/api/v1/account/password", tokens.PasswordHandler, deps),
+        (r"/", pages.HomeHandler, deps),
+        (r"/account", pages.AccountPageHandler, deps),
+        (r"/account/signup", pages.SignupHandler, deps),
+        (r"/account/login", pages.LoginPageHandler, deps),
+        (r"/account/logout", pages.LogoutHandler, deps),
+        (r"/files", pages.FilesPageHandler, deps),
+        (r"/download/([^/]+)/?", pages.DownloadPageHandler, deps),
+        (r"/dav(?:/.*)?", dav.DavHandler, deps),
     ]
     return tornado.web.Application(
         routes,
@@ -72,6 +87,13 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         log_function=log_request,
         compress_response=False,
         lockr_settings=ctx.settings,
+        # The web pages (handlers/pages.py): templates, their small scripts and styles (never stored
+        # files), cookie sessions signed with a key derived from the server secret, XSRF-checked forms.
+        template_path=str(WEB_ROOT / "templates"),
+        static_path=str(WEB_ROOT / "static"),
+        cookie_secret=ctx.signer.subkey("cookie"),
+        xsrf_cookies=True,
+        xsrf_cookie_kwargs={"httponly": True, "samesite": "Strict"},
     )
 
 

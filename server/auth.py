@@ -114,13 +114,14 @@ class Authenticator:
         self.limiter.hit("login-ip:" + client_address, rate, burst)
         self.limiter.hit("login-id:" + identifier.strip().lower(), rate, burst)
 
-    def limit_request(self, principal: Principal, client_address: str) -> None:
-        """Burst protection: accounts get a larger allowance than guests."""
+    def limit_request(self, principal: Principal, client_address: str, cost: float = 1.0) -> None:
+        """Burst protection: accounts get a larger allowance than guests; cheap requests may cost less."""
         if principal.account_id is not None:
             self.limiter.hit(f"account:{principal.account_id}", self.settings.rate_account,
-                             self.settings.rate_account_burst)
+                             self.settings.rate_account_burst, cost)
         else:
-            self.limiter.hit("guest:" + client_address, self.settings.rate_guest, self.settings.rate_guest_burst)
+            self.limiter.hit("guest:" + client_address, self.settings.rate_guest, self.settings.rate_guest_burst,
+                             cost)
 
     async def hash_password(self, password: str) -> str:
         loop = asyncio.get_running_loop()

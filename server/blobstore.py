@@ -8,6 +8,7 @@ import os
 import secrets
 import shutil
 from abc import ABC, abstractmethod
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,11 @@ from typing import BinaryIO, Iterator
 from lockr_local.errors import InsufficientStorage, NotFound, StorageError, UnknownRegion
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
+
+# MD5, the slowest of the three digests, runs beside SHA-256/SHA-1 and the disk write for large
+# buffers (hashlib releases the GIL), so the extra digests rclone compares cost little wall time.
+_SIDE_HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-hash")
+_SIDE_HASH_MIN = 256 * 1024
 
 
 @contextmanager
@@ -29,6 +35,51 @@ def storage_errors(action: str) -> Iterator[None]:
         raise StorageError(f"The server could not {action}; nothing was changed.") from exc
 
 
+@dataclass(frozen=True)
+class Digests:
+    """The hex digests of a blob, computed while it streamed in (rclone compares SHA-1/MD5)."""
+
+    sha256: str
+    sha1: str
+    md5: str
+
+
+class StreamDigests:
+    """SHA-256 (the file's identity), SHA-1 and MD5 (what rclone's ownCloud mode compares), updated
+    as bytes stream in so that nothing is ever re-read. For large buffers MD5 runs on a side thread
+    in parallel (hashlib releases the GIL), so three digests cost little more than one."""
+
+    def __init__(self) -> None:
+        self._sha256 = hashlib.sha256()
+        self._sha1 = hashlib.sha1()
+        self._md5 = hashlib.md5()
+
+    def update(self, data: bytes | memoryview) -> None:
+        view = memoryview(data)
+        side: Future[None] | None = None
+        if len(view) >= _SIDE_HASH_MIN:
+            side = _SIDE_HASHING.submit(self._md5.update, view)
+        else:
+            self._md5.update(view)
+        try:
+            self._sha256.update(view)
+            self._sha1.update(view)
+        finally:
+            if side is not None:
+                side.result()  # in order, and before the caller may reuse the buffer
+
+    def hexdigest(self) -> str:
+        return self._sha256.hexdigest()
+
+    def digests(self) -> Digests:
+        return Digests(self._sha256.hexdigest(), self._sha1.hexdigest(), self._md5.hexdigest())
+
+    def copy(self) -> "StreamDigests":
+        twin = StreamDigests.__new__(StreamDigests)
+        twin._sha256, twin._sha1, twin._md5 = self._sha256.copy(), self._sha1.copy(), self._md5.copy()
+        return twin
+
+
 class BlobWriter(ABC):
     """A blob being written: bytes go in, are hashed on the way, and become visible only on commit."""
 
@@ -39,6 +90,9 @@ class BlobWriter(ABC):
 
     @abstractmethod
     def sha256(self) -> str: ...
+
+    @abstractmethod
+    def digests(self) -> Digests: ...
 
     @abstractmethod
     def commit(self) -> None:
@@ -94,7 +148,7 @@ class FileBlobWriter(BlobWriter):
     def __init__(self, temp_path: Path, final_path: Path) -> None:
         self._temp_path = temp_path
         self._final_path = final_path
-        self._hasher = hashlib.sha256()
+        self._hasher = StreamDigests()
         self.bytes_written = 0
         self._fd: int | None = None
         self._finished = False
@@ -119,6 +173,9 @@ class FileBlobWriter(BlobWriter):
 
     def sha256(self) -> str:
         return self._hasher.hexdigest()
+
+    def digests(self) -> Digests:
+        return self._hasher.digests()
 
     def commit(self) -> None:
         fd = self._open()
@@ -215,6 +272,29 @@ class FileBlobStore(BlobStore):
             return self.path(location).stat().st_size
         except FileNotFoundError:
             return None
+
+    def clone(self, source: BlobLocation, target: BlobLocation) -> None:
+        """A durable copy of a committed blob under a new key: a hard link (no bytes copied; blobs are
+        never rewritten in place), or a real copy where links are not possible."""
+        target_path = self.path(target)
+        with storage_errors("copy the file"):
+            target_path.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.link(self.path(source), target_path)
+            except FileNotFoundError as exc:
+                raise NotFound("The file's bytes are missing from the store.") from exc
+            except OSError:
+                writer = self.new_writer(target)
+                try:
+                    with open(self.path(source), "rb") as handle:
+                        while chunk := handle.read(1024 * 1024):
+                            writer.write(chunk)
+                except BaseException:
+                    writer.abort()
+                    raise
+                writer.commit()
+                return
+            fsync_directory(target_path.parent)
 
     def partial_path(self, region: str, session_id: str) -> Path:
         return self.partial_dir(region) / session_id

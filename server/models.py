@@ -49,6 +49,9 @@ class StoredFile(BaseModel):
     content_type = peewee.CharField(max_length=255)
     region = peewee.CharField(max_length=64)
     sha256 = peewee.CharField(max_length=64)
+    # SHA-1 and MD5 are what rclone (ownCloud conventions) compares; "" when unknown.
+    sha1 = peewee.CharField(max_length=40, default="")
+    md5 = peewee.CharField(max_length=32, default="")
     key_hash = peewee.CharField(max_length=64, null=True)
     key_version = peewee.IntegerField(default=0)
     mtime = peewee.DoubleField(null=True)
@@ -56,6 +59,18 @@ class StoredFile(BaseModel):
 
     class Meta:
         indexes = ((("owner", "seq"), False), (("owner", "name"), False))
+
+
+class DavFolder(BaseModel):
+    """A folder made through WebDAV (MKCOL) or kept after its last file left; other folders are
+    implied by names containing '/'."""
+
+    owner = peewee.ForeignKeyField(Account, backref="folders", on_delete="CASCADE")
+    path = peewee.CharField(max_length=1024)
+    created_at = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("owner", "path"), True),)
 
 
 class UploadSession(BaseModel):
@@ -89,7 +104,7 @@ class Meta(BaseModel):
     value = peewee.TextField()
 
 
-ALL_MODELS: tuple[type[BaseModel], ...] = (Account, ApiToken, StoredFile, UploadSession, Meta)
+ALL_MODELS: tuple[type[BaseModel], ...] = (Account, ApiToken, StoredFile, UploadSession, DavFolder, Meta)
 
 
 def open_database(database_url: str) -> peewee.Database:

@@ -10,7 +10,6 @@ is not persisted).
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import os
 import threading
@@ -20,10 +19,12 @@ from pathlib import Path
 from typing import Any
 
 from lockr_local.errors import (
-    ChecksumMismatch, ChunkTooLarge, InvalidContentRange, LockrError, SessionBusy, SessionOffsetMismatch,
+    TusChecksumMismatch, ChunkTooLarge, InvalidContentRange, LockrError, SessionBusy, SessionOffsetMismatch,
     StorageError,
 )
-from lockr_local.server.blobstore import BlobLocation, BlobWriter, FileBlobStore, fsync_directory, storage_errors
+from lockr_local.server.blobstore import (
+    BlobLocation, BlobWriter, Digests, FileBlobStore, StreamDigests, fsync_directory, storage_errors,
+)
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.service import FileInfo, Principal, Service
@@ -104,6 +105,9 @@ class PartialFile(BlobWriter):
     def sha256(self) -> str:
         return str(self.hasher.hexdigest())
 
+    def digests(self) -> Digests:
+        return self.hasher.digests()
+
     def sync(self) -> None:
         """Makes every byte written so far durable (the offset may be recorded after this returns)."""
         assert self._fd is not None, "sync after close"
@@ -140,8 +144,8 @@ class PartialFile(BlobWriter):
             self._fd = None
 
 
-def _rehash(fd: int, length: int) -> Any:
-    hasher = hashlib.sha256()
+def _rehash(fd: int, length: int) -> StreamDigests:
+    hasher = StreamDigests()
     position = 0
     with storage_errors("read the stored part of the upload"):
         while position < length:
@@ -284,7 +288,7 @@ class ChunkWrite:
                 if self._checksum is not None:
                     digest = self._checksum.hasher.digest()
                     if digest != self._checksum.expected:
-                        raise ChecksumMismatch(algorithm=self._checksum.algorithm)
+                        raise TusChecksumMismatch(algorithm=self._checksum.algorithm)
                 await self._sink.drain()
                 if self._partial.offset == self.session.size:
                     return await self._complete()
@@ -324,11 +328,11 @@ class ChunkWrite:
 
     async def _complete(self) -> FileInfo:
         uploads, partial, session = self._uploads, self._partial, self.session
-        sha256 = partial.sha256()
+        digests = partial.digests()
         await uploads.run_io(partial.commit)
         uploads.faults.hit("after_session_blob_commit")
         try:
-            info = await uploads.db.run(uploads.store.complete, session.session_id, sha256)
+            info = await uploads.db.run(uploads.store.complete, session.session_id, digests)
         except BaseException:
             # Nothing recorded the file: the bytes go back to partial/ and count as stored, so a
             # status query (or the same chunk again) completes the upload once the cause is gone.

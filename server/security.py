@@ -87,6 +87,10 @@ class Signer:
     def verify(self, message: str, signature: str) -> bool:
         return hmac.compare_digest(self.sign(message), signature)
 
+    def subkey(self, purpose: str) -> str:
+        """A secret derived for one purpose (e.g. the web pages' cookie_secret), independent of the others."""
+        return hmac.new(self._secret, b"subkey:" + purpose.encode(), hashlib.sha256).hexdigest()
+
 
 def load_or_create_secret(configured: str, data_dir: Path) -> bytes:
     """The configured secret, else one generated once into data_dir/secret.key (mode 0600)."""

@@ -75,6 +75,8 @@ class FileInfo:
     owner_id: int | None
     created_at: float
     mtime: float | None
+    sha1: str = ""
+    md5: str = ""
 
     @property
     def has_key(self) -> bool:
@@ -104,7 +106,7 @@ class FileInfo:
     @staticmethod
     def of(row: StoredFile) -> "FileInfo":
         return FileInfo(row.file_id, row.name, row.size, row.content_type, row.region, row.sha256, row.key_hash,
-                        row.key_version, row.owner_id, row.created_at, row.mtime)
+                        row.key_version, row.owner_id, row.created_at, row.mtime, row.sha1, row.md5)
 
 
 def iso8601(timestamp: float) -> str:
@@ -123,6 +125,8 @@ class NewFile:
     sha256: str
     key_hash: str | None
     mtime: float | None = None
+    sha1: str = ""
+    md5: str = ""
 
 
 class Service:
@@ -325,6 +329,7 @@ class Service:
                 UploadSession.delete().where(UploadSession.session_id == session_id).execute()
             row = StoredFile.create(file_id=new.file_id, owner=principal.account_id, name=new.name, size=new.size,
                                     content_type=new.type, region=new.region, sha256=new.sha256,
+                                    sha1=new.sha1, md5=new.md5,
                                     key_hash=self.signer.protect_key_hash(new.key_hash) if new.key_hash else None,
                                     mtime=new.mtime, created_at=time.time())
         return FileInfo.of(row)

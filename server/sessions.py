@@ -13,6 +13,7 @@ from typing import Any
 
 from lockr_local.errors import BadRequest, Gone, NotFound
 from lockr_local.names import normalize_name, validate_content_type, validate_key_hash
+from lockr_local.server.blobstore import Digests
 from lockr_local.server.models import Account, StoredFile, UploadSession
 from lockr_local.server.security import new_id
 from lockr_local.server.service import FileInfo, NewFile, Principal, Service, iso8601
@@ -57,8 +58,9 @@ class SessionInfo:
         return {"id": self.file_id, "uploadUrl": base_url + self.upload_path(),
                 "downloadUrl": base_url + self.download_path(), "expiresAt": iso8601(self.expires_at)}
 
-    def new_file(self, sha256: str) -> NewFile:
-        return NewFile(self.file_id, self.name, self.size, self.type, self.region, sha256, self.key_hash)
+    def new_file(self, digests: Digests) -> NewFile:
+        return NewFile(self.file_id, self.name, self.size, self.type, self.region, digests.sha256, self.key_hash,
+                       sha1=digests.sha1, md5=digests.md5)
 
     @staticmethod
     def of(row: UploadSession) -> "SessionInfo":
@@ -150,7 +152,7 @@ class SessionStore:
                 & (UploadSession.offset <= offset))
          .execute())
 
-    def complete(self, session_id: str, sha256: str) -> FileInfo:
+    def complete(self, session_id: str, digests: Digests) -> FileInfo:
         """Turns the session's durable bytes (already in place) into a listed file, in one transaction:
         the file row, the quota charge, the reservation released and the session marked complete."""
         db = UploadSession._meta.database
@@ -159,7 +161,7 @@ class SessionStore:
             if row is None or row.completed_at is not None:
                 raise NotFound("The upload session disappeared before it could complete; start a new one.")
             session = SessionInfo.of(row)
-            info = self.service.record_file(session.principal, session.new_file(sha256), reserved=session.reserved)
+            info = self.service.record_file(session.principal, session.new_file(digests), reserved=session.reserved)
             (UploadSession.update(offset=session.size, reserved=0, completed_at=time.time())
              .where(UploadSession.session_id == session_id).execute())
         return info

@@ -28,6 +28,8 @@ log = logging.getLogger("lockr.server")
 T = TypeVar("T")
 
 MAX_JSON_BODY = 64 * 1024
+# Error answers to streamed requests wait for a body up to this size instead of cutting it off.
+DRAIN_BEFORE_ERROR = 1024 * 1024
 
 # Tornado's own errors (unknown route, bad method, malformed request) get the same JSON shape.
 _HTTP_CODES = {
@@ -95,7 +97,34 @@ class BaseHandler(tornado.web.RequestHandler):
             if self.request.connection is not None and not self._finished:
                 self.request.connection.close()
             return
+        if self._unread_small_body():
+            self._answer_after_body(status_code, kwargs)
+            return
         super().send_error(status_code, **kwargs)
+
+    def _unread_small_body(self) -> bool:
+        """A streamed body that is still arriving but small enough to read and discard."""
+        body_future = getattr(self.request, "_body_future", None)
+        if body_future is None or body_future.done() or self._finished:
+            return False
+        length = self.request.headers.get("Content-Length", "")
+        return length.isdigit() and int(length) <= DRAIN_BEFORE_ERROR
+
+    def _answer_after_body(self, status_code: int, kwargs: dict[str, Any]) -> None:
+        """Closing a socket with unread bytes makes the kernel send RST, and the client may then lose
+        our error answer. For small bodies we read the rest, discard it, then answer on a connection
+        that stays usable."""
+        self.data_received = self._discard_body  # type: ignore[method-assign]
+
+        def answer(body_future: Any) -> None:
+            if body_future.cancelled() or body_future.exception() is not None or self._finished:
+                return
+            super(BaseHandler, self).send_error(status_code, **kwargs)
+
+        self.request._body_future.add_done_callback(answer)  # type: ignore[attr-defined]
+
+    def _discard_body(self, chunk: bytes) -> None:
+        return None
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, LockrError) and value.status < 500:

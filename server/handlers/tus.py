@@ -16,7 +16,7 @@ from typing import Any, Callable
 import tornado.web
 
 from lockr_local.errors import (
-    BadRequest, ChecksumMismatch, ChunkTooLarge, LockrError, PreconditionFailed, UnsupportedMediaType,
+    BadRequest, TusChecksumMismatch, ChunkTooLarge, LockrError, TusVersionUnsupported, UnsupportedMediaType,
 )
 from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.handlers.sessions import ChunkReceiver, session_id_or_404
@@ -86,7 +86,7 @@ class TusHandler(BaseHandler):
         if self.request.method == "OPTIONS":
             return
         if self.request.headers.get("Tus-Resumable", "").strip() != TUS_VERSION:
-            raise PreconditionFailed(headers={"Tus-Version": TUS_VERSION})
+            raise TusVersionUnsupported(headers={"Tus-Version": TUS_VERSION})
 
     def options(self, *_args: str) -> None:
         """Discovery: the versions, extensions, size limit and checksum algorithms this server speaks."""
@@ -212,6 +212,6 @@ class TusUploadHandler(TusHandler, ChunkReceiver):
             self.set_status(exc.status)
             self.finish()
             return
-        if isinstance(exc, ChecksumMismatch):
+        if isinstance(exc, TusChecksumMismatch):
             kwargs["reason"] = "Checksum Mismatch"
         super().send_error(status_code, **kwargs)

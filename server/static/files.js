@@ -1,0 +1,257 @@
+/* The files page: list, drag-and-drop uploads with per-file progress, delete, keys, share and signed links. */
+(function () {
+  "use strict";
+
+  var CONCURRENT_UPLOADS = 2;
+  var card = document.getElementById("upload-card");
+  var dropzone = document.getElementById("dropzone");
+  var input = document.getElementById("file-input");
+  var regionSelect = document.getElementById("region-select");
+  var uploadList = document.getElementById("upload-list");
+  var tbody = document.querySelector("#files-table tbody");
+  var filesMessage = document.getElementById("files-message");
+  var emptyNote = document.getElementById("files-empty");
+  var loadMore = document.getElementById("load-more");
+  var usage = document.getElementById("usage");
+  var files = {};
+  var nextCursor = null;
+
+  // -- the list ---------------------------------------------------------------------------------
+
+  function keyBadge(file) {
+    return Lockr.el("span", { className: "badge" + (file.hasKey ? " on" : ""), text: file.hasKey ? "key set" : "open" });
+  }
+
+  function row(file) {
+    var nameCell = Lockr.el("td", { "data-label": "Name", className: "name" }, [
+      Lockr.el("a", { href: file.pageUrl || ("/download/" + file.id), text: file.name, target: "_blank",
+                      rel: "noopener" })
+    ]);
+    var actions = Lockr.el("td", { className: "actions" }, [
+      Lockr.el("button", { className: "button small", type: "button", "data-action": "share", text: "Copy link" }),
+      Lockr.el("button", { className: "button small", type: "button", "data-action": "signed", text: "Signed link" }),
+      Lockr.el("button", { className: "button small", type: "button", "data-action": "key",
+                           text: file.hasKey ? "Change key" : "Set key" }),
+      Lockr.el("button", { className: "button small danger", type: "button", "data-action": "delete", text: "Delete" })
+    ]);
+    return Lockr.el("tr", { "data-id": file.id, "data-name": file.name }, [
+      nameCell,
+      Lockr.el("td", { "data-label": "Size", text: Lockr.formatSize(file.size) }),
+      Lockr.el("td", { "data-label": "Region", text: file.region }),
+      Lockr.el("td", { "data-label": "Key", className: "key" }, [keyBadge(file)]),
+      Lockr.el("td", { "data-label": "Uploaded", text: Lockr.formatDate(file.createdAt) }),
+      actions
+    ]);
+  }
+
+  function show(file, prepend) {
+    files[file.id] = file;
+    var fresh = row(file);
+    var old = tbody.querySelector('tr[data-id="' + file.id + '"]');
+    if (old) tbody.replaceChild(fresh, old);
+    else if (prepend) tbody.insertBefore(fresh, tbody.firstChild);
+    else tbody.appendChild(fresh);
+    emptyNote.hidden = true;
+  }
+
+  function updateEmpty() { emptyNote.hidden = tbody.children.length > 0; }
+
+  function loadPage(cursor) {
+    var path = "/api/v1/files?limit=100" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : "");
+    return Lockr.api("GET", path).then(function (body) {
+      // Newest first on screen; the API pages oldest first.
+      body.files.slice().reverse().forEach(function (file) { show(file, !cursor); });
+      nextCursor = body.next;
+      loadMore.hidden = !nextCursor;
+      updateEmpty();
+    }, function (error) { Lockr.say(filesMessage, error.message, "error"); });
+  }
+
+  function refreshUsage() {
+    Lockr.api("GET", "/api/v1/account").then(function (body) {
+      usage.textContent = Lockr.formatSize(body.used) + " of " + Lockr.formatSize(body.quota) + " used";
+    }, function () { usage.textContent = ""; });
+  }
+
+  loadMore.addEventListener("click", function () { loadPage(nextCursor); });
+
+  // -- uploads ----------------------------------------------------------------------------------
+
+  var queue = [];
+  var running = 0;
+
+  function addUploads(fileList) {
+    Array.prototype.forEach.call(fileList, function (file) {
+      var bar = Lockr.el("progress", { max: "100", value: "0" });
+      var status = Lockr.el("span", { className: "status small", text: "waiting" });
+      var item = Lockr.el("li", { className: "upload", "data-name": file.name, "data-state": "waiting" }, [
+        Lockr.el("div", { className: "row between" }, [
+          Lockr.el("span", { className: "name", text: file.name }),
+          Lockr.el("span", { className: "muted small", text: Lockr.formatSize(file.size) })
+        ]),
+        bar, status
+      ]);
+      uploadList.appendChild(item);
+      queue.push({ file: file, item: item, bar: bar, status: status, region: regionSelect.value });
+    });
+    pump();
+  }
+
+  function pump() {
+    while (running < CONCURRENT_UPLOADS && queue.length) {
+      running += 1;
+      runOne(queue.shift()).finally(function () { running -= 1; pump(); });
+    }
+  }
+
+  function runOne(job) {
+    job.item.setAttribute("data-state", "uploading");
+    job.status.textContent = "uploading…";
+    return LockrUpload.start(job.file, {
+      token: Lockr.token,
+      region: job.region,
+      onProgress: function (sent, total) {
+        var percent = total ? Math.floor(100 * sent / total) : 100;
+        job.bar.value = percent;
+        job.status.textContent = percent + "% · " + Lockr.formatSize(sent) + " of " + Lockr.formatSize(total);
+      },
+      onResume: function (offset) {
+        job.item.setAttribute("data-resumed-from", String(offset));
+      },
+      onRetry: function (attempt) {
+        job.status.textContent = "connection lost; retrying (" + attempt + ")…";
+      }
+    }).then(function (file) {
+      job.bar.value = 100;
+      job.item.setAttribute("data-state", "done");
+      job.item.setAttribute("data-id", file.id);
+      job.status.textContent = "done";
+      show(file, true);
+      refreshUsage();
+    }, function (error) {
+      job.item.setAttribute("data-state", "failed");
+      job.status.textContent = "failed: " + error.message;
+      job.status.className = "status small error-text";
+    });
+  }
+
+  input.addEventListener("change", function () {
+    addUploads(input.files);
+    input.value = "";
+  });
+  ["dragenter", "dragover"].forEach(function (name) {
+    dropzone.addEventListener(name, function (event) {
+      event.preventDefault();
+      dropzone.classList.add("over");
+    });
+  });
+  ["dragleave", "drop"].forEach(function (name) {
+    dropzone.addEventListener(name, function () { dropzone.classList.remove("over"); });
+  });
+  dropzone.addEventListener("drop", function (event) {
+    event.preventDefault();
+    if (event.dataTransfer && event.dataTransfer.files.length) addUploads(event.dataTransfer.files);
+  });
+  dropzone.addEventListener("keydown", function (event) {
+    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); input.click(); }
+  });
+  // A file dropped outside the zone must not make the browser navigate to it.
+  window.addEventListener("dragover", function (event) { event.preventDefault(); });
+  window.addEventListener("drop", function (event) { event.preventDefault(); });
+
+  // -- actions ----------------------------------------------------------------------------------
+
+  var keyDialog = document.getElementById("key-dialog");
+  var linkDialog = document.getElementById("link-dialog");
+  var current = null;
+
+  tbody.addEventListener("click", function (event) {
+    var button = event.target.closest("button[data-action]");
+    if (!button) return;
+    var tr = button.closest("tr");
+    var file = files[tr.getAttribute("data-id")];
+    var action = button.getAttribute("data-action");
+    if (action === "share") {
+      var url = file.pageUrl || (location.origin + "/download/" + file.id);
+      Lockr.copyText(url).then(function () { Lockr.toast("Share link copied: " + url); },
+        function () { Lockr.toast(url); });
+    } else if (action === "delete") {
+      confirmDelete(button, file, tr);
+    } else if (action === "key") {
+      current = file;
+      document.getElementById("key-file-name").textContent = file.name;
+      document.getElementById("key-phrase").value = "";
+      document.getElementById("key-clear").hidden = !file.hasKey;
+      keyDialog.showModal();
+    } else if (action === "signed") {
+      current = file;
+      document.getElementById("link-file-name").textContent = file.name;
+      document.getElementById("link-url").value = "";
+      document.getElementById("link-expires").textContent = "";
+      document.getElementById("link-copy").disabled = true;
+      linkDialog.showModal();
+    }
+  });
+
+  function confirmDelete(button, file, tr) {
+    if (button.getAttribute("data-armed") !== "yes") {
+      // A second click within a few seconds confirms: no blocking confirm() box.
+      button.setAttribute("data-armed", "yes");
+      button.textContent = "Really delete?";
+      setTimeout(function () {
+        if (button.isConnected) { button.removeAttribute("data-armed"); button.textContent = "Delete"; }
+      }, 4000);
+      return;
+    }
+    button.disabled = true;
+    Lockr.api("DELETE", "/api/v1/files/" + file.id).then(function () {
+      tr.parentNode.removeChild(tr);
+      delete files[file.id];
+      updateEmpty();
+      refreshUsage();
+      Lockr.toast("Deleted " + file.name);
+    }, function (error) {
+      button.disabled = false;
+      Lockr.say(filesMessage, error.message, "error");
+    });
+  }
+
+  function setKey(keyHash) {
+    var file = current;
+    Lockr.api("POST", "/api/v1/files/" + file.id + "/key", { keyHash: keyHash }).then(function (updated) {
+      show(updated, false);
+      keyDialog.close();
+      Lockr.toast(updated.hasKey ? "Key set: downloads now need the phrase." : "Key removed.");
+    }, function (error) { keyDialog.close(); Lockr.say(filesMessage, error.message, "error"); });
+  }
+
+  document.getElementById("key-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var phrase = document.getElementById("key-phrase").value;
+    if (!phrase) { document.getElementById("key-phrase").focus(); return; }
+    LockrHash.keyHash(phrase).then(setKey);
+  });
+  document.getElementById("key-clear").addEventListener("click", function () { setKey(null); });
+  document.getElementById("key-cancel").addEventListener("click", function () { keyDialog.close(); });
+
+  document.getElementById("link-form").addEventListener("submit", function (event) {
+    event.preventDefault();
+    var seconds = Math.min(parseInt(document.getElementById("link-expiry").value, 10),
+                           parseInt(card.getAttribute("data-max-link"), 10));
+    Lockr.api("POST", "/api/v1/files/" + current.id + "/link", { expiresIn: seconds }).then(function (body) {
+      var box = document.getElementById("link-url");
+      box.value = body.url;
+      box.select();
+      document.getElementById("link-copy").disabled = false;
+      document.getElementById("link-expires").textContent = "Works until " + Lockr.formatDate(body.expiresAt) + ".";
+    }, function (error) { document.getElementById("link-expires").textContent = error.message; });
+  });
+  document.getElementById("link-copy").addEventListener("click", function () {
+    var url = document.getElementById("link-url").value;
+    Lockr.copyText(url).then(function () { Lockr.toast("Signed link copied."); });
+  });
+  document.getElementById("link-close").addEventListener("click", function () { linkDialog.close(); });
+
+  loadPage(null);
+  refreshUsage();
+})();

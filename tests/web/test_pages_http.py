@@ -1,0 +1,119 @@
+"""The pages over plain HTTP: headers, cookies, redirects, form errors and sessions that end on logout."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import requests
+
+from tests.helpers import create_account, upload
+
+
+def page_session(base_url: str) -> tuple[requests.Session, str]:
+    """A cookie-keeping client holding the page's XSRF token, as a browser would."""
+    session = requests.Session()
+    html = session.get(f"{base_url}/account").text
+    match = re.search(r'name="_xsrf" value="([^"]+)"', html)
+    assert match, "the account page's forms carry an XSRF token"
+    return session, match.group(1)
+
+
+def sign_up(base_url: str, username: str = "pageuser") -> requests.Session:
+    session, xsrf = page_session(base_url)
+    response = session.post(f"{base_url}/account/signup", allow_redirects=False, data={
+        "_xsrf": xsrf, "username": username, "email": f"{username}@example.com", "password": "long enough pw"})
+    assert response.status_code == 302, response.text
+    return session
+
+
+@pytest.mark.parametrize("path", ["/account", "/download/" + "0" * 32])
+def test_pages_send_protective_headers(server, path):
+    response = requests.get(server.url + path)
+    assert response.headers["Content-Type"].startswith("text/html")
+    csp = response.headers["Content-Security-Policy"]
+    assert "script-src 'self'" in csp and "frame-ancestors 'none'" in csp
+    assert response.headers["X-Frame-Options"] == "DENY"
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+def test_session_cookie_is_signed_httponly_and_samesite(server):
+    session, xsrf = page_session(server.url)
+    response = session.post(f"{server.url}/account/signup", allow_redirects=False, data={
+        "_xsrf": xsrf, "username": "cookie", "email": "cookie@example.com", "password": "long enough pw"})
+    cookie = next(c for c in response.headers.get("Set-Cookie", "").split(", lockr") if "lockr_session=" in c)
+    assert "HttpOnly" in cookie and "SameSite=Lax" in cookie
+    forged = requests.get(f"{server.url}/files", cookies={"lockr_session": "lkr_madeup"}, allow_redirects=False)
+    assert forged.status_code == 302 and forged.headers["Location"].startswith("/account")
+
+
+def test_logout_revokes_the_page_session_token(server):
+    session = sign_up(server.url)
+    html = session.get(f"{server.url}/files").text
+    token = re.search(r'<meta name="lockr-token" content="([^"]+)"', html).group(1)
+    bearer = {"Authorization": f"Bearer {token}"}
+    assert requests.get(f"{server.url}/api/v1/files", headers=bearer).status_code == 200
+    xsrf = session.cookies.get("_xsrf")
+    response = session.post(f"{server.url}/account/logout", data={"_xsrf": xsrf}, allow_redirects=False)
+    assert response.status_code == 302
+    assert requests.get(f"{server.url}/api/v1/files", headers=bearer).status_code == 401
+    assert session.get(f"{server.url}/files", allow_redirects=False).status_code == 302
+
+
+@pytest.mark.parametrize("form,data,status,text", [
+    ("signup", {"username": "taken", "email": "new@example.com", "password": "long enough pw"}, 409,
+     "username is already registered"),
+    ("signup", {"username": "bad name!", "email": "x@example.com", "password": "long enough pw"}, 400, "username"),
+    ("signup", {"username": "shorty", "email": "s@example.com", "password": "short"}, 400, "at least 8"),
+    ("login", {"identifier": "taken", "password": "wrong password"}, 401, "Wrong username"),
+    ("login", {"identifier": "", "password": ""}, 400, "Enter your username"),
+])
+def test_form_errors_are_shown_on_the_page(server, form, data, status, text):
+    create_account(server.url, "taken")
+    session, xsrf = page_session(server.url)
+    response = session.post(f"{server.url}/account/{form}", data={"_xsrf": xsrf, **data}, allow_redirects=False)
+    assert response.status_code == status
+    assert text in response.text
+    assert "lockr_session" not in session.cookies
+
+
+@pytest.mark.parametrize("next_url,expected", [
+    ("/files", "/files"), ("//evil.example/steal", "/files"), ("https://evil.example/", "/files"),
+    ("/\\evil.example", "/files"), ("/account", "/account"),
+])
+def test_login_redirects_only_within_the_site(server, next_url, expected):
+    create_account(server.url, "walker", password="long enough pw")
+    session, xsrf = page_session(server.url)
+    response = session.post(f"{server.url}/account/login", allow_redirects=False, data={
+        "_xsrf": xsrf, "identifier": "walker", "password": "long enough pw", "next": next_url})
+    assert response.status_code == 302
+    assert response.headers["Location"] == expected
+
+
+def test_signup_disabled_shows_a_notice_and_refuses_the_form(server_factory):
+    server = server_factory(signup=False)
+    session, xsrf = page_session(server.url)
+    assert "does not take new accounts" in session.get(f"{server.url}/account").text
+    response = session.post(f"{server.url}/account/signup", data={
+        "_xsrf": xsrf, "username": "nobody", "email": "n@example.com", "password": "long enough pw"})
+    assert response.status_code == 403
+
+
+def test_download_page_shows_facts_and_never_the_content(server):
+    account = create_account(server.url)
+    marker = "<b>inline-marker</b>"
+    file = upload(server.url, marker.encode(), "docs/<script>x</script>.html", {"Content-Type": "text/html"},
+                  account).json()
+    html = requests.get(f"{server.url}/download/{file['id']}").text
+    assert "inline-marker" not in html
+    assert "<script>x</script>" not in html and "&lt;script&gt;x&lt;/script&gt;.html" in html
+    assert "text/html" in html and f"{len(marker)} B" in html and file["sha256"] in html
+
+
+def test_api_stays_token_only_and_needs_no_xsrf(server):
+    """A page session cookie gives the JSON API nothing: it reads only the Authorization header."""
+    session = sign_up(server.url, "cookieonly")
+    assert session.get(f"{server.url}/api/v1/files").status_code == 401
+    account = create_account(server.url)
+    response = requests.post(f"{server.url}/api/v1/tokens", json={"name": "no xsrf"}, headers=account.auth)
+    assert response.status_code == 201
