@@ -7,7 +7,6 @@ empty folder; the real server it talks to is the executable's own `serve`.
 from __future__ import annotations
 
 import configparser
-import json
 import os
 import shutil
 import subprocess
