@@ -230,6 +230,27 @@ class IntegrityError(LockrError):
     default_message = "The stored file failed its integrity check and was not served."
 
 
+class ClientError(LockrError):
+    """Client side only: trouble no server answered with (no connection, no keyring).
+
+    Status 0 because no HTTP response carries it; `error_class_for` never maps a response to these.
+    """
+
+    status = 0
+    code = "client_error"
+
+
+class ConnectionFailed(ClientError):
+    code = "connection_failed"
+    default_message = "Could not reach the lockr server; check the address and your connection, then retry."
+
+
+class KeyringUnavailable(ClientError):
+    code = "keyring_unavailable"
+    default_message = ("No usable OS keyring to keep the token in. Set LOCKR_TOKEN=TOKEN in the environment, "
+                       "or log in with --insecure-file-store to keep it in a file only you can read (0600).")
+
+
 def all_error_classes() -> list[type[LockrError]]:
     """Every LockrError subclass, for the client's status/code -> class mapping and for tests."""
     found: list[type[LockrError]] = []

@@ -18,7 +18,7 @@ from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.fsck import reap_orphans
 from lockr_local.server.handlers import (
-    accounts, dav, downloads, files, links, pages, sessions, tokens, tus, uploads,
+    accounts, dav, docs, downloads, files, links, pages, sessions, tokens, tus, uploads,
 )
 from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
 from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
@@ -55,6 +55,7 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
     deps = {"ctx": ctx}
     routes = [
         (r"/healthz", accounts.HealthHandler, deps),
+        (r"/api/v1/openapi.json", docs.OpenApiHandler, deps),
         (r"/api/v1/account", accounts.AccountHandler, deps),
         (r"/api/v1/login", accounts.LoginHandler, deps),
         (r"/api/v1/upload", uploads.DirectUploadHandler, deps),

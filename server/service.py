@@ -353,7 +353,7 @@ class Service:
         """The caller's own file; 404 for unknown ids and for other people's files alike (no leak)."""
         row = StoredFile.get_or_none(StoredFile.file_id == file_id)
         if row is None or principal.account_id is None or row.owner_id != principal.account_id:
-            raise NotFound(f"You have no file with id {file_id}.")
+            raise NotFound("You have no file with that id.")
         return FileInfo.of(row)
 
     def file(self, file_id: str) -> FileInfo:
@@ -370,7 +370,7 @@ class Service:
         with db.atomic():
             row = StoredFile.get_or_none(StoredFile.file_id == file_id)
             if row is None or (row.owner_id is not None and row.owner_id != principal.account_id):
-                raise NotFound(f"No unclaimed file has id {file_id}.")
+                raise NotFound("No unclaimed file has that id.")
             if row.owner_id == principal.account_id:
                 return FileInfo.of(row)
             charged = (Account.update(used_bytes=Account.used_bytes + row.size)
@@ -382,7 +382,7 @@ class Service:
             claimed = (StoredFile.update(owner=principal.account_id)
                        .where((StoredFile.file_id == file_id) & StoredFile.owner.is_null()).execute())
             if not claimed:
-                raise NotFound(f"No unclaimed file has id {file_id}.")
+                raise NotFound("No unclaimed file has that id.")
         return self.file(file_id)
 
     def set_key(self, principal: Principal, file_id: str, key_hash: str | None) -> FileInfo:
@@ -402,7 +402,7 @@ class Service:
         with db.atomic():
             deleted = StoredFile.delete().where(StoredFile.file_id == file_id).execute()
             if not deleted:
-                raise NotFound(f"You have no file with id {file_id}.")
+                raise NotFound("You have no file with that id.")
             Account.update(used_bytes=Account.used_bytes - info.size).where(
                 Account.id == principal.account_id).execute()
         self.blobs.delete(info.location)

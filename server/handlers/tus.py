@@ -204,14 +204,6 @@ class TusUploadHandler(TusHandler, ChunkReceiver):
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
-        if self.request.method == "HEAD" and isinstance(exc, LockrError) and not self._headers_written:
-            # HEAD answers carry no body, so the error is the status alone.
-            self.clear()
-            for name, value in exc.headers.items():
-                self.set_header(name, value)
-            self.set_status(exc.status)
-            self.finish()
-            return
         if isinstance(exc, TusChecksumMismatch):
             kwargs["reason"] = "Checksum Mismatch"
         super().send_error(status_code, **kwargs)

@@ -1,0 +1,530 @@
+"""LockrClient: the public lockr HTTP API as Python calls, for the CLI, the sync agent and the tray.
+
+It speaks only the documented API, so it works against any lockr endpoint. Server errors come back
+as the matching `lockr_local.errors` class; transient failures (network errors, 5xx, 429) are retried
+with exponential backoff that honours Retry-After; bodies are streamed in both directions.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import html
+import mimetypes
+import os
+import re
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any, BinaryIO, Callable, Iterator
+from urllib.parse import quote, urljoin, urlsplit
+
+import requests
+
+from lockr_local import __version__
+from lockr_local.errors import (ConnectionFailed, LockrError, MethodNotAllowed, NotFound, RateLimited,
+                                SessionBusy, SessionOffsetMismatch, error_class_for)
+from lockr_local.remote import AccountInfo, Download, NewAccount, RemoteFile, UploadSession
+from lockr_local.transfer import (DEFAULT_CHUNK_SIZE, READ_BLOCK, FileWindow, ProgressCallback, RetryPolicy,
+                                  chunk_size_checked, hash_prefix, key_hash, persisted_offset, source_size)
+
+DIRECT_UPLOAD_LIMIT = 16 * 1024 * 1024
+TIMEOUT = (15.0, 120.0)  # (connect, between bytes); a chunk's fsync on a slow disk can take a while
+_DOWNLOAD_PATH = re.compile(r"/api/v1/download/[^/?#]+/([0-9a-fA-F]{32,64})")
+_PAGE_PATH = re.compile(r"/download/([0-9a-fA-F]{32,64})/?$")
+_ID = re.compile(r"[0-9a-fA-F]{32,64}")
+
+__all__ = ["AccountInfo", "Download", "LockrClient", "NewAccount", "RemoteFile", "UploadSession"]
+
+
+class LockrClient:
+    """One lockr endpoint, with or without a token (without one, the caller is a guest)."""
+
+    def __init__(self, endpoint: str, token: str | None = None, *, retry: RetryPolicy | None = None,
+                 direct_limit: int = DIRECT_UPLOAD_LIMIT, chunk_size: int = DEFAULT_CHUNK_SIZE,
+                 timeout: tuple[float, float] = TIMEOUT) -> None:
+        self.endpoint = endpoint.rstrip("/")
+        self.token = token
+        self.retry = retry or RetryPolicy()
+        self.direct_limit = direct_limit
+        self.chunk_size = chunk_size_checked(chunk_size)
+        self.timeout = timeout
+        self.http = requests.Session()
+        self.http.headers["User-Agent"] = f"lockr-local/{__version__}"
+        # Settings like REQUESTS_CA_BUNDLE still apply; a netrc must not add credentials behind our back.
+        self.http.trust_env = True
+
+    def close(self) -> None:
+        self.http.close()
+
+    def __enter__(self) -> "LockrClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- accounts ---------------------------------------------------------------------------------
+
+    def create_account(self, username: str, email: str, password: str) -> NewAccount:
+        data = self._json("POST", "/api/v1/account", expect=(201,), idempotent=False,
+                          json={"username": username, "email": email, "password": password})
+        self.token = str(data["token"])
+        return NewAccount(str(data["username"]), str(data["email"]), int(data["quota"]), self.token)
+
+    def login(self, identifier: str, password: str) -> str:
+        """Exchanges username-or-email + password for a new API token, which this client then uses."""
+        data = self._json("POST", "/api/v1/login", idempotent=False, authenticate=False,
+                          json={"identifier": identifier, "password": password, "tokenName": "lockr-local cli"})
+        self.token = str(data["token"])
+        return self.token
+
+    def account(self) -> AccountInfo:
+        data = self._json("GET", "/api/v1/account")
+        return AccountInfo(str(data["username"]), str(data["email"]), int(data["quota"]), int(data.get("used", 0)),
+                           int(data.get("reserved", 0)), data.get("defaultRegion"),
+                           tuple(data.get("regions") or ()))
+
+    # -- files ------------------------------------------------------------------------------------
+
+    def iter_files(self, page_size: int | None = None) -> Iterator[RemoteFile]:
+        """Every file of the account, fetched a page at a time."""
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {}
+            if page_size:
+                params["limit"] = page_size
+            if cursor:
+                params["cursor"] = cursor
+            data = self._json("GET", "/api/v1/files", params=params)
+            for item in data.get("files", []):
+                yield RemoteFile.from_json(item)
+            cursor = data.get("next")
+            if not cursor:
+                return
+
+    def list_files(self, page_size: int | None = None) -> list[RemoteFile]:
+        return list(self.iter_files(page_size))
+
+    def file(self, file_id: str) -> RemoteFile:
+        return RemoteFile.from_json(self._json("GET", f"/api/v1/files/{quote(file_id, safe='')}"))
+
+    def register(self, file_id: str) -> RemoteFile:
+        return RemoteFile.from_json(self._json("POST", "/api/v1/files/register", json={"id": file_id}))
+
+    def set_key(self, file_id: str, phrase: str) -> RemoteFile:
+        return RemoteFile.from_json(self._json("POST", f"/api/v1/files/{quote(file_id, safe='')}/key",
+                                               json={"key": phrase}))
+
+    def clear_key(self, file_id: str) -> RemoteFile:
+        return RemoteFile.from_json(self._json("POST", f"/api/v1/files/{quote(file_id, safe='')}/key",
+                                               json={"key": None}))
+
+    def delete(self, file_id: str) -> None:
+        self._request("DELETE", self._url(f"/api/v1/files/{quote(file_id, safe='')}"), expect=(204, 200))
+
+    # -- uploads ----------------------------------------------------------------------------------
+
+    def upload(self, source: str | os.PathLike[str] | BinaryIO, name: str | None = None, *,
+               content_type: str | None = None, region: str | None = None, key_phrase: str | None = None,
+               progress: ProgressCallback | None = None, resumable: bool | None = None,
+               on_session: Callable[[UploadSession], None] | None = None) -> RemoteFile:
+        """Uploads a file: one direct POST below `direct_limit`, else a resumable session in chunks.
+
+        `on_session` hears about a new session before its first byte is sent, so a caller can keep the
+        uploadUrl and finish the upload after a crash with `resume_upload`.
+        """
+        stack = ExitStack()
+        try:
+            handle, name = self._open_source(source, name, stack)
+            size = source_size(handle)
+            content_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+            hashed_key = key_hash(key_phrase) if key_phrase else None
+            chosen = resumable
+            if chosen is None:
+                chosen = size is not None and size >= self.direct_limit
+            if not chosen or size is None:
+                return self._direct_upload(handle, size, name, content_type, region, hashed_key, progress)
+            try:
+                session = self.create_session(name, size, content_type, region=region, key_hash=hashed_key)
+            except (NotFound, MethodNotAllowed):
+                if resumable:
+                    raise
+                # An endpoint without resumable sessions still takes the file in one streamed POST.
+                return self._direct_upload(handle, size, name, content_type, region, hashed_key, progress)
+            if on_session is not None:
+                on_session(session)
+            return self._send_chunks(session.upload_url, handle, size, 0, progress)
+        finally:
+            stack.close()
+
+    def create_session(self, name: str, size: int, content_type: str = "application/octet-stream", *,
+                       region: str | None = None, key_hash: str | None = None) -> UploadSession:
+        body: dict[str, Any] = {"name": name, "size": size, "type": content_type}
+        if region:
+            body["region"] = region
+        if key_hash:
+            body["keyHash"] = key_hash
+        # Retried after a network error although a lost answer may leave an unused session behind: the
+        # server reaps it (and its reservation) at expiry, and giving up on a cut would be worse.
+        data = self._json("POST", "/api/v1/upload/session", expect=(201, 200), json=body)
+        return UploadSession(str(data["id"]), urljoin(self.endpoint + "/", str(data["uploadUrl"])),
+                             str(data.get("downloadUrl", "")), str(data.get("expiresAt", "")))
+
+    def upload_status(self, session_url: str, size: int) -> int | RemoteFile:
+        """Asks a session how far it got: the persisted byte count, or the file when it is complete."""
+        return self._query_session(session_url, size)
+
+    def resume_upload(self, session_url: str, source: str | os.PathLike[str] | BinaryIO, *,
+                      progress: ProgressCallback | None = None) -> RemoteFile:
+        """Finishes an interrupted session from the offset the server reports (NotFound/Gone if it is gone)."""
+        stack = ExitStack()
+        try:
+            handle, _ = self._open_source(source, "resumed", stack)
+            size = source_size(handle)
+            if size is None:
+                raise ValueError("resuming an upload needs a seekable file")
+            status = self._query_session(session_url, size)
+            if isinstance(status, RemoteFile):
+                if progress is not None:
+                    progress(size, size)
+                return status
+            return self._send_chunks(session_url, handle, size, status, progress)
+        finally:
+            stack.close()
+
+    def _direct_upload(self, handle: BinaryIO, size: int | None, name: str, content_type: str,
+                       region: str | None, hashed_key: str | None,
+                       progress: ProgressCallback | None) -> RemoteFile:
+        headers = {"x-file-name": quote(name, safe=" "), "Content-Type": content_type}
+        if region:
+            headers["x-upload-region"] = region
+        if hashed_key:
+            headers["x-key-hash"] = hashed_key
+        start = handle.tell() if size is not None else 0
+
+        def body() -> Any:
+            if size is None:  # a pipe: streamed chunked, and not retryable
+                return iter(lambda: handle.read(READ_BLOCK), b"")
+            return FileWindow(handle, 0, size, size, progress, base=start)
+
+        response = self._request("POST", self._url("/api/v1/upload"), expect=(201, 200), headers=headers,
+                                 body=body, idempotent=size is not None)
+        info = RemoteFile.from_json(response.json())
+        if progress is not None:
+            progress(info.size, info.size)
+        return info
+
+    def _send_chunks(self, session_url: str, handle: BinaryIO, size: int, offset: int,
+                     progress: ProgressCallback | None) -> RemoteFile:
+        """The GCS resumable protocol: chunks from the persisted offset; on trouble ask where it stopped."""
+        base = handle.tell()  # a file object may start anywhere; its bytes from here are the upload
+        failures = 0
+        if progress is not None:
+            progress(offset, size)
+        while True:
+            if size == 0:
+                length, headers = 0, {}  # an empty file: a whole (empty) body completes the session
+            elif offset >= size:
+                # Everything is stored yet the session is not complete: ask again, patiently.
+                failures = self._backoff(failures, LockrError("The session has every byte but is not complete."))
+                status = self._query_session(session_url, size)
+                if isinstance(status, RemoteFile):
+                    return status
+                offset = status
+                continue
+            else:
+                length = min(self.chunk_size, size - offset)
+                headers = {"Content-Range": f"bytes {offset}-{offset + length - 1}/{size}"}
+            try:
+                body = FileWindow(handle, offset, length, size, progress, base=base)
+                response = self.http.put(session_url, data=body, headers=headers, timeout=self.timeout,
+                                         allow_redirects=False)
+            except requests.RequestException as exc:
+                failures = self._backoff(failures, exc)
+                status = self._query_session(session_url, size)
+                if isinstance(status, RemoteFile):
+                    return status
+                offset = status
+                if progress is not None:
+                    progress(offset, size)
+                continue
+            if response.status_code in (200, 201):
+                return RemoteFile.from_json(response.json())
+            if response.status_code == 308:
+                new_offset = persisted_offset(response.headers.get("Range"))
+                if new_offset > offset:
+                    failures = 0
+                else:  # nothing was kept: do not spin, back off as for any failure
+                    failures = self._backoff(failures, LockrError("The server stored none of the chunk."))
+                offset = new_offset
+                continue
+            error = self._error(response)
+            if isinstance(error, SessionOffsetMismatch):
+                # The session is elsewhere than we thought (an earlier run moved it): go on from there.
+                failures = self._backoff(failures, error)
+                offset = persisted_offset(response.headers.get("Range"))
+            elif isinstance(error, (SessionBusy, RateLimited)) or response.status_code >= 500:
+                # Busy: a request of ours cut off a moment ago may still be finishing on the server.
+                failures = self._backoff(failures, error)
+                status = self._query_session(session_url, size)
+                if isinstance(status, RemoteFile):
+                    return status
+                offset = status
+            else:
+                raise error
+            if progress is not None:
+                progress(offset, size)
+
+    def _query_session(self, session_url: str, size: int) -> int | RemoteFile:
+        response = self._request("PUT", session_url, expect=(200, 201, 308), authenticate=False,
+                                 headers={"Content-Range": f"bytes */{size}", "Content-Length": "0"}, data=b"")
+        if response.status_code == 308:
+            return persisted_offset(response.headers.get("Range"))
+        return RemoteFile.from_json(response.json())
+
+    # -- downloads --------------------------------------------------------------------------------
+
+    def resolve(self, id_or_url: str) -> tuple[str, RemoteFile | None]:
+        """A download URL for an id, a page link or a download link, plus the file object when we own it."""
+        text = id_or_url.strip()
+        match = _DOWNLOAD_PATH.search(urlsplit(text).path) if "://" in text else None
+        if match:
+            known = self._owned_file(match.group(1))
+            return text, known
+        page = _PAGE_PATH.search(urlsplit(text).path) if "://" in text else None
+        file_id = page.group(1) if page else (text if _ID.fullmatch(text) else None)
+        if file_id is None:
+            raise NotFound(f"{id_or_url!r} is neither a file id nor a lockr download link.")
+        known = self._owned_file(file_id)
+        if known is not None:
+            return known.download_url, known
+        shared = self._download_url_from_page(text if page else f"{self.endpoint}/download/{file_id}")
+        if shared is not None:
+            return shared, None
+        raise NotFound(f"No file {file_id} is in your account or shared at {self.endpoint}; check the id, or "
+                       "use the full download link (the downloadUrl, /api/v1/download/...).")
+
+    def _download_url_from_page(self, page_url: str) -> str | None:
+        """Someone else's file: its download page names the downloadUrl (data-download-url)."""
+        try:
+            response = self.http.get(page_url, headers=self._auth_headers(page_url), timeout=self.timeout)
+        except requests.RequestException:
+            return None
+        if response.status_code != 200 or "html" not in response.headers.get("Content-Type", ""):
+            return None
+        match = re.search(r'data-download-url="([^"]+)"', response.text)
+        return urljoin(page_url, html.unescape(match.group(1))) if match else None
+
+    def _owned_file(self, file_id: str) -> RemoteFile | None:
+        if not self.token:
+            return None
+        try:
+            return self.file(file_id)
+        except LockrError as exc:
+            if exc.status in (401, 403, 404, 405):
+                return None
+            raise
+
+    def download(self, id_or_url: str, dest: str | os.PathLike[str] = ".", *, resume: bool = True,
+                 key_phrase: str | None = None, progress: ProgressCallback | None = None,
+                 overwrite: bool = False) -> Download:
+        """Downloads to `dest` (a folder or a file path) through `DEST.part`, resuming it with Range.
+
+        An existing file is not replaced unless `overwrite` (FileExistsError). The bytes are checked
+        against the sha256 of the file object (or the server's ETag) before the part file is renamed
+        into place; a mismatch raises and removes the part file.
+        """
+        url, known = self.resolve(id_or_url)
+        params = {"keyHash": key_hash(key_phrase)} if key_phrase else None
+        head = self._head(url, params)
+        size = int(head.headers.get("Content-Length", "0"))
+        etag = head.headers.get("ETag", "").strip('"')
+        expected = (known.sha256 if known else None) or (etag if re.fullmatch(r"[0-9a-f]{64}", etag) else None)
+        target = Path(dest)
+        if target.is_dir():
+            target = target / safe_local_name(known.name if known else filename_from(head, url))
+        if target.exists() and not overwrite:
+            raise FileExistsError(f"{target} already exists")
+        part = target.with_name(target.name + ".part")
+        have = part.stat().st_size if resume and part.exists() else 0
+        if have > size:
+            have = 0
+        resumed_from = have
+        digest = hash_prefix(part, have)
+        failures = 0
+        if size == 0:
+            part.touch()
+        while have < size:
+            headers = {"Range": f"bytes={have}-"} if have else {}
+            if have and etag:
+                headers["If-Range"] = f'"{etag}"'
+            try:
+                with self._request("GET", url, params=params, headers=headers, stream=True, expect=(200, 206),
+                                   allow_redirects=True) as response:
+                    if response.status_code == 200:
+                        have, digest = 0, hash_prefix(part, 0)
+                    with open(part, "r+b" if have else "wb") as out:
+                        out.seek(have)
+                        out.truncate()
+                        for block in response.iter_content(READ_BLOCK):
+                            out.write(block)
+                            digest.update(block)
+                            have += len(block)
+                            if progress is not None:
+                                progress(have, size)
+                        out.flush()
+                        os.fsync(out.fileno())
+                break
+            except (requests.RequestException, ConnectionFailed) as exc:
+                failures = self._backoff(failures, exc)
+                have = part.stat().st_size if part.exists() else 0
+                digest = hash_prefix(part, have)
+        actual = digest.hexdigest()
+        if expected and actual != expected:
+            part.unlink(missing_ok=True)
+            raise LockrError(f"The downloaded bytes do not match the file's sha256 ({actual} != {expected}); "
+                             "the partial file was removed, try again.")
+        os.replace(part, target)
+        return Download(target, have, actual, resumed_from)
+
+    def _head(self, url: str, params: dict[str, str] | None) -> requests.Response:
+        """HEAD for size, name and ETag; an error has no body there, so GET fetches its JSON message."""
+        try:
+            return self._request("HEAD", url, params=params, allow_redirects=True)
+        except LockrError as exc:
+            if not 400 <= exc.status < 500:
+                raise
+            with self._request("GET", url, params=params, stream=True, allow_redirects=True,
+                               headers={"Range": "bytes=0-0"}, expect=()):
+                raise exc
+
+    # -- plumbing ---------------------------------------------------------------------------------
+
+    def _url(self, path: str) -> str:
+        return self.endpoint + path
+
+    def _open_source(self, source: str | os.PathLike[str] | BinaryIO, name: str | None,
+                     stack: ExitStack) -> tuple[BinaryIO, str]:
+        if isinstance(source, (str, os.PathLike)):
+            handle: BinaryIO = stack.enter_context(open(source, "rb"))
+            return handle, name or os.path.basename(os.fspath(source))
+        guessed = getattr(source, "name", None)
+        if name is None and isinstance(guessed, str):
+            name = os.path.basename(guessed)
+        if not name:
+            raise ValueError("name the upload: a file object without a name needs name=...")
+        return source, name
+
+    def _json(self, method: str, path: str, *, expect: tuple[int, ...] = (200,), **kwargs: Any) -> dict[str, Any]:
+        response = self._request(method, self._url(path), expect=expect, **kwargs)
+        try:
+            data = response.json()
+        except ValueError as exc:
+            raise LockrError(f"{self.endpoint} answered {method} {path} with something that is not JSON; "
+                             "is that URL a lockr server?") from exc
+        if not isinstance(data, dict):
+            raise LockrError(f"{self.endpoint} answered {method} {path} with unexpected JSON.")
+        return data
+
+    def _auth_headers(self, url: str) -> dict[str, str]:
+        """The token goes only to our own endpoint, never to a link on another host."""
+        if not self.token:
+            return {}
+        ours, theirs = urlsplit(self.endpoint), urlsplit(url)
+        if (ours.scheme, ours.netloc) != (theirs.scheme, theirs.netloc):
+            return {}
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def _request(self, method: str, url: str, *, expect: tuple[int, ...] = (200,), authenticate: bool = True,
+                 idempotent: bool = True, headers: dict[str, str] | None = None,
+                 body: Callable[[], Any] | None = None, allow_redirects: bool = False,
+                 **kwargs: Any) -> requests.Response:
+        """One API call with retries: 429 always (the server did nothing), network errors and 5xx when
+        `idempotent`. `body` builds a fresh streamed body for each attempt."""
+        all_headers = dict(headers or {})
+        if authenticate:
+            all_headers.update(self._auth_headers(url))
+        failures = 0
+        while True:
+            if body is not None:
+                kwargs["data"] = body()
+            try:
+                response = self.http.request(method, url, headers=all_headers, timeout=self.timeout,
+                                             allow_redirects=allow_redirects, **kwargs)
+            except requests.RequestException as exc:
+                if not idempotent:
+                    raise ConnectionFailed(f"Could not reach {url}: {exc}") from exc
+                failures = self._backoff(failures, exc)
+                continue
+            if response.status_code in expect:
+                return response
+            error = self._error(response)
+            if isinstance(error, RateLimited) or (idempotent and response.status_code >= 500):
+                failures = self._backoff(failures, error)
+                continue
+            raise error
+
+    def _backoff(self, failures: int, cause: BaseException) -> int:
+        """Sleeps before the next attempt, or raises when the attempts are used up."""
+        failures += 1
+        if isinstance(cause, RateLimited):
+            if failures > self.retry.attempts or cause.retry_after > self.retry.max_retry_after:
+                raise cause
+            self.retry.sleep(cause.retry_after)
+            return failures
+        if failures > self.retry.attempts:
+            if isinstance(cause, LockrError):
+                raise cause
+            raise ConnectionFailed(f"Could not reach {self.endpoint} ({cause}); "
+                                   f"gave up after {self.retry.attempts} retries.") from cause
+        self.retry.sleep(self.retry.delay(failures))
+        return failures
+
+    def _error(self, response: requests.Response) -> LockrError:
+        """The server's JSON error as its exception class (RateLimited with its Retry-After)."""
+        code, message = "", ""
+        try:
+            error = response.json().get("error", {})
+            code, message = str(error.get("code", "")), str(error.get("message", ""))
+        except (ValueError, AttributeError):
+            message = f"{response.url} answered HTTP {response.status_code} {response.reason}."
+        cls = error_class_for(response.status_code, code)
+        if cls is RateLimited or response.status_code == 429:
+            return RateLimited(retry_after_seconds(response.headers.get("Retry-After")), message or None)
+        return cls(message or None)
+
+
+def retry_after_seconds(value: str | None) -> float:
+    """Retry-After as seconds: a number, or an HTTP date; 1 second when absent or unreadable."""
+    if not value:
+        return 1.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return 1.0
+    return max(0.0, when.timestamp() - time.time())
+
+
+def filename_from(response: requests.Response, url: str) -> str:
+    """The name from Content-Disposition (filename* first), else the URL's last segment."""
+    disposition = response.headers.get("Content-Disposition", "")
+    star = re.search(r"filename\*=UTF-8''([^;]+)", disposition, re.IGNORECASE)
+    if star:
+        from urllib.parse import unquote
+
+        return unquote(star.group(1).strip())
+    plain = re.search(r'filename="([^"]*)"', disposition)
+    if plain and plain.group(1):
+        return plain.group(1)
+    return urlsplit(url).path.rstrip("/").rsplit("/", 1)[-1] or "download"
+
+
+def safe_local_name(name: str) -> str:
+    """A remote name as a single local file name: folders flattened, nothing that climbs out."""
+    base = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if base in ("", ".", ".."):
+        return "download"
+    return base

@@ -1,0 +1,376 @@
+"""The client commands: login, logout, upload, download, ls, rm (any lockr endpoint, via LockrClient)."""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+from urllib.parse import urlsplit
+
+from lockr_local.cli import ExitStatus
+from lockr_local.credentials import ClientSettings, TokenStore, keyring_usable, resolve_endpoint, resolve_token
+from lockr_local.errors import Gone, KeyringUnavailable, LockrError, NotFound
+from lockr_local.transfer import DEFAULT_CHUNK_SIZE, ProgressCallback, chunk_size_checked
+
+if TYPE_CHECKING:  # requests and friends load only when a client command runs, keeping `serve` quick
+    from lockr_local.client import LockrClient, RemoteFile
+    from lockr_local.upload_state import UploadState
+
+Options = Callable[[argparse.ArgumentParser], None]
+
+
+def add_commands(subparsers: argparse._SubParsersAction, client_options: Options) -> None:
+    login = subparsers.add_parser(
+        "login", help="log in to a lockr endpoint and keep the token in the OS keyring",
+        description="Exchange username-or-email and password for an API token (POST /api/v1/login) and keep "
+                    "it in the OS keyring; the endpoint becomes the default for the other client commands. "
+                    "With --token, an existing token is checked and stored instead.")
+    client_options(login)
+    login.add_argument("--identifier", metavar="ID", help="username or email (asked for when absent)")
+    login.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
+    login.add_argument("--insecure-file-store", action="store_true",
+                       help="keep the token in a file readable only by you (0600) when no OS keyring is usable")
+    login.set_defaults(handler=login_cmd)
+
+    logout = subparsers.add_parser("logout", help="forget the stored token of an endpoint",
+                                   description="Forget the token stored for an endpoint.")
+    client_options(logout)
+    logout.set_defaults(handler=logout_cmd)
+
+    upload = subparsers.add_parser(
+        "upload", help="upload files and print their share links",
+        description="Upload files with a progress bar and print each file's share link. Large files go "
+                    "through a resumable session: run the same command again after an interruption and "
+                    "it continues where the server says it stopped.")
+    client_options(upload)
+    upload.add_argument("files", nargs="+", metavar="FILE")
+    upload.add_argument("--region", metavar="R", help="storage region (default: the account's)")
+    upload.add_argument("--key", metavar="PHRASE",
+                        help="protect downloads with a key phrase (only its SHA-256 is sent)")
+    upload.add_argument("--guest", action="store_true", help="upload without logging in (guest limits apply)")
+    upload.add_argument("--chunk-size", metavar="SIZE", type=chunk_size_arg, default=DEFAULT_CHUNK_SIZE,
+                        help="bytes per request of a resumable upload, a multiple of 256K such as 256K, 8M "
+                             "(default 8M); smaller chunks re-send less after an interruption")
+    upload.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    upload.set_defaults(handler=upload_cmd)
+
+    download = subparsers.add_parser(
+        "download", help="download a file by id or link, resuming a partial download",
+        description="Download a file by id (one of yours) or by its download link, with a progress bar. "
+                    "An interrupted download resumes from FILE.part; the bytes are checked against sha256.")
+    client_options(download)
+    download.add_argument("target", metavar="ID_OR_URL")
+    download.add_argument("-o", "--output", metavar="PATH", default=".", help="file or folder (default: .)")
+    download.add_argument("--key", metavar="PHRASE", help="the key phrase of a protected file")
+    download.add_argument("--no-resume", action="store_true", help="start over instead of resuming FILE.part")
+    download.add_argument("--force", action="store_true", help="replace an existing file")
+    download.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    download.set_defaults(handler=download_cmd)
+
+    listing = subparsers.add_parser("ls", help="list your files", description="List the files of your account.")
+    client_options(listing)
+    listing.add_argument("--json", action="store_true", help="print the file objects as a JSON array")
+    listing.set_defaults(handler=ls_cmd)
+
+    remove = subparsers.add_parser("rm", help="delete files", description="Delete files of your account by id.")
+    client_options(remove)
+    remove.add_argument("ids", nargs="+", metavar="ID")
+    remove.set_defaults(handler=rm_cmd)
+
+
+# -- shared --------------------------------------------------------------------------------------
+
+class CommandFailed(Exception):
+    """A message for the user plus the exit status; raised where the next step is known."""
+
+    def __init__(self, message: str, status: ExitStatus = ExitStatus.ERROR) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def reporting(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return fn(args)
+        except CommandFailed as exc:
+            say(f"lockr-local: {exc}")
+            return exc.status
+    run.__name__ = fn.__name__
+    run.__doc__ = fn.__doc__
+    return run
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def chunk_size_arg(text: str) -> int:
+    """'8M', '256K', '1048576': binary units, and a multiple of 256 KiB as GCS requires."""
+    units = {"K": 1024, "M": 1024**2, "G": 1024**3}
+    value = text.strip().upper().removesuffix("IB").removesuffix("B")
+    factor = units.get(value[-1:], 1)
+    number = value[:-1] if value[-1:] in units else value
+    try:
+        size = int(number) * factor
+        return chunk_size_checked(size)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{text!r}: use a multiple of 256K, such as 256K, 1M or 8M") from exc
+
+
+def endpoint_of(args: argparse.Namespace, fallback_url: str | None = None) -> str:
+    endpoint = resolve_endpoint(args.endpoint)
+    if endpoint is None and fallback_url and "://" in fallback_url:
+        parts = urlsplit(fallback_url)
+        endpoint = f"{parts.scheme}://{parts.netloc}"
+    if endpoint is None:
+        raise CommandFailed("No endpoint: run 'lockr-local login --endpoint URL', or pass --endpoint URL, "
+                            "or set LOCKR_ENDPOINT.", ExitStatus.USAGE)
+    return endpoint
+
+
+def client_for(args: argparse.Namespace, *, need_token: bool = True, fallback_url: str | None = None,
+               guest_hint: str = "") -> LockrClient:
+    from lockr_local.client import LockrClient
+
+    endpoint = endpoint_of(args, fallback_url)
+    token = resolve_token(args.token, endpoint)
+    if token is None and need_token:
+        hint = "" if keyring_usable() else (" (no OS keyring here: set LOCKR_TOKEN, "
+                                            "or log in with --insecure-file-store)")
+        raise CommandFailed(f"Not logged in to {endpoint}: run 'lockr-local login --endpoint {endpoint}', "
+                            f"or set LOCKR_TOKEN{hint}{guest_hint}.", ExitStatus.AUTH)
+    return LockrClient(endpoint, token)
+
+
+class ProgressBar:
+    """A tqdm bar (bytes, rate, ETA) fed by absolute positions; created at the first report."""
+
+    def __init__(self, label: str, quiet: bool) -> None:
+        self.label = label
+        self.quiet = quiet
+        self.bar: Any = None
+
+    def __call__(self, done: int, total: int) -> None:
+        if self.bar is None:
+            from tqdm import tqdm
+
+            # disable=None: a bar on a terminal, nothing when stderr is a pipe or a log file.
+            self.bar = tqdm(total=total, initial=done, unit="B", unit_scale=True, unit_divisor=1024,
+                            desc=self.label, file=sys.stderr, disable=True if self.quiet else None,
+                            dynamic_ncols=True, leave=True)
+            return
+        self.bar.update(done - self.bar.n)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "kB", "MB", "GB", "TB"):
+        if value < 1000 or unit == "TB":
+            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{size} B"
+
+
+# -- login / logout ------------------------------------------------------------------------------
+
+@reporting
+def login_cmd(args: argparse.Namespace) -> int:
+    endpoint = endpoint_of(args)
+    settings = ClientSettings.load()
+    store = TokenStore(settings)
+    if not args.insecure_file_store and not keyring_usable():
+        # Said before any password is typed or any token issued.
+        raise KeyringUnavailable()
+    from lockr_local.client import LockrClient
+
+    with LockrClient(endpoint) as client:
+        if args.token:
+            client.token = args.token
+            username = client.account().username
+            token = args.token
+        else:
+            identifier = args.identifier or _ask("Username or email: ")
+            password = _read_password(args.password_stdin)
+            token = client.login(identifier, password)
+            username = identifier
+    where = store.set(endpoint, token, insecure_file=args.insecure_file_store)
+    settings.endpoint = endpoint
+    settings.save()
+    say(f"Logged in to {endpoint} as {username}; the token is kept in {where}.")
+    return ExitStatus.OK
+
+
+def _ask(prompt: str) -> str:
+    print(prompt, end="", file=sys.stderr, flush=True)
+    answer = sys.stdin.readline().strip()
+    if not answer:
+        raise CommandFailed("No identifier given: pass --identifier USERNAME_OR_EMAIL.", ExitStatus.USAGE)
+    return answer
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        password = sys.stdin.readline().rstrip("\r\n")
+    else:
+        password = getpass.getpass("Password: ")
+    if not password:
+        raise CommandFailed("No password given.", ExitStatus.USAGE)
+    return password
+
+
+@reporting
+def logout_cmd(args: argparse.Namespace) -> int:
+    endpoint = endpoint_of(args)
+    if TokenStore().delete(endpoint):
+        say(f"Logged out of {endpoint}; its token was removed from this machine.")
+    else:
+        say(f"No token was stored for {endpoint}.")
+    return ExitStatus.OK
+
+
+# -- upload --------------------------------------------------------------------------------------
+
+@reporting
+def upload_cmd(args: argparse.Namespace) -> int:
+    client = client_for(args, need_token=not args.guest, guest_hint="; or pass --guest to upload as a guest")
+    client.chunk_size = args.chunk_size
+    if args.guest:
+        client.token = None
+    status = ExitStatus.OK
+    with client:
+        for name in args.files:
+            path = Path(name)
+            if not path.is_file():
+                say(f"lockr-local: {name}: no such file")
+                status = ExitStatus.ERROR
+                continue
+            try:
+                info = upload_one(client, path, args)
+            except KeyboardInterrupt:
+                if path.stat().st_size >= client.direct_limit:
+                    say(f"Interrupted: run the same command again to resume {path.name}.")
+                raise
+            except LockrError as exc:
+                say(f"lockr-local: {name}: {exc.message}")
+                if exc.status == 401:
+                    return ExitStatus.AUTH
+                status = ExitStatus.ERROR
+                continue
+            say(f"Uploaded {path.name} ({human_size(info.size)}).")
+            print(info.share_url, flush=True)
+    return status
+
+
+def upload_one(client: LockrClient, path: Path, args: argparse.Namespace) -> RemoteFile:
+    """Direct for small files; for large ones a session remembered in the state file until it completes."""
+    from lockr_local.upload_state import UploadState
+
+    size = path.stat().st_size
+    bar = ProgressBar(path.name, args.quiet)
+    try:
+        if size < client.direct_limit:
+            return client.upload(path, region=args.region, key_phrase=args.key, progress=bar)
+        state = UploadState()
+        key = state.key_for(client.endpoint, path)
+        info = resume_pending(client, state, key, path, size, bar)
+        if info is None:
+            info = client.upload(path, region=args.region, key_phrase=args.key, progress=bar,
+                                 on_session=lambda session: state.put(key, session.upload_url, path, size))
+        state.remove(key)
+        return info
+    finally:
+        bar.close()
+
+
+def resume_pending(client: LockrClient, state: UploadState, key: str, path: Path, size: int,
+                   progress: ProgressCallback) -> RemoteFile | None:
+    from lockr_local.client import RemoteFile
+
+    pending = state.get(key)
+    if pending is None:
+        return None
+    try:
+        status = client.upload_status(pending.session_url, size)
+        if isinstance(status, RemoteFile):
+            say(f"{path.name} had already finished uploading.")
+            return status
+        percent = 100.0 * status / size if size else 100.0
+        say(f"Resuming {path.name} at byte {status} of {size} ({percent:.0f}% already on the server).")
+        return client.resume_upload(pending.session_url, path, progress=progress)
+    except (NotFound, Gone):
+        say(f"The earlier upload session of {path.name} has expired; starting over.")
+        state.remove(key)
+        return None
+
+
+# -- download ------------------------------------------------------------------------------------
+
+@reporting
+def download_cmd(args: argparse.Namespace) -> int:
+    client = client_for(args, need_token=False, fallback_url=args.target)
+    bar = ProgressBar("download", args.quiet)
+    with client:
+        try:
+            result = client.download(args.target, args.output, resume=not args.no_resume, key_phrase=args.key,
+                                     progress=bar, overwrite=args.force)
+        except FileExistsError as exc:
+            raise CommandFailed(f"{exc}: pass --force to replace it, or -o PATH.") from exc
+        except KeyboardInterrupt:
+            say("Interrupted: run the same command again to resume the download.")
+            raise
+        finally:
+            bar.close()
+    resumed = f", resumed at byte {result.resumed_from}" if result.resumed_from else ""
+    say(f"Saved {result.path} ({human_size(result.size)}, sha256 verified{resumed}).")
+    print(result.path, flush=True)
+    return ExitStatus.OK
+
+
+# -- ls / rm -------------------------------------------------------------------------------------
+
+@reporting
+def ls_cmd(args: argparse.Namespace) -> int:
+    with client_for(args) as client:
+        files = client.list_files()
+    if args.json:
+        print(json.dumps([file_json(f) for f in files], indent=1))
+        return ExitStatus.OK
+    rows = [("ID", "SIZE", "NAME", "KEY", "DATE")]
+    rows += [(f.id, human_size(f.size), f.name, "yes" if f.has_key else "-", f.created_at.replace("T", " ")[:16])
+             for f in files]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) if i != 1 else cell.rjust(widths[i])
+                        for i, cell in enumerate(row)).rstrip())
+    return ExitStatus.OK
+
+
+def file_json(info: RemoteFile) -> dict[str, Any]:
+    """The API's own field names, so `ls --json` matches GET /api/v1/files."""
+    return {"id": info.id, "name": info.name, "size": info.size, "type": info.type, "region": info.region,
+            "sha256": info.sha256, "hasKey": info.has_key, "createdAt": info.created_at,
+            "downloadUrl": info.download_url, "pageUrl": info.page_url}
+
+
+@reporting
+def rm_cmd(args: argparse.Namespace) -> int:
+    status = ExitStatus.OK
+    with client_for(args) as client:
+        for file_id in args.ids:
+            try:
+                client.delete(file_id)
+            except LockrError as exc:
+                say(f"lockr-local: {file_id}: {exc.message}")
+                if exc.status == 401:
+                    return ExitStatus.AUTH
+                status = ExitStatus.ERROR
+                continue
+            say(f"Deleted {file_id}.")
+    return status

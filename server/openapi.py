@@ -1,0 +1,287 @@
+"""The OpenAPI 3.0 document of the JSON API, served at /api/v1/openapi.json and checked against the routes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from lockr_local import __version__
+
+
+def _error_response(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+def _json(schema_ref: str, description: str) -> dict[str, Any]:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": f"#/components/schemas/{schema_ref}"}}}}
+
+
+ERRORS = {
+    "400": _error_response("Malformed request: bad JSON, name, size, region or keyHash."),
+    "401": _error_response("Missing or invalid credentials."),
+    "403": _error_response("Quota exceeded or key restrictions."),
+    "404": _error_response("Unknown id, or someone else's file."),
+    "413": _error_response("Larger than the plan allows (5 GB guest, 100 GB account)."),
+    "429": {**_error_response("Burst protection: retry after Retry-After seconds."),
+            "headers": {"Retry-After": {"schema": {"type": "integer"}}}},
+}
+
+
+def _errors(*codes: str) -> dict[str, Any]:
+    return {code: ERRORS[code] for code in codes}
+
+
+FILE_ID = {"name": "id", "in": "path", "required": True,
+           "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {
+        "type": "object", "required": ["error"], "additionalProperties": False,
+        "properties": {"error": {"type": "object", "required": ["code", "message"],
+                                 "properties": {"code": {"type": "string"}, "message": {"type": "string"}}}},
+    },
+    "File": {
+        "type": "object",
+        "required": ["id", "name", "size", "type", "region", "sha256", "hasKey", "createdAt", "downloadUrl"],
+        "properties": {
+            "id": {"type": "string"}, "name": {"type": "string"}, "size": {"type": "integer", "minimum": 0},
+            "type": {"type": "string"}, "region": {"type": "string"}, "sha256": {"type": "string"},
+            "hasKey": {"type": "boolean"}, "createdAt": {"type": "string"}, "downloadUrl": {"type": "string"},
+            "pageUrl": {"type": "string"},
+        },
+    },
+    "FileList": {
+        "type": "object", "required": ["files", "next"],
+        "properties": {"files": {"type": "array", "items": {"$ref": "#/components/schemas/File"}},
+                       "next": {"type": "string", "nullable": True}},
+    },
+    "Account": {
+        "type": "object", "required": ["username", "email", "quota"],
+        "properties": {"username": {"type": "string"}, "email": {"type": "string"}, "quota": {"type": "integer"},
+                       "used": {"type": "integer"}, "reserved": {"type": "integer"},
+                       "defaultRegion": {"type": "string"}, "regions": {"type": "array", "items": {"type": "string"}}},
+    },
+    "NewAccount": {
+        "type": "object", "required": ["token", "username", "email", "quota"],
+        "properties": {"token": {"type": "string"}, "username": {"type": "string"}, "email": {"type": "string"},
+                       "quota": {"type": "integer"}},
+    },
+    "Token": {"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}},
+    "Session": {
+        "type": "object", "required": ["id", "uploadUrl", "downloadUrl", "expiresAt"],
+        "properties": {"id": {"type": "string"}, "uploadUrl": {"type": "string"}, "downloadUrl": {"type": "string"},
+                       "expiresAt": {"type": "string"}},
+    },
+    "Link": {"type": "object", "required": ["url", "expiresAt"],
+             "properties": {"url": {"type": "string"}, "expiresAt": {"type": "string"}}},
+}
+
+
+def _json_body(properties: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "object", "properties": properties}
+    if required:
+        schema["required"] = required
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+SESSION_ID = {"name": "sessionId", "in": "path", "required": True, "schema": {"type": "string"}}
+TUS_RESUMABLE = {"name": "Tus-Resumable", "in": "header", "required": True,
+                 "schema": {"type": "string", "enum": ["1.0.0"]}}
+
+DOWNLOAD: dict[str, Any] = {
+    "summary": "Download a file (the file object's downloadUrl)", "security": [{"bearer": []}, {}],
+    "parameters": [{"name": "region", "in": "path", "required": True, "schema": {"type": "string"}},
+                   FILE_ID,
+                   {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                   {"name": "keyHash", "in": "query", "schema": {"type": "string"}},
+                   {"name": "expires", "in": "query", "schema": {"type": "string"}},
+                   {"name": "sig", "in": "query", "schema": {"type": "string"}},
+                   {"name": "Range", "in": "header", "schema": {"type": "string"}}],
+    "responses": {"200": {"description": "The bytes."}, "206": {"description": "A range of the bytes."},
+                  "304": {"description": "Not modified."},
+                  "416": _error_response("Range outside the file."), **_errors("400", "403", "404", "429")},
+}
+
+PATHS: dict[str, Any] = {
+    "/healthz": {"get": {"summary": "Health check", "security": [],
+                         "responses": {"200": {"description": "The server and its database answer."}}}},
+    "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
+                                     "responses": {"200": {"description": "OpenAPI 3.0 document."}}}},
+    "/api/v1/account": {
+        "post": {"summary": "Create an account", "security": [],
+                 "requestBody": _json_body({"username": {"type": "string"}, "email": {"type": "string"},
+                                            "password": {"type": "string"}}, ["username", "email", "password"]),
+                 "responses": {"201": _json("NewAccount", "The account and its first API token."),
+                               "409": _error_response("Username or email taken."), **_errors("400", "403", "429")}},
+        "get": {"summary": "Your account: quota, usage, regions",
+                "responses": {"200": _json("Account", "The account."), **_errors("401", "429")}},
+    },
+    "/api/v1/login": {
+        "post": {"summary": "Exchange credentials for an API token", "security": [],
+                 "requestBody": _json_body({"identifier": {"type": "string"}, "password": {"type": "string"}},
+                                           ["identifier", "password"]),
+                 "responses": {"200": _json("Token", "A new API token."), **_errors("400", "401", "429")}},
+    },
+    "/api/v1/upload": {
+        "post": {"summary": "Direct upload: the body is the file",
+                 "parameters": [
+                     {"name": "x-file-name", "in": "header", "required": True, "schema": {"type": "string"}},
+                     {"name": "x-upload-region", "in": "header", "schema": {"type": "string"}},
+                     {"name": "x-key-hash", "in": "header", "schema": {"type": "string"}},
+                 ],
+                 "requestBody": {"required": True, "content": {"application/octet-stream": {
+                     "schema": {"type": "string", "format": "binary"}}}},
+                 "responses": {"201": _json("File", "The stored file."), **_errors("400", "401", "403", "413", "429"),
+                               "507": _error_response("The server's disk is full.")}},
+    },
+    "/api/v1/upload/session": {
+        "post": {"summary": "Create a resumable upload session",
+                 "requestBody": _json_body({"name": {"type": "string"}, "size": {"type": "integer"},
+                                            "type": {"type": "string"}, "region": {"type": "string"},
+                                            "keyHash": {"type": "string"}}, ["name", "size"]),
+                 "responses": {"201": _json("Session", "The session."), **_errors("400", "401", "403", "413", "429")}},
+    },
+    "/api/v1/upload/session/{sessionId}": {
+        "put": {"summary": "Send the bytes (or a Content-Range chunk, or ask the status) of a session",
+                "security": [],
+                "parameters": [SESSION_ID,
+                               {"name": "Content-Range", "in": "header", "schema": {"type": "string"}}],
+                "requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string",
+                                                                                   "format": "binary"}}}},
+                "responses": {"200": _json("File", "Complete (status query after completion)."),
+                              "201": _json("File", "Complete: the stored file."),
+                              "308": {"description": "Incomplete; Range says what is stored."},
+                              "409": _error_response("Chunk past the stored offset, or a second writer."),
+                              "410": _error_response("The session expired."),
+                              **_errors("400", "404", "413"),
+                              "507": _error_response("The server's disk is full.")}},
+        "delete": {"summary": "Cancel a session", "security": [], "parameters": [SESSION_ID],
+                   "responses": {"204": {"description": "Cancelled; partial bytes removed."},
+                                 **_errors("404"), "410": _error_response("The session expired.")}},
+    },
+    "/api/v1/tus/": {
+        "options": {"summary": "tus 1.0 capabilities", "security": [],
+                    "responses": {"204": {"description": "Tus-Version, Tus-Extension, Tus-Max-Size."}}},
+        "post": {"summary": "tus creation: a new upload on the same sessions",
+                 "parameters": [{"name": "Tus-Resumable", "in": "header", "required": True,
+                                 "schema": {"type": "string", "enum": ["1.0.0"]}},
+                                {"name": "Upload-Length", "in": "header", "required": True,
+                                 "schema": {"type": "integer", "minimum": 0}},
+                                {"name": "Upload-Metadata", "in": "header", "schema": {"type": "string"}}],
+                 "responses": {"201": {"description": "Created; Location is the upload URL."},
+                               "412": _error_response("Not tus 1.0.0."), **_errors("400", "401", "403", "413", "429"),
+                               "507": _error_response("The server's disk is full.")}},
+    },
+    "/api/v1/tus/{sessionId}": {
+        "options": {"summary": "tus 1.0 capabilities", "security": [], "parameters": [SESSION_ID],
+                    "responses": {"204": {"description": "Tus-Version, Tus-Extension, Tus-Max-Size."}}},
+        "head": {"summary": "tus offset", "security": [], "parameters": [SESSION_ID, TUS_RESUMABLE],
+                 "responses": {"200": {"description": "Upload-Offset and Upload-Length."}, **_errors("404"),
+                               "410": {"description": "Expired."}, "412": {"description": "Not tus 1.0.0."}}},
+        "patch": {"summary": "tus: append bytes at Upload-Offset", "security": [],
+                  "parameters": [SESSION_ID, TUS_RESUMABLE,
+                                 {"name": "Upload-Offset", "in": "header", "required": True,
+                                  "schema": {"type": "integer", "minimum": 0}}],
+                  "requestBody": {"content": {"application/offset+octet-stream": {
+                      "schema": {"type": "string", "format": "binary"}}}},
+                  "responses": {"204": {"description": "Stored; Upload-Offset is the new offset."},
+                                "409": _error_response("Wrong offset or a second writer."),
+                                "410": _error_response("Expired."), "412": _error_response("Not tus 1.0.0."),
+                                "415": _error_response("Wrong Content-Type."),
+                                "460": _error_response("Checksum mismatch."), **_errors("400", "404"),
+                                "507": _error_response("The server's disk is full.")}},
+        "delete": {"summary": "tus termination", "security": [], "parameters": [SESSION_ID, TUS_RESUMABLE],
+                   "responses": {"204": {"description": "Terminated."}, **_errors("404"),
+                                 "410": _error_response("Expired."), "412": _error_response("Not tus 1.0.0.")}},
+    },
+    "/api/v1/tokens": {
+        "get": {"summary": "Your API tokens (never the tokens themselves)",
+                "responses": {"200": {"description": "The tokens.", "content": {"application/json": {}}},
+                              **_errors("401", "429")}},
+        "post": {"summary": "Issue a new API token",
+                 "requestBody": _json_body({"name": {"type": "string"}}, []),
+                 "responses": {"201": _json("Token", "The new token, shown once."), **_errors("400", "401", "429")}},
+    },
+    "/api/v1/tokens/{tokenId}": {
+        "delete": {"summary": "Revoke one of your tokens",
+                   "parameters": [{"name": "tokenId", "in": "path", "required": True,
+                                   "schema": {"type": "integer", "minimum": 0}}],
+                   "responses": {"204": {"description": "Revoked."}, **_errors("401", "404", "429")}},
+    },
+    "/api/v1/account/password": {
+        "post": {"summary": "Change your password",
+                 "requestBody": _json_body({"currentPassword": {"type": "string"}, "newPassword": {"type": "string"}},
+                                           ["currentPassword", "newPassword"]),
+                 "responses": {"204": {"description": "Changed."}, **_errors("400", "401", "403", "429")}},
+    },
+    "/api/v1/files": {
+        "get": {"summary": "List your files",
+                "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                               {"name": "cursor", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": _json("FileList", "One page of files."), **_errors("400", "401", "429")}},
+    },
+    "/api/v1/files/register": {
+        "post": {"summary": "Attach a guest upload to your account",
+                 "requestBody": _json_body({"id": {"type": "string"}}, ["id"]),
+                 "responses": {"200": _json("File", "The file, now yours."), **_errors("400", "401", "403", "404", "429")}},
+    },
+    "/api/v1/files/{id}": {
+        "get": {"summary": "One of your files", "parameters": [FILE_ID],
+                "responses": {"200": _json("File", "The file."), **_errors("401", "404", "429")}},
+        "delete": {"summary": "Delete a file", "parameters": [FILE_ID],
+                   "responses": {"204": {"description": "Deleted; bytes removed, quota released."},
+                                 **_errors("401", "404", "429")}},
+    },
+    "/api/v1/files/{id}/key": {
+        "post": {"summary": "Set or clear the file's key", "parameters": [FILE_ID],
+                 "requestBody": _json_body({"key": {"type": "string", "nullable": True}}, []),
+                 "responses": {"200": _json("File", "The file."), **_errors("400", "401", "403", "404", "429")}},
+    },
+    "/api/v1/files/{id}/link": {
+        "post": {"summary": "Create a signed download link", "parameters": [FILE_ID],
+                 "requestBody": _json_body({"expiresIn": {"type": "integer", "minimum": 1}}, []),
+                 "responses": {"201": _json("Link", "The signed link."), **_errors("400", "401", "404", "429")}},
+    },
+    "/api/v1/download/{region}/{id}/{name}": {
+        "get": DOWNLOAD,
+        "head": {**DOWNLOAD, "summary": "A file's headers (size, ETag) without the bytes"},
+    },
+}
+
+
+FILE_LINKS = {
+    "GetFile": {"operationId": "getFile", "parameters": {"id": "$response.body#/id"}},
+    "SetKey": {"operationId": "setKey", "parameters": {"id": "$response.body#/id"}},
+    "CreateLink": {"operationId": "createLink", "parameters": {"id": "$response.body#/id"}},
+    "DeleteFile": {"operationId": "deleteFile", "parameters": {"id": "$response.body#/id"}},
+}
+_OPERATION_IDS = {
+    ("/api/v1/files/{id}", "get"): "getFile",
+    ("/api/v1/files/{id}", "delete"): "deleteFile",
+    ("/api/v1/files/{id}/key", "post"): "setKey",
+    ("/api/v1/files/{id}/link", "post"): "createLink",
+    ("/api/v1/upload", "post"): "uploadFile",
+    ("/api/v1/files/register", "post"): "registerFile",
+}
+for (_path, _method), _operation_id in _OPERATION_IDS.items():
+    PATHS[_path][_method]["operationId"] = _operation_id
+PATHS["/api/v1/upload"]["post"]["responses"]["201"]["links"] = FILE_LINKS
+PATHS["/api/v1/files/register"]["post"]["responses"]["200"]["links"] = FILE_LINKS
+PATHS["/api/v1/files/{id}/key"]["post"]["responses"]["200"]["links"] = FILE_LINKS
+
+
+def openapi_document(server_url: str) -> dict[str, Any]:
+    """The whole document; `server_url` is this server's public base URL."""
+    return {
+        "openapi": "3.0.3",
+        "info": {"title": "lockr API (lockr-local)", "version": __version__,
+                 "description": "The lockr file-storage API. Errors: {\"error\": {\"code\", \"message\"}}."},
+        "servers": [{"url": server_url}],
+        "components": {
+            "schemas": SCHEMAS,
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"},
+                                "basic": {"type": "http", "scheme": "basic"}},
+        },
+        "security": [{"bearer": []}, {"basic": []}, {}],
+        "paths": PATHS,
+    }

@@ -1,0 +1,134 @@
+"""A fault-injecting TCP proxy on loopback for client tests: cuts connections after N uploaded bytes.
+
+Unlike tests/faultproxy.py (one armed fault at a time, counted from arming), this one counts every
+byte sent upstream since it started, fires several pre-set cut points, and can throttle uploads,
+which is what measuring the bytes a resumed upload re-sends needs.
+
+Every byte the client sends upstream is counted (`sent_upstream`), so a test can tell how much a
+resumed upload re-sent. `cut_at(...)` arms one-shot cut points on that running count: when the count
+reaches one, the proxy resets both sides of that connection (SO_LINGER 0), as a dropped Wi-Fi or a
+dead NAT entry would look to the client.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import threading
+import time
+from typing import Iterable
+
+
+class CutProxy:
+    def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
+        self.upstream = (upstream_host, upstream_port)
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(64)
+        self.port = self.listener.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.sent_upstream = 0
+        self.cuts_done = 0
+        self.upload_rate: float | None = None  # bytes per second client->server, None = as fast as possible
+        self._cut_points: list[int] = []
+        self._lock = threading.Lock()
+        self._closed = False
+        self._sockets: set[socket.socket] = set()
+        threading.Thread(target=self._accept, name="cutproxy-accept", daemon=True).start()
+
+    def cut_at(self, points: Iterable[int]) -> None:
+        """Arms cuts at these running totals of upstream bytes (each fires once)."""
+        with self._lock:
+            self._cut_points = sorted(set(self._cut_points) | set(points))
+
+    @property
+    def open_connections(self) -> int:
+        with self._lock:
+            return len(self._sockets) // 2
+
+    def close(self) -> None:
+        self._closed = True
+        self.listener.close()
+        with self._lock:
+            for sock in list(self._sockets):
+                _reset(sock)
+            self._sockets.clear()
+
+    def _accept(self) -> None:
+        while not self._closed:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            try:
+                server = socket.create_connection(self.upstream)
+            except OSError:
+                _reset(client)
+                continue
+            with self._lock:
+                self._sockets.update((client, server))
+            pair = (client, server)
+            threading.Thread(target=self._pump, args=(client, server, True, pair), daemon=True).start()
+            threading.Thread(target=self._pump, args=(server, client, False, pair), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool,
+              pair: tuple[socket.socket, socket.socket]) -> None:
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                data = b""
+            if not data:
+                break
+            if upstream:
+                data, cut = self._count(data)
+            else:
+                cut = False
+            try:
+                if data:
+                    dst.sendall(data)
+            except OSError:
+                break
+            if cut:
+                break
+            if upstream and self.upload_rate:
+                time.sleep(len(data) / self.upload_rate)
+        for sock in pair:
+            _reset(sock)
+        with self._lock:
+            self._sockets.difference_update(pair)
+
+    def _count(self, data: bytes) -> tuple[bytes, bool]:
+        """Forwards up to the next cut point; True when the connection must be cut after this piece."""
+        with self._lock:
+            start = self.sent_upstream
+            if self._cut_points and start + len(data) >= self._cut_points[0]:
+                point = self._cut_points.pop(0)
+                # Points already passed (two in one recv) collapse into this cut.
+                while self._cut_points and self._cut_points[0] <= point:
+                    self._cut_points.pop(0)
+                data = data[:max(0, point - start)]
+                self.sent_upstream += len(data)
+                self.cuts_done += 1
+                return data, True
+            self.sent_upstream += len(data)
+            return data, False
+
+
+def _reset(sock: socket.socket) -> None:
+    """Closes with RST rather than FIN, so both peers see an abrupt failure."""
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except OSError:
+        pass
+    try:
+        # SHUT_RD sends nothing but wakes the other pump thread out of recv(), so the close (an RST
+        # with SO_LINGER 0) is not held back by it.
+        sock.shutdown(socket.SHUT_RD)
+    except OSError:
+        pass
+    try:
+        sock.close()
+    except OSError:
+        pass
