@@ -1,4 +1,4 @@
-"""The packaged program's rclone remote (WebDAV) and web pages, as each part lands in the bundle.
+"""The packaged program's client with the OS keyring, rclone remote (WebDAV) and web pages.
 
 Like test_executable.py, every command runs dist/lockr-local itself with a clean environment in an
 empty folder; the real server it talks to is the executable's own `serve`.
@@ -7,6 +7,7 @@ empty folder; the real server it talks to is the executable's own `serve`.
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import shutil
 import subprocess
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.packaging.conftest import ExeServer, run_exe
+from tests.packaging.conftest import ExeServer, exe_env, run_exe
 
 pytestmark = pytest.mark.exe
 
@@ -65,3 +66,35 @@ def test_web_pages_and_their_static_files_are_served(executable: Path, exe_home:
     for path in static:
         response = requests.get(f"{exe_server.url}/static/{path.name}", timeout=30)
         assert response.status_code == 200 and response.content == path.read_bytes(), path.name
+
+
+def test_login_keeps_the_token_in_the_os_keyring_and_upload_ls_download_use_it(
+        executable: Path, exe_home: Path, exe_server: ExeServer) -> None:
+    tools = [tool for tool in ("dbus-run-session", "gnome-keyring-daemon") if shutil.which(tool) is None]
+    if tools:
+        pytest.skip(f"needs {', '.join(tools)} (apt-get install dbus gnome-keyring) for a real Secret Service")
+    signup = requests.post(f"{exe_server.url}/api/v1/account", timeout=30,
+                           json={"username": "ann", "email": "ann@example.com", "password": "correct horse"})
+    assert signup.status_code == 201, signup.text
+    payload = os.urandom(700_000)
+    (exe_home / "notes.bin").write_bytes(payload)
+    (exe_home / ".run").mkdir(mode=0o700)
+    # One D-Bus session with an unlocked GNOME keyring (the Secret Service a Linux desktop has); the
+    # executable finds it through keyring's entry points, secretstorage and jeepney, all bundled.
+    script = f"""set -e
+printf 'keyring password' | gnome-keyring-daemon --unlock --components=secrets >/dev/null
+exe={executable}
+printf 'correct horse\\n' | $exe login --endpoint {exe_server.url} --identifier ann@example.com --password-stdin
+$exe upload -q --endpoint {exe_server.url} notes.bin > links.txt
+$exe ls --json --endpoint {exe_server.url} > listing.json
+$exe download --endpoint {exe_server.url} -q -o back.bin "$(head -n 1 links.txt)"
+"""
+    result = subprocess.run(["dbus-run-session", "--", "sh", "-c", script], cwd=exe_home, env=exe_env(exe_home),
+                            capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    listing = json.loads((exe_home / "listing.json").read_text())
+    assert [(item["name"], item["size"]) for item in listing] == [("notes.bin", len(payload))]
+    assert (exe_home / "back.bin").read_bytes() == payload
+    client_files = [p for p in exe_home.rglob("*") if p.is_file() and "store" not in p.relative_to(exe_home).parts]
+    leaked = [p for p in client_files if "lkr_" in p.read_text(errors="ignore")]
+    assert not leaked, f"the token was written to a file instead of the keyring: {leaked}"
