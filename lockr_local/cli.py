@@ -108,7 +108,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     rclone_cmds.add_command(commands, rclone_cmds.rclone_config)
     _add_client_commands(commands)
+    _add_desktop_commands(commands)
     return parser
+
+
+def _add_desktop_commands(commands: argparse._SubParsersAction) -> None:
+    """`tray` and `doctor` (the desktop app), in their own modules like the client commands."""
+    from lockr_local.commands import doctor_cmds, tray_cmds
+
+    tray_cmds.add_commands(commands, _client_options)
+    doctor_cmds.add_commands(commands, _client_options)
 
 
 def _add_client_commands(commands: argparse._SubParsersAction) -> None:
@@ -148,6 +157,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _default_command() -> Handler | None:
     """With no arguments the packaged app starts the tray, when the tray part is present."""
+    try:
+        from lockr_local.commands import tray_cmds
+
+        return tray_cmds.default_command
+    except ImportError:
+        pass
     try:
         from lockr_local.commands import client_cmds
     except ImportError:

@@ -1,0 +1,124 @@
+"""`lockr-local doctor`: which tray and keyring backends this machine uses, the paths, and the endpoint."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Callable
+
+from lockr_local import __version__
+from lockr_local.cli import ExitStatus
+
+
+def add_commands(commands: argparse._SubParsersAction, client_options: Callable[[argparse.ArgumentParser], None]) -> None:
+    parser = commands.add_parser(
+        "doctor", help="show the tray, keyring, paths and endpoint this machine would use",
+        description="Print which tray (pystray) and keyring backends are in use, the config and data paths, "
+                    "where the token comes from, and whether the endpoint answers GET /healthz. Exits 1 when "
+                    "the endpoint is configured but does not answer.")
+    client_options(parser)
+    parser.set_defaults(handler=doctor)
+
+
+def _line(label: str, value: str) -> None:
+    print(f"{label + ':':<18} {value}")
+
+
+def tray_backend() -> str:
+    """`xorg (menu: no, default action: yes, notifications: no)`, or why there is no tray."""
+    from lockr_local.tray.app import load_pystray
+
+    try:
+        pystray, name = load_pystray()
+    except RuntimeError as exc:
+        return f"none - {exc}"
+    icon = pystray.Icon
+    yes = {True: "yes", False: "no"}
+    forced = " (PYSTRAY_BACKEND)" if os.environ.get("PYSTRAY_BACKEND") else ""
+    return (f"{name}{forced} (menu: {yes[bool(icon.HAS_MENU)]}, default action: {yes[bool(icon.HAS_DEFAULT_ACTION)]}, "
+            f"notifications: {yes[bool(icon.HAS_NOTIFICATION)]})")
+
+
+def keyring_backend() -> tuple[str, bool]:
+    import keyring
+
+    from lockr_local.credentials import keyring_usable
+
+    try:
+        backend = keyring.get_keyring()
+        name = f"{type(backend).__module__}.{type(backend).__name__}"
+        usable = keyring_usable()
+    except Exception as exc:  # a misconfigured PYTHON_KEYRING_BACKEND must be reported, not crash doctor
+        return f"unavailable ({type(exc).__name__}: {exc})", False
+    return (name if usable else f"{name} - NOT usable"), usable
+
+
+def doctor(args: argparse.Namespace) -> int:
+    from lockr_local.config import default_data_dir
+    from lockr_local.credentials import SETTINGS_FILE, TOKEN_FILE, ClientSettings, TokenStore, config_dir, state_dir
+    from lockr_local.errors import LockrError
+    from lockr_local.tray.config import TrayConfig, autostart_enabled, autostart_path, config_path
+
+    _line("lockr-local", f"{__version__} (Python {sys.version.split()[0]}, {sys.platform})")
+    _line("tray", tray_backend())
+    keyring_name, usable = keyring_backend()
+    _line("keyring", keyring_name)
+    if not usable:
+        print("  No usable OS keyring: tokens cannot be stored safely. Either set LOCKR_TOKEN in the environment,")
+        print("  or choose the private file store (0600) on the setup page / with `lockr-local login --insecure-file-store`.")
+    _line("config folder", str(config_dir()))
+    tray_config = TrayConfig.load()
+    _line("app settings", f"{config_path()}{'' if config_path().exists() else ' (not created yet)'}")
+    _line("client settings", str(config_dir() / SETTINGS_FILE))
+    _line("state folder", str(state_dir()))
+    _line("server data", os.environ.get("LOCKR_DATA_DIR") or default_data_dir())
+    place = autostart_path()
+    _line("autostart", f"{'on' if autostart_enabled() else 'off'} ({place})" if place else "not supported here")
+    _line("sync folder", tray_config.folder or "(not set up)")
+
+    settings = ClientSettings.load()
+    endpoint = args.endpoint or os.environ.get("LOCKR_ENDPOINT") or tray_config.endpoint or settings.endpoint
+    if not endpoint:
+        _line("endpoint", "(not set up: run `lockr-local tray` or pass --endpoint URL)")
+        return ExitStatus.OK
+    endpoint = endpoint.rstrip("/")
+    _line("endpoint", endpoint)
+    if args.token:
+        source = "--token"
+    elif os.environ.get("LOCKR_TOKEN"):
+        source = "LOCKR_TOKEN"
+    else:
+        store = TokenStore(settings)
+        try:
+            found = store.get(endpoint)
+        except LockrError as exc:
+            found, source = None, f"keyring error: {exc.message}"
+        else:
+            where = f"private file {config_dir() / TOKEN_FILE}" if store.uses_file(endpoint) else "the OS keyring"
+            source = where if found else "none stored (sign in on the setup page)"
+    _line("token", source)
+    return _check_endpoint(endpoint)
+
+
+def _check_endpoint(endpoint: str) -> int:
+    import requests
+
+    started = time.monotonic()
+    try:
+        response = requests.get(f"{endpoint}/healthz", timeout=5)
+    except requests.RequestException as exc:
+        _line("reachable", f"NO - {type(exc).__name__}: {exc}")
+        return ExitStatus.ERROR
+    elapsed = (time.monotonic() - started) * 1000
+    if response.status_code != 200:
+        _line("reachable", f"answers, but GET /healthz gave HTTP {response.status_code} ({elapsed:.0f} ms)")
+        return ExitStatus.ERROR
+    version = ""
+    try:
+        version = f", server {response.json().get('version')}"
+    except ValueError:
+        pass
+    _line("reachable", f"yes - GET /healthz 200 in {elapsed:.0f} ms{version}")
+    return ExitStatus.OK

@@ -1,0 +1,123 @@
+"""A real X desktop for tray tests: Xvfb on a free display, Debian's `trayer` as the tray host, and the
+tools to look at it (xwininfo for the window tree, ImageMagick `import` for screenshots)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from PIL import Image
+
+from tests.helpers import wait_for
+
+ICON_CLASS = "lockr-localSystemTrayIcon"
+TOOLS = ("Xvfb", "trayer", "xwininfo", "import")
+
+
+def missing_tools() -> list[str]:
+    return [tool for tool in TOOLS if shutil.which(tool) is None]
+
+
+@dataclass(frozen=True)
+class TrayWindow:
+    """The icon's X window: its id, title (pystray's tooltip) and absolute geometry."""
+
+    id: str
+    title: str
+    x: int
+    y: int
+    width: int
+    height: int
+
+
+_TREE_LINE = re.compile(r'^\s*(0x[0-9a-f]+) "(.*)": \("' + ICON_CLASS + r'" "[^"]*"\)\s+(\d+)x(\d+)[+-]-?\d+[+-]-?\d+'
+                        r'\s+\+(-?\d+)\+(-?\d+)', re.M)
+
+
+class Desktop:
+    """Xvfb + trayer; `stop()` ends both (the processes this object started, by their own handles)."""
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        read_end, write_end = os.pipe()
+        # -displayfd: Xvfb picks a free display number itself and writes it to the pipe once ready.
+        self.xvfb = subprocess.Popen(["Xvfb", "-displayfd", str(write_end), "-screen", "0", "480x320x24",
+                                      "-nolisten", "tcp"], pass_fds=(write_end,), stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+        os.close(write_end)
+        with os.fdopen(read_end) as pipe:
+            number = pipe.readline().strip()
+        if not number:
+            self.xvfb.kill()
+            raise AssertionError("Xvfb did not report a display number")
+        self.display = f":{number}"
+        self.env = {**os.environ, "DISPLAY": self.display}
+        self.trayer = subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel",
+                                        "--width", "160", "--heighttype", "pixel", "--height", "32",
+                                        "--transparent", "false", "--tint", "0x202020", "--SetDockType", "true"],
+                                       env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_for(lambda: '"panel"' in self.tree(), timeout=15, message="trayer's panel on the display")
+
+    def tree(self) -> str:
+        return subprocess.run(["xwininfo", "-root", "-tree"], env=self.env, capture_output=True, text=True,
+                              timeout=10).stdout
+
+    def icon_window(self) -> TrayWindow | None:
+        match = _TREE_LINE.search(self.tree())
+        if not match:
+            return None
+        wid, title, width, height, x, y = match.groups()
+        return TrayWindow(wid, title, int(x), int(y), int(width), int(height))
+
+    def parents(self, window_id: str) -> list[str]:
+        """The names of the window's ancestors, nearest first (trayer's is "panel")."""
+        names = []
+        current = window_id
+        for _ in range(10):
+            info = subprocess.run(["xwininfo", "-children", "-id", current], env=self.env, capture_output=True,
+                                  text=True, timeout=10).stdout
+            match = re.search(r'Parent window id: (0x[0-9a-f]+)\s*(?:"([^"]*)")?', info)
+            if not match or match.group(1) == "0x0" or "(the root window)" in info.split("Parent window id:")[1].splitlines()[0]:
+                break
+            current = match.group(1)
+            names.append(match.group(2) or "")
+        return names
+
+    def screenshot(self, path: Path) -> Image.Image:
+        subprocess.run(["import", "-window", "root", str(path)], env=self.env, check=True, timeout=30,
+                       capture_output=True)
+        return Image.open(path).convert("RGB")
+
+    def icon_pixels(self, shot: Image.Image, window: TrayWindow) -> Image.Image:
+        return shot.crop((window.x, window.y, window.x + window.width, window.y + window.height))
+
+    def stop(self) -> None:
+        for process in (self.trayer, self.xvfb):
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+
+def mean_colour(image: Image.Image) -> tuple[float, float, float]:
+    """The average colour of the icon's opaque-looking pixels (brighter than trayer's dark tint)."""
+    data = image.convert("RGB").tobytes()
+    pixels = [p for p in zip(data[0::3], data[1::3], data[2::3]) if max(p) > 80]
+    if not pixels:
+        return (0.0, 0.0, 0.0)
+    count = len(pixels)
+    return (sum(p[0] for p in pixels) / count, sum(p[1] for p in pixels) / count, sum(p[2] for p in pixels) / count)
+
+
+def dominant(image: Image.Image) -> str:
+    red, green, blue = mean_colour(image)
+    if max(red, green, blue) - min(red, green, blue) < 25:
+        return "grey"
+    return ("red", "green", "blue")[[red, green, blue].index(max(red, green, blue))]
