@@ -1,7 +1,8 @@
 """`make bench`: lockr-local side by side with nginx, copyparty and `rclone serve webdav` in one run.
 
 curl is the client for everyone. Sizes: LOCKR_BENCH_SIZE (default 1GiB); runs per figure:
-LOCKR_BENCH_RUNS (default 3); LOCKR_BENCH_PEERS=0 measures lockr-local alone.
+LOCKR_BENCH_RUNS (default 3); LOCKR_BENCH_PEERS=0 measures lockr-local alone; LOCKR_BENCH_RCLONE=0
+leaves out the rclone-sync comparison (bench/rclone_webdav.py).
 """
 
 from __future__ import annotations
@@ -188,6 +189,11 @@ def main() -> int:
                 run_all(PeerTarget(peer), work, source, size, runs, table)
             finally:
                 peer.stop()
+    if os.environ.get("LOCKR_BENCH_RCLONE", "1") != "0":
+        from bench import rclone_webdav
+
+        print("\nrclone sync into lockr-local's WebDAV view vs `rclone serve webdav` (LOCKR_BENCH_RCLONE=0 skips):")
+        rclone_webdav.main()
     rendered = table.render()
     results = REPO / "bench" / "results"
     results.mkdir(exist_ok=True)

@@ -28,6 +28,8 @@ from lockr_local.transfer import (DEFAULT_CHUNK_SIZE, READ_BLOCK, FileWindow, Pr
                                   chunk_size_checked, hash_prefix, key_hash, persisted_offset, source_size)
 
 DIRECT_UPLOAD_LIMIT = 16 * 1024 * 1024
+# requests hands over a block only once it is complete, so a cut loses the partial block: keep it small.
+DOWNLOAD_BLOCK = 64 * 1024
 TIMEOUT = (15.0, 120.0)  # (connect, between bytes); a chunk's fsync on a slow disk can take a while
 _DOWNLOAD_PATH = re.compile(r"/api/v1/download/[^/?#]+/([0-9a-fA-F]{32,64})")
 _PAGE_PATH = re.compile(r"/download/([0-9a-fA-F]{32,64})/?$")
@@ -365,7 +367,7 @@ class LockrClient:
                     with open(part, "r+b" if have else "wb") as out:
                         out.seek(have)
                         out.truncate()
-                        for block in response.iter_content(READ_BLOCK):
+                        for block in response.iter_content(DOWNLOAD_BLOCK):
                             out.write(block)
                             digest.update(block)
                             have += len(block)

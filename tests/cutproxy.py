@@ -29,9 +29,12 @@ class CutProxy:
         self.port = self.listener.getsockname()[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self.sent_upstream = 0
+        self.sent_downstream = 0
         self.cuts_done = 0
+        self.connection_heads: list[bytes] = []  # the first bytes each connection sent upstream
         self.upload_rate: float | None = None  # bytes per second client->server, None = as fast as possible
         self._cut_points: list[int] = []
+        self._down_cut_points: list[int] = []
         self._lock = threading.Lock()
         self._closed = False
         self._sockets: set[socket.socket] = set()
@@ -41,6 +44,11 @@ class CutProxy:
         """Arms cuts at these running totals of upstream bytes (each fires once)."""
         with self._lock:
             self._cut_points = sorted(set(self._cut_points) | set(points))
+
+    def cut_downstream_at(self, points: Iterable[int]) -> None:
+        """Arms cuts at these running totals of bytes sent back to the client (downloads)."""
+        with self._lock:
+            self._down_cut_points = sorted(set(self._down_cut_points) | set(points))
 
     @property
     def open_connections(self) -> int:
@@ -74,6 +82,7 @@ class CutProxy:
 
     def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool,
               pair: tuple[socket.socket, socket.socket]) -> None:
+        first = upstream
         while True:
             try:
                 data = src.recv(65536)
@@ -81,10 +90,10 @@ class CutProxy:
                 data = b""
             if not data:
                 break
-            if upstream:
-                data, cut = self._count(data)
-            else:
-                cut = False
+            if first:
+                self.connection_heads.append(data[:4096])
+                first = False
+            data, cut = self._count(data, upstream)
             try:
                 if data:
                     dst.sendall(data)
@@ -99,21 +108,25 @@ class CutProxy:
         with self._lock:
             self._sockets.difference_update(pair)
 
-    def _count(self, data: bytes) -> tuple[bytes, bool]:
+    def _count(self, data: bytes, upstream: bool) -> tuple[bytes, bool]:
         """Forwards up to the next cut point; True when the connection must be cut after this piece."""
         with self._lock:
-            start = self.sent_upstream
-            if self._cut_points and start + len(data) >= self._cut_points[0]:
-                point = self._cut_points.pop(0)
+            points = self._cut_points if upstream else self._down_cut_points
+            start = self.sent_upstream if upstream else self.sent_downstream
+            cut = False
+            if points and start + len(data) >= points[0]:
+                point = points.pop(0)
                 # Points already passed (two in one recv) collapse into this cut.
-                while self._cut_points and self._cut_points[0] <= point:
-                    self._cut_points.pop(0)
+                while points and points[0] <= point:
+                    points.pop(0)
                 data = data[:max(0, point - start)]
-                self.sent_upstream += len(data)
                 self.cuts_done += 1
-                return data, True
-            self.sent_upstream += len(data)
-            return data, False
+                cut = True
+            if upstream:
+                self.sent_upstream += len(data)
+            else:
+                self.sent_downstream += len(data)
+            return data, cut
 
 
 def _reset(sock: socket.socket) -> None:

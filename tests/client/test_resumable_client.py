@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Iterator
 
@@ -97,3 +98,19 @@ def test_a_file_object_uploads_from_its_current_position(session_endpoint: Sessi
             handle, "tail.bin", resumable=True, progress=lambda done, total: seen.append(done))
     assert info.size == len(expected) and info.sha256 == sha256_of(tmp_path / "tail.bin")
     assert seen[0] == 0 and seen[-1] == len(expected)
+
+
+def test_download_cut_mid_way_resumes_with_range_and_verifies(session_endpoint: SessionEndpoint,
+                                                              proxy: CutProxy, tmp_path: Path) -> None:
+    source = random_file(tmp_path / "film.bin", 4 * MiB)
+    uploaded = chunked_client(session_endpoint.url, session_endpoint.token).upload(source)
+    proxy.cut_downstream_at([MiB, 3 * MiB])
+    through_proxy = chunked_client(proxy.url, session_endpoint.token)
+    result = through_proxy.download(uploaded.id, tmp_path / "copy.bin")
+    assert proxy.cuts_done == 2
+    assert (tmp_path / "copy.bin").read_bytes() == source.read_bytes()
+    assert result.sha256 == uploaded.sha256
+    # After each cut the client asked for the rest only (Range from what it had), not the whole file.
+    ranges = [int(m.group(1)) for head in proxy.connection_heads
+              if (m := re.search(rb"\r\nRange: bytes=(\d+)-\r\n", head, re.IGNORECASE))]
+    assert ranges and ranges == sorted(ranges) and 0 < ranges[0] and ranges[-1] < 4 * MiB, ranges

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.helpers import REPO, ServerProcess, clean_env, create_account
+from tests.helpers import ServerProcess, clean_env, create_account
 
 HTTP_METHODS = ("get", "post", "put", "patch", "delete", "head", "options")
 
@@ -94,7 +94,7 @@ def test_schemathesis_finds_no_server_errors_or_schema_violations(tmp_path, phas
              "--exclude-path", "/api/v1/account/password", "--exclude-path-regex", "^/api/v1/tokens/",
              "--exclude-method", "PATCH",
              "--request-timeout", "30", "--no-color"],
-            capture_output=True, text=True, env=clean_env(), cwd=REPO, timeout=600)
+            capture_output=True, text=True, env=clean_env(), cwd=tmp_path, timeout=600)
         print(result.stdout[-6000:])
         assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
         assert requests.get(f"{server.url}/healthz").status_code == 200
