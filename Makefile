@@ -27,5 +27,8 @@ bench: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python -m compileall -q lockr_local server sync tray tests
 
+exe:
+	PYTHON=$(PYTHON) VENV=$(VENV) packaging/build.sh
+
 clean:
 	rm -rf $(VENV) build dist *.egg-info

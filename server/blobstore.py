@@ -133,6 +133,8 @@ class BlobStore(ABC):
 
 def fsync_directory(path: Path) -> None:
     """Makes a rename or a new entry in `path` durable."""
+    if os.name == "nt":  # Windows cannot open a folder to fsync it; NTFS journals the rename itself
+        return
     fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
     try:
         os.fsync(fd)

@@ -60,7 +60,10 @@ def serve(args: argparse.Namespace) -> int:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
+            try:
+                loop.add_signal_handler(sig, stop.set)
+            except NotImplementedError:  # Windows' event loop has no signal handlers: plain signals then
+                signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
         background = ctx_background_tasks(ctx)
         await stop.wait()
         logging.getLogger("lockr.server").info("shutting down")
