@@ -1,4 +1,4 @@
-"""The packaged program's client with the OS keyring, rclone remote, web pages, doctor and tray.
+"""The packaged program's client with the OS keyring, sync agent, rclone remote, web pages, doctor and tray.
 
 Like test_executable.py, every command runs dist/lockr-local itself with a clean environment in an
 empty folder; the real server it talks to is the executable's own `serve`.
@@ -7,6 +7,7 @@ empty folder; the real server it talks to is the executable's own `serve`.
 from __future__ import annotations
 
 import configparser
+import hashlib
 import json
 import os
 import shutil
@@ -102,6 +103,22 @@ $exe download --endpoint {exe_server.url} -q -o back.bin "$(head -n 1 links.txt)
     client_files = [p for p in exe_home.rglob("*") if p.is_file() and "store" not in p.relative_to(exe_home).parts]
     leaked = [p for p in client_files if "lkr_" in p.read_text(errors="ignore")]
     assert not leaked, f"the token was written to a file instead of the keyring: {leaked}"
+
+
+def test_sync_once_mirrors_a_small_folder(executable: Path, exe_home: Path, exe_server: ExeServer) -> None:
+    token = add_user(executable, exe_home)
+    folder = exe_home / "Documents"
+    (folder / "taxes").mkdir(parents=True)
+    contents = {"readme.txt": b"hello from the packaged sync agent\n", "taxes/2025.pdf": os.urandom(300_000),
+                "empty.txt": b""}
+    for name, data in contents.items():
+        (folder / name).write_bytes(data)
+    result = run_exe(executable, exe_home, "sync", str(folder), "--once", "--endpoint", exe_server.url,
+                     "--token", token, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    remote = remote_files(exe_server, token)
+    assert {name: item["sha256"] for name, item in remote.items()} == {
+        name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
 
 
 def test_doctor_reports_the_tray_and_keyring_backends(executable: Path, exe_home: Path) -> None:
