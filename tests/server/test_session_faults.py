@@ -60,7 +60,10 @@ def test_cut_chunk_keeps_the_durable_prefix_and_resumes_from_the_reported_offset
     if action == "close":
         # Every byte the server read before the FIN was made durable and counted.
         assert resumed_at >= cut_at - (cut_at // CHUNK + 1) * HEADERS_AT_MOST
-    assert 0 <= uploader.resent <= CHUNK
+    # A FIN lets the server read every byte that crossed the proxy: at most the cut chunk goes again.
+    # An RST makes both kernels drop what sat in socket buffers, and on a loaded machine the client may
+    # have pushed most of the next chunk into them before it sees the reset: allow one chunk more.
+    assert 0 <= uploader.resent <= (CHUNK if action == "close" else 2 * CHUNK)
     assert file["sha256"] == sha256(DATA)
     assert sha256(download(file)) == sha256(DATA)
 
