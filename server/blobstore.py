@@ -142,6 +142,17 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def publish(source: Path, final: Path) -> None:
+    """Moves fsynced bytes into their object path and makes the rename durable (a new shard folder too).
+    Callers translate OSError with storage_errors()."""
+    created_parent = not final.parent.exists()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    os.replace(source, final)
+    fsync_directory(final.parent)
+    if created_parent:
+        fsync_directory(final.parent.parent)
+
+
 class FileBlobWriter(BlobWriter):
     """Streams into `tmp/`, hashing as it goes; commit = fsync, os.replace, fsync the directory."""
 
@@ -185,12 +196,7 @@ class FileBlobWriter(BlobWriter):
                 os.close(fd)
                 self._fd = None
                 self._finished = True
-                created_parent = not self._final_path.parent.exists()
-                self._final_path.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(self._temp_path, self._final_path)
-                fsync_directory(self._final_path.parent)
-                if created_parent:
-                    fsync_directory(self._final_path.parent.parent)
+                publish(self._temp_path, self._final_path)
         except BaseException:
             self.abort()
             raise

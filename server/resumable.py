@@ -23,7 +23,7 @@ from lockr_local.errors import (
     StorageError,
 )
 from lockr_local.server.blobstore import (
-    BlobLocation, BlobWriter, Digests, FileBlobStore, StreamDigests, fsync_directory, storage_errors,
+    BlobLocation, BlobWriter, Digests, FileBlobStore, StreamDigests, fsync_directory, publish, storage_errors,
 )
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
@@ -120,12 +120,7 @@ class PartialFile(BlobWriter):
         with storage_errors("make the upload durable"):
             os.fsync(self._fd)
             self.abort()
-            created_parent = not self.final_path.parent.exists()
-            self.final_path.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(self.path, self.final_path)
-            fsync_directory(self.final_path.parent)
-            if created_parent:
-                fsync_directory(self.final_path.parent.parent)
+            publish(self.path, self.final_path)
             fsync_directory(self.path.parent)
 
     def restore(self) -> None:

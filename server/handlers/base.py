@@ -14,7 +14,7 @@ import tornado.web
 from tornado.iostream import StreamClosedError
 
 from lockr_local.config import Settings
-from lockr_local.errors import BadRequest, LockrError, Unauthorized, error_body
+from lockr_local.errors import BadRequest, LockrError, TooLarge, Unauthorized, error_body
 from lockr_local.server.auth import Authenticator
 from lockr_local.server.blobstore import FileBlobStore
 from lockr_local.server.db import Database
@@ -232,6 +232,16 @@ class BaseHandler(tornado.web.RequestHandler):
     async def run_io(self, fn: Callable[..., T], *args: Any) -> T:
         """Runs blocking file I/O on the `lockr-io` threads."""
         return await asyncio.get_running_loop().run_in_executor(self.ctx.io, fn, *args)
+
+    def body_too_large(self, received: int) -> TooLarge:
+        """Why a streamed body that ran past its limit is refused: its Content-Length, or the plan."""
+        if self.request.headers.get("Content-Length") is not None:
+            return TooLarge("The body is longer than its Content-Length.")
+        try:
+            self.ctx.service.check_object_size(self.principal, received)
+        except TooLarge as exc:
+            return exc
+        return TooLarge()
 
     def watch_body(self, on_timeout: Callable[[], None]) -> BodyWatchdog:
         """Starts cutting off this request's body if it stalls or trickles (see BodyWatchdog)."""

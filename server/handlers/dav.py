@@ -222,16 +222,7 @@ class DavHandler(DownloadHandler):
         self.put_location = BlobLocation(self.put_region, new_id())
         writer = await self.run_io(self.ctx.blobs.new_writer, self.put_location)
         limit = size if size is not None else service.max_object_size(self.principal)
-        self.sink = UploadSink(writer, self.ctx.io, limit, self._too_large)
-
-    def _too_large(self, received: int) -> TooLarge:
-        if self.request.headers.get("Content-Length") is not None:
-            return TooLarge("The body is longer than its Content-Length.")
-        try:
-            self.ctx.service.check_object_size(self.principal, received)
-        except TooLarge as exc:
-            return exc
-        return TooLarge()
+        self.sink = UploadSink(writer, self.ctx.io, limit, self.body_too_large)
 
     @unless_finished
     async def put(self) -> None:

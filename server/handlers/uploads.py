@@ -6,7 +6,7 @@ from typing import Any
 
 import tornado.web
 
-from lockr_local.errors import BadRequest, LockrError, QuotaExceeded, TooLarge
+from lockr_local.errors import BadRequest, LockrError, QuotaExceeded
 from lockr_local.names import decode_header_name, validate_content_type, validate_key_hash
 from lockr_local.server.blobstore import BlobLocation
 from lockr_local.server.handlers.base import BaseHandler
@@ -54,17 +54,8 @@ class DirectUploadHandler(BaseHandler):
         self.upload: dict[str, Any] = {"name": name, "type": content_type, "region": region, "key_hash": key_hash}
         writer = self.ctx.blobs.new_writer(BlobLocation(region, self.file_id))
         limit = service.max_object_size(principal) if size is None else size
-        self.sink = UploadSink(writer, self.ctx.io, limit, self._too_large)
+        self.sink = UploadSink(writer, self.ctx.io, limit, self.body_too_large)
         self.body_watchdog = self.watch_body(self.sink.abort)
-
-    def _too_large(self, received: int) -> TooLarge:
-        if self.request.headers.get("Content-Length") is not None:
-            return TooLarge("The body is longer than its Content-Length.")
-        try:
-            self.ctx.service.check_object_size(self.principal, received)
-        except TooLarge as exc:
-            return exc
-        return TooLarge()
 
     async def data_received(self, chunk: bytes) -> None:
         if self.sink is None or self._finished:
