@@ -56,11 +56,29 @@ class Desktop:
             raise AssertionError("Xvfb did not report a display number")
         self.display = f":{number}"
         self.env = {**os.environ, "DISPLAY": self.display}
-        self.trayer = subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel",
-                                        "--width", "160", "--heighttype", "pixel", "--height", "32",
-                                        "--transparent", "false", "--tint", "0x202020", "--SetDockType", "true"],
-                                       env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        wait_for(lambda: '"panel"' in self.tree(), timeout=15, message="trayer's panel on the display")
+        self.trayer_log = folder / "trayer.log"
+        self.trayer = self._start_trayer()
+        # trayer (GTK 2) now and then dies at start-up on a loaded machine before its panel maps; a person
+        # would start it again, and so does the test, keeping what it printed for the failure message.
+        for attempt in range(3):
+            try:
+                wait_for(lambda: '"panel"' in self.tree() or self.trayer.poll() is not None, timeout=20,
+                         message="trayer's panel on the display")
+            except AssertionError:
+                self.trayer.kill()
+                self.trayer.wait()
+            if self.trayer.poll() is None and '"panel"' in self.tree():
+                return
+            self.trayer = self._start_trayer()
+        self.stop()
+        raise AssertionError(f"trayer's panel never appeared on {self.display}: {self.trayer_log.read_text()}")
+
+    def _start_trayer(self) -> subprocess.Popen[bytes]:
+        with self.trayer_log.open("ab") as log:
+            return subprocess.Popen(["trayer", "--edge", "top", "--align", "right", "--widthtype", "pixel",
+                                     "--width", "160", "--heighttype", "pixel", "--height", "32",
+                                     "--transparent", "false", "--tint", "0x202020", "--SetDockType", "true"],
+                                    env=self.env, stdout=log, stderr=subprocess.STDOUT)
 
     def tree(self) -> str:
         return subprocess.run(["xwininfo", "-root", "-tree"], env=self.env, capture_output=True, text=True,
