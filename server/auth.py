@@ -77,11 +77,12 @@ class Authenticator:
         """Who sent the request; raises Unauthorized for credentials that are present but wrong."""
         if not authorization:
             return Principal.guest()
+        token = bearer_token(authorization)
+        if token is not None:
+            return await self.db.run(self.service.authenticate_token, token)
         scheme, _, value = authorization.strip().partition(" ")
         scheme = scheme.lower()
         value = value.strip()
-        if scheme == "bearer" and value:
-            return await self.db.run(self.service.authenticate_token, value)
         if scheme == "basic" and value:
             identifier, password = _decode_basic(value)
             account = await self.verify_credentials(identifier, password, client_address)
@@ -132,6 +133,15 @@ class Authenticator:
 
     def close(self) -> None:
         self._kdf.shutdown(wait=False)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an `Authorization: Bearer TOKEN` header, else None."""
+    if not authorization:
+        return None
+    scheme, _, value = authorization.strip().partition(" ")
+    value = value.strip()
+    return value if scheme.lower() == "bearer" and value else None
 
 
 def _decode_basic(value: str) -> tuple[str, str]:

@@ -56,12 +56,25 @@ class UploadSink:
             await pending
 
     async def commit(self) -> str:
-        """Drains, then makes the blob durable and visible; returns its sha256."""
-        await self.drain()
+        """Writes what is left, then makes the blob durable and visible; returns its sha256.
+
+        The last buffer and the commit share one trip to the I/O pool: for a small file that is
+        the only trip, and a round trip costs about as much as writing 10 KiB.
+        """
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await pending
+        tail = b"".join(self._chunks)
+        self._chunks, self._buffered = [], 0
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(self._executor, self.writer.commit)
+        await loop.run_in_executor(self._executor, self._write_and_commit, tail)
         self._closed = True
         return self.writer.sha256()
+
+    def _write_and_commit(self, tail: bytes) -> None:
+        if tail:
+            self.writer.write(tail)
+        self.writer.commit()
 
     def abort(self) -> None:
         """Discards the blob once any write in flight has finished; safe to call more than once."""

@@ -8,6 +8,7 @@ import tornado.web
 
 from lockr_local.errors import BadRequest, LockrError, QuotaExceeded
 from lockr_local.names import decode_header_name, validate_content_type, validate_key_hash
+from lockr_local.server.auth import bearer_token
 from lockr_local.server.blobstore import BlobLocation
 from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.security import new_id
@@ -38,7 +39,33 @@ class DirectUploadHandler(BaseHandler):
         self.request.connection.set_max_body_size(UNLIMITED_BODY)
         if self.request.method != "POST":
             return
-        principal = await self.authenticate()
+        token = bearer_token(self.request.headers.get("Authorization"))
+        principal = await self.authenticate() if token is None else None
+        try:
+            name, content_type, key_hash, size = self.upload_headers()
+        except LockrError:
+            if principal is None:
+                await self.authenticate()  # a bad token answers 401 before any complaint about headers
+            raise
+        service = self.ctx.service
+        asked_region = self.request.headers.get("x-upload-region")
+        if principal is None:
+            # A Bearer token (the common case) is checked and the upload admitted in one trip to the
+            # database thread: small uploads are mostly such round trips.
+            principal, region = await self.call(service.authenticate_and_admit, token, asked_region, size, key_hash)
+            self.principal = principal
+            self.ctx.auth.limit_request(principal, self.client_address)
+        else:
+            region = await self.call(service.admit_upload, principal, asked_region, size, key_hash)
+        self.file_id = new_id()
+        self.upload: dict[str, Any] = {"name": name, "type": content_type, "region": region, "key_hash": key_hash}
+        writer = self.ctx.blobs.new_writer(BlobLocation(region, self.file_id))
+        limit = service.max_object_size(principal) if size is None else size
+        self.sink = UploadSink(writer, self.ctx.io, limit, self.body_too_large)
+        self.body_watchdog = self.watch_body(self.sink.abort)
+
+    def upload_headers(self) -> tuple[str, str, str | None, int | None]:
+        """Name, type, key hash and declared size from the headers; 400 for any that is wrong."""
         raw_name = self.request.headers.get("x-file-name")
         if raw_name is None:
             raise BadRequest("Name the file with the x-file-name header.", field="x-file-name")
@@ -46,16 +73,7 @@ class DirectUploadHandler(BaseHandler):
         content_type = validate_content_type(self.request.headers.get("Content-Type"))
         key_header = self.request.headers.get("x-key-hash")
         key_hash = validate_key_hash(key_header) if key_header else None
-        size = declared_length(self)
-        service = self.ctx.service
-        region = await self.call(service.admit_upload, principal, self.request.headers.get("x-upload-region"),
-                                 size, key_hash)
-        self.file_id = new_id()
-        self.upload: dict[str, Any] = {"name": name, "type": content_type, "region": region, "key_hash": key_hash}
-        writer = self.ctx.blobs.new_writer(BlobLocation(region, self.file_id))
-        limit = service.max_object_size(principal) if size is None else size
-        self.sink = UploadSink(writer, self.ctx.io, limit, self.body_too_large)
-        self.body_watchdog = self.watch_body(self.sink.abort)
+        return name, content_type, key_hash, declared_length(self)
 
     async def data_received(self, chunk: bytes) -> None:
         if self.sink is None or self._finished:
