@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from lockr_local.server.blobstore import FLUSH_EVERY
 from tests.helpers import REPO, ServerProcess, clean_env, create_account, upload, wait_for
 
 
@@ -178,3 +179,24 @@ def test_fsync_failure_is_never_acknowledged(server, monkeypatch):
     assert requests.get(f"{server.url}/api/v1/files", headers=account.auth).json()["files"] == []
     assert list(temp_dir.iterdir()) == []
     assert upload(server.url, b"fine", "ok.txt", account=account).status_code == 201
+
+
+def test_failed_background_writeback_is_never_acknowledged(server, monkeypatch):
+    """Big uploads are flushed in the background while they stream; an EIO there fails the upload
+    even though the final fsync on the writer's own descriptor would no longer report it."""
+    account = create_account(server.url)
+    real_fdatasync = os.fdatasync
+    failures = []
+
+    def failing_fdatasync(fd: int) -> None:
+        failures.append(fd)
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+    response = upload(server.url, os.urandom(3 * FLUSH_EVERY + 1), "writeback.bin", account=account)
+    monkeypatch.setattr(os, "fdatasync", real_fdatasync)
+    assert failures, "the upload was never flushed in the background"
+    assert response.status_code == 500, response.text
+    assert response.json()["error"]["code"] == "storage_error"
+    assert requests.get(f"{server.url}/api/v1/files", headers=account.auth).json()["files"] == []
+    assert wait_for(lambda: list(server.ctx.blobs.temp_dir("local").iterdir()) == [], message="temp file removed")
