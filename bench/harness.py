@@ -65,7 +65,9 @@ class PeakRss:
 class LockrServer:
     """`lockr-local serve` on a free port with a temp data folder and one account."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, token: str | None = None) -> None:
+        """Starts the server; signs up the `bench` account unless `token` is that account's token already
+        (a restart on a data folder the harness filled itself)."""
         self.data_dir = data_dir
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKR_")}
         full_env.update({"LOCKR_RATE_ACCOUNT": "100000", "LOCKR_RATE_ACCOUNT_BURST": "1000000",
@@ -81,7 +83,7 @@ class LockrServer:
         if not match:
             raise RuntimeError(f"lockr-local did not start: {line!r}")
         self.url = match.group(1)
-        self.token = self._signup()
+        self.token = token or self._signup()
 
     def _signup(self) -> str:
         out = subprocess.run(["curl", "-s", f"{self.url}/api/v1/account", "-H", "Content-Type: application/json",
@@ -134,6 +136,9 @@ class Row:
     unit: str
     peak_rss: int = 0
     note: str = ""
+    # The lockr-local scenario this row is compared with in the ratio column (session vs direct upload);
+    # empty: a peer's row is compared with lockr-local's row of the same scenario.
+    compare_with: str = ""
 
 
 @dataclass
@@ -150,13 +155,29 @@ class Table:
         lines = ["| scenario | server | result | server peak RSS | lockr-local / peer |", "|---|---|---|---|---|"]
         for row in self.rows:
             ratio = ""
-            if row.server != "lockr-local":
+            if row.compare_with:
+                base = [r for r in self.rows if r.scenario == row.compare_with and r.server == "lockr-local"]
+                if base and base[0].value:
+                    ratio = f"{row.value / base[0].value:.2f}x (this / {row.compare_with})"
+            elif row.server != "lockr-local":
                 ours = [r for r in self.rows if r.scenario == row.scenario and r.server == "lockr-local"]
                 if ours and row.value:
                     ratio = f"{ours[0].value / row.value:.2f}x"
             rss = f"{row.peak_rss / 2**20:.0f} MiB" if row.peak_rss else "-"
             lines.append(f"| {row.scenario} | {row.server} | {row.value:.1f} {row.unit} | {rss} | {ratio} |")
         return "\n".join(lines)
+
+
+def copy_range(source: Path, target: Path, offset: int, length: int) -> Path:
+    """`length` bytes of `source` from `offset` into a new file (in the kernel: no Python buffers)."""
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        copied = 0
+        while copied < length:
+            done = os.copy_file_range(src.fileno(), dst.fileno(), length - copied, offset + copied)
+            if not done:
+                raise RuntimeError(f"{source} ended before byte {offset + length}")
+            copied += done
+    return target
 
 
 def median_of(runs: int, measure: Callable[[], float]) -> float:
