@@ -166,9 +166,9 @@ def scenario_listing(work: Path, counts: tuple[int, ...], runs: int, table: Tabl
                     walk_seconds, middle, seen = walk_listing(target, count)
                     mid = statistics.median(timed_get(f"{files_url}?cursor={middle}", target.auth_headers())[0]
                                             for _ in range(requests)) if middle else 0.0
-                note = f"RSS at start {at_start / 2**20:.0f} MiB"
                 if seen != count:
-                    note += f"; listed {seen} of {count}"
+                    raise RuntimeError(f"the listing walked {seen} files of the {count} stored")
+                note = f"RSS at start {at_start / 2**20:.0f} MiB"
                 label = f"listing, {count:,} files"
                 table.add(Row(f"{label}: first page", "lockr-local", first * 1000, "ms", rss.peak, note))
                 table.add(Row(f"{label}: middle page (cursor)", "lockr-local", mid * 1000, "ms", rss.peak))
