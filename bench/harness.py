@@ -148,7 +148,7 @@ class Table:
     def add(self, row: Row) -> None:
         self.rows.append(row)
         rss = f"{row.peak_rss / 2**20:.0f} MiB" if row.peak_rss else "-"
-        print(f"  {row.scenario:<38} {row.server:<22} {row.value:>10.1f} {row.unit:<8} rss {rss:>8} {row.note}",
+        print(f"  {row.scenario:<48} {row.server:<20} {row.value:>10.1f} {row.unit:<8} rss {rss:>8} {row.note}",
               flush=True)
 
     def render(self) -> str:
