@@ -7,6 +7,7 @@ import hashlib
 import os
 import secrets
 import shutil
+import zlib
 from abc import ABC, abstractmethod
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -42,6 +43,7 @@ class Digests:
     sha256: str
     sha1: str
     md5: str
+    crc32: int | None = None
 
 
 class StreamDigests:
@@ -53,6 +55,7 @@ class StreamDigests:
         self._sha256 = hashlib.sha256()
         self._sha1 = hashlib.sha1()
         self._md5 = hashlib.md5()
+        self._crc32 = 0
 
     def update(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
@@ -64,6 +67,7 @@ class StreamDigests:
         try:
             self._sha256.update(view)
             self._sha1.update(view)
+            self._crc32 = zlib.crc32(view, self._crc32)
         finally:
             if side is not None:
                 side.result()  # in order, and before the caller may reuse the buffer
@@ -72,11 +76,12 @@ class StreamDigests:
         return self._sha256.hexdigest()
 
     def digests(self) -> Digests:
-        return Digests(self._sha256.hexdigest(), self._sha1.hexdigest(), self._md5.hexdigest())
+        return Digests(self._sha256.hexdigest(), self._sha1.hexdigest(), self._md5.hexdigest(), self._crc32)
 
     def copy(self) -> "StreamDigests":
         twin = StreamDigests.__new__(StreamDigests)
         twin._sha256, twin._sha1, twin._md5 = self._sha256.copy(), self._sha1.copy(), self._md5.copy()
+        twin._crc32 = self._crc32
         return twin
 
 

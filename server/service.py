@@ -77,6 +77,7 @@ class FileInfo:
     mtime: float | None
     sha1: str = ""
     md5: str = ""
+    crc32: int | None = None
 
     @property
     def has_key(self) -> bool:
@@ -106,7 +107,7 @@ class FileInfo:
     @staticmethod
     def of(row: StoredFile) -> "FileInfo":
         return FileInfo(row.file_id, row.name, row.size, row.content_type, row.region, row.sha256, row.key_hash,
-                        row.key_version, row.owner_id, row.created_at, row.mtime, row.sha1, row.md5)
+                        row.key_version, row.owner_id, row.created_at, row.mtime, row.sha1, row.md5, row.crc32)
 
 
 def iso8601(timestamp: float) -> str:
@@ -127,6 +128,7 @@ class NewFile:
     mtime: float | None = None
     sha1: str = ""
     md5: str = ""
+    crc32: int | None = None
 
 
 class Service:
@@ -329,7 +331,7 @@ class Service:
                 UploadSession.delete().where(UploadSession.session_id == session_id).execute()
             row = StoredFile.create(file_id=new.file_id, owner=principal.account_id, name=new.name, size=new.size,
                                     content_type=new.type, region=new.region, sha256=new.sha256,
-                                    sha1=new.sha1, md5=new.md5,
+                                    sha1=new.sha1, md5=new.md5, crc32=new.crc32,
                                     key_hash=self.signer.protect_key_hash(new.key_hash) if new.key_hash else None,
                                     mtime=new.mtime, created_at=time.time())
         return FileInfo.of(row)

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import re
+import zlib
 from typing import BinaryIO
 from urllib.parse import quote
+
+from tornado.iostream import StreamClosedError
 
 from lockr_local.errors import IntegrityError, NotFound, RangeNotSatisfiable
 from lockr_local.names import validate_key_hash
@@ -14,6 +18,8 @@ from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.handlers.files import checked_file_id
 from lockr_local.server.links import check_download
 from lockr_local.server.service import FileInfo
+from lockr_local.server.zerocopy import (ClientStalled, Expected, body_sent_by_sendfile, file_descriptor, sendfile_range,
+                                         socket_for_sendfile)
 
 log = logging.getLogger("lockr.server")
 READ_CHUNK = 1024 * 1024
@@ -104,8 +110,36 @@ class DownloadHandler(BaseHandler):
         if not send_body or length == 0:
             self.finish()
             return
-        reader = BlobReader(await self.run_io(self.ctx.blobs.open, info.location), first, length,
-                            verify_sha256=info.sha256 if byte_range is None else None)
+        handle = await self.run_io(self.ctx.blobs.open, info.location)
+        verify = Expected(info.sha256, info.crc32) if byte_range is None else None
+        fd = file_descriptor(handle)
+        sock = socket_for_sendfile(self.request.connection) if fd is not None else None
+        if fd is None or sock is None:
+            await self.stream_body(info, BlobReader(handle, first, length, verify))
+            return
+        try:
+            await self.flush()  # the headers: after this the socket carries only the body
+            await sendfile_range(sock, fd, first, length, self.ctx.io, self.settings_.body_idle_timeout, verify)
+        except IntegrityError:
+            self.cut_off(f"file {info.id} failed its sha256 check while being served; the download was cut "
+                         "off. Run 'lockr-local fsck --verify'.", logging.ERROR)
+            return
+        except (ClientStalled, OSError, StreamClosedError) as error:
+            self.cut_off(f"download of {info.id} ended early: {type(error).__name__} {error}", logging.INFO)
+            return
+        finally:
+            os.close(sock)
+            handle.close()
+        body_sent_by_sendfile(self.request.connection, length)
+        self.finish()
+
+    def cut_off(self, message: str, level: int) -> None:
+        """Ends a response whose headers are out: closing the connection is the only honest signal left."""
+        log.log(level, message)
+        self.request.connection.stream.close()
+
+    async def stream_body(self, info: FileInfo, reader: BlobReader) -> None:
+        """The buffered path, for stores whose handles are not plain files and for TLS connections."""
         try:
             while not reader.done:
                 data = await self.run_io(reader.read_chunk)
@@ -121,16 +155,18 @@ class DownloadHandler(BaseHandler):
 
 
 class BlobReader:
-    """Reads a byte range in chunks on an I/O thread; for whole-file reads it hashes along the way and
-    refuses to hand out the last chunk if the bytes do not match the recorded sha256, so a flipped
-    bit is never served as good (the client sees a cut-off download instead)."""
+    """Reads a byte range in chunks on an I/O thread; for whole-file reads it checksums along the way and
+    refuses to hand out the last chunk if the bytes do not match the recorded CRC-32 (or SHA-256), so a
+    flipped bit is never served as good (the client sees a cut-off download instead)."""
 
-    def __init__(self, handle: BinaryIO, first: int, length: int, verify_sha256: str | None) -> None:
+    def __init__(self, handle: BinaryIO, first: int, length: int, expected: Expected | None) -> None:
         self._handle = handle
         self._handle.seek(first)
         self._remaining = length
-        self._expected = verify_sha256
-        self._digest = hashlib.sha256() if verify_sha256 else None
+        self._expected = expected
+        self._use_crc = expected is not None and expected.crc32 is not None
+        self._crc = 0
+        self._digest = hashlib.sha256() if expected is not None and not self._use_crc else None
 
     @property
     def done(self) -> bool:
@@ -141,9 +177,16 @@ class BlobReader:
         if not data:
             raise IntegrityError("The file's bytes are shorter than recorded.")
         self._remaining -= len(data)
-        if self._digest is not None:
+        if self._expected is None:
+            return data
+        if self._use_crc:
+            self._crc = zlib.crc32(data, self._crc)
+        elif self._digest is not None:
             self._digest.update(data)
-            if self._remaining <= 0 and self._digest.hexdigest() != self._expected:
+        if self._remaining <= 0:
+            good = (self._crc == self._expected.crc32 if self._use_crc
+                    else self._digest is not None and self._digest.hexdigest() == self._expected.sha256)
+            if not good:
                 raise IntegrityError()
         return data
 
