@@ -76,7 +76,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if os.environ.get("LOCKR_BENCH_RCLONE", "1") == "0" and "rclone" in groups:
         groups.remove("rclone")
     args.groups = groups
-    args.listing_counts = tuple(int(c) for c in args.listing_counts.split(","))
+    args.listing_counts = tuple(sorted(int(c) for c in args.listing_counts.split(",")))
     if args.results is None:
         args.results = REPO / "bench" / "results" / ("partial.md" if args.only else "latest.md")
     return args
