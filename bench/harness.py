@@ -180,8 +180,19 @@ def copy_range(source: Path, target: Path, offset: int, length: int) -> Path:
     return target
 
 
+def settle_disk() -> None:
+    """Writes back every dirty page before a timed run, so that no run pays for the write-back of bytes
+    left by the one before: the source file just made, a peer's unsynced upload, a deleted store."""
+    os.sync()
+
+
 def median_of(runs: int, measure: Callable[[], float]) -> float:
-    return statistics.median(measure() for _ in range(runs))
+    """The median of `runs` measurements, each started on a settled disk."""
+    values = []
+    for _ in range(runs):
+        settle_disk()
+        values.append(measure())
+    return statistics.median(values)
 
 
 def have(tool: str) -> bool:

@@ -11,7 +11,9 @@ import statistics
 import time
 from pathlib import Path
 
-from bench.harness import LockrServer, PeakRss, Row, Table, copy_range, curl, make_file, median_of, rss_bytes
+from bench.harness import (
+    LockrServer, PeakRss, Row, Table, copy_range, curl, make_file, median_of, rss_bytes, settle_disk,
+)
 from bench.scenarios import MB, big_upload_scenario, scenario_big_download, scenario_big_upload, size_label
 from bench.targets import LockrTarget
 
@@ -196,6 +198,7 @@ def scenario_big(work: Path, size: int, table: Table) -> None:
             target = LockrTarget(server)
             scenario_big_upload(target, source, size, 1, table)
             source.unlink()
+            settle_disk()
             scenario_big_download(target, size, 1, table)
         finally:
             server.stop()

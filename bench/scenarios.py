@@ -9,7 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
-from bench.harness import PeakRss, Row, Table, curl, make_file, median_of
+from bench.harness import PeakRss, Row, Table, curl, make_file, median_of, settle_disk
 from bench.peers import NginxPeer
 from bench.targets import Target, upload
 
@@ -63,6 +63,7 @@ def scenario_small_files(target: Target, small: Path, count: int, runs: int, tab
 def concurrent_uploads(target: Target, path: Path, clients: int, prefix: str) -> tuple[float, int, int]:
     """`clients` curl processes upload `path` at once; returns (seconds until the last one ended, peak RSS,
     failures)."""
+    settle_disk()
     started = time.perf_counter()
     with PeakRss(target.pid) as rss:
         procs = [subprocess.Popen(["curl", "-s", "-S", "--fail", *target.upload_args(f"{prefix}-{i}.bin", path),
@@ -97,6 +98,7 @@ def scenario_upload_scaling(target: Target, work: Path, size: int, table: Table)
 
 def bench_raw_limits(work: Path, source: Path, size: int, table: Table) -> None:
     """The frame: what copying, hashing and a body-discarding server cost on this machine."""
+    settle_disk()
     started = time.perf_counter()
     target = work / "copy.bin"
     shutil.copyfile(source, target)
@@ -110,6 +112,7 @@ def bench_raw_limits(work: Path, source: Path, size: int, table: Table) -> None:
         while block := handle.read(8 * 2**20):
             digest.update(block)
     table.add(Row("raw: sha256 of the file", "machine", size / MB / (time.perf_counter() - started), "MB/s"))
+    settle_disk()
     if NginxPeer.available():
         nginx = NginxPeer(work).start()
         try:
