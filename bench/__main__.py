@@ -1,208 +1,157 @@
 """`make bench`: lockr-local side by side with nginx, copyparty and `rclone serve webdav` in one run.
 
-curl is the client for everyone. Sizes: LOCKR_BENCH_SIZE (default 1GiB); runs per figure:
-LOCKR_BENCH_RUNS (default 3); LOCKR_BENCH_PEERS=0 measures lockr-local alone; LOCKR_BENCH_RCLONE=0
-leaves out the rclone-sync comparison (bench/rclone_webdav.py).
+curl is the client for everyone. `python -m bench --help` lists the options; each has an environment
+twin for `make bench`: LOCKR_BENCH_SIZE (default 1GiB), LOCKR_BENCH_RUNS (default 3), LOCKR_BENCH_PEERS=0
+(lockr-local alone), LOCKR_BENCH_RCLONE=0 (no rclone-sync comparison), LOCKR_BENCH_ONLY (groups),
+LOCKR_BENCH_BIG=1 (add the 4 GiB flat-memory run), LOCKR_BENCH_DIR (where temp files go).
 """
 
 from __future__ import annotations
 
-import json
+import argparse
 import os
 import platform
-import subprocess
+import shutil
 import tempfile
 import time
-from abc import ABC, abstractmethod
 from pathlib import Path
 
-from bench.harness import REPO, LockrServer, PeakRss, Row, Table, curl, have, make_file, median_of
-from bench.peers import ALL_PEERS, NginxPeer, Peer
+from bench.harness import REPO, LockrServer, Table, have, make_file
+from bench.lockr_scenarios import (
+    BIG_SIZE, LISTING_COUNTS, scenario_big, scenario_listing, scenario_session_upload,
+)
+from bench.peers import ALL_PEERS
+from bench.scenarios import (
+    bench_raw_limits, scenario_big_download, scenario_big_upload, scenario_concurrent, scenario_small_files,
+    scenario_upload_scaling,
+)
+from bench.targets import LockrTarget, PeerTarget, Target, upload
 from lockr_local.config import parse_size
 
-MB = 1_000_000
+# What `--only` can pick; `big` runs only when asked for (--big, LOCKR_BENCH_BIG=1 or --only big).
+GROUPS = {
+    "raw": "machine limits: cp + fsync, sha256, nginx discarding a PUT",
+    "upload": "1 GiB upload, every server (lockr-local: direct POST)",
+    "session": "1 GiB upload through a resumable session in 8 MiB chunks (lockr-local)",
+    "download": "1 GiB download, every server",
+    "small": "500 x 10 KiB uploads over one keep-alive connection",
+    "concurrent": "20 concurrent 50 MiB uploads",
+    "scaling": "upload throughput with 1, 4 and 16 concurrent clients",
+    "listing": "GET /api/v1/files at 1,000 / 10,000 / 100,000 files (lockr-local)",
+    "rclone": "rclone sync into lockr-local's WebDAV view vs rclone serve webdav",
+    "big": "4 GiB upload + download, peak RSS (lockr-local; not in the default run)",
+}
+DEFAULT_GROUPS = [name for name in GROUPS if name != "big"]
+# Groups every server runs; a peer is started only for these.
+SHARED_GROUPS = {"upload", "download", "small", "concurrent", "scaling"}
 
 
-class Target(ABC):
-    """What a scenario needs from a server: how to upload a file with curl and where to fetch it."""
-
-    def __init__(self, name: str, pid: int) -> None:
-        self.name = name
-        self.pid = pid
-        self.urls: dict[str, str] = {}
-
-    @abstractmethod
-    def upload_args(self, name: str, path: Path) -> list[str]: ...
-
-    def download_headers(self) -> list[str]:
-        return []
-
-    def remember(self, name: str, output: str) -> None:
-        pass
-
-    def download_url(self, name: str) -> str:
-        return self.urls[name]
-
-
-class LockrTarget(Target):
-    def __init__(self, server: LockrServer) -> None:
-        super().__init__("lockr-local", server.pid)
-        self.server = server
-
-    def upload_args(self, name: str, path: Path) -> list[str]:
-        return [f"{self.server.url}/api/v1/upload", "-H", f"Authorization: Bearer {self.server.token}",
-                "-H", f"x-file-name: {name}", "-H", "Content-Type: application/octet-stream", "-X", "POST",
-                "-T", str(path)]
-
-    def remember(self, name: str, output: str) -> None:
-        self.urls[name] = json.loads(output)["downloadUrl"]
-
-    def download_headers(self) -> list[str]:
-        return ["-H", f"Authorization: Bearer {self.server.token}"]
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    env = os.environ.get
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter,
+                                     epilog="groups:\n" + "\n".join(f"  {k:<11} {v}" for k, v in GROUPS.items()))
+    parser.add_argument("--only", default=env("LOCKR_BENCH_ONLY", ""),
+                        help="comma-separated groups to run (default: all but big)")
+    parser.add_argument("--size", type=parse_size, default=parse_size(env("LOCKR_BENCH_SIZE", "1GiB")),
+                        help="size of the big file (default 1GiB)")
+    parser.add_argument("--runs", type=int, default=int(env("LOCKR_BENCH_RUNS", "3")),
+                        help="runs per figure, the median is shown (default 3; small files use at least 5)")
+    parser.add_argument("--no-peers", action="store_true", default=env("LOCKR_BENCH_PEERS", "1") == "0",
+                        help="measure lockr-local alone")
+    parser.add_argument("--big", action="store_true", default=env("LOCKR_BENCH_BIG", "0") == "1",
+                        help="add the 4 GiB flat-memory run (needs ~9 GB of free disk for a moment)")
+    parser.add_argument("--big-size", type=parse_size, default=BIG_SIZE, help="size of the --big file (4GiB)")
+    parser.add_argument("--listing-counts", default=",".join(str(c) for c in LISTING_COUNTS),
+                        help="file counts of the listing rows (default 1000,10000,100000)")
+    parser.add_argument("--results", type=Path, default=None,
+                        help="where the table is written (default bench/results/latest.md; partial.md with --only)")
+    args = parser.parse_args(argv)
+    groups = [g.strip() for g in args.only.split(",") if g.strip()] or list(DEFAULT_GROUPS)
+    unknown = [g for g in groups if g not in GROUPS]
+    if unknown:
+        parser.error(f"unknown group(s) {', '.join(unknown)}; choose from {', '.join(GROUPS)}")
+    if args.big and "big" not in groups:
+        groups.append("big")
+    if os.environ.get("LOCKR_BENCH_RCLONE", "1") == "0" and "rclone" in groups:
+        groups.remove("rclone")
+    args.groups = groups
+    args.listing_counts = tuple(sorted(int(c) for c in args.listing_counts.split(",")))
+    if args.results is None:
+        args.results = REPO / "bench" / "results" / ("partial.md" if args.only else "latest.md")
+    return args
 
 
-class PeerTarget(Target):
-    def __init__(self, peer: Peer) -> None:
-        super().__init__(peer.name, peer.pid)
-        self.peer = peer
-
-    def upload_args(self, name: str, path: Path) -> list[str]:
-        return [self.peer.upload_url(name), "-T", str(path)]
-
-    def download_url(self, name: str) -> str:
-        return self.peer.download_url(name)
-
-
-def upload(target: Target, name: str, path: Path) -> float:
-    elapsed, out = curl(target.upload_args(name, path))
-    target.remember(name, out)
-    return elapsed
-
-
-def scenario_big_upload(target: Target, source: Path, size: int, runs: int, table: Table) -> None:
-    counter = iter(range(1000))
-    with PeakRss(target.pid) as rss:
-        value = median_of(runs, lambda: size / MB / upload(target, f"big-{next(counter)}.bin", source))
-    table.add(Row(f"upload {size / 2**30:.1f} GiB", target.name, value, "MB/s", rss.peak))
+def run_target(target: Target, groups: list[str], work: Path, source: Path, size: int, runs: int,
+               table: Table) -> None:
+    """The shared scenarios for one server, and the session row right after lockr-local's direct upload."""
+    if "upload" in groups:
+        scenario_big_upload(target, source, size, runs, table)
+    elif "download" in groups:
+        upload(target, "big-0.bin", source)  # the file the download row fetches, not timed
+    if "session" in groups and isinstance(target, LockrTarget):
+        scenario_session_upload(target, work, source, size, runs, table)
+    if "download" in groups:
+        scenario_big_download(target, size, runs, table)
+    if "small" in groups:
+        small = make_file(work / "small.bin", 10 * 1024)
+        scenario_small_files(target, small, 500, max(runs, 5), table)
+    if "concurrent" in groups:
+        medium = make_file(work / "medium.bin", min(50 * 2**20, size))
+        scenario_concurrent(target, medium, 20, table)
+    if "scaling" in groups:
+        scenario_upload_scaling(target, work, size, table)
 
 
-def scenario_big_download(target: Target, size: int, runs: int, table: Table) -> None:
-    url = target.download_url("big-0.bin")
-    headers = target.download_headers()
-    with PeakRss(target.pid) as rss:
-        value = median_of(runs, lambda: size / MB / curl([url, *headers, "-o", "/dev/null"])[0])
-    table.add(Row(f"download {size / 2**30:.1f} GiB", target.name, value, "MB/s", rss.peak))
-
-
-def scenario_small_files(target: Target, small: Path, count: int, runs: int, table: Table) -> None:
-    round_counter = iter(range(1000))
-
-    def once() -> float:
-        batch = next(round_counter)
-        args: list[str] = []
-        for index in range(count):
-            if index:
-                args.append("--next")
-            args += [*target.upload_args(f"small-{batch}-{index}.bin", small), "-o", "/dev/null"]
-        elapsed, _ = curl(args)
-        return count / elapsed
-
-    with PeakRss(target.pid) as rss:
-        value = median_of(runs, once)
-    table.add(Row(f"{count} x 10 KiB uploads, keep-alive", target.name, value, "files/s", rss.peak))
-
-
-def scenario_concurrent(target: Target, medium: Path, clients: int, table: Table) -> None:
-    size = medium.stat().st_size
-    started = time.perf_counter()
-    with PeakRss(target.pid) as rss:
-        procs = [subprocess.Popen(["curl", "-s", "-S", "--fail", *target.upload_args(f"conc-{i}.bin", medium),
-                                   "-o", "/dev/null"]) for i in range(clients)]
-        codes = [proc.wait() for proc in procs]
-    elapsed = time.perf_counter() - started
-    note = "" if all(code == 0 for code in codes) else f"{sum(1 for c in codes if c)} failed"
-    table.add(Row(f"{clients} concurrent {size / 2**20:.0f} MiB uploads", target.name,
-                  clients * size / MB / elapsed, "MB/s", rss.peak, note))
-
-
-def bench_raw_limits(work: Path, source: Path, size: int, table: Table) -> None:
-    """The frame: what copying, hashing and a body-discarding server cost on this machine."""
-    import hashlib
-    import shutil
-
-    started = time.perf_counter()
-    target = work / "copy.bin"
-    shutil.copyfile(source, target)
-    with open(target, "rb+") as handle:
-        os.fsync(handle.fileno())
-    table.add(Row("raw: cp + fsync", "machine", size / MB / (time.perf_counter() - started), "MB/s"))
-    target.unlink()
-    started = time.perf_counter()
-    digest = hashlib.sha256()
-    with open(source, "rb") as handle:
-        while block := handle.read(8 * 2**20):
-            digest.update(block)
-    table.add(Row("raw: sha256 of the file", "machine", size / MB / (time.perf_counter() - started), "MB/s"))
-    if NginxPeer.available():
-        nginx = NginxPeer(work).start()
-        try:
-            elapsed, _ = curl([f"http://127.0.0.1:{nginx.port}/discard", "-X", "PUT", "-T", str(source)])
-            table.add(Row("raw: loopback PUT, body discarded", "nginx", size / MB / elapsed, "MB/s"))
-        finally:
-            nginx.stop()
-
-
-def run_all(target: Target, work: Path, source: Path, size: int, runs: int, table: Table) -> None:
-    scenario_big_upload(target, source, size, runs, table)
-    scenario_big_download(target, size, runs, table)
-    small = make_file(work / "small.bin", 10 * 1024)
-    scenario_small_files(target, small, 500, max(runs, 5), table)
-    medium = make_file(work / "medium.bin", min(50 * 2**20, size))
-    scenario_concurrent(target, medium, 20, table)
-
-
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
     if not have("curl"):
         print("make bench needs curl: apt-get install curl")
         return 1
-    size = parse_size(os.environ.get("LOCKR_BENCH_SIZE", "1GiB"))
-    runs = int(os.environ.get("LOCKR_BENCH_RUNS", "3"))
-    with_peers = os.environ.get("LOCKR_BENCH_PEERS", "1") != "0"
+    groups, size, runs = args.groups, args.size, args.runs
     table = Table()
     print(f"lockr-local benchmarks: {size / 2**30:.2f} GiB files, median of {runs} runs, "
-          f"{os.cpu_count()} cores, Python {platform.python_version()}")
+          f"{os.cpu_count()} cores, Python {platform.python_version()}; groups: {', '.join(groups)}")
     with tempfile.TemporaryDirectory(prefix="lockr-bench-", dir=os.environ.get("LOCKR_BENCH_DIR")) as tmp:
         work = Path(tmp)
-        source = make_file(work / "source.bin", size)
-        bench_raw_limits(work, source, size, table)
-        server = LockrServer(work / "lockr-data")
-        try:
-            run_all(LockrTarget(server), work, source, size, runs, table)
-        finally:
-            server.stop()
-        for peer_class in ALL_PEERS if with_peers else ():
+        needs_source = bool({"raw", "upload", "session", "download"} & set(groups))
+        source = make_file(work / "source.bin", size) if needs_source else work / "source.bin"
+        if "raw" in groups:
+            bench_raw_limits(work, source, size, table)
+        if (SHARED_GROUPS | {"session"}) & set(groups):
+            server = LockrServer(work / "lockr-data")
+            try:
+                run_target(LockrTarget(server), groups, work, source, size, runs, table)
+            finally:
+                server.stop()
+                shutil.rmtree(work / "lockr-data", ignore_errors=True)
+        if "listing" in groups:
+            scenario_listing(work, args.listing_counts, runs, table)
+        if "big" in groups:
+            scenario_big(work, args.big_size, table)
+        for peer_class in () if args.no_peers or not SHARED_GROUPS & set(groups) else ALL_PEERS:
             if not peer_class.available():
                 print(f"  ({peer_class.name} is not installed: skipped; see bench/README.md)")
                 continue
             peer = peer_class(work).start()
             try:
-                run_all(PeerTarget(peer), work, source, size, runs, table)
+                run_target(PeerTarget(peer), groups, work, source, size, runs, table)
             finally:
                 peer.stop()
-    if os.environ.get("LOCKR_BENCH_RCLONE", "1") != "0":
+                peer.remove_data()
+    if "rclone" in groups:
         from bench import rclone_webdav
 
-        print("\nrclone sync into lockr-local's WebDAV view vs `rclone serve webdav` (LOCKR_BENCH_RCLONE=0 skips):")
+        print("\nrclone sync into lockr-local's WebDAV view vs `rclone serve webdav` (--only without rclone skips):")
         rclone_webdav.main()
     rendered = table.render()
-    results = REPO / "bench" / "results"
-    results.mkdir(exist_ok=True)
+    args.results.parent.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
-    (results / "latest.md").write_text(f"Measured {stamp} on {platform.node()} ({os.cpu_count()} cores)\n\n"
-                                       f"{rendered}\n")
+    args.results.write_text(f"Measured {stamp} on {platform.node()} ({os.cpu_count()} cores), "
+                            f"groups: {', '.join(groups)}\n\n{rendered}\n")
     print()
     print(rendered)
-    print(f"\nwritten to {results / 'latest.md'}")
+    print(f"\nwritten to {args.results}")
     return 0
 
 

@@ -65,7 +65,9 @@ class PeakRss:
 class LockrServer:
     """`lockr-local serve` on a free port with a temp data folder and one account."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, token: str | None = None) -> None:
+        """Starts the server; signs up the `bench` account unless `token` is that account's token already
+        (a restart on a data folder the harness filled itself)."""
         self.data_dir = data_dir
         full_env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKR_")}
         full_env.update({"LOCKR_RATE_ACCOUNT": "100000", "LOCKR_RATE_ACCOUNT_BURST": "1000000",
@@ -81,7 +83,7 @@ class LockrServer:
         if not match:
             raise RuntimeError(f"lockr-local did not start: {line!r}")
         self.url = match.group(1)
-        self.token = self._signup()
+        self.token = token or self._signup()
 
     def _signup(self) -> str:
         out = subprocess.run(["curl", "-s", f"{self.url}/api/v1/account", "-H", "Content-Type: application/json",
@@ -134,6 +136,9 @@ class Row:
     unit: str
     peak_rss: int = 0
     note: str = ""
+    # The lockr-local scenario this row is compared with in the ratio column (session vs direct upload);
+    # empty: a peer's row is compared with lockr-local's row of the same scenario.
+    compare_with: str = ""
 
 
 @dataclass
@@ -143,14 +148,18 @@ class Table:
     def add(self, row: Row) -> None:
         self.rows.append(row)
         rss = f"{row.peak_rss / 2**20:.0f} MiB" if row.peak_rss else "-"
-        print(f"  {row.scenario:<38} {row.server:<22} {row.value:>10.1f} {row.unit:<8} rss {rss:>8} {row.note}",
+        print(f"  {row.scenario:<48} {row.server:<20} {row.value:>10.1f} {row.unit:<8} rss {rss:>8} {row.note}",
               flush=True)
 
     def render(self) -> str:
         lines = ["| scenario | server | result | server peak RSS | lockr-local / peer |", "|---|---|---|---|---|"]
         for row in self.rows:
             ratio = ""
-            if row.server != "lockr-local":
+            if row.compare_with:
+                base = [r for r in self.rows if r.scenario == row.compare_with and r.server == "lockr-local"]
+                if base and base[0].value:
+                    ratio = f"{row.value / base[0].value:.2f}x (this / {row.compare_with})"
+            elif row.server != "lockr-local":
                 ours = [r for r in self.rows if r.scenario == row.scenario and r.server == "lockr-local"]
                 if ours and row.value:
                     ratio = f"{ours[0].value / row.value:.2f}x"
@@ -159,8 +168,31 @@ class Table:
         return "\n".join(lines)
 
 
+def copy_range(source: Path, target: Path, offset: int, length: int) -> Path:
+    """`length` bytes of `source` from `offset` into a new file (in the kernel: no Python buffers)."""
+    with open(source, "rb") as src, open(target, "wb") as dst:
+        copied = 0
+        while copied < length:
+            done = os.copy_file_range(src.fileno(), dst.fileno(), length - copied, offset + copied)
+            if not done:
+                raise RuntimeError(f"{source} ended before byte {offset + length}")
+            copied += done
+    return target
+
+
+def settle_disk() -> None:
+    """Writes back every dirty page before a timed run, so that no run pays for the write-back of bytes
+    left by the one before: the source file just made, a peer's unsynced upload, a deleted store."""
+    os.sync()
+
+
 def median_of(runs: int, measure: Callable[[], float]) -> float:
-    return statistics.median(measure() for _ in range(runs))
+    """The median of `runs` measurements, each started on a settled disk."""
+    values = []
+    for _ in range(runs):
+        settle_disk()
+        values.append(measure())
+    return statistics.median(values)
 
 
 def have(tool: str) -> bool:

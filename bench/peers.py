@@ -38,6 +38,7 @@ class Peer:
         self.work = work
         self.port = free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        self.root: Path | None = None
 
     @property
     def pid(self) -> int:
@@ -62,6 +63,11 @@ class Peer:
                 self.proc.kill()
             self.proc = None
 
+    def remove_data(self) -> None:
+        """Deletes what the peer stored (the next server's run needs the disk space more)."""
+        if self.root is not None:
+            shutil.rmtree(self.root, ignore_errors=True)
+
 
 class NginxPeer(Peer):
     """nginx with the DAV module for PUT and sendfile for GET; /discard reads and drops a body."""
@@ -73,7 +79,7 @@ class NginxPeer(Peer):
         return shutil.which("nginx") is not None
 
     def start(self) -> "NginxPeer":
-        root = self.work / "nginx"
+        root = self.root = self.work / "nginx"
         for sub in ("www", "tmp", "logs"):
             (root / sub).mkdir(parents=True, exist_ok=True)
         conf = root / "nginx.conf"
@@ -120,7 +126,7 @@ class CopypartyPeer(Peer):
         return True
 
     def start(self) -> "CopypartyPeer":
-        root = self.work / "copyparty"
+        root = self.root = self.work / "copyparty"
         root.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen([sys.executable, "-m", "copyparty", "-i", "127.0.0.1", "-p", str(self.port),
                                       "-v", f"{root}::rw", "-q", "--no-crt"],
@@ -139,7 +145,7 @@ class RcloneWebdavPeer(Peer):
         return shutil.which("rclone") is not None
 
     def start(self) -> "RcloneWebdavPeer":
-        root = self.work / "rclone"
+        root = self.root = self.work / "rclone"
         root.mkdir(parents=True, exist_ok=True)
         self.proc = subprocess.Popen(["rclone", "serve", "webdav", str(root), "--addr", f"127.0.0.1:{self.port}",
                                       "--config", "/dev/null"],

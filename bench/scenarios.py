@@ -1,0 +1,122 @@
+"""The scenarios every server runs (lockr-local and the peers alike), measured with curl."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+
+from bench.harness import PeakRss, Row, Table, curl, make_file, median_of, settle_disk
+from bench.peers import NginxPeer
+from bench.targets import Target, upload
+
+MB = 1_000_000
+# The concurrency points of the upload-scaling rows, and the most bytes one point moves in all.
+SCALING_CLIENTS = (1, 4, 16)
+SCALING_TOTAL_MAX = 512 * 2**20
+
+
+def size_label(size: int) -> str:
+    return f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.0f} MiB"
+
+
+def big_upload_scenario(size: int) -> str:
+    return f"upload {size_label(size)}"
+
+
+def scenario_big_upload(target: Target, source: Path, size: int, runs: int, table: Table) -> None:
+    counter = iter(range(1000))
+    with PeakRss(target.pid) as rss:
+        value = median_of(runs, lambda: size / MB / upload(target, f"big-{next(counter)}.bin", source))
+    table.add(Row(big_upload_scenario(size), target.name, value, "MB/s", rss.peak))
+
+
+def scenario_big_download(target: Target, size: int, runs: int, table: Table) -> None:
+    url = target.download_url("big-0.bin")
+    headers = target.download_headers()
+    with PeakRss(target.pid) as rss:
+        value = median_of(runs, lambda: size / MB / curl([url, *headers, "-o", "/dev/null"])[0])
+    table.add(Row(f"download {size_label(size)}", target.name, value, "MB/s", rss.peak))
+
+
+def scenario_small_files(target: Target, small: Path, count: int, runs: int, table: Table) -> None:
+    round_counter = iter(range(1000))
+
+    def once() -> float:
+        batch = next(round_counter)
+        args: list[str] = []
+        for index in range(count):
+            if index:
+                args.append("--next")
+            args += [*target.upload_args(f"small-{batch}-{index}.bin", small), "-o", "/dev/null"]
+        elapsed, _ = curl(args)
+        return count / elapsed
+
+    with PeakRss(target.pid) as rss:
+        value = median_of(runs, once)
+    table.add(Row(f"{count} x 10 KiB uploads, keep-alive", target.name, value, "files/s", rss.peak))
+
+
+def concurrent_uploads(target: Target, path: Path, clients: int, prefix: str) -> tuple[float, int, int]:
+    """`clients` curl processes upload `path` at once; returns (seconds until the last one ended, peak RSS,
+    failures)."""
+    settle_disk()
+    started = time.perf_counter()
+    with PeakRss(target.pid) as rss:
+        procs = [subprocess.Popen(["curl", "-s", "-S", "--fail", *target.upload_args(f"{prefix}-{i}.bin", path),
+                                   "-o", "/dev/null"]) for i in range(clients)]
+        codes = [proc.wait() for proc in procs]
+    return time.perf_counter() - started, rss.peak, sum(1 for code in codes if code)
+
+
+def scenario_concurrent(target: Target, medium: Path, clients: int, table: Table) -> None:
+    size = medium.stat().st_size
+    elapsed, peak, failed = concurrent_uploads(target, medium, clients, "conc")
+    table.add(Row(f"{clients} concurrent {size / 2**20:.0f} MiB uploads", target.name,
+                  clients * size / MB / elapsed, "MB/s", peak, f"{failed} failed" if failed else ""))
+
+
+def scaling_sizes(size: int) -> dict[int, int]:
+    """Bytes per client at each concurrency point: the same total (at most 512 MiB) split N ways."""
+    total = min(size, SCALING_TOTAL_MAX)
+    return {clients: max(total // clients, 1) for clients in SCALING_CLIENTS}
+
+
+def scenario_upload_scaling(target: Target, work: Path, size: int, table: Table) -> None:
+    """Aggregate upload throughput with 1, 4 and 16 curl clients at once, the same total bytes at each
+    point, one run per point; the server's peak RSS beside each."""
+    for clients, each in scaling_sizes(size).items():
+        path = make_file(work / f"scaling-{each}.bin", each)
+        elapsed, peak, failed = concurrent_uploads(target, path, clients, f"scale{clients}")
+        table.add(Row(f"scaling: {clients} client{'s' if clients > 1 else ''} upload "
+                      f"{size_label(each * clients)} in all", target.name, clients * each / MB / elapsed, "MB/s",
+                      peak, f"{failed} failed" if failed else ""))
+
+
+def bench_raw_limits(work: Path, source: Path, size: int, table: Table) -> None:
+    """The frame: what copying, hashing and a body-discarding server cost on this machine."""
+    settle_disk()
+    started = time.perf_counter()
+    target = work / "copy.bin"
+    shutil.copyfile(source, target)
+    with open(target, "rb+") as handle:
+        os.fsync(handle.fileno())
+    table.add(Row("raw: cp + fsync", "machine", size / MB / (time.perf_counter() - started), "MB/s"))
+    target.unlink()
+    started = time.perf_counter()
+    digest = hashlib.sha256()
+    with open(source, "rb") as handle:
+        while block := handle.read(8 * 2**20):
+            digest.update(block)
+    table.add(Row("raw: sha256 of the file", "machine", size / MB / (time.perf_counter() - started), "MB/s"))
+    settle_disk()
+    if NginxPeer.available():
+        nginx = NginxPeer(work).start()
+        try:
+            elapsed, _ = curl([f"http://127.0.0.1:{nginx.port}/discard", "-X", "PUT", "-T", str(source)])
+            table.add(Row("raw: loopback PUT, body discarded", "nginx", size / MB / elapsed, "MB/s"))
+        finally:
+            nginx.stop()

@@ -1,0 +1,66 @@
+"""`python -m bench` still runs: a few-second pass over the lockr-local-only rows with tiny sizes."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def smoke_table(tmp_path_factory: pytest.TempPathFactory) -> str:
+    if shutil.which("curl") is None:
+        pytest.skip("the benchmarks measure with curl, which is not installed")
+    tmp = tmp_path_factory.mktemp("bench")
+    results = tmp / "table.md"
+    proc = subprocess.run([sys.executable, "-m", "bench", "--only", "upload,session,scaling,listing", "--size", "2MiB",
+                           "--runs", "1", "--no-peers", "--listing-counts", "200,1000", "--results", str(results)],
+                          cwd=REPO, env={**{k: v for k, v in os.environ.items() if not k.startswith("LOCKR_BENCH")},
+                                         "LOCKR_BENCH_DIR": str(tmp)},
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert not [p for p in tmp.iterdir() if p.name.startswith("lockr-bench-")], "temp files were left behind"
+    return results.read_text()
+
+
+def row(table: str, scenario: str) -> list[str]:
+    for line in table.splitlines():
+        cells = [cell.strip() for cell in line.strip("|").split("|")]
+        if cells[0] == scenario:
+            return cells
+    raise AssertionError(f"no row {scenario!r} in\n{table}")
+
+
+def test_session_upload_row_shows_its_ratio_to_the_direct_upload(smoke_table: str) -> None:
+    cells = row(smoke_table, "upload 2 MiB, session PUT 8 MiB chunks")
+    assert re.fullmatch(r"[\d.]+ MB/s", cells[2])
+    assert re.fullmatch(r"[\d.]+x \(this / upload 2 MiB\)", cells[4])
+
+
+@pytest.mark.parametrize("clients", ["1 client", "4 clients", "16 clients"])
+def test_upload_scaling_has_a_row_per_client_count(smoke_table: str, clients: str) -> None:
+    cells = row(smoke_table, f"scaling: {clients} upload 2 MiB in all")
+    assert re.fullmatch(r"[\d.]+ MB/s", cells[2]) and cells[3].endswith("MiB")
+
+
+@pytest.mark.parametrize("count", ["200", "1,000"])
+def test_listing_rows_time_the_first_and_a_middle_page_and_walk_every_file(smoke_table: str, count: str) -> None:
+    first = row(smoke_table, f"listing, {count} files: first page")
+    middle = row(smoke_table, f"listing, {count} files: middle page (cursor)")
+    assert re.fullmatch(r"[\d.]+ ms", first[2]) and re.fullmatch(r"[\d.]+ ms", middle[2])
+    assert float(middle[2].split()[0]) > 0, "the walk found no middle cursor"
+    assert "files/s" in smoke_table.split(f"listing, {count} files: all pages")[1].splitlines()[0]
+
+
+def test_unknown_group_is_refused_with_the_list_of_groups() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench", "--only", "uploads"], cwd=REPO, capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 2
+    assert "unknown group(s) uploads" in proc.stderr and "listing" in proc.stderr
