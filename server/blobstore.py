@@ -159,8 +159,9 @@ def publish(source: Path, final: Path) -> None:
 
 
 # Written bytes are pushed to the disk in the background every FLUSH_EVERY bytes, so the fsync that
-# must precede the answer finds little left to do instead of a whole file's worth of dirty pages.
-FLUSH_EVERY = 32 * 1024 * 1024
+# must precede the answer (the 201, or a session chunk's 308) finds little left to do instead of a
+# whole file's or chunk's worth of dirty pages.
+FLUSH_EVERY = 4 * 1024 * 1024
 _FLUSHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-flush")
 
 
@@ -176,6 +177,31 @@ def _flush_duplicate(fd: int) -> None:
         os.close(fd)
 
 
+class BackgroundFlush:
+    """One writer's background fdatasync: at most one in flight; its error is the writer's error."""
+
+    def __init__(self) -> None:
+        self._flush: Future[None] | None = None
+        self._flushed_upto = 0
+
+    def written(self, fd: int, total: int) -> None:
+        """Called after each write with the bytes written so far; starts a flush every FLUSH_EVERY."""
+        if total - self._flushed_upto < FLUSH_EVERY:
+            return
+        if self._flush is not None:
+            if not self._flush.done():
+                return
+            self._flush.result()  # a failed background writeback fails this upload, here
+        self._flushed_upto = total
+        self._flush = _FLUSHING.submit(_flush_duplicate, os.dup(fd))
+
+    def wait(self) -> None:
+        """Before the fsync that acknowledges: the flush in flight has ended, and did not fail."""
+        if self._flush is not None:
+            flush, self._flush = self._flush, None
+            flush.result()
+
+
 class FileBlobWriter(BlobWriter):
     """Streams into `tmp/`, hashing as it goes; commit = fsync, os.replace, fsync the directory."""
 
@@ -186,8 +212,7 @@ class FileBlobWriter(BlobWriter):
         self.bytes_written = 0
         self._fd: int | None = None
         self._finished = False
-        self._flush: Future[None] | None = None
-        self._flushed_upto = 0
+        self._background = BackgroundFlush()
 
     def _open(self) -> int:
         """The temp file is created on first use, on the I/O thread that writes it."""
@@ -206,17 +231,7 @@ class FileBlobWriter(BlobWriter):
                 written = os.write(fd, view)
                 view = view[written:]
                 self.bytes_written += written
-            self._flush_in_background(fd)
-
-    def _flush_in_background(self, fd: int) -> None:
-        if self.bytes_written - self._flushed_upto < FLUSH_EVERY:
-            return
-        if self._flush is not None:
-            if not self._flush.done():
-                return
-            self._flush.result()  # a failed background writeback fails this upload, here
-        self._flushed_upto = self.bytes_written
-        self._flush = _FLUSHING.submit(_flush_duplicate, os.dup(fd))
+            self._background.written(fd, self.bytes_written)
 
     def sha256(self) -> str:
         return self._hasher.hexdigest()
@@ -228,8 +243,7 @@ class FileBlobWriter(BlobWriter):
         fd = self._open()
         try:
             with storage_errors("make the upload durable"):
-                if self._flush is not None:
-                    self._flush.result()
+                self._background.wait()
                 os.fsync(fd)
                 os.close(fd)
                 self._fd = None

@@ -23,7 +23,7 @@ from lockr_local.errors import (
     StorageError,
 )
 from lockr_local.server.blobstore import (
-    BlobLocation, BlobWriter, Digests, FileBlobStore, StreamDigests, fsync_directory, publish, storage_errors,
+    BackgroundFlush, BlobLocation, BlobWriter, Digests, FileBlobStore, StreamDigests, fsync_directory, publish, storage_errors,
 )
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
@@ -57,6 +57,7 @@ class PartialFile(BlobWriter):
         self.offset = offset
         self.hasher = hasher
         self.bytes_written = 0
+        self._background = BackgroundFlush()
 
     @classmethod
     def open(cls, blobs: FileBlobStore, session: SessionInfo, hasher: Any | None) -> "PartialFile":
@@ -101,6 +102,7 @@ class PartialFile(BlobWriter):
                 view = view[written:]
                 self.offset += written
                 self.bytes_written += written
+            self._background.written(self._fd, self.bytes_written)
 
     def sha256(self) -> str:
         return str(self.hasher.hexdigest())
@@ -112,12 +114,14 @@ class PartialFile(BlobWriter):
         """Makes every byte written so far durable (the offset may be recorded after this returns)."""
         assert self._fd is not None, "sync after close"
         with storage_errors("make the upload durable"):
+            self._background.wait()
             os.fsync(self._fd)
 
     def commit(self) -> None:
         """fsync, then os.replace into the object path, then fsync both folders."""
         assert self._fd is not None, "commit after close"
         with storage_errors("make the upload durable"):
+            self._background.wait()
             os.fsync(self._fd)
             self.abort()
             publish(self.path, self.final_path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import subprocess
 import sys
@@ -200,3 +201,23 @@ def test_failed_background_writeback_is_never_acknowledged(server, monkeypatch):
     assert response.json()["error"]["code"] == "storage_error"
     assert requests.get(f"{server.url}/api/v1/files", headers=account.auth).json()["files"] == []
     assert wait_for(lambda: list(server.ctx.blobs.temp_dir("local").iterdir()) == [], message="temp file removed")
+
+
+def test_failed_background_writeback_of_a_session_chunk_is_never_acknowledged(server, monkeypatch):
+    from tests.server.session_tools import open_session, put_chunk, status, stored_offset
+
+    account = create_account(server.url)
+    total = 4 * FLUSH_EVERY
+    data = os.urandom(total)
+    session = open_session(server.url, total, account=account)
+    first = put_chunk(session["uploadUrl"], data[:FLUSH_EVERY], 0, total)
+    assert first.status_code == 308 and stored_offset(first) == FLUSH_EVERY
+    real_fdatasync = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (_ for _ in ()).throw(OSError(errno.EIO, "Input/output error")))
+    failed = put_chunk(session["uploadUrl"], data[FLUSH_EVERY:3 * FLUSH_EVERY], FLUSH_EVERY, total)
+    monkeypatch.setattr(os, "fdatasync", real_fdatasync)
+    assert failed.status_code == 500 and failed.json()["error"]["code"] == "storage_error"
+    # Only the chunk acknowledged before the failure counts; the client resumes from there.
+    assert stored_offset(status(session["uploadUrl"], total)) == FLUSH_EVERY
+    done = put_chunk(session["uploadUrl"], data[FLUSH_EVERY:], FLUSH_EVERY, total)
+    assert done.status_code in (200, 201) and done.json()["sha256"] == hashlib.sha256(data).hexdigest()
