@@ -240,8 +240,12 @@ class KillHarness:
         for worker in workers:
             worker.start()
         try:
-            for number, kind in enumerate(self.schedule(), 1):
+            kinds = self.schedule()
+            for number, kind in enumerate(kinds, 1):
                 self.one_generation(kind)
+                if number % 25 == 0:
+                    self.out(f"  {number}/{len(kinds)} kills, {self.ledger.figures.acknowledged} uploads "
+                             f"acknowledged, {time.monotonic() - started:.0f} s")
                 if self.ledger.failures:
                     self.out(f"stopping after kill {number} ({kind}): {len(self.ledger.failures)} failures")
                     break
