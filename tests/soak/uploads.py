@@ -85,18 +85,23 @@ class Uploader:
         self.send_from(session, 0)
 
     def resume(self, session: Session) -> None:
-        """What a client does after a crash: asks for the stored offset, then sends the rest from there."""
-        offset = self.status(session)
-        if offset is None:
-            return
+        """What a client does after a crash: asks for the stored offset, then sends the rest from there.
+        Some clients skip the question and resend from the last acknowledged byte: the server then
+        skips what it already has (GCS overlap semantics)."""
         with self.ledger.lock:
             self.ledger.figures.sessions_resumed += 1
-        self.send_from(session, offset)
+        if session.upload.size and self.rng.random() < 0.3:
+            self.send_from(session, session.acked)
+            return
+        offset = self.status(session)
+        if offset is not None:
+            self.send_from(session, offset)
 
     def status(self, session: Session) -> int | None:
         """`Content-Range: bytes */TOTAL`: the stored offset (checked against the ledger), or None when
         the answer was a 201 (the session had completed)."""
-        response = self.request("PUT", session.upload_url, headers={"Content-Range": f"bytes */{session.upload.size}"})
+        total = "*" if self.rng.random() < 0.2 else str(session.upload.size)
+        response = self.request("PUT", session.upload_url, headers={"Content-Range": f"bytes */{total}"})
         with self.ledger.lock:
             self.ledger.figures.status_queries_checked += 1
         if response.status_code == 201:
@@ -133,6 +138,8 @@ class Uploader:
                     raise ProtocolFailure(f"chunk {offset}-{end - 1} of {upload.name} answered "
                                           f"{response.status_code}: {response.text}")
                 stored = stored_offset(response)
+                # Exactly the chunk's end, also when it overlapped stored bytes: chunks are aligned, and a
+                # kill leaves at most the unacknowledged chunk stored beyond the acknowledged offset.
                 if stored != end:
                     raise ProtocolFailure(f"chunk {offset}-{end - 1} of {upload.name} acknowledged {stored} bytes")
                 self.ledger.ack_chunk(session, stored)
