@@ -1,10 +1,12 @@
 """The seeded kill harness: concurrent uploads against a real `lockr-local serve`, SIGKILL at random
 moments and at each named crash point, and after every restart a check of the store against the ledger.
 
-Promises checked after each restart (issue 10):
+The clients send direct uploads, chunked resumable sessions and WebDAV PUTs (new files and new
+versions of earlier ones). Promises checked after each restart (issue 10):
 1. every acknowledged upload is listed and downloads with its sha256;
 2. nothing partial is listed or served: every listed file is acknowledged, or was in flight and is
-   listed whole with the bytes the driver sent;
+   listed whole with the bytes the driver sent; a replacement cut by a kill leaves the acknowledged
+   version listed and whole;
 3. `lockr-local fsck` is clean and start-up reaped the leftovers (no temp files, no partial file
    without its session);
 4. a session's reported offset is never below what a 308 acknowledged, and never beyond the bytes
@@ -189,10 +191,14 @@ class Worker(threading.Thread):
                 session = ledger.take_resumable()
                 if session is not None:
                     self.uploader.resume(session)
-                elif self.rng.random() < 0.5:
-                    self.uploader.direct()
                 else:
-                    self.uploader.new_session()
+                    pick = self.rng.random()
+                    if pick < 0.35:
+                        self.uploader.direct()
+                    elif pick < 0.55:
+                        self.uploader.dav()
+                    else:
+                        self.uploader.new_session()
             except (Interrupted, Paused):
                 continue
             except ProtocolFailure as exc:
@@ -356,8 +362,13 @@ class KillHarness:
             sessions_by_file = {s.upload.file_id: s for s in ledger.sessions.values()}
             acked = dict(ledger.acked)
             deleted = set(ledger.deleted)
+        names = [f["name"] for f in listed.values()]
+        self.expect(len(names) == len(set(names)), "a name is listed twice (a replaced version survived)")
+        listed_by_name = {f["name"]: f for f in listed.values()}
         for file_id, upload in acked.items():
             file = listed.get(file_id)
+            if file is None and upload.name in by_name and upload.name in listed_by_name:
+                continue  # a new version in flight took its place: checked whole below
             if self.expect(file is not None, f"acknowledged {upload.kind} upload {upload.name} ({file_id}, "
                                              f"{upload.size} bytes) is not listed after the restart"):
                 self.expect_whole(file, upload)
@@ -374,7 +385,7 @@ class KillHarness:
                     ledger.figures.recovered_in_flight += 1
             elif upload is not None:
                 if self.expect_whole(file, upload):
-                    ledger.ack_file(upload, file_id)
+                    ledger.ack_version(upload, file_id)
                     ledger.figures.recovered_in_flight += 1
             else:
                 self.expect(False, f"file {file['name']} ({file_id}) is listed but the driver never sent it")
@@ -479,7 +490,8 @@ class KillHarness:
         points = ", ".join(f"{k} x{v}" for k, v in sorted(f.crash_point_kills.items())) or "none"
         lines = [
             f"seed {self.config.seed}: {seconds:.1f} s",
-            f"uploads run: {f.direct_started + f.sessions_started} ({f.direct_started} direct, "
+            f"uploads run: {f.direct_started + f.dav_started + f.sessions_started} ({f.direct_started} direct, "
+            f"{f.dav_started} WebDAV PUTs of which {f.dav_replaced} replaced a version, "
             f"{f.sessions_started} sessions of {self.config.chunk}-byte chunks)",
             f"acknowledged: {f.acknowledged} files ({f.recovered_in_flight} of them unacknowledged in flight and "
             f"recovered whole), {f.chunks_acknowledged} chunks; {f.lost_in_flight} unacknowledged uploads gone",

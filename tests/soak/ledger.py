@@ -29,7 +29,7 @@ class Upload:
     seed: int
     size: int
     sha256: str
-    kind: str  # "direct" or "session"
+    kind: str  # "direct", "session" or "dav"
     file_id: str = ""  # known from the 201 (direct) or from the session's 201 at creation
 
     def data(self) -> bytes:
@@ -56,6 +56,8 @@ class Figures:
     """What the run did, printed at the end."""
 
     direct_started: int = 0
+    dav_started: int = 0
+    dav_replaced: int = 0
     sessions_started: int = 0
     acknowledged: int = 0
     recovered_in_flight: int = 0  # never acknowledged, but listed whole after the restart
@@ -77,7 +79,7 @@ class Ledger:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.acked: dict[str, Upload] = {}  # file id -> upload, in acknowledgement order
-        self.in_flight: dict[str, Upload] = {}  # name -> direct upload sent but not (yet) acknowledged
+        self.in_flight: dict[str, Upload] = {}  # name -> direct or WebDAV upload sent, not (yet) acknowledged
         self.sessions: dict[str, Session] = {}  # session id -> open session
         self.resumable: list[Session] = []  # open sessions cut by a kill, for workers to resume
         self.deleted: set[str] = set()
@@ -92,7 +94,10 @@ class Ledger:
     def start_direct(self, upload: Upload) -> None:
         with self.lock:
             self.in_flight[upload.name] = upload
-            self.figures.direct_started += 1
+            if upload.kind == "dav":
+                self.figures.dav_started += 1
+            else:
+                self.figures.direct_started += 1
 
     def ack_file(self, upload: Upload, file_id: str) -> None:
         with self.lock:
@@ -101,6 +106,15 @@ class Ledger:
             self.acked[file_id] = upload
             self.unverified.add(file_id)
             self.figures.acknowledged += 1
+
+    def ack_version(self, upload: Upload, file_id: str) -> None:
+        """A WebDAV PUT acknowledged: the new version replaces whatever the ledger had under its name."""
+        with self.lock:
+            for old_id in [fid for fid, old in self.acked.items() if old.name == upload.name]:
+                del self.acked[old_id]
+                self.figures.dav_replaced += 1
+                self.unverified.discard(old_id)
+        self.ack_file(upload, file_id)
 
     def open_session(self, session: Session) -> None:
         with self.lock:

@@ -1,5 +1,5 @@
-"""The harness's client side: direct uploads and chunked resumable sessions, each answer checked and
-written to the ledger the moment the server acknowledges it."""
+"""The harness's client side: direct uploads, chunked resumable sessions and WebDAV PUTs, each answer
+checked and written to the ledger the moment the server acknowledges it."""
 
 from __future__ import annotations
 
@@ -40,8 +40,10 @@ class Uploader:
     """Sends uploads through `request` (which may be gated by the harness) and records every ack."""
 
     def __init__(self, base_url: str, auth: dict[str, str], ledger: Ledger, chunk: int, request: Request,
-                 rng: random.Random, prefix: str) -> None:
+                 rng: random.Random, prefix: str, account: str = "soak") -> None:
         self.base_url = base_url
+        self.dav_root = f"{base_url}/dav/{account}"
+        self.dav_names: list[str] = []  # this client's WebDAV files, overwritten with new versions
         self.auth = auth
         self.ledger = ledger
         self.chunk = chunk
@@ -50,13 +52,33 @@ class Uploader:
         self.prefix = prefix
         self.counter = 0
 
-    def new_upload(self, kind: str) -> Upload:
+    def new_upload(self, kind: str, name: str = "") -> Upload:
         self.counter += 1
         sizes = boundary_sizes(self.chunk)
         size = self.rng.choice(sizes) if self.rng.random() < 0.8 else self.rng.randrange(0, 3 * self.chunk)
         seed = self.rng.getrandbits(64)
         data = content(seed, size)
-        return Upload(f"soak/{self.prefix}/{self.counter:05d}-{kind}-{size}.bin", seed, size, sha256(data), kind)
+        name = name or f"soak/{self.prefix}/{self.counter:05d}-{kind}-{size}.bin"
+        return Upload(name, seed, size, sha256(data), kind)
+
+    def dav(self) -> None:
+        """WebDAV PUT (what rclone sends): a new file, or a new version of one of this client's files.
+        Until its 201/204 the version it replaces must stay listed and whole."""
+        name = ""
+        if self.dav_names and self.rng.random() < 0.6:
+            name = self.rng.choice(self.dav_names)
+        upload = self.new_upload("dav", name or f"soak-{self.prefix}-dav-{self.counter + 1:05d}.bin")
+        self.ledger.start_direct(upload)
+        response = self.request("PUT", f"{self.dav_root}/{upload.name}", data=upload.data(),
+                                headers={"Content-Type": "application/octet-stream", **self.auth})
+        if response.status_code not in (201, 204):
+            raise ProtocolFailure(f"WebDAV PUT of {upload.name} answered {response.status_code}: {response.text}")
+        if response.headers.get("ETag") != f'"{upload.sha256}"' or not response.headers.get("OC-FileId"):
+            raise ProtocolFailure(f"WebDAV PUT of {upload.name} answered ETag {response.headers.get('ETag')}, "
+                                  f"not the sha256 {upload.sha256} of what was sent")
+        self.ledger.ack_version(upload, response.headers["OC-FileId"])
+        if not name:
+            self.dav_names.append(upload.name)
 
     def direct(self) -> None:
         """POST /api/v1/upload with the whole body; the 201 is the acknowledgement."""
