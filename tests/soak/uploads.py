@@ -65,6 +65,10 @@ class Uploader:
         """WebDAV PUT (what rclone sends): a new file, or a new version of one of this client's files.
         Until its 201/204 the version it replaces must stay listed and whole."""
         name = ""
+        with self.ledger.lock:
+            current = {upload.name for upload in self.ledger.acked.values() if upload.kind == "dav"}
+        # Names deleted by the harness (or never acknowledged) would be new files, not new versions.
+        self.dav_names = [n for n in self.dav_names if n in current]
         if self.dav_names and self.rng.random() < 0.6:
             name = self.rng.choice(self.dav_names)
         upload = self.new_upload("dav", name or f"soak-{self.prefix}-dav-{self.counter + 1:05d}.bin")
