@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import tempfile
 from pathlib import Path
@@ -11,16 +12,13 @@ from tests.soak.killer import KillHarness, config_from_env
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="lockr-soak-") as work:
-        config = config_from_env(Path(work), random_kills=200, crash_point_rounds=0, workers=4,
-                                 run_seconds=(0.05, 1.5), keep_files=200)
+        config = config_from_env(Path(work), random_kills=200, workers=4, run_seconds=(0.05, 1.5), keep_files=200)
         # Every named crash point is armed once per 20 random kills (at least once).
-        config = type(config)(**{**config.__dict__, "crash_point_rounds": max(1, config.random_kills // 20)})
+        config = dataclasses.replace(config, crash_point_rounds=max(1, config.random_kills // 20))
         harness = KillHarness(config, out=lambda line: print(line, flush=True))
         harness.run()
         if harness.ledger.failures:
-            print(f"server log: kept at {Path(work) / 'server.log'} until this process exits", file=sys.stderr)
-            sys.stdout.flush()
-            print((Path(work) / "server.log").read_text()[-4000:], file=sys.stderr)
+            print("the server's log ends with:\n" + (Path(work) / "server.log").read_text()[-4000:], file=sys.stderr)
             return 1
     return 0
 
