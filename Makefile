@@ -24,6 +24,11 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.sync
 
+# The long kill harness: LOCKR_SOAK_KILLS random SIGKILLs (default 200) plus the named crash points;
+# LOCKR_SOAK_SEED replays a run. Its short mode runs inside `make test` (tests/soak).
+soak: $(STAMP)
+	$(BIN)/python -m tests.soak
+
 lint: $(STAMP)
 	$(BIN)/python -m compileall -q lockr_local server sync tray tests
 

@@ -66,7 +66,8 @@ def sign_download(signer: Signer, info: FileInfo, lifetime: int, now: float | No
 def check_download(signer: Signer, info: FileInfo, expires: str | None, signature: str | None,
                    now: float | None = None) -> None:
     """Raises LinkInvalid unless (expires, sig) is a live signature for this file and its current key."""
-    if not expires or not signature or not expires.isdigit() or len(expires) > 12:
+    # isascii: str.isdigit() also accepts '²' and other digits int() refuses (a 500, not a 403).
+    if not expires or not signature or not (expires.isascii() and expires.isdigit()) or len(expires) > 12:
         raise LinkInvalid("This link is incomplete or was altered; ask its owner for a new one.")
     expires_at = int(expires)
     if not signer.verify(_message(SIGNED_METHOD, info, expires_at), signature):

@@ -85,7 +85,9 @@ class Signer:
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
 
     def verify(self, message: str, signature: str) -> bool:
-        return hmac.compare_digest(self.sign(message), signature)
+        # As bytes: compare_digest refuses str with non-ASCII characters (a TypeError, i.e. a 500, for a
+        # tampered link carrying one).
+        return hmac.compare_digest(self.sign(message).encode(), signature.encode("utf-8", "surrogatepass"))
 
     def subkey(self, purpose: str) -> str:
         """A secret derived for one purpose (e.g. the web pages' cookie_secret), independent of the others."""

@@ -80,7 +80,7 @@ class CreateSessionHandler(BaseHandler):
         size: Any = body.get("size")
         header_size = self.request.headers.get("X-Upload-Content-Length")
         if size is None and header_size is not None:
-            if not header_size.strip().isdigit():
+            if not (header_size.strip().isascii() and header_size.strip().isdigit()):
                 raise BadRequest("X-Upload-Content-Length must be a whole number of bytes.", field="size")
             size = int(header_size)
         content_type = body.get("type") or self.request.headers.get("X-Upload-Content-Type")

@@ -29,7 +29,7 @@ class TokenHandler(BaseHandler):
 
     async def delete(self, token_id: str) -> None:
         principal = await self.require_account()
-        if not token_id.isdigit():
+        if not (token_id.isascii() and token_id.isdigit()) or len(token_id) > 18:  # SQLite ints are 64-bit
             raise NotFound("No such token.")
         await self.call(self.ctx.service.revoke_token_id, principal.account_id, int(token_id))
         self.set_status(204)

@@ -117,7 +117,7 @@ class TusCreationHandler(TusHandler):
             raise BadRequest("Send Upload-Length: this server needs the size up front to check quota.",
                              field="Upload-Length")
         length_text = self.request.headers.get("Upload-Length", "").strip()
-        if not length_text.isdigit():
+        if not (length_text.isascii() and length_text.isdigit()):
             raise BadRequest("Upload-Length must be the file's size in bytes.", field="Upload-Length")
         raw_metadata = self.request.headers.get("Upload-Metadata", "")
         metadata = parse_metadata(raw_metadata)
@@ -156,7 +156,7 @@ class TusUploadHandler(TusHandler, ChunkReceiver):
         if content_type != OFFSET_CONTENT_TYPE:
             raise UnsupportedMediaType(f"Send PATCH bodies as {OFFSET_CONTENT_TYPE}.")
         offset_text = self.request.headers.get("Upload-Offset", "").strip()
-        if not offset_text.isdigit():
+        if not (offset_text.isascii() and offset_text.isdigit()):
             raise BadRequest("Upload-Offset must be the byte offset this chunk starts at.", field="Upload-Offset")
         offset = int(offset_text)
         checksum = parse_checksum(self.request.headers.get("Upload-Checksum"))

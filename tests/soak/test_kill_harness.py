@@ -1,0 +1,17 @@
+"""The kill harness in its short CI mode: random SIGKILLs and every named crash point, nothing lost."""
+
+from __future__ import annotations
+
+from tests.soak.killer import CRASH_POINTS, KillHarness, config_from_env
+
+
+def test_acknowledged_uploads_survive_random_kills_and_every_crash_point(tmp_path, capsys):
+    config = config_from_env(tmp_path, random_kills=8, crash_point_rounds=1, workers=3)
+    harness = KillHarness(config)
+    figures = harness.run()
+    log = (tmp_path / "server.log").read_text()[-3000:]
+    assert harness.ledger.failures == [], f"seed {config.seed}: {harness.ledger.failures}\n{log}"
+    assert figures.random_kills == config.random_kills
+    assert figures.crash_point_kills == {point: 1 for point in CRASH_POINTS}
+    assert figures.acknowledged >= 20 and figures.files_verified >= figures.acknowledged - figures.deleted
+    assert figures.chunks_acknowledged > 0 and figures.sessions_resumed > 0
