@@ -86,6 +86,11 @@ class StreamDigests:
         finally:
             self._md5_settle()  # before the caller may reuse its buffer
 
+    def settle(self) -> None:
+        """Waits for the side thread's MD5 of the last buffer. Writers call it on their I/O thread before
+        answering, so that digests() and copy() on the IOLoop thread never wait."""
+        self._md5_settle()
+
     def _md5_settle(self) -> None:
         if self._md5_pending is not None:
             pending, self._md5_pending = self._md5_pending, None
@@ -264,6 +269,7 @@ class FileBlobWriter(BlobWriter):
         fd = self._open()
         try:
             with storage_errors("make the upload durable"):
+                self._hasher.settle()
                 self._background.wait()
                 os.fsync(fd)
                 os.close(fd)

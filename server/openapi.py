@@ -265,6 +265,16 @@ _OPERATION_IDS = {
 }
 for (_path, _method), _operation_id in _OPERATION_IDS.items():
     PATHS[_path][_method]["operationId"] = _operation_id
+# What only an account may call (the document's default also allows guests): a request without
+# credentials gets 401, which clients and schemathesis's ignored_auth check can rely on.
+ACCOUNT_ONLY = (
+    ("/api/v1/account", "get"), ("/api/v1/account/password", "post"),
+    ("/api/v1/tokens", "get"), ("/api/v1/tokens", "post"), ("/api/v1/tokens/{tokenId}", "delete"),
+    ("/api/v1/files", "get"), ("/api/v1/files/register", "post"), ("/api/v1/files/{id}", "get"),
+    ("/api/v1/files/{id}", "delete"), ("/api/v1/files/{id}/key", "post"), ("/api/v1/files/{id}/link", "post"),
+)
+for _path, _method in ACCOUNT_ONLY:
+    PATHS[_path][_method]["security"] = [{"bearer": []}, {"basic": []}]
 PATHS["/api/v1/upload"]["post"]["responses"]["201"]["links"] = FILE_LINKS
 PATHS["/api/v1/files/register"]["post"]["responses"]["200"]["links"] = FILE_LINKS
 PATHS["/api/v1/files/{id}/key"]["post"]["responses"]["200"]["links"] = FILE_LINKS

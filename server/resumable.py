@@ -114,6 +114,7 @@ class PartialFile(BlobWriter):
         """Makes every byte written so far durable (the offset may be recorded after this returns)."""
         assert self._fd is not None, "sync after close"
         with storage_errors("make the upload durable"):
+            self.hasher.settle()
             self._background.wait()
             os.fsync(self._fd)
 
@@ -121,6 +122,7 @@ class PartialFile(BlobWriter):
         """fsync, then os.replace into the object path, then fsync both folders."""
         assert self._fd is not None, "commit after close"
         with storage_errors("make the upload durable"):
+            self.hasher.settle()
             self._background.wait()
             os.fsync(self._fd)
             self.abort()
