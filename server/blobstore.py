@@ -64,34 +64,23 @@ class StreamDigests:
 
     def update(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
-        self._md5_settle()
-        if len(view) >= _SIDE_HASH_MIN:
-            # The side thread keeps a reference to the buffer: only immutable bytes may outlive this call.
-            self._md5_pending = _SIDE_HASHING.submit(self._md5.update, view)
-            if not isinstance(view.obj, bytes):
-                self._md5_settle_after_others(view)
-                return
-        else:
+        self.settle()
+        if len(view) < _SIDE_HASH_MIN:
             self._md5.update(view)
-        self._others(view)
-
-    def _others(self, view: memoryview) -> None:
-        self._sha256.update(view)
-        self._sha1.update(view)
-        self._crc32 = zlib.crc32(view, self._crc32)
-
-    def _md5_settle_after_others(self, view: memoryview) -> None:
+        else:
+            self._md5_pending = _SIDE_HASHING.submit(self._md5.update, view)
         try:
-            self._others(view)
+            self._sha256.update(view)
+            self._sha1.update(view)
+            self._crc32 = zlib.crc32(view, self._crc32)
         finally:
-            self._md5_settle()  # before the caller may reuse its buffer
+            # The side thread holds on to the buffer: only immutable bytes may outlive this call.
+            if not isinstance(view.obj, bytes):
+                self.settle()
 
     def settle(self) -> None:
         """Waits for the side thread's MD5 of the last buffer. Writers call it on their I/O thread before
         answering, so that digests() and copy() on the IOLoop thread never wait."""
-        self._md5_settle()
-
-    def _md5_settle(self) -> None:
         if self._md5_pending is not None:
             pending, self._md5_pending = self._md5_pending, None
             pending.result()
@@ -100,11 +89,11 @@ class StreamDigests:
         return self._sha256.hexdigest()
 
     def digests(self) -> Digests:
-        self._md5_settle()
+        self.settle()
         return Digests(self._sha256.hexdigest(), self._sha1.hexdigest(), self._md5.hexdigest(), self._crc32)
 
     def copy(self) -> "StreamDigests":
-        self._md5_settle()
+        self.settle()
         twin = StreamDigests()
         twin._sha256, twin._sha1, twin._md5 = self._sha256.copy(), self._sha1.copy(), self._md5.copy()
         twin._crc32 = self._crc32

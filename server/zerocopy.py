@@ -77,24 +77,42 @@ class Expected:
     sha256: str
     crc32: int | None = None
 
+    def running(self) -> "RunningCheck":
+        return RunningCheck(self)
+
     def matches(self, fd: int, first: int, length: int, stop: threading.Event) -> bool:
         """Reads the range with pread (sharing no file offset) and compares; `stop` ends it early
         (the download failed), so a dropped 100 GB download does not hash on."""
-        digest = None if self.crc32 is not None else hashlib.sha256()
-        crc = 0
-        buffer = bytearray(HASH_BLOCK)
-        view = memoryview(buffer)
+        check = self.running()
+        view = memoryview(bytearray(HASH_BLOCK))
         offset, end = first, first + length
         while offset < end and not stop.is_set():
             count = os.preadv(fd, [view[:min(HASH_BLOCK, end - offset)]], offset)
             if count == 0:
                 return False
-            if digest is None:
-                crc = zlib.crc32(view[:count], crc)
-            else:
-                digest.update(view[:count])
+            check.update(view[:count])
             offset += count
-        return crc == self.crc32 if digest is None else digest.hexdigest() == self.sha256
+        return check.ok()
+
+
+class RunningCheck:
+    """The checksum of `Expected`, fed block by block (the buffered download path feeds it too)."""
+
+    def __init__(self, expected: Expected) -> None:
+        self._expected = expected
+        self._crc = 0
+        self._digest = hashlib.sha256() if expected.crc32 is None else None
+
+    def update(self, data: bytes | memoryview) -> None:
+        if self._digest is None:
+            self._crc = zlib.crc32(data, self._crc)
+        else:
+            self._digest.update(data)
+
+    def ok(self) -> bool:
+        if self._digest is None:
+            return self._crc == self._expected.crc32
+        return self._digest.hexdigest() == self._expected.sha256
 
 
 def send_burst(sock: int, fd: int, offset: int, end: int) -> int:

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import re
-import zlib
 from typing import BinaryIO
 from urllib.parse import quote
 
@@ -56,6 +54,11 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
     if suffix == 0:
         raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
     return max(0, size - suffix), size - 1
+
+
+def corrupt_message(info: FileInfo) -> str:
+    return (f"file {info.id} does not match its recorded checksum; its download was cut off. "
+            "Run 'lockr-local fsck --verify'.")
 
 
 class DownloadHandler(BaseHandler):
@@ -121,8 +124,7 @@ class DownloadHandler(BaseHandler):
             await self.flush()  # the headers: after this the socket carries only the body
             await sendfile_range(sock, fd, first, length, self.ctx.io, self.settings_.body_idle_timeout, verify)
         except IntegrityError:
-            self.cut_off(f"file {info.id} failed its sha256 check while being served; the download was cut "
-                         "off. Run 'lockr-local fsck --verify'.", logging.ERROR)
+            self.cut_off(corrupt_message(info), logging.ERROR)
             return
         except (ClientStalled, OSError, StreamClosedError) as error:
             self.cut_off(f"download of {info.id} ended early: {type(error).__name__} {error}", logging.INFO)
@@ -146,8 +148,7 @@ class DownloadHandler(BaseHandler):
                 self.write(data)
                 await self.flush()
         except IntegrityError:
-            log.error("file %s failed its sha256 check while being served; the download was cut off. "
-                      "Run 'lockr-local fsck --verify'.", info.id)
+            log.error(corrupt_message(info))
             raise
         finally:
             reader.close()
@@ -163,10 +164,7 @@ class BlobReader:
         self._handle = handle
         self._handle.seek(first)
         self._remaining = length
-        self._expected = expected
-        self._use_crc = expected is not None and expected.crc32 is not None
-        self._crc = 0
-        self._digest = hashlib.sha256() if expected is not None and not self._use_crc else None
+        self._check = expected.running() if expected is not None else None
 
     @property
     def done(self) -> bool:
@@ -177,16 +175,9 @@ class BlobReader:
         if not data:
             raise IntegrityError("The file's bytes are shorter than recorded.")
         self._remaining -= len(data)
-        if self._expected is None:
-            return data
-        if self._use_crc:
-            self._crc = zlib.crc32(data, self._crc)
-        elif self._digest is not None:
-            self._digest.update(data)
-        if self._remaining <= 0:
-            good = (self._crc == self._expected.crc32 if self._use_crc
-                    else self._digest is not None and self._digest.hexdigest() == self._expected.sha256)
-            if not good:
+        if self._check is not None:
+            self._check.update(data)
+            if self._remaining <= 0 and not self._check.ok():
                 raise IntegrityError()
         return data
 
