@@ -57,6 +57,7 @@ class Desktop:
         self.display = f":{number}"
         self.env = {**os.environ, "DISPLAY": self.display}
         self.trayer_log = folder / "trayer.log"
+        self.trayer_restarts = 0
         self.trayer = self._start_trayer()
         # trayer (GTK 2) now and then dies at start-up on a loaded machine before its panel maps; a person
         # would start it again, and so does the test, keeping what it printed for the failure message.
@@ -70,6 +71,7 @@ class Desktop:
             if self.trayer.poll() is None and '"panel"' in self.tree():
                 return
             self.trayer = self._start_trayer()
+            self.trayer_restarts += 1
         self.stop()
         raise AssertionError(f"trayer's panel never appeared on {self.display}: {self.trayer_log.read_text()}")
 
@@ -79,6 +81,21 @@ class Desktop:
                                      "--width", "160", "--heighttype", "pixel", "--height", "32",
                                      "--transparent", "false", "--tint", "0x202020", "--SetDockType", "true"],
                                     env=self.env, stdout=log, stderr=subprocess.STDOUT)
+
+    def revive_tray(self) -> bool:
+        """Starts trayer again if it died (it does, now and then, on a loaded machine); True if it had."""
+        if self.trayer.poll() is None:
+            return False
+        self.trayer = self._start_trayer()
+        self.trayer_restarts += 1
+        return True
+
+    def describe(self) -> str:
+        """What a failure message needs: the icon as the X server sees it and trayer's own words."""
+        window = self.icon_window()
+        state = "running" if self.trayer.poll() is None else f"exited with {self.trayer.returncode}"
+        return (f"icon window: {window}; trayer {state}, restarted {self.trayer_restarts} times; "
+                f"trayer said: {self.trayer_log.read_text()[-2000:]!r}")
 
     def tree(self) -> str:
         return subprocess.run(["xwininfo", "-root", "-tree"], env=self.env, capture_output=True, text=True,
