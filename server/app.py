@@ -13,6 +13,7 @@ from tornado.httpserver import HTTPServer
 
 from lockr_local.config import Settings
 from lockr_local.server.auth import Authenticator
+from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import FileBlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
@@ -45,9 +46,10 @@ def build_context(settings: Settings) -> ServerContext:
     auth = Authenticator(settings, db, service)
     io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lockr-io")
     faults = Faults(settings.crash_point)
-    uploads = ResumableUploads(db, service, blobs, io, faults)
+    backfill = DigestBackfill(db, blobs)
+    uploads = ResumableUploads(db, service, blobs, io, faults, backfill)
     return ServerContext(settings=settings, db=db, service=service, auth=auth, blobs=blobs, signer=signer,
-                         io=io, faults=faults, sessions=uploads)
+                         io=io, faults=faults, sessions=uploads, backfill=backfill)
 
 
 def make_app(ctx: ServerContext) -> tornado.web.Application:
@@ -144,10 +146,11 @@ def startup_maintenance(ctx: ServerContext) -> None:
 
 
 def start_background_tasks(ctx: ServerContext) -> list[asyncio.Task[None]]:
-    """Periodic maintenance while serving: the upload-session reaper (every `reap_interval` seconds)."""
+    """Background work while serving: the upload-session reaper (every `reap_interval` seconds) and the
+    SHA-1/MD5 backfill of big API uploads."""
     loop = asyncio.get_running_loop()
     return [loop.create_task(reap_sessions_forever(ctx.sessions, ctx.settings.reap_interval),
-                             name="lockr-reaper")]
+                             name="lockr-reaper"), ctx.backfill.start()]
 
 
 async def finish_background_work(ctx: ServerContext, timeout: float = 5.0) -> None:
@@ -157,6 +160,7 @@ async def finish_background_work(ctx: ServerContext, timeout: float = 5.0) -> No
 
 
 def close_context(ctx: ServerContext) -> None:
+    ctx.backfill.close()
     ctx.auth.close()
     ctx.io.shutdown(wait=True)
     ctx.db.close()

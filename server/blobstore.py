@@ -19,10 +19,22 @@ from lockr_local.errors import InsufficientStorage, NotFound, StorageError, Unkn
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
-# MD5, the slowest of the three digests, runs beside SHA-256/SHA-1 and the disk write for large
-# buffers (hashlib releases the GIL), so the extra digests rclone compares cost little wall time.
+# Large buffers are hashed on side threads, one stage behind the write (hashlib releases the GIL):
+# SHA-256 (and MD5 when it is computed) of buffer N overlaps buffer N's CRC-32 and disk write on the
+# writer's I/O thread and the receiving of buffer N+1.
 _SIDE_HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-hash")
 _SIDE_HASH_MIN = 256 * 1024
+
+# SHA-1 and MD5 are only what rclone compares over WebDAV, and together they cost about 2.3 CPU-seconds
+# per GiB here, more than everything else an upload does. WebDAV PUTs (rclone's path) and files up to
+# this size compute them while they stream in; larger files uploaded through the API get them from the
+# background DigestBackfill after they are acknowledged (server/backfill.py).
+INLINE_RCLONE_DIGESTS_UPTO = 16 * 1024 * 1024
+
+
+def rclone_digests_inline(size: int | None) -> bool:
+    """Whether an API upload of `size` bytes (None: not declared) computes SHA-1/MD5 as it streams."""
+    return size is not None and size <= INLINE_RCLONE_DIGESTS_UPTO
 
 
 @contextmanager
@@ -38,7 +50,7 @@ def storage_errors(action: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Digests:
-    """The hex digests of a blob, computed while it streamed in (rclone compares SHA-1/MD5)."""
+    """The hex digests of a blob, computed while it streamed in; sha1/md5 are "" when left to the backfill."""
 
     sha256: str
     sha1: str
@@ -47,55 +59,65 @@ class Digests:
 
 
 class StreamDigests:
-    """SHA-256 (the file's identity), SHA-1 and MD5 (what rclone's ownCloud mode compares) and CRC-32
-    (what downloads check), updated as bytes stream in so that nothing is ever re-read.
+    """SHA-256 (the file's identity), CRC-32 (what downloads check) and, when `rclone_digests`, SHA-1 and
+    MD5 (what rclone's ownCloud mode compares), updated as bytes stream in so nothing is ever re-read.
 
-    MD5 is the slowest (about 2 s per GiB here) and cannot be split, so for large immutable buffers
-    it runs one stage behind on a side thread: buffer N's MD5 overlaps buffer N's other digests and
-    disk write and the receiving of buffer N+1; the next update (or the result) waits for it.
+    For large immutable buffers SHA-256 and MD5 run one stage behind on side threads; the next update
+    (or the result) waits for them.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, rclone_digests: bool = True) -> None:
         self._sha256 = hashlib.sha256()
-        self._sha1 = hashlib.sha1()
-        self._md5 = hashlib.md5()
+        self._sha1 = hashlib.sha1() if rclone_digests else None
+        self._md5 = hashlib.md5() if rclone_digests else None
         self._crc32 = 0
-        self._md5_pending: Future[None] | None = None
+        self._pending: list[Future[None]] = []
+
+    @property
+    def rclone_digests(self) -> bool:
+        return self._md5 is not None
 
     def update(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         self.settle()
+        side = [self._sha256] if self._md5 is None else [self._sha256, self._md5]
         if len(view) < _SIDE_HASH_MIN:
-            self._md5.update(view)
+            for hasher in side:
+                hasher.update(view)
         else:
-            self._md5_pending = _SIDE_HASHING.submit(self._md5.update, view)
+            self._pending = [_SIDE_HASHING.submit(hasher.update, view) for hasher in side]
         try:
-            self._sha256.update(view)
-            self._sha1.update(view)
+            if self._sha1 is not None:
+                self._sha1.update(view)
             self._crc32 = zlib.crc32(view, self._crc32)
         finally:
-            # The side thread holds on to the buffer: only immutable bytes may outlive this call.
+            # The side threads hold on to the buffer: only immutable bytes may outlive this call.
             if not isinstance(view.obj, bytes):
                 self.settle()
 
     def settle(self) -> None:
-        """Waits for the side thread's MD5 of the last buffer. Writers call it on their I/O thread before
-        answering, so that digests() and copy() on the IOLoop thread never wait."""
-        if self._md5_pending is not None:
-            pending, self._md5_pending = self._md5_pending, None
-            pending.result()
+        """Waits for the side threads' digests of the last buffer. Writers call it on their I/O thread
+        before answering, so that digests() and copy() on the IOLoop thread never wait."""
+        if self._pending:
+            pending, self._pending = self._pending, []
+            for future in pending:
+                future.result()
 
     def hexdigest(self) -> str:
+        self.settle()
         return self._sha256.hexdigest()
 
     def digests(self) -> Digests:
         self.settle()
-        return Digests(self._sha256.hexdigest(), self._sha1.hexdigest(), self._md5.hexdigest(), self._crc32)
+        return Digests(self._sha256.hexdigest(), self._sha1.hexdigest() if self._sha1 else "",
+                       self._md5.hexdigest() if self._md5 else "", self._crc32)
 
     def copy(self) -> "StreamDigests":
         self.settle()
-        twin = StreamDigests()
-        twin._sha256, twin._sha1, twin._md5 = self._sha256.copy(), self._sha1.copy(), self._md5.copy()
+        twin = StreamDigests(self.rclone_digests)
+        twin._sha256 = self._sha256.copy()
+        if self._sha1 is not None and self._md5 is not None:
+            twin._sha1, twin._md5 = self._sha1.copy(), self._md5.copy()
         twin._crc32 = self._crc32
         return twin
 
@@ -139,7 +161,8 @@ class BlobStore(ABC):
     def check_region(self, region: str) -> None: ...
 
     @abstractmethod
-    def new_writer(self, location: BlobLocation) -> BlobWriter: ...
+    def new_writer(self, location: BlobLocation, rclone_digests: bool = True) -> BlobWriter:
+        """A writer for a new blob; SHA-1/MD5 are left out (for the backfill) unless `rclone_digests`."""
 
     @abstractmethod
     def open(self, location: BlobLocation) -> BinaryIO: ...
@@ -220,10 +243,10 @@ class BackgroundFlush:
 class FileBlobWriter(BlobWriter):
     """Streams into `tmp/`, hashing as it goes; commit = fsync, os.replace, fsync the directory."""
 
-    def __init__(self, temp_path: Path, final_path: Path) -> None:
+    def __init__(self, temp_path: Path, final_path: Path, rclone_digests: bool = True) -> None:
         self._temp_path = temp_path
         self._final_path = final_path
-        self._hasher = StreamDigests()
+        self._hasher = StreamDigests(rclone_digests)
         self.bytes_written = 0
         self._fd: int | None = None
         self._finished = False
@@ -321,9 +344,9 @@ class FileBlobStore(BlobStore):
             raise InsufficientStorage(f"The server's disk has {free} bytes free, too few for this "
                                       f"{size}-byte upload; nothing was stored.")
 
-    def new_writer(self, location: BlobLocation) -> FileBlobWriter:
+    def new_writer(self, location: BlobLocation, rclone_digests: bool = True) -> FileBlobWriter:
         temp = self.temp_dir(location.region) / f"{location.key}.{secrets.token_hex(8)}"
-        return FileBlobWriter(temp, self.path(location))
+        return FileBlobWriter(temp, self.path(location), rclone_digests)
 
     def open(self, location: BlobLocation) -> BinaryIO:
         try:

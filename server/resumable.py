@@ -22,8 +22,10 @@ from lockr_local.errors import (
     TusChecksumMismatch, ChunkTooLarge, InvalidContentRange, LockrError, SessionBusy, SessionOffsetMismatch,
     StorageError,
 )
+from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import (
-    BackgroundFlush, BlobLocation, BlobWriter, Digests, FileBlobStore, StreamDigests, fsync_directory, publish, storage_errors,
+    BackgroundFlush, BlobLocation, BlobWriter, Digests, FileBlobStore, StreamDigests, fsync_directory, publish,
+    rclone_digests_inline, storage_errors,
 )
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
@@ -83,7 +85,7 @@ class PartialFile(BlobWriter):
                 if size > session.offset:
                     os.ftruncate(fd, session.offset)
                 if hasher is None:
-                    hasher = _rehash(fd, session.offset)
+                    hasher = _rehash(fd, session.offset, rclone_digests_inline(session.size))
                     if session.offset:
                         log.info("re-hashed %d stored bytes of session %s", session.offset, session.session_id[:8])
                 os.lseek(fd, session.offset, os.SEEK_SET)
@@ -145,8 +147,8 @@ class PartialFile(BlobWriter):
             self._fd = None
 
 
-def _rehash(fd: int, length: int) -> StreamDigests:
-    hasher = StreamDigests()
+def _rehash(fd: int, length: int, rclone_digests: bool) -> StreamDigests:
+    hasher = StreamDigests(rclone_digests)
     position = 0
     with storage_errors("read the stored part of the upload"):
         while position < length:
@@ -342,6 +344,7 @@ class ChunkWrite:
             uploads.live.state(session.session_id).adopt(partial.hasher, session.size)
             raise
         uploads.live.forget(session.session_id)
+        uploads.backfill.enqueue_if_missing(session.file_id, session.region, digests)
         return info
 
     async def _close(self) -> None:
@@ -363,8 +366,10 @@ def _unused_too_large(_received: int) -> Any:
 class ResumableUploads:
     """The server's entry point to sessions: create, look up, append, terminate, reap."""
 
-    def __init__(self, db: Database, service: Service, blobs: FileBlobStore, io: Executor, faults: Faults) -> None:
+    def __init__(self, db: Database, service: Service, blobs: FileBlobStore, io: Executor, faults: Faults,
+                 backfill: DigestBackfill) -> None:
         self.db = db
+        self.backfill = backfill
         self.store = SessionStore(service)
         self.blobs = blobs
         self.io = io

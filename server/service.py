@@ -21,6 +21,7 @@ from lockr_local.errors import (
 )
 from lockr_local.server.blobstore import BlobLocation, FileBlobStore
 from lockr_local.server.models import Account, ApiToken, StoredFile, UploadSession
+from lockr_local.server.prepared import Prepared
 from lockr_local.server.security import Signer, new_token, token_hash
 
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
@@ -129,6 +130,26 @@ class NewFile:
     sha1: str = ""
     md5: str = ""
     crc32: int | None = None
+
+
+# The queries every upload runs (see prepared.py for why their SQL is built only once).
+_TOKEN_ACCOUNT = Prepared(
+    lambda digest: (ApiToken.select(ApiToken.id, ApiToken.revoked, ApiToken.last_used_at, Account.id, Account.username,
+                                    Account.email, Account.quota, Account.used_bytes, Account.reserved_bytes,
+                                    Account.default_region, Account.created_at)
+                    .join(Account).where(ApiToken.token_hash == digest).limit(1)), str)
+# The quota is charged only if the file still fits: rowcount 0 means it no longer does.
+_CHARGE_QUOTA = Prepared(
+    lambda size, reserved, account_id: (
+        Account.update(used_bytes=Account.used_bytes + size, reserved_bytes=Account.reserved_bytes - reserved)
+        .where((Account.id == account_id) & (Account.used_bytes + Account.reserved_bytes - reserved + size
+                                             <= Account.quota))), int, int, int)
+_INSERT_FILE = Prepared(
+    lambda file_id, owner, name, size, content_type, region, sha256, sha1, md5, crc32, key_hash, mtime, created_at:
+    StoredFile.insert(file_id=file_id, owner=owner, name=name, size=size, content_type=content_type, region=region,
+                      sha256=sha256, sha1=sha1, md5=md5, crc32=crc32, key_hash=key_hash, mtime=mtime,
+                      created_at=created_at),
+    str, int, str, int, str, str, str, str, str, int, str, float, float)
 
 
 class Service:
@@ -245,16 +266,18 @@ class Service:
         return self._token_account(token)[0]
 
     def _token_account(self, token: str) -> tuple[Principal, AccountInfo]:
-        row = (ApiToken.select(ApiToken, Account).join(Account)
-               .where(ApiToken.token_hash == token_hash(token)).first())
+        db = ApiToken._meta.database
+        row = _TOKEN_ACCOUNT.fetch_one(db, token_hash(token))
         if row is None:
             raise Unauthorized("That API token is not valid; log in again to get a new one.")
-        if row.revoked:
+        token_id, revoked, last_used_at, *account_columns = row
+        if revoked:
             raise Unauthorized("That API token was revoked; log in again to get a new one.")
         now = time.time()
-        if row.last_used_at is None or now - row.last_used_at > 60:
-            ApiToken.update(last_used_at=now).where(ApiToken.id == row.id).execute()
-        return Principal(row.account.id, row.account.username), AccountInfo.of(row.account)
+        if last_used_at is None or now - last_used_at > 60:
+            ApiToken.update(last_used_at=now).where(ApiToken.id == token_id).execute()
+        account = AccountInfo(*account_columns)
+        return Principal(account.id, account.username), account
 
     def authenticate_and_admit(self, token: str, region: str | None, size: int | None,
                                key_hash: str | None) -> tuple[Principal, str]:
@@ -335,24 +358,19 @@ class Service:
         Raises QuotaExceeded when the account filled up meanwhile; the caller then deletes the bytes.
         """
         db = StoredFile._meta.database
+        key_hash = self.signer.protect_key_hash(new.key_hash) if new.key_hash else None
+        created_at = time.time()
         with db.atomic():
             if principal.account_id is not None:
-                charged = (Account.update(used_bytes=Account.used_bytes + new.size,
-                                          reserved_bytes=Account.reserved_bytes - reserved)
-                           .where((Account.id == principal.account_id)
-                                  & (Account.used_bytes + Account.reserved_bytes - reserved + new.size
-                                     <= Account.quota))
-                           .execute())
+                charged = _CHARGE_QUOTA.execute(db, new.size, reserved, principal.account_id).rowcount
                 if not charged:
                     raise self._quota_error(self.account(principal.account_id), new.size)
             if session_id is not None:
                 UploadSession.delete().where(UploadSession.session_id == session_id).execute()
-            row = StoredFile.create(file_id=new.file_id, owner=principal.account_id, name=new.name, size=new.size,
-                                    content_type=new.type, region=new.region, sha256=new.sha256,
-                                    sha1=new.sha1, md5=new.md5, crc32=new.crc32,
-                                    key_hash=self.signer.protect_key_hash(new.key_hash) if new.key_hash else None,
-                                    mtime=new.mtime, created_at=time.time())
-        return FileInfo.of(row)
+            _INSERT_FILE.execute(db, new.file_id, principal.account_id, new.name, new.size, new.type, new.region,
+                                 new.sha256, new.sha1, new.md5, new.crc32, key_hash, new.mtime, created_at)
+        return FileInfo(new.file_id, new.name, new.size, new.type, new.region, new.sha256, key_hash, 0,
+                        principal.account_id, created_at, new.mtime, new.sha1, new.md5, new.crc32)
 
     # -- files --------------------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ from lockr_local.errors import BadRequest, Gone, NotFound
 from lockr_local.names import normalize_name, validate_content_type, validate_key_hash
 from lockr_local.server.blobstore import Digests
 from lockr_local.server.models import Account, StoredFile, UploadSession
+from lockr_local.server.prepared import Prepared
 from lockr_local.server.security import new_id
 from lockr_local.server.service import FileInfo, NewFile, Principal, Service, iso8601
 
@@ -103,6 +104,13 @@ def parse_session_request(name: object, size: object, content_type: object, regi
                           checked_key, dict(metadata or {}))
 
 
+# Every chunk records its offset: the SQL is built once (prepared.py).
+_RECORD_OFFSET = Prepared(
+    lambda offset, session_id: (UploadSession.update(offset=offset)
+                                .where((UploadSession.session_id == session_id) & UploadSession.completed_at.is_null()
+                                       & (UploadSession.offset <= offset))), int, str)
+
+
 class SessionStore:
     """Session rows and the quota reservations that go with them."""
 
@@ -147,10 +155,7 @@ class SessionStore:
 
     def record_offset(self, session_id: str, offset: int) -> None:
         """Records bytes that are already durable; never moves the offset backwards."""
-        (UploadSession.update(offset=offset)
-         .where((UploadSession.session_id == session_id) & UploadSession.completed_at.is_null()
-                & (UploadSession.offset <= offset))
-         .execute())
+        _RECORD_OFFSET.execute(UploadSession._meta.database, offset, session_id)
 
     def complete(self, session_id: str, digests: Digests) -> FileInfo:
         """Turns the session's durable bytes (already in place) into a listed file, in one transaction:

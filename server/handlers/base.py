@@ -16,6 +16,7 @@ from tornado.iostream import StreamClosedError
 from lockr_local.config import Settings
 from lockr_local.errors import BadRequest, LockrError, TooLarge, Unauthorized, error_body
 from lockr_local.server.auth import Authenticator
+from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import FileBlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
@@ -57,6 +58,7 @@ class ServerContext:
     io: ThreadPoolExecutor
     faults: Faults
     sessions: ResumableUploads
+    backfill: DigestBackfill
 
 
 class BaseHandler(tornado.web.RequestHandler):

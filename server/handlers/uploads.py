@@ -9,7 +9,7 @@ import tornado.web
 from lockr_local.errors import BadRequest, LockrError, QuotaExceeded
 from lockr_local.names import decode_header_name, validate_content_type, validate_key_hash
 from lockr_local.server.auth import bearer_token
-from lockr_local.server.blobstore import BlobLocation
+from lockr_local.server.blobstore import BlobLocation, rclone_digests_inline
 from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.security import new_id
 from lockr_local.server.service import NewFile
@@ -59,7 +59,7 @@ class DirectUploadHandler(BaseHandler):
             region = await self.call(service.admit_upload, principal, asked_region, size, key_hash)
         self.file_id = new_id()
         self.upload: dict[str, Any] = {"name": name, "type": content_type, "region": region, "key_hash": key_hash}
-        writer = self.ctx.blobs.new_writer(BlobLocation(region, self.file_id))
+        writer = self.ctx.blobs.new_writer(BlobLocation(region, self.file_id), rclone_digests_inline(size))
         limit = service.max_object_size(principal) if size is None else size
         self.sink = UploadSink(writer, self.ctx.io, limit, self.body_too_large)
         self.body_watchdog = self.watch_body(self.sink.abort)
@@ -105,6 +105,7 @@ class DirectUploadHandler(BaseHandler):
             await self.run_io(self.ctx.blobs.delete, new_location(new))
             raise
         self.ctx.faults.hit("after_db_commit")
+        self.ctx.backfill.enqueue_if_missing(new.file_id, new.region, digests)
         self.write_json(info.to_json(self.base_url()), status=201)
 
     def on_connection_close(self) -> None:

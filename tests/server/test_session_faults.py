@@ -263,9 +263,9 @@ def test_after_a_restart_the_stored_prefix_is_rehashed_once(tmp_path, monkeypatc
     rehashed: list[int] = []
     real_rehash = resumable._rehash
 
-    def counting_rehash(fd: int, length: int) -> Any:
+    def counting_rehash(fd: int, length: int, rclone_digests: bool) -> Any:
         rehashed.append(length)
-        return real_rehash(fd, length)
+        return real_rehash(fd, length, rclone_digests)
 
     monkeypatch.setattr(resumable, "_rehash", counting_rehash)
     settings = make_settings(tmp_path / "data")

@@ -1,0 +1,160 @@
+"""DigestBackfill: the SHA-1 and MD5 that rclone compares, computed after a big API upload is acknowledged.
+
+WebDAV PUTs and small uploads compute every digest while they stream in (blobstore.StreamDigests).
+For a large file uploaded through the API or a session, SHA-1 and MD5 would cost about 2.3
+CPU-seconds per GiB on the way in, for a checksum only rclone reads; so the upload is acknowledged
+with SHA-256 and CRC-32, and this worker reads the stored bytes once more, at low CPU priority, and
+records the other two. Until then the file's PROPFIND simply has no `oc:checksums` (rclone then
+compares size and modification time). The queue lives in memory; at start-up every row still without
+an MD5 is queued again, so a restart loses nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import hashlib
+import logging
+import os
+import threading
+import zlib
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+from lockr_local.errors import LockrError
+from lockr_local.server.blobstore import BlobLocation, BlobStore, Digests, storage_errors
+from lockr_local.server.db import Database
+from lockr_local.server.models import StoredFile
+
+log = logging.getLogger("lockr.backfill")
+
+READ_BLOCK = 1024 * 1024
+# Between blocks the worker checks that the blob still has a name: a file deleted while it is being
+# hashed stops costing CPU at once.
+STILL_THERE_EVERY = 64
+IDLE_WAIT = 600.0
+
+
+@dataclass(frozen=True)
+class PendingDigests:
+    """A stored file whose SHA-1/MD5 are still unknown: where its bytes are and what they must match."""
+
+    file_id: str
+    region: str
+    sha256: str
+    crc32: int | None
+
+
+@dataclass(frozen=True)
+class RcloneDigests:
+    sha1: str
+    md5: str
+
+
+def files_missing_rclone_digests() -> list[PendingDigests]:
+    """Every stored file without an MD5, oldest first (the start-up scan; runs on the database thread)."""
+    rows = (StoredFile.select(StoredFile.file_id, StoredFile.region, StoredFile.sha256, StoredFile.crc32)
+            .where(StoredFile.md5 == "").order_by(StoredFile.seq).tuples())
+    return [PendingDigests(file_id, region, sha256, crc32) for file_id, region, sha256, crc32 in rows]
+
+
+def record_rclone_digests(file_id: str, sha256: str, sha1: str, md5: str) -> None:
+    """Stores the digests unless the file was deleted or its id now names other bytes."""
+    (StoredFile.update(sha1=sha1, md5=md5)
+     .where((StoredFile.file_id == file_id) & (StoredFile.sha256 == sha256) & (StoredFile.md5 == "")).execute())
+
+
+def _lower_priority() -> None:
+    """The backfill thread yields the CPU to uploads and downloads (Linux: per-thread nice)."""
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+    except (AttributeError, OSError):
+        pass
+
+
+def hash_stored_blob(blobs: BlobStore, item: PendingDigests) -> RcloneDigests | None:
+    """SHA-1 and MD5 of a stored blob; None when it vanished meanwhile or its bytes fail their CRC-32."""
+    sha1, md5, crc = hashlib.sha1(), hashlib.md5(), 0
+    try:
+        with blobs.open(BlobLocation(item.region, item.file_id)) as handle:
+            blocks = 0
+            with storage_errors("read a stored file"):
+                while block := handle.read(READ_BLOCK):
+                    sha1.update(block)
+                    md5.update(block)
+                    crc = zlib.crc32(block, crc)
+                    blocks += 1
+                    if blocks % STILL_THERE_EVERY == 0 and os.fstat(handle.fileno()).st_nlink == 0:
+                        return None
+    except LockrError:
+        return None
+    if item.crc32 is not None and crc != item.crc32:
+        log.error("the stored bytes of file %s do not match their CRC-32; run `lockr-local fsck --verify`",
+                  item.file_id)
+        return None
+    return RcloneDigests(sha1.hexdigest(), md5.hexdigest())
+
+
+class DigestBackfill:
+    """One low-priority worker thread fed by `enqueue()` (after an upload) and by a scan at start-up."""
+
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self._db = db
+        self._blobs = blobs
+        self._queue: collections.deque[PendingDigests] = collections.deque()
+        self._wake: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._closed = False
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lockr-backfill",
+                                            initializer=_lower_priority)
+        self.filled = 0
+
+    def start(self) -> asyncio.Task[None]:
+        """Starts the worker on the running loop (once): the server at start-up, or the first enqueue."""
+        if self._task is None:
+            self._wake = asyncio.Event()
+            self._task = asyncio.get_running_loop().create_task(self._run_forever(), name="lockr-backfill")
+        return self._task
+
+    def enqueue_if_missing(self, file_id: str, region: str, digests: Digests) -> None:
+        """After an upload was recorded: queues it when it was acknowledged without SHA-1/MD5."""
+        if not digests.md5:
+            self.enqueue(PendingDigests(file_id, region, digests.sha256, digests.crc32))
+
+    def enqueue(self, item: PendingDigests) -> None:
+        """Queues a file acknowledged without SHA-1/MD5 (called on the IOLoop thread)."""
+        self._queue.append(item)
+        if not self._closed:
+            self.start()
+            assert self._wake is not None
+            self._wake.set()
+
+    async def _run_forever(self) -> None:
+        """The start-up scan, then the digests of every queued file, oldest first, until cancelled."""
+        assert self._wake is not None
+        queued = set(self._queue)
+        self._queue.extend(item for item in await self._db.run(files_missing_rclone_digests) if item not in queued)
+        loop = asyncio.get_running_loop()
+        while True:
+            self._wake.clear()
+            while self._queue:
+                item = self._queue.popleft()
+                digests = await loop.run_in_executor(self._executor, hash_stored_blob, self._blobs, item)
+                if digests is not None:
+                    await self._db.run(record_rclone_digests, item.file_id, item.sha256, digests.sha1, digests.md5)
+                    self.filled += 1
+            try:
+                await asyncio.wait_for(self._wake.wait(), IDLE_WAIT)
+            except asyncio.TimeoutError:
+                pass
+
+    def close(self) -> None:
+        """Stops the worker; what is still queued is found again by the next start-up scan."""
+        self._closed = True
+        task = self._task
+        if task is not None and not task.done() and not task.get_loop().is_closed():
+            try:
+                task.get_loop().call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+        self._executor.shutdown(wait=False, cancel_futures=True)

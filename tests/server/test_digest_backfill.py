@@ -1,0 +1,101 @@
+"""SHA-1/MD5 for big API uploads arrive after the answer (DigestBackfill); small ones and WebDAV have them at once."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lockr_local.server.backfill import PendingDigests, hash_stored_blob
+from lockr_local.server.blobstore import INLINE_RCLONE_DIGESTS_UPTO
+from lockr_local.server.models import StoredFile
+from tests.conftest import make_settings
+from tests.helpers import Account, ThreadedServer, create_account, upload, wait_for
+from tests.server.session_tools import open_session, put_chunk
+from tests.server.test_webdav import OC, propfind
+
+BIG = INLINE_RCLONE_DIGESTS_UPTO + 1
+
+
+def rclone_checksums(data: bytes) -> str:
+    return f"SHA1:{hashlib.sha1(data).hexdigest()} MD5:{hashlib.md5(data).hexdigest()}"
+
+
+def dav_checksums(server: Any, account: Account, name: str) -> str | None:
+    """What rclone reads: the file's oc:checksums in a Depth 0 PROPFIND, None when there are none."""
+    entry = propfind(server, account, f"{account.username}/{name}", depth="0")[0]
+    element = entry["props"].get(f"{OC}checksums")
+    return None if element is None else element.findtext(f"{OC}checksum")
+
+
+@pytest.fixture
+def alice(server: Any) -> Account:
+    return create_account(server.url, "alice")
+
+
+def test_a_small_api_upload_has_rclone_checksums_as_soon_as_it_is_acknowledged(server: Any, alice: Account) -> None:
+    data = os.urandom(10 * 1024)
+    assert upload(server.url, data, "small.bin", account=alice).status_code == 201
+    assert dav_checksums(server, alice, "small.bin") == rclone_checksums(data)
+
+
+def test_a_big_api_upload_gets_rclone_checksums_from_the_backfill(server: Any, alice: Account) -> None:
+    data = os.urandom(BIG)
+    assert upload(server.url, data, "big.bin", account=alice).status_code == 201
+    wait_for(lambda: dav_checksums(server, alice, "big.bin"), timeout=30, message="the backfilled checksums")
+    assert dav_checksums(server, alice, "big.bin") == rclone_checksums(data)
+
+
+def test_a_big_session_upload_gets_rclone_checksums_from_the_backfill(server: Any, alice: Account) -> None:
+    data = os.urandom(BIG)
+    session = open_session(server.url, len(data), name="session.bin", account=alice)
+    half = len(data) // 2
+    assert put_chunk(session["uploadUrl"], data[:half], 0, len(data)).status_code == 308
+    assert put_chunk(session["uploadUrl"], data[half:], half, len(data)).status_code == 201
+    wait_for(lambda: dav_checksums(server, alice, "session.bin"), timeout=30, message="the backfilled checksums")
+    assert dav_checksums(server, alice, "session.bin") == rclone_checksums(data)
+
+
+def test_checksums_left_missing_by_a_stop_are_filled_after_the_restart(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path / "data")
+    first = ThreadedServer(settings).start()
+    alice = create_account(first.url, "alice")
+    data = os.urandom(BIG)
+    first.ctx.backfill.close()  # the worker stops before it gets to the upload, as a crash would stop it
+    assert upload(first.url, data, "big.bin", account=alice).status_code == 201
+    assert dav_checksums(first, alice, "big.bin") is None
+    first.stop()
+
+    second = ThreadedServer(settings).start()
+    try:
+        second.call_on_loop(second.ctx.backfill.start)  # as `serve` does at start-up
+        wait_for(lambda: dav_checksums(second, alice, "big.bin"), timeout=30, message="the start-up scan")
+        assert dav_checksums(second, alice, "big.bin") == rclone_checksums(data)
+    finally:
+        second.stop()
+
+
+def test_bytes_that_fail_their_crc_get_no_checksums_and_an_error_in_the_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    settings = make_settings(tmp_path / "data")
+    server = ThreadedServer(settings).start()
+    try:
+        alice = create_account(server.url, "alice")
+        server.ctx.backfill.close()
+        data = os.urandom(BIG)
+        file_id = upload(server.url, data, "big.bin", account=alice).json()["id"]
+        blob = next((tmp_path / "data").rglob(file_id))
+        with open(blob, "r+b") as handle:  # bit rot between the upload and the backfill
+            handle.seek(1000)
+            handle.write(bytes([data[1000] ^ 0xFF]))
+        row = server.ctx.db.run_sync(StoredFile.get, StoredFile.file_id == file_id)
+        with caplog.at_level(logging.ERROR, logger="lockr.backfill"):
+            pending = PendingDigests(file_id, row.region, row.sha256, row.crc32)
+            assert hash_stored_blob(server.ctx.blobs, pending) is None
+        assert "fsck --verify" in caplog.text
+    finally:
+        server.stop()
