@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import asyncio
-from concurrent.futures import Executor
+import collections
+from concurrent.futures import Executor, Future
 from typing import Callable
 
 from lockr_local.errors import TooLarge
 from lockr_local.server.blobstore import BlobWriter
 
 WRITE_BUFFER = 1024 * 1024
+QUEUED_WRITES = 2
 
 
 class UploadSink:
-    """Collects chunks into ~1 MiB writes; while one write (hash + disk) runs on an I/O thread the
-    next buffer fills from the socket. At most two buffers per upload, so memory stays flat."""
+    """Collects chunks into ~1 MiB writes that an I/O thread hashes and writes, in order, while the next
+    buffers fill from the socket. Up to QUEUED_WRITES buffers wait for the disk, so a slow moment there
+    does not stop the socket at once; memory stays flat at a few MiB per upload."""
 
     def __init__(self, writer: BlobWriter, executor: Executor, limit: int | None,
                  too_large: Callable[[int], TooLarge]) -> None:
@@ -25,7 +28,7 @@ class UploadSink:
         self._too_large = too_large
         self._chunks: list[bytes] = []
         self._buffered = 0
-        self._pending: asyncio.Future[None] | None = None
+        self._queued: collections.deque[Future[None]] = collections.deque()
         self._closed = False
 
     async def feed(self, chunk: bytes) -> None:
@@ -38,22 +41,31 @@ class UploadSink:
             await self._submit()
 
     async def _submit(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
+        while len(self._queued) >= QUEUED_WRITES:
+            await asyncio.wrap_future(self._queued.popleft())
         if not self._buffered:
             return
         data = self._chunks[0] if len(self._chunks) == 1 else b"".join(self._chunks)
         self._chunks, self._buffered = [], 0
-        loop = asyncio.get_running_loop()
-        self._pending = loop.run_in_executor(self._executor, self.writer.write, data)
+        previous = self._queued[-1] if self._queued else None
+        self._queued.append(self._executor.submit(self._write_after, previous, data))
+
+    def _write_after(self, previous: Future[None] | None, data: bytes) -> None:
+        """On an I/O thread: the writes of one upload run in the order they were queued (the pool starts
+        tasks first come, first served, so `previous` is running or done), and a failed write fails
+        every one after it."""
+        if previous is not None:
+            previous.result()
+        self.writer.write(data)
+
+    async def _wait_queued(self) -> None:
+        while self._queued:
+            await asyncio.wrap_future(self._queued.popleft())
 
     async def drain(self) -> None:
         """Writes out everything received so far (not yet durable)."""
         await self._submit()
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
+        await self._wait_queued()
 
     async def commit(self) -> str:
         """Writes what is left, then makes the blob durable and visible; returns its sha256.
@@ -61,9 +73,7 @@ class UploadSink:
         The last buffer and the commit share one trip to the I/O pool: for a small file that is
         the only trip, and a round trip costs about as much as writing 10 KiB.
         """
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            await pending
+        await self._wait_queued()
         tail = b"".join(self._chunks)
         self._chunks, self._buffered = [], 0
         loop = asyncio.get_running_loop()
@@ -77,13 +87,14 @@ class UploadSink:
         self.writer.commit()
 
     def abort(self) -> None:
-        """Discards the blob once any write in flight has finished; safe to call more than once."""
+        """Discards the blob once the writes in flight have finished; safe to call more than once."""
         if self._closed:
             return
         self._closed = True
         self._chunks = []
-        pending = self._pending
-        if pending is not None and not pending.done():
-            pending.add_done_callback(lambda _f: self._executor.submit(self.writer.abort))
+        last = self._queued[-1] if self._queued else None
+        self._queued.clear()
+        if last is not None and not last.done():
+            last.add_done_callback(lambda _f: self._executor.submit(self.writer.abort))
             return
         self._executor.submit(self.writer.abort)
