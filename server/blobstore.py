@@ -228,15 +228,17 @@ def _flush_duplicate(fd: int) -> None:
 
 
 class BackgroundFlush:
-    """One writer's background fdatasync: at most one in flight; its error is the writer's error."""
+    """One writer's background fdatasync every `every` bytes: at most one in flight; its error is the
+    writer's error."""
 
-    def __init__(self) -> None:
+    def __init__(self, every: int = FLUSH_EVERY) -> None:
+        self._every = every
         self._flush: Future[None] | None = None
         self._flushed_upto = 0
 
     def written(self, fd: int, total: int) -> None:
         """Called after each write with the bytes written so far; starts a flush every FLUSH_EVERY."""
-        if total - self._flushed_upto < FLUSH_EVERY:
+        if total - self._flushed_upto < self._every:
             return
         if self._flush is not None:
             if not self._flush.done():

@@ -36,6 +36,9 @@ from lockr_local.server.streaming import UploadSink
 log = logging.getLogger("lockr.sessions")
 
 REHASH_BLOCK = 1024 * 1024
+# Every chunk ends with an fsync before its 308, so chunks flush in the background more often than
+# direct uploads: the final fsync then finds at most 1 MiB to write (8 MiB chunks: 2.9 ms -> 0.75 ms).
+SESSION_FLUSH_EVERY = 1024 * 1024
 # How long a status query waits for a request that is still writing the session (typically one whose
 # connection was just cut and is being recorded) before answering with the offset stored so far.
 STATUS_WAIT = 3.0
@@ -59,7 +62,7 @@ class PartialFile(BlobWriter):
         self.offset = offset
         self.hasher = hasher
         self.bytes_written = 0
-        self._background = BackgroundFlush()
+        self._background = BackgroundFlush(SESSION_FLUSH_EVERY)
 
     @classmethod
     def open(cls, blobs: FileBlobStore, session: SessionInfo, hasher: Any | None) -> "PartialFile":
@@ -255,7 +258,9 @@ class ChunkWrite:
         self._skip = session.offset - first
         self._length = length
         self._checksum = checksum
-        self._sink = UploadSink(partial, uploads.io, None, _unused_too_large)
+        # One queued write, not two: whatever is still queued when the chunk's last byte arrives delays its
+        # 308, and that wait recurs with every chunk (8 MiB chunks, measured: 16 ms -> 11 ms per chunk).
+        self._sink = UploadSink(partial, uploads.io, None, _unused_too_large, queued_writes=1)
         self._lock = asyncio.Lock()
         self._done = False
         self.received = 0

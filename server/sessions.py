@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import peewee
+
 from lockr_local.errors import BadRequest, Gone, NotFound
 from lockr_local.names import normalize_name, validate_content_type, validate_key_hash
 from lockr_local.server.blobstore import Digests
@@ -18,6 +20,18 @@ from lockr_local.server.models import Account, StoredFile, UploadSession
 from lockr_local.server.prepared import Prepared
 from lockr_local.server.security import new_id
 from lockr_local.server.service import FileInfo, NewFile, Principal, Service, iso8601
+
+
+def _attribute(field: peewee.Field) -> str:
+    """The row attribute holding a column's plain value (a foreign key's id, not the related row)."""
+    return field.object_id_name if isinstance(field, peewee.ForeignKeyField) else field.name
+
+
+# The columns a SessionInfo is made of, in SessionInfo.from_columns' order.
+_SESSION_COLUMNS = (UploadSession.session_id, UploadSession.file_id, UploadSession.owner, UploadSession.name,
+                    UploadSession.size, UploadSession.content_type, UploadSession.region, UploadSession.key_hash,
+                    UploadSession.offset, UploadSession.reserved, UploadSession.created_at, UploadSession.expires_at,
+                    UploadSession.completed_at, UploadSession.metadata)
 
 
 @dataclass(frozen=True)
@@ -65,13 +79,20 @@ class SessionInfo:
 
     @staticmethod
     def of(row: UploadSession) -> "SessionInfo":
+        return SessionInfo.from_columns(*(getattr(row, _attribute(field)) for field in _SESSION_COLUMNS))
+
+    @staticmethod
+    def from_columns(session_id: str, file_id: str, owner_id: int | None, name: str, size: int, content_type: str,
+                     region: str, key_hash: str | None, offset: int, reserved: int, created_at: float,
+                     expires_at: float, completed_at: float | None, metadata_json: str | None) -> "SessionInfo":
+        """From the values of _SESSION_COLUMNS, in that order."""
         try:
-            metadata = json.loads(row.metadata or "{}")
+            metadata = json.loads(metadata_json or "{}")
         except ValueError:
             metadata = {}
-        return SessionInfo(row.session_id, row.file_id, row.owner_id, row.name, row.size, row.content_type,
-                           row.region, row.key_hash, row.offset, row.reserved, row.created_at, row.expires_at,
-                           row.completed_at is not None, metadata if isinstance(metadata, dict) else {})
+        return SessionInfo(session_id, file_id, owner_id, name, size, content_type, region, key_hash, offset,
+                           reserved, created_at, expires_at, completed_at is not None,
+                           metadata if isinstance(metadata, dict) else {})
 
 
 @dataclass(frozen=True)
@@ -104,7 +125,10 @@ def parse_session_request(name: object, size: object, content_type: object, regi
                           checked_key, dict(metadata or {}))
 
 
-# Every chunk records its offset: the SQL is built once (prepared.py).
+# Every chunk reads its session and records its offset: their SQL is built once (prepared.py).
+_SESSION_BY_ID = Prepared(
+    lambda session_id: (UploadSession.select(*_SESSION_COLUMNS)
+                        .where(UploadSession.session_id == session_id).limit(1)), str)
 _RECORD_OFFSET = Prepared(
     lambda offset, session_id: (UploadSession.update(offset=offset)
                                 .where((UploadSession.session_id == session_id) & UploadSession.completed_at.is_null()
@@ -144,11 +168,11 @@ class SessionStore:
 
     def get(self, session_id: str, now: float | None = None) -> SessionInfo:
         """The session; 404 when unknown (or reaped), 410 once expired."""
-        row = UploadSession.get_or_none(UploadSession.session_id == session_id)
+        row = _SESSION_BY_ID.fetch_one(UploadSession._meta.database, session_id)
         if row is None:
             raise NotFound("No upload session has that URL; it may have been reaped or cancelled. "
                            "Start a new session.")
-        info = SessionInfo.of(row)
+        info = SessionInfo.from_columns(*row)
         if info.expires_at <= (time.time() if now is None else now):
             raise Gone(f"This upload session expired at {iso8601(info.expires_at)}; start a new one.")
         return info

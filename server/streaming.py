@@ -20,8 +20,9 @@ class UploadSink:
     does not stop the socket at once; memory stays flat at a few MiB per upload."""
 
     def __init__(self, writer: BlobWriter, executor: Executor, limit: int | None,
-                 too_large: Callable[[int], TooLarge]) -> None:
+                 too_large: Callable[[int], TooLarge], queued_writes: int = QUEUED_WRITES) -> None:
         self.writer = writer
+        self._queued_writes = queued_writes
         self.received = 0
         self._executor = executor
         self._limit = limit
@@ -41,7 +42,7 @@ class UploadSink:
             await self._submit()
 
     async def _submit(self) -> None:
-        while len(self._queued) >= QUEUED_WRITES:
+        while len(self._queued) >= self._queued_writes:
             await asyncio.wrap_future(self._queued.popleft())
         if not self._buffered:
             return
