@@ -17,12 +17,12 @@ import hashlib
 import logging
 import os
 import threading
-import zlib
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from lockr_local.errors import LockrError
 from lockr_local.server.blobstore import BlobLocation, BlobStore, Digests, storage_errors
+from lockr_local.server.checks import RunningCheck, StoredCheck
 from lockr_local.server.db import Database
 from lockr_local.server.models import StoredFile
 
@@ -42,7 +42,7 @@ class PendingDigests:
     file_id: str
     region: str
     sha256: str
-    crc32: int | None
+    stored: StoredCheck
 
 
 @dataclass(frozen=True)
@@ -53,9 +53,11 @@ class RcloneDigests:
 
 def files_missing_rclone_digests() -> list[PendingDigests]:
     """Every stored file without an MD5, oldest first (the start-up scan; runs on the database thread)."""
-    rows = (StoredFile.select(StoredFile.file_id, StoredFile.region, StoredFile.sha256, StoredFile.crc32)
+    rows = (StoredFile.select(StoredFile.file_id, StoredFile.region, StoredFile.sha256, StoredFile.crc32c,
+                              StoredFile.crc32)
             .where(StoredFile.md5 == "").order_by(StoredFile.seq).tuples())
-    return [PendingDigests(file_id, region, sha256, crc32) for file_id, region, sha256, crc32 in rows]
+    return [PendingDigests(file_id, region, sha256, StoredCheck(crc32c, crc32))
+            for file_id, region, sha256, crc32c, crc32 in rows]
 
 
 def record_rclone_digests(file_id: str, sha256: str, sha1: str, md5: str) -> None:
@@ -73,8 +75,8 @@ def _lower_priority() -> None:
 
 
 def hash_stored_blob(blobs: BlobStore, item: PendingDigests) -> RcloneDigests | None:
-    """SHA-1 and MD5 of a stored blob; None when it vanished meanwhile or its bytes fail their CRC-32."""
-    sha1, md5, crc = hashlib.sha1(), hashlib.md5(), 0
+    """SHA-1 and MD5 of a stored blob; None when it vanished meanwhile or its bytes fail their check."""
+    sha1, md5, check = hashlib.sha1(), hashlib.md5(), RunningCheck(item.sha256, item.stored)
     try:
         with blobs.open(BlobLocation(item.region, item.file_id)) as handle:
             blocks = 0
@@ -82,14 +84,14 @@ def hash_stored_blob(blobs: BlobStore, item: PendingDigests) -> RcloneDigests | 
                 while block := handle.read(READ_BLOCK):
                     sha1.update(block)
                     md5.update(block)
-                    crc = zlib.crc32(block, crc)
+                    check.update(block)
                     blocks += 1
                     if blocks % STILL_THERE_EVERY == 0 and os.fstat(handle.fileno()).st_nlink == 0:
                         return None
     except LockrError:
         return None
-    if item.crc32 is not None and crc != item.crc32:
-        log.error("the stored bytes of file %s do not match their CRC-32; run `lockr-local fsck --verify`",
+    if not check.ok():
+        log.error("the stored bytes of file %s do not match their checksum; run `lockr-local fsck --verify`",
                   item.file_id)
         return None
     return RcloneDigests(sha1.hexdigest(), md5.hexdigest())
@@ -119,7 +121,7 @@ class DigestBackfill:
     def enqueue_if_missing(self, file_id: str, region: str, digests: Digests) -> None:
         """After an upload was recorded: queues it when it was acknowledged without SHA-1/MD5."""
         if not digests.md5:
-            self.enqueue(PendingDigests(file_id, region, digests.sha256, digests.crc32))
+            self.enqueue(PendingDigests(file_id, region, digests.sha256, digests.check))
 
     def enqueue(self, item: PendingDigests) -> None:
         """Queues a file acknowledged without SHA-1/MD5 (called on the IOLoop thread)."""

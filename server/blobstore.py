@@ -7,7 +7,6 @@ import hashlib
 import os
 import secrets
 import shutil
-import zlib
 from abc import ABC, abstractmethod
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
@@ -16,6 +15,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Iterator
 
 from lockr_local.errors import InsufficientStorage, NotFound, StorageError, UnknownRegion
+from lockr_local.server.checks import RunningCrc, StoredCheck
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
@@ -55,36 +55,23 @@ class Digests:
     sha256: str
     sha1: str
     md5: str
-    crc32: int | None = None
-
-
-class _Crc32:
-    """zlib.crc32 behind hashlib's update()/copy(), so that it can run on a side thread like the digests."""
-
-    def __init__(self, value: int = 0) -> None:
-        self.value = value
-
-    def update(self, data: bytes | memoryview) -> None:
-        self.value = zlib.crc32(data, self.value)
-
-    def copy(self) -> "_Crc32":
-        return _Crc32(self.value)
+    check: StoredCheck = StoredCheck()
 
 
 class StreamDigests:
-    """SHA-256 (the file's identity), CRC-32 (what downloads check) and, when `rclone_digests`, SHA-1 and
-    MD5 (what rclone's ownCloud mode compares), updated as bytes stream in so nothing is ever re-read.
+    """SHA-256 (the file's identity), the CRC that downloads check (checks.py) and, when
+    `rclone_digests`, SHA-1 and MD5 (what rclone's ownCloud mode compares), updated as bytes stream in
+    so that nothing is ever re-read.
 
-    For large immutable buffers two of them run one stage behind on side threads (SHA-256 with MD5 or,
-    without MD5, with CRC-32), so the writer's own thread is left with little more than the disk write;
-    the next update (or the result) waits for them.
+    For large immutable buffers SHA-256 (and MD5) run one stage behind on side threads, so the writer's
+    own thread is left with the disk write and the CRC; the next update (or the result) waits for them.
     """
 
     def __init__(self, rclone_digests: bool = True) -> None:
         self._sha256 = hashlib.sha256()
         self._sha1 = hashlib.sha1() if rclone_digests else None
         self._md5 = hashlib.md5() if rclone_digests else None
-        self._crc32 = _Crc32()
+        self._crc = RunningCrc()
         self._pending: list[Future[None]] = []
 
     @property
@@ -94,8 +81,8 @@ class StreamDigests:
     def update(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         self.settle()
-        side: list[Any] = [self._sha256, self._crc32] if self._md5 is None else [self._sha256, self._md5]
-        inline: list[Any] = [] if self._md5 is None else [self._sha1, self._crc32]
+        side: list[Any] = [self._sha256] if self._md5 is None else [self._sha256, self._md5]
+        inline: list[Any] = [self._crc] if self._sha1 is None else [self._crc, self._sha1]
         if len(view) < _SIDE_HASH_MIN:
             inline, side = inline + side, []
         self._pending = [_SIDE_HASHING.submit(hasher.update, view) for hasher in side]
@@ -122,7 +109,7 @@ class StreamDigests:
     def digests(self) -> Digests:
         self.settle()
         return Digests(self._sha256.hexdigest(), self._sha1.hexdigest() if self._sha1 else "",
-                       self._md5.hexdigest() if self._md5 else "", self._crc32.value)
+                       self._md5.hexdigest() if self._md5 else "", self._crc.stored())
 
     def copy(self) -> "StreamDigests":
         self.settle()
@@ -130,7 +117,7 @@ class StreamDigests:
         twin._sha256 = self._sha256.copy()
         if self._sha1 is not None and self._md5 is not None:
             twin._sha1, twin._md5 = self._sha1.copy(), self._md5.copy()
-        twin._crc32 = self._crc32.copy()
+        twin._crc = self._crc.copy()
         return twin
 
 

@@ -173,7 +173,8 @@ class DavStore:
             StoredFile.delete().where(StoredFile.seq.in_([row.seq for row in old])).execute()
             row = StoredFile.create(file_id=new.file_id, owner=account_id, name=new.name, size=new.size,
                                     content_type=new.type, region=new.region, sha256=new.sha256, sha1=new.sha1,
-                                    md5=new.md5, crc32=new.crc32, mtime=new.mtime, created_at=time.time())
+                                    md5=new.md5, crc32c=new.check.crc32c, crc32=new.check.crc32, mtime=new.mtime,
+                                    created_at=time.time())
         return FileInfo.of(row), bool(old), [BlobLocation(r.region, r.file_id) for r in old]
 
     def _charge(self, principal: Principal, delta: int) -> None:
@@ -305,7 +306,7 @@ class DavStore:
                 src = item.source
                 StoredFile.create(file_id=item.file_id, owner=account_id, name=item.name, size=src.size,
                                   content_type=src.type, region=src.region, sha256=src.sha256, sha1=src.sha1,
-                                  md5=src.md5, crc32=src.crc32,
+                                  md5=src.md5, crc32c=src.check.crc32c, crc32=src.check.crc32,
                                   mtime=mtime if mtime is not None and len(items) == 1 else src.mtime, created_at=now)
             for path in folders:
                 DavFolder.insert(owner=account_id, path=path, created_at=now).on_conflict_ignore().execute()

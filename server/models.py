@@ -10,7 +10,7 @@ from playhouse.migrate import SchemaMigrator, migrate
 
 database_proxy = peewee.DatabaseProxy()
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class BaseModel(peewee.Model):
@@ -53,8 +53,9 @@ class StoredFile(BaseModel):
     # SHA-1 and MD5 are what rclone (ownCloud conventions) compares; "" when unknown.
     sha1 = peewee.CharField(max_length=40, default="")
     md5 = peewee.CharField(max_length=32, default="")
-    # CRC-32 of the bytes: what a whole-file download checks on the way out (twice as fast as SHA-256,
-    # and sendfile leaves a core free for it); NULL for files stored before schema 2 (SHA-256 is used).
+    # What a whole-file download checks on the way out (checks.py): CRC-32C since schema 3, zlib's
+    # CRC-32 in schema 2 (and where the CRC-32C extension is missing); neither before (SHA-256 then).
+    crc32c = peewee.BigIntegerField(null=True)
     crc32 = peewee.BigIntegerField(null=True)
     key_hash = peewee.CharField(max_length=64, null=True)
     key_version = peewee.IntegerField(default=0)
@@ -138,11 +139,11 @@ def open_database(database_url: str) -> peewee.Database:
 def upgrade_schema(database: peewee.Database) -> None:
     """Brings a store made by an older version up to SCHEMA_VERSION, one additive step at a time."""
     version = int(Meta.get_by_id("schema_version").value)
-    if version < 2:
-        columns = {column.name for column in database.get_columns(StoredFile._meta.table_name)}
-        if "crc32" not in columns:
-            migrate(SchemaMigrator.from_database(database).add_column(StoredFile._meta.table_name, "crc32",
-                                                                       StoredFile.crc32))
+    columns = {column.name for column in database.get_columns(StoredFile._meta.table_name)}
+    for since, field in ((2, StoredFile.crc32), (3, StoredFile.crc32c)):
+        if version < since and field.column_name not in columns:
+            migrate(SchemaMigrator.from_database(database).add_column(StoredFile._meta.table_name,
+                                                                       field.column_name, field))
     if version < SCHEMA_VERSION:
         Meta.update(value=str(SCHEMA_VERSION)).where(Meta.key == "schema_version").execute()
 

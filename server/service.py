@@ -20,6 +20,7 @@ from lockr_local.errors import (
     QuotaExceeded, TooLarge, Unauthorized, WrongKey,
 )
 from lockr_local.server.blobstore import BlobLocation, FileBlobStore
+from lockr_local.server.checks import StoredCheck
 from lockr_local.server.models import Account, ApiToken, StoredFile, UploadSession
 from lockr_local.server.prepared import Prepared
 from lockr_local.server.security import Signer, new_token, token_hash
@@ -78,7 +79,7 @@ class FileInfo:
     mtime: float | None
     sha1: str = ""
     md5: str = ""
-    crc32: int | None = None
+    check: StoredCheck = StoredCheck()
 
     @property
     def has_key(self) -> bool:
@@ -108,7 +109,8 @@ class FileInfo:
     @staticmethod
     def of(row: StoredFile) -> "FileInfo":
         return FileInfo(row.file_id, row.name, row.size, row.content_type, row.region, row.sha256, row.key_hash,
-                        row.key_version, row.owner_id, row.created_at, row.mtime, row.sha1, row.md5, row.crc32)
+                        row.key_version, row.owner_id, row.created_at, row.mtime, row.sha1, row.md5,
+                        StoredCheck(row.crc32c, row.crc32))
 
 
 def iso8601(timestamp: float) -> str:
@@ -129,7 +131,7 @@ class NewFile:
     mtime: float | None = None
     sha1: str = ""
     md5: str = ""
-    crc32: int | None = None
+    check: StoredCheck = StoredCheck()
 
 
 # The queries every upload runs (see prepared.py for why their SQL is built only once).
@@ -145,11 +147,11 @@ _CHARGE_QUOTA = Prepared(
         .where((Account.id == account_id) & (Account.used_bytes + Account.reserved_bytes - reserved + size
                                              <= Account.quota))), int, int, int)
 _INSERT_FILE = Prepared(
-    lambda file_id, owner, name, size, content_type, region, sha256, sha1, md5, crc32, key_hash, mtime, created_at:
-    StoredFile.insert(file_id=file_id, owner=owner, name=name, size=size, content_type=content_type, region=region,
-                      sha256=sha256, sha1=sha1, md5=md5, crc32=crc32, key_hash=key_hash, mtime=mtime,
-                      created_at=created_at),
-    str, int, str, int, str, str, str, str, str, int, str, float, float)
+    lambda file_id, owner, name, size, content_type, region, sha256, sha1, md5, crc32c, crc32, key_hash, mtime,
+    created_at: StoredFile.insert(file_id=file_id, owner=owner, name=name, size=size, content_type=content_type,
+                                  region=region, sha256=sha256, sha1=sha1, md5=md5, crc32c=crc32c, crc32=crc32,
+                                  key_hash=key_hash, mtime=mtime, created_at=created_at),
+    str, int, str, int, str, str, str, str, str, int, int, str, float, float)
 
 
 class Service:
@@ -368,9 +370,10 @@ class Service:
             if session_id is not None:
                 UploadSession.delete().where(UploadSession.session_id == session_id).execute()
             _INSERT_FILE.execute(db, new.file_id, principal.account_id, new.name, new.size, new.type, new.region,
-                                 new.sha256, new.sha1, new.md5, new.crc32, key_hash, new.mtime, created_at)
+                                 new.sha256, new.sha1, new.md5, new.check.crc32c, new.check.crc32, key_hash, new.mtime,
+                                 created_at)
         return FileInfo(new.file_id, new.name, new.size, new.type, new.region, new.sha256, key_hash, 0,
-                        principal.account_id, created_at, new.mtime, new.sha1, new.md5, new.crc32)
+                        principal.account_id, created_at, new.mtime, new.sha1, new.md5, new.check)
 
     # -- files --------------------------------------------------------------------------------
 

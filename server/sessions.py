@@ -75,7 +75,7 @@ class SessionInfo:
 
     def new_file(self, digests: Digests) -> NewFile:
         return NewFile(self.file_id, self.name, self.size, self.type, self.region, digests.sha256, self.key_hash,
-                       sha1=digests.sha1, md5=digests.md5, crc32=digests.crc32)
+                       sha1=digests.sha1, md5=digests.md5, check=digests.check)
 
     @staticmethod
     def of(row: UploadSession) -> "SessionInfo":

@@ -10,11 +10,9 @@ are held back until the CRC-32 (or SHA-256) matches the recorded one: a flipped 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import select
 import threading
-import zlib
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Any
@@ -23,6 +21,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.iostream import IOStream, SSLIOStream
 
 from lockr_local.errors import IntegrityError
+from lockr_local.server.checks import RunningCheck, StoredCheck
 
 BURST = 8 * 1024 * 1024
 HASH_BLOCK = 1024 * 1024
@@ -72,13 +71,13 @@ def file_descriptor(handle: Any) -> int | None:
 
 @dataclass(frozen=True)
 class Expected:
-    """What a whole file must hash to: its CRC-32 when recorded (fast), else its SHA-256."""
+    """What a whole file must hash to: its stored CRC (checks.py) when recorded, else its SHA-256."""
 
     sha256: str
-    crc32: int | None = None
+    stored: StoredCheck = StoredCheck()
 
-    def running(self) -> "RunningCheck":
-        return RunningCheck(self)
+    def running(self) -> RunningCheck:
+        return RunningCheck(self.sha256, self.stored)
 
     def matches(self, fd: int, first: int, length: int, stop: threading.Event) -> bool:
         """Reads the range with pread (sharing no file offset) and compares; `stop` ends it early
@@ -93,26 +92,6 @@ class Expected:
             check.update(view[:count])
             offset += count
         return check.ok()
-
-
-class RunningCheck:
-    """The checksum of `Expected`, fed block by block (the buffered download path feeds it too)."""
-
-    def __init__(self, expected: Expected) -> None:
-        self._expected = expected
-        self._crc = 0
-        self._digest = hashlib.sha256() if expected.crc32 is None else None
-
-    def update(self, data: bytes | memoryview) -> None:
-        if self._digest is None:
-            self._crc = zlib.crc32(data, self._crc)
-        else:
-            self._digest.update(data)
-
-    def ok(self) -> bool:
-        if self._digest is None:
-            return self._crc == self._expected.crc32
-        return self._digest.hexdigest() == self._expected.sha256
 
 
 def send_burst(sock: int, fd: int, offset: int, end: int) -> int:

@@ -55,6 +55,15 @@ def keyring_backend() -> tuple[str, bool]:
     return (name if usable else f"{name} - NOT usable"), usable
 
 
+def checksum_backend() -> str:
+    """The server's whole-file check: hardware CRC-32C, or zlib's CRC-32 where the compiled module is missing."""
+    from lockr_local.server.checks import CRC32C_AVAILABLE
+
+    if CRC32C_AVAILABLE:
+        return "CRC-32C (google-crc32c, compiled)"
+    return "CRC-32 (zlib) - google-crc32c's compiled module is missing, uploads and downloads use more CPU"
+
+
 def doctor(args: argparse.Namespace) -> int:
     from lockr_local.config import default_data_dir
     from lockr_local.credentials import SETTINGS_FILE, TOKEN_FILE, ClientSettings, TokenStore, config_dir, state_dir
@@ -68,6 +77,7 @@ def doctor(args: argparse.Namespace) -> int:
     if not usable:
         print("  No usable OS keyring: tokens cannot be stored safely. Either set LOCKR_TOKEN in the environment,")
         print("  or choose the private file store (0600) on the setup page / with `lockr-local login --insecure-file-store`.")
+    _line("checksums", checksum_backend())
     _line("config folder", str(config_dir()))
     tray_config = TrayConfig.load()
     _line("app settings", f"{config_path()}{'' if config_path().exists() else ' (not created yet)'}")

@@ -242,7 +242,7 @@ class DavHandler(DownloadHandler):
                 raise ChecksumMismatch(f"The body's {kind.upper()} is {actual}, not {expected} as OC-Checksum "
                                        "says; nothing was stored.")
         new = NewFile(location.key, self.path.name, sink.received, self.put_type, location.region, digests.sha256,
-                      None, mtime=self.put_mtime, sha1=digests.sha1, md5=digests.md5, crc32=digests.crc32)
+                      None, mtime=self.put_mtime, sha1=digests.sha1, md5=digests.md5, check=digests.check)
         self.ctx.faults.hit("after_blob_commit")
         try:
             info, replaced, old = await self.call(self.dav.commit_put, self.principal, new)
@@ -345,7 +345,7 @@ class DavHandler(DownloadHandler):
         digests = writer.digests()
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         new = NewFile(location.key, name, 0, content_type, region, digests.sha256, None, sha1=digests.sha1,
-                      md5=digests.md5, crc32=digests.crc32)
+                      md5=digests.md5, check=digests.check)
         try:
             await self.call(self.dav.commit_put, self.principal, new)
         except BaseException:

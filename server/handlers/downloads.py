@@ -114,7 +114,7 @@ class DownloadHandler(BaseHandler):
             self.finish()
             return
         handle = await self.run_io(self.ctx.blobs.open, info.location)
-        verify = Expected(info.sha256, info.crc32) if byte_range is None else None
+        verify = Expected(info.sha256, info.check) if byte_range is None else None
         fd = file_descriptor(handle)
         sock = socket_for_sendfile(self.request.connection) if fd is not None else None
         if fd is None or sock is None:

@@ -97,7 +97,7 @@ class DirectUploadHandler(BaseHandler):
         digests = sink.writer.digests()
         new = NewFile(self.file_id, self.upload["name"], sink.received, self.upload["type"],
                       self.upload["region"], sha256, self.upload["key_hash"], sha1=digests.sha1, md5=digests.md5,
-                      crc32=digests.crc32)
+                      check=digests.check)
         self.ctx.faults.hit("after_blob_commit")
         try:
             info = await self.call(self.ctx.service.record_file, self.principal, new)

@@ -125,8 +125,9 @@ def test_doctor_reports_the_tray_and_keyring_backends(executable: Path, exe_home
     result = run_exe(executable, exe_home, "doctor")
     assert result.returncode == 0, result.stderr
     lines = dict(line.split(":", 1) for line in result.stdout.splitlines() if ":" in line and not line.startswith(" "))
-    assert {"tray", "keyring"} <= {key.strip() for key in lines}, result.stdout
+    assert {"tray", "keyring", "checksums"} <= {key.strip() for key in lines}, result.stdout
     assert "keyring.backends." in lines["keyring"]
+    assert "CRC-32C (google-crc32c, compiled)" in lines["checksums"]  # the compiled module was packaged
 
 
 def test_started_without_arguments_the_tray_icon_docks_in_the_panel(executable: Path, exe_home: Path) -> None:

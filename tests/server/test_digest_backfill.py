@@ -12,6 +12,7 @@ import pytest
 
 from lockr_local.server.backfill import PendingDigests, hash_stored_blob
 from lockr_local.server.blobstore import INLINE_RCLONE_DIGESTS_UPTO
+from lockr_local.server.checks import StoredCheck
 from lockr_local.server.models import StoredFile
 from tests.conftest import make_settings
 from tests.helpers import Account, ThreadedServer, create_account, upload, wait_for
@@ -94,7 +95,7 @@ def test_bytes_that_fail_their_crc_get_no_checksums_and_an_error_in_the_log(
             handle.write(bytes([data[1000] ^ 0xFF]))
         row = server.ctx.db.run_sync(StoredFile.get, StoredFile.file_id == file_id)
         with caplog.at_level(logging.ERROR, logger="lockr.backfill"):
-            pending = PendingDigests(file_id, row.region, row.sha256, row.crc32)
+            pending = PendingDigests(file_id, row.region, row.sha256, StoredCheck(row.crc32c, row.crc32))
             assert hash_stored_blob(server.ctx.blobs, pending) is None
         assert "fsck --verify" in caplog.text
     finally:

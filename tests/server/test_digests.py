@@ -1,4 +1,4 @@
-"""StreamDigests: the four digests of a stream, with MD5 one buffer behind on a side thread."""
+"""StreamDigests: the digests and the CRC of a stream, with SHA-256 and MD5 one buffer behind on side threads."""
 
 from __future__ import annotations
 
@@ -6,17 +6,20 @@ import hashlib
 import os
 import zlib
 
+import google_crc32c
+
 from lockr_local.server.blobstore import StreamDigests
+from lockr_local.server.checks import RunningCheck, RunningCrc, StoredCheck
 
 
 def expected(data: bytes) -> tuple[str, str, str, int]:
     return (hashlib.sha256(data).hexdigest(), hashlib.sha1(data).hexdigest(), hashlib.md5(data).hexdigest(),
-            zlib.crc32(data))
+            google_crc32c.value(data))
 
 
 def as_tuple(digests: StreamDigests) -> tuple[str, str, str, int | None]:
     result = digests.digests()
-    return result.sha256, result.sha1, result.md5, result.crc32
+    return result.sha256, result.sha1, result.md5, result.check.crc32c
 
 
 def test_digests_match_hashlib_for_large_small_and_reused_buffers():
@@ -45,3 +48,26 @@ def test_copy_mid_stream_continues_independently():
     twin.update(third)
     assert as_tuple(stream) == expected(first + second)
     assert as_tuple(twin) == expected(first + third)
+
+
+def test_without_rclone_digests_sha1_and_md5_are_left_for_the_backfill():
+    data = os.urandom(1024 * 1024 + 7)
+    stream = StreamDigests(rclone_digests=False)
+    stream.update(data)
+    result = stream.digests()
+    assert (result.sha256, result.sha1, result.md5) == (hashlib.sha256(data).hexdigest(), "", "")
+    assert result.check.crc32c == google_crc32c.value(data)
+
+
+def test_without_the_crc32c_extension_new_files_get_zlib_crc32_and_both_verify():
+    data = os.urandom(700_000)
+    fallback = RunningCrc(use_crc32c=False)
+    fallback.update(data[:1000])
+    twin = fallback.copy()
+    twin.update(data[1000:])
+    assert twin.stored() == StoredCheck(crc32=zlib.crc32(data))
+    for stored in (twin.stored(), StoredCheck(crc32c=google_crc32c.value(data)), StoredCheck()):
+        good, bad = RunningCheck(hashlib.sha256(data).hexdigest(), stored), RunningCheck("", stored)
+        good.update(data)
+        bad.update(data[:-1] + bytes([data[-1] ^ 1]))
+        assert good.ok() and not bad.ok(), stored

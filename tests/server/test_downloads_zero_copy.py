@@ -7,9 +7,12 @@ import http.client
 import os
 import socket
 import sqlite3
+import zlib
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import google_crc32c
+import pytest
 import requests
 
 from lockr_local.server.models import SCHEMA_VERSION, StoredFile, open_database
@@ -108,12 +111,15 @@ def test_client_that_stops_reading_is_cut_off_after_the_idle_timeout(server_fact
         raw.close()
 
 
-def test_file_stored_without_a_crc32_is_checked_with_its_sha256(server):
+@pytest.mark.parametrize("stored_as", ["sha256 only (schema 1)", "zlib CRC-32 (schema 2)"])
+def test_file_stored_with_an_older_check_is_verified_with_it(server, stored_as):
     account = create_account(server.url)
     data = os.urandom(2 * 1024 * 1024 + 5)
     file = upload(server.url, data, "old.bin", account=account).json()
-    # As a file uploaded before schema 2 recorded CRC-32s.
-    server.ctx.db.run_sync(lambda: StoredFile.update(crc32=None).where(StoredFile.file_id == file["id"]).execute())
+    # As a file uploaded before schema 3 recorded CRC-32C (schema 2 recorded zlib's CRC-32, schema 1 nothing).
+    crc32 = zlib.crc32(data) if "CRC-32" in stored_as else None
+    server.ctx.db.run_sync(lambda: StoredFile.update(crc32c=None, crc32=crc32)
+                           .where(StoredFile.file_id == file["id"]).execute())
     assert requests.get(file["downloadUrl"], headers=account.auth, timeout=30).content == data
     path = stored_path(server, file)
     raw = bytearray(path.read_bytes())
@@ -123,10 +129,18 @@ def test_file_stored_without_a_crc32_is_checked_with_its_sha256(server):
         body = requests.get(file["downloadUrl"], headers=account.auth, timeout=30).content
     except requests.exceptions.ChunkedEncodingError:
         body = None
-    assert body != bytes(raw), "a corrupted file without a CRC-32 was served in full as if it were good"
+    assert body != bytes(raw), f"a corrupted file checked by its {stored_as} was served in full as if good"
 
 
-def test_store_made_by_schema_1_gains_the_crc32_column_and_keeps_its_rows(tmp_path):
+def test_new_files_record_a_crc32c_and_no_zlib_crc32(server):
+    account = create_account(server.url)
+    data = os.urandom(300_000)
+    file = upload(server.url, data, "new.bin", account=account).json()
+    row = server.ctx.db.run_sync(StoredFile.get, StoredFile.file_id == file["id"])
+    assert (row.crc32c, row.crc32) == (google_crc32c.value(data), None)
+
+
+def test_store_made_by_schema_1_gains_the_crc32_columns_and_keeps_its_rows(tmp_path):
     path = tmp_path / "lockr.db"
     database = open_database(f"sqlite:///{path}")
     StoredFile.insert(file_id="a" * 32, name="old.txt", size=1, content_type="text/plain", region="local",
@@ -134,11 +148,12 @@ def test_store_made_by_schema_1_gains_the_crc32_column_and_keeps_its_rows(tmp_pa
     database.close()
     with sqlite3.connect(path) as raw:
         raw.execute("ALTER TABLE storedfile DROP COLUMN crc32")
+        raw.execute("ALTER TABLE storedfile DROP COLUMN crc32c")
         raw.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     database = open_database(f"sqlite:///{path}")
     try:
         row = StoredFile.get(StoredFile.file_id == "a" * 32)
-        assert (row.name, row.crc32) == ("old.txt", None)
+        assert (row.name, row.crc32, row.crc32c) == ("old.txt", None, None)
         version = database.execute_sql("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0]
         assert int(version) == SCHEMA_VERSION
     finally:
