@@ -145,9 +145,7 @@ def test_started_without_arguments_the_tray_icon_docks_in_the_panel(executable: 
     tray = subprocess.Popen([str(executable)], cwd=exe_home, stdout=log, stderr=subprocess.STDOUT,
                             env=exe_env(exe_home, DISPLAY=desktop.display, BROWSER=str(recorder)))
     try:
-        window = wait_for(lambda: (w := desktop.icon_window()) and w.width > 1 and w.x >= 0 and w, timeout=60,
-                          message="the tray icon to dock")
-        assert "not set up" in window.title
+        window = desktop.wait_for_docked_icon("not set up", timeout=60)
         assert "panel" in desktop.parents(window.id), "the icon is not embedded in trayer's panel"
         setup_url = wait_for(lambda: opened.exists() and opened.read_text().split(), timeout=30,
                              message="the setup page to be opened")[0]

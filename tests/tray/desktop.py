@@ -97,6 +97,21 @@ class Desktop:
         return (f"icon window: {window}; trayer {state}, restarted {self.trayer_restarts} times; "
                 f"trayer said: {self.trayer_log.read_text()[-2000:]!r}")
 
+    def wait_for_docked_icon(self, title_part: str = "", timeout: float = 30.0) -> TrayWindow:
+        """The icon's window once docked (trayer gave it a real size and place) with `title_part` in its
+        title; a trayer that died meanwhile is started again (the icon docks in the new panel)."""
+        def docked() -> TrayWindow | None:
+            self.revive_tray()
+            window = self.icon_window()
+            if window is None or title_part not in window.title or window.width <= 1 or window.x < 0:
+                return None
+            return window
+
+        try:
+            return wait_for(docked, timeout=timeout, interval=0.05, message=f"a docked icon titled {title_part!r}")
+        except AssertionError as error:
+            raise AssertionError(f"{error}; {self.describe()}") from None
+
     def tree(self) -> str:
         return subprocess.run(["xwininfo", "-root", "-tree"], env=self.env, capture_output=True, text=True,
                               timeout=10).stdout

@@ -72,17 +72,7 @@ class TrayProcess:
 
 def wait_for_title(desktop: Desktop, predicate: str, timeout: float = 30.0) -> TrayWindow:
     """The icon's window once docked (trayer gave it a real size) and titled with `predicate`."""
-    def docked() -> TrayWindow | None:
-        desktop.revive_tray()  # the icon docks again in the new panel
-        window = desktop.icon_window()
-        if window is None or predicate not in window.title or window.width <= 1 or window.x < 0:
-            return None
-        return window
-
-    try:
-        return wait_for(docked, timeout=timeout, interval=0.05, message=f"a docked icon titled {predicate!r}")
-    except AssertionError as error:
-        raise AssertionError(f"{error}; {desktop.describe()}") from None
+    return desktop.wait_for_docked_icon(predicate, timeout)
 
 
 def test_fresh_start_goes_through_setup_and_the_docked_icon_follows_the_agent(
