@@ -5,8 +5,10 @@ For a large file uploaded through the API or a session, SHA-1 and MD5 would cost
 CPU-seconds per GiB on the way in, for a checksum only rclone reads; so the upload is acknowledged
 with SHA-256 and CRC-32, and this worker reads the stored bytes once more, at low CPU priority, and
 records the other two. Until then the file's PROPFIND simply has no `oc:checksums` (rclone then
-compares size and modification time). The queue lives in memory; at start-up every row still without
-an MD5 is queued again, so a restart loses nothing.
+compares size and modification time). While clients' transfers are moving bytes it reads slowly
+(one block per TRICKLE_PAUSE), so it never competes with them for long. New uploads are queued in
+memory; at start-up the rows still without an MD5 are worked through in batches, so a restart loses
+nothing and a large backlog costs no memory.
 """
 
 from __future__ import annotations
@@ -17,10 +19,12 @@ import hashlib
 import logging
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from lockr_local.errors import LockrError
+from lockr_local.server.activity import TRANSFERS
 from lockr_local.server.blobstore import BlobLocation, BlobStore, Digests, storage_errors
 from lockr_local.server.checks import RunningCheck, StoredCheck
 from lockr_local.server.db import Database
@@ -33,6 +37,8 @@ READ_BLOCK = 1024 * 1024
 # hashed stops costing CPU at once.
 STILL_THERE_EVERY = 64
 IDLE_WAIT = 600.0
+SCAN_BATCH = 200
+TRICKLE_PAUSE = 0.05
 
 
 @dataclass(frozen=True)
@@ -51,13 +57,20 @@ class RcloneDigests:
     md5: str
 
 
-def files_missing_rclone_digests() -> list[PendingDigests]:
-    """Every stored file without an MD5, oldest first (the start-up scan; runs on the database thread)."""
-    rows = (StoredFile.select(StoredFile.file_id, StoredFile.region, StoredFile.sha256, StoredFile.crc32c,
-                              StoredFile.crc32)
-            .where(StoredFile.md5 == "").order_by(StoredFile.seq).tuples())
-    return [PendingDigests(file_id, region, sha256, StoredCheck(crc32c, crc32))
-            for file_id, region, sha256, crc32c, crc32 in rows]
+def files_missing_rclone_digests(after_seq: int, limit: int) -> list[tuple[int, PendingDigests]]:
+    """The next `limit` stored files without an MD5 after row `after_seq`, oldest first, with their row
+    numbers (the start-up scan; runs on the database thread)."""
+    rows = (StoredFile.select(StoredFile.seq, StoredFile.file_id, StoredFile.region, StoredFile.sha256,
+                              StoredFile.crc32c, StoredFile.crc32)
+            .where((StoredFile.seq > after_seq) & (StoredFile.md5 == "")).order_by(StoredFile.seq).limit(limit)
+            .tuples())
+    return [(seq, PendingDigests(file_id, region, sha256, StoredCheck(crc32c, crc32)))
+            for seq, file_id, region, sha256, crc32c, crc32 in rows]
+
+
+def still_missing(file_id: str) -> bool:
+    """Whether the file still exists without an MD5 (a file deleted or filled meanwhile is not read)."""
+    return StoredFile.select().where((StoredFile.file_id == file_id) & (StoredFile.md5 == "")).exists()
 
 
 def record_rclone_digests(file_id: str, sha256: str, sha1: str, md5: str) -> None:
@@ -82,6 +95,8 @@ def hash_stored_blob(blobs: BlobStore, item: PendingDigests) -> RcloneDigests | 
             blocks = 0
             with storage_errors("read a stored file"):
                 while block := handle.read(READ_BLOCK):
+                    if TRANSFERS.busy():
+                        time.sleep(TRICKLE_PAUSE)
                     sha1.update(block)
                     md5.update(block)
                     check.update(block)
@@ -132,23 +147,37 @@ class DigestBackfill:
             self._wake.set()
 
     async def _run_forever(self) -> None:
-        """The start-up scan, then the digests of every queued file, oldest first, until cancelled."""
+        """The start-up scan in batches, new uploads first between batches; then each queued file as it
+        comes, until cancelled."""
         assert self._wake is not None
-        queued = set(self._queue)
-        self._queue.extend(item for item in await self._db.run(files_missing_rclone_digests) if item not in queued)
-        loop = asyncio.get_running_loop()
+        after_seq = 0
+        while True:
+            await self._fill_queued()
+            batch = await self._db.run(files_missing_rclone_digests, after_seq, SCAN_BATCH)
+            for after_seq, item in batch:
+                await self._fill(item)
+            if len(batch) < SCAN_BATCH:
+                break
         while True:
             self._wake.clear()
-            while self._queue:
-                item = self._queue.popleft()
-                digests = await loop.run_in_executor(self._executor, hash_stored_blob, self._blobs, item)
-                if digests is not None:
-                    await self._db.run(record_rclone_digests, item.file_id, item.sha256, digests.sha1, digests.md5)
-                    self.filled += 1
+            await self._fill_queued()
             try:
                 await asyncio.wait_for(self._wake.wait(), IDLE_WAIT)
             except asyncio.TimeoutError:
                 pass
+
+    async def _fill_queued(self) -> None:
+        while self._queue:
+            await self._fill(self._queue.popleft())
+
+    async def _fill(self, item: PendingDigests) -> None:
+        if not await self._db.run(still_missing, item.file_id):
+            return
+        loop = asyncio.get_running_loop()
+        digests = await loop.run_in_executor(self._executor, hash_stored_blob, self._blobs, item)
+        if digests is not None:
+            await self._db.run(record_rclone_digests, item.file_id, item.sha256, digests.sha1, digests.md5)
+            self.filled += 1
 
     def close(self) -> None:
         """Stops the worker; what is still queued is found again by the next start-up scan."""

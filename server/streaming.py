@@ -8,6 +8,7 @@ from concurrent.futures import Executor, Future
 from typing import Callable
 
 from lockr_local.errors import TooLarge
+from lockr_local.server.activity import TRANSFERS
 from lockr_local.server.blobstore import BlobWriter
 
 WRITE_BUFFER = 1024 * 1024
@@ -33,6 +34,7 @@ class UploadSink:
         self._closed = False
 
     async def feed(self, chunk: bytes) -> None:
+        TRANSFERS.mark()
         self.received += len(chunk)
         if self._limit is not None and self.received > self._limit:
             raise self._too_large(self.received)

@@ -21,6 +21,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.iostream import IOStream, SSLIOStream
 
 from lockr_local.errors import IntegrityError
+from lockr_local.server.activity import TRANSFERS
 from lockr_local.server.checks import RunningCheck, StoredCheck
 
 BURST = 8 * 1024 * 1024
@@ -83,14 +84,15 @@ class Expected:
         """Reads the range with pread (sharing no file offset) and compares; `stop` ends it early
         (the download failed), so a dropped 100 GB download does not hash on."""
         check = self.running()
-        view = memoryview(bytearray(HASH_BLOCK))
         offset, end = first, first + length
         while offset < end and not stop.is_set():
-            count = os.preadv(fd, [view[:min(HASH_BLOCK, end - offset)]], offset)
-            if count == 0:
+            # A fresh bytes object per block: the CRC-32C extension takes bytes only, and pread makes one
+            # with the same single copy that reading into a reused buffer would.
+            block = os.pread(fd, min(HASH_BLOCK, end - offset), offset)
+            if not block:
                 return False
-            check.update(view[:count])
-            offset += count
+            check.update(block)
+            offset += len(block)
         return check.ok()
 
 
@@ -156,6 +158,7 @@ async def sendfile_range(sock: int, fd: int, first: int, length: int, io: Execut
 async def _send_until(loop: asyncio.AbstractEventLoop, sock: int, fd: int, offset: int, limit: int,
                       io: Executor, idle_timeout: float) -> int:
     while offset < limit:
+        TRANSFERS.mark()
         offset = await loop.run_in_executor(io, send_burst, sock, fd, offset, limit)
         if offset < limit:
             await wait_writable(sock, idle_timeout)

@@ -12,6 +12,7 @@ from tornado.iostream import StreamClosedError
 
 from lockr_local.errors import IntegrityError, NotFound, RangeNotSatisfiable
 from lockr_local.names import validate_key_hash
+from lockr_local.server.activity import TRANSFERS
 from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.handlers.files import checked_file_id
 from lockr_local.server.links import check_download
@@ -171,6 +172,7 @@ class BlobReader:
         return self._remaining <= 0
 
     def read_chunk(self) -> bytes:
+        TRANSFERS.mark()
         data = self._handle.read(min(READ_CHUNK, self._remaining))
         if not data:
             raise IntegrityError("The file's bytes are shorter than recorded.")

@@ -100,3 +100,49 @@ def test_bytes_that_fail_their_crc_get_no_checksums_and_an_error_in_the_log(
         assert "fsck --verify" in caplog.text
     finally:
         server.stop()
+
+
+def test_a_backlog_larger_than_one_scan_batch_is_filled_after_a_restart(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockr_local.server import backfill
+
+    settings = make_settings(tmp_path / "data")
+    first = ThreadedServer(settings).start()
+    alice = create_account(first.url, "alice")
+    contents = {f"f{index}.bin": os.urandom(1000 + index) for index in range(5)}
+    for name, data in contents.items():
+        assert upload(first.url, data, name, account=alice).status_code == 201
+    # As a store whose files were acknowledged without SHA-1/MD5 and then stopped.
+    first.ctx.db.run_sync(lambda: StoredFile.update(sha1="", md5="").execute())
+    first.stop()
+
+    monkeypatch.setattr(backfill, "SCAN_BATCH", 2)
+    second = ThreadedServer(settings).start()
+    try:
+        second.call_on_loop(second.ctx.backfill.start)
+        wait_for(lambda: second.ctx.backfill.filled == len(contents), timeout=30, message="the whole backlog")
+        for name, data in contents.items():
+            assert dav_checksums(second, alice, name) == rclone_checksums(data)
+    finally:
+        second.stop()
+
+
+def test_while_transfers_move_bytes_the_backfill_pauses_between_blocks(
+        server: Any, alice: Account, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lockr_local.server import backfill
+    from lockr_local.server.activity import TRANSFERS
+
+    server.ctx.backfill.close()
+    data = os.urandom(3 * backfill.READ_BLOCK)
+    file_id = upload(server.url, data, "big.bin", account=alice).json()["id"]
+    row = server.ctx.db.run_sync(StoredFile.get, StoredFile.file_id == file_id)
+    pauses: list[float] = []
+    monkeypatch.setattr(backfill, "time", type("Clock", (), {"sleep": staticmethod(pauses.append)}))
+    pending = PendingDigests(file_id, row.region, row.sha256, StoredCheck(row.crc32c, row.crc32))
+    wait_for(lambda: not TRANSFERS.busy(), message="the upload's bytes to have stopped moving")
+    assert hash_stored_blob(server.ctx.blobs, pending) is not None
+    assert pauses == []  # nothing else was moving
+    TRANSFERS.mark()
+    assert hash_stored_blob(server.ctx.blobs, pending) == backfill.RcloneDigests(
+        hashlib.sha1(data).hexdigest(), hashlib.md5(data).hexdigest())
+    assert pauses == [backfill.TRICKLE_PAUSE] * 3
