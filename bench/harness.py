@@ -136,9 +136,12 @@ class Row:
     unit: str
     peak_rss: int = 0
     note: str = ""
-    # The lockr-local scenario this row is compared with in the ratio column (session vs direct upload);
+    # The lockr-local scenario this row is compared with in the ratio column;
     # empty: a peer's row is compared with lockr-local's row of the same scenario.
     compare_with: str = ""
+    # A ratio measured by the scenario itself (session vs direct uploads interleaved with it), and what it is.
+    paired_ratio: float | None = None
+    paired_label: str = ""
 
 
 @dataclass
@@ -155,7 +158,9 @@ class Table:
         lines = ["| scenario | server | result | server peak RSS | lockr-local / peer |", "|---|---|---|---|---|"]
         for row in self.rows:
             ratio = ""
-            if row.compare_with:
+            if row.paired_ratio is not None:
+                ratio = f"{row.paired_ratio:.2f}x ({row.paired_label})"
+            elif row.compare_with:
                 base = [r for r in self.rows if r.scenario == row.compare_with and r.server == "lockr-local"]
                 if base and base[0].value:
                     ratio = f"{row.value / base[0].value:.2f}x (this / {row.compare_with})"
