@@ -88,7 +88,16 @@ class BaseHandler(tornado.web.RequestHandler):
             body = error_body(code, message)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
+        if self._body_left_unread():
+            # Tornado closes a connection whose request body it did not read, but only after the answer,
+            # without saying so: a client would send its next request on it (Go's, rclone's, does), and a
+            # PUT there fails. Saying it keeps that request off this connection.
+            self.set_header("Connection", "close")
         self.finish(json.dumps(body))
+
+    def _body_left_unread(self) -> bool:
+        body_future = getattr(self.request, "_body_future", None)
+        return body_future is not None and not body_future.done()
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -106,8 +115,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     def _unread_small_body(self) -> bool:
         """A streamed body that is still arriving but small enough to read and discard."""
-        body_future = getattr(self.request, "_body_future", None)
-        if body_future is None or body_future.done() or self._finished:
+        if not self._body_left_unread() or self._finished:
             return False
         length = self.request.headers.get("Content-Length", "")
         return length.isdigit() and int(length) <= DRAIN_BEFORE_ERROR
@@ -144,7 +152,16 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
+        if self._body_left_unread():
+            # Tornado closes a connection whose request body it did not read, but only after the answer,
+            # without saying so: a client would send its next request on it (Go's, rclone's, does), and a
+            # PUT there fails. Saying it keeps that request off this connection.
+            self.set_header("Connection", "close")
         self.finish(json.dumps(body))
+
+    def _body_left_unread(self) -> bool:
+        body_future = getattr(self.request, "_body_future", None)
+        return body_future is not None and not body_future.done()
 
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")

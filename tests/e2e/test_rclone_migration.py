@@ -235,10 +235,10 @@ def test_the_plan_size_limit_gives_an_rclone_error(server_factory: Any, rclone: 
     (source / "big.bin").write_bytes(b"x" * 1_500_000)
     (source / "ok.txt").write_bytes(b"ok")
 
-    result = rclone.run("sync", str(source), "lockr:alice", "--retries=1", "--low-level-retries=1")
+    result = rclone.run("sync", str(source), "lockr:alice", "--retries=1", "--low-level-retries=1", "-vv")
     assert result.returncode != 0
     assert "413" in result.stderr or "too large" in result.stderr.lower()
-    assert set(api_files(server, alice)) == {"ok.txt"}
+    assert set(api_files(server, alice)) == {"ok.txt"}, result.stderr[-4000:]
 
 
 def test_basic_auth_with_an_obscured_password_works_too(server: Any, rclone: Rclone, tmp_path: Path) -> None:

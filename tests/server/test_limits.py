@@ -30,6 +30,17 @@ def test_guest_upload_over_5gb_is_refused_with_413_before_the_body(server):
     assert answer.startswith(b"HTTP/1.1 413"), answer[:200]
     assert b'"too_large"' in answer
     assert b"100 (Continue)" not in answer
+    # The body stays unread, so the connection closes after the answer, and the answer says so: a
+    # client must not send its next request on it (rclone's PUT of another file failed there).
+    assert b"\r\nConnection: close\r\n" in answer.split(b"\r\n\r\n")[0] + b"\r\n"
+
+
+def test_an_error_after_reading_a_small_body_keeps_the_connection_open(server):
+    with requests.Session() as session:
+        response = session.post(f"{server.url}/api/v1/upload", data=b"x" * 1000,
+                                headers={"x-file-name": "../bad"}, timeout=10)
+        assert response.status_code == 400
+        assert response.headers.get("Connection", "").lower() != "close"
 
 
 def test_account_upload_over_100gb_is_refused_with_413_before_the_body(server):
