@@ -5,11 +5,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
+from lockr_local.config import Settings
 from lockr_local.server.backfill import PendingDigests, hash_stored_blob
 from lockr_local.server.blobstore import INLINE_RCLONE_DIGESTS_UPTO
 from lockr_local.server.checks import StoredCheck
@@ -31,6 +33,23 @@ def dav_checksums(server: Any, account: Account, name: str) -> str | None:
     entry = propfind(server, account, f"{account.username}/{name}", depth="0")[0]
     element = entry["props"].get(f"{OC}checksums")
     return None if element is None else element.findtext(f"{OC}checksum")
+
+
+@contextmanager
+def served_again(settings: Settings) -> Iterator[ThreadedServer]:
+    """The same store served by a new server, its backfill started as `serve` starts it."""
+    server = ThreadedServer(settings).start()
+    try:
+        server.call_on_loop(server.ctx.backfill.start)
+        yield server
+    finally:
+        server.stop()
+
+
+def pending_for(server: ThreadedServer, file_id: str) -> PendingDigests:
+    """What the backfill would be given for a stored file."""
+    row = server.ctx.db.run_sync(StoredFile.get, StoredFile.file_id == file_id)
+    return PendingDigests(file_id, row.region, row.sha256, StoredCheck(row.crc32c, row.crc32))
 
 
 @pytest.fixture
@@ -71,13 +90,9 @@ def test_checksums_left_missing_by_a_stop_are_filled_after_the_restart(tmp_path:
     assert dav_checksums(first, alice, "big.bin") is None
     first.stop()
 
-    second = ThreadedServer(settings).start()
-    try:
-        second.call_on_loop(second.ctx.backfill.start)  # as `serve` does at start-up
+    with served_again(settings) as second:
         wait_for(lambda: dav_checksums(second, alice, "big.bin"), timeout=30, message="the start-up scan")
         assert dav_checksums(second, alice, "big.bin") == rclone_checksums(data)
-    finally:
-        second.stop()
 
 
 def test_bytes_that_fail_their_crc_get_no_checksums_and_an_error_in_the_log(
@@ -93,10 +108,8 @@ def test_bytes_that_fail_their_crc_get_no_checksums_and_an_error_in_the_log(
         with open(blob, "r+b") as handle:  # bit rot between the upload and the backfill
             handle.seek(1000)
             handle.write(bytes([data[1000] ^ 0xFF]))
-        row = server.ctx.db.run_sync(StoredFile.get, StoredFile.file_id == file_id)
         with caplog.at_level(logging.ERROR, logger="lockr.backfill"):
-            pending = PendingDigests(file_id, row.region, row.sha256, StoredCheck(row.crc32c, row.crc32))
-            assert hash_stored_blob(server.ctx.blobs, pending) is None
+            assert hash_stored_blob(server.ctx.blobs, pending_for(server, file_id)) is None
         assert "fsck --verify" in caplog.text
     finally:
         server.stop()
@@ -117,14 +130,10 @@ def test_a_backlog_larger_than_one_scan_batch_is_filled_after_a_restart(
     first.stop()
 
     monkeypatch.setattr(backfill, "SCAN_BATCH", 2)
-    second = ThreadedServer(settings).start()
-    try:
-        second.call_on_loop(second.ctx.backfill.start)
+    with served_again(settings) as second:
         wait_for(lambda: second.ctx.backfill.filled == len(contents), timeout=30, message="the whole backlog")
         for name, data in contents.items():
             assert dav_checksums(second, alice, name) == rclone_checksums(data)
-    finally:
-        second.stop()
 
 
 def test_while_transfers_move_bytes_the_backfill_pauses_between_blocks(
@@ -135,10 +144,9 @@ def test_while_transfers_move_bytes_the_backfill_pauses_between_blocks(
     server.ctx.backfill.close()
     data = os.urandom(3 * backfill.READ_BLOCK)
     file_id = upload(server.url, data, "big.bin", account=alice).json()["id"]
-    row = server.ctx.db.run_sync(StoredFile.get, StoredFile.file_id == file_id)
     pauses: list[float] = []
     monkeypatch.setattr(backfill, "time", type("Clock", (), {"sleep": staticmethod(pauses.append)}))
-    pending = PendingDigests(file_id, row.region, row.sha256, StoredCheck(row.crc32c, row.crc32))
+    pending = pending_for(server, file_id)
     wait_for(lambda: not TRANSFERS.busy(), message="the upload's bytes to have stopped moving")
     assert hash_stored_blob(server.ctx.blobs, pending) is not None
     assert pauses == []  # nothing else was moving
