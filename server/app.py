@@ -149,8 +149,9 @@ def start_background_tasks(ctx: ServerContext) -> list[asyncio.Task[None]]:
     """Background work while serving: the upload-session reaper (every `reap_interval` seconds) and the
     SHA-1/MD5 backfill of big API uploads."""
     loop = asyncio.get_running_loop()
+    ctx.backfill.start()
     return [loop.create_task(reap_sessions_forever(ctx.sessions, ctx.settings.reap_interval),
-                             name="lockr-reaper"), ctx.backfill.start()]
+                             name="lockr-reaper")]
 
 
 async def finish_background_work(ctx: ServerContext, timeout: float = 5.0) -> None:

@@ -13,14 +13,12 @@ nothing and a large backlog costs no memory.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import hashlib
 import logging
 import os
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from lockr_local.errors import LockrError
@@ -87,14 +85,18 @@ def _lower_priority() -> None:
         pass
 
 
-def hash_stored_blob(blobs: BlobStore, item: PendingDigests) -> RcloneDigests | None:
-    """SHA-1 and MD5 of a stored blob; None when it vanished meanwhile or its bytes fail their check."""
+def hash_stored_blob(blobs: BlobStore, item: PendingDigests,
+                     stop: threading.Event | None = None) -> RcloneDigests | None:
+    """SHA-1 and MD5 of a stored blob; None when it vanished meanwhile, its bytes fail their check, or
+    `stop` was set (the server is stopping)."""
     sha1, md5, check = hashlib.sha1(), hashlib.md5(), RunningCheck(item.sha256, item.stored)
     try:
         with blobs.open(BlobLocation(item.region, item.file_id)) as handle:
             blocks = 0
             with storage_errors("read a stored file"):
                 while block := handle.read(READ_BLOCK):
+                    if stop is not None and stop.is_set():
+                        return None
                     if TRANSFERS.busy():
                         time.sleep(TRICKLE_PAUSE)
                     sha1.update(block)
@@ -113,25 +115,28 @@ def hash_stored_blob(blobs: BlobStore, item: PendingDigests) -> RcloneDigests | 
 
 
 class DigestBackfill:
-    """One low-priority worker thread fed by `enqueue()` (after an upload) and by a scan at start-up."""
+    """One low-priority worker thread, fed by `enqueue()` after uploads and by a scan when it starts.
+
+    A plain thread rather than an IOLoop task: it blocks on files and waits for the database thread
+    (`Database.run_sync`), and it must not outlive or depend on the loop that happened to start it.
+    """
 
     def __init__(self, db: Database, blobs: BlobStore) -> None:
         self._db = db
         self._blobs = blobs
         self._queue: collections.deque[PendingDigests] = collections.deque()
-        self._wake: asyncio.Event | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._closed = False
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lockr-backfill",
-                                            initializer=_lower_priority)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
         self.filled = 0
 
-    def start(self) -> asyncio.Task[None]:
-        """Starts the worker on the running loop (once): the server at start-up, or the first enqueue."""
-        if self._task is None:
-            self._wake = asyncio.Event()
-            self._task = asyncio.get_running_loop().create_task(self._run_forever(), name="lockr-backfill")
-        return self._task
+    def start(self) -> None:
+        """Starts the worker once (the server at start-up, or the first enqueue); never after close()."""
+        with self._lock:
+            if self._thread is None and not self._stop.is_set():
+                self._thread = threading.Thread(target=self._run, name="lockr-backfill", daemon=True)
+                self._thread.start()
 
     def enqueue_if_missing(self, file_id: str, region: str, digests: Digests) -> None:
         """After an upload was recorded: queues it when it was acknowledged without SHA-1/MD5."""
@@ -139,53 +144,48 @@ class DigestBackfill:
             self.enqueue(PendingDigests(file_id, region, digests.sha256, digests.check))
 
     def enqueue(self, item: PendingDigests) -> None:
-        """Queues a file acknowledged without SHA-1/MD5 (called on the IOLoop thread)."""
         self._queue.append(item)
-        if not self._closed:
-            self.start()
-            assert self._wake is not None
-            self._wake.set()
-
-    async def _run_forever(self) -> None:
-        """The start-up scan in batches, new uploads first between batches; then each queued file as it
-        comes, until cancelled."""
-        assert self._wake is not None
-        after_seq = 0
-        while True:
-            await self._fill_queued()
-            batch = await self._db.run(files_missing_rclone_digests, after_seq, SCAN_BATCH)
-            for after_seq, item in batch:
-                await self._fill(item)
-            if len(batch) < SCAN_BATCH:
-                break
-        while True:
-            self._wake.clear()
-            await self._fill_queued()
-            try:
-                await asyncio.wait_for(self._wake.wait(), IDLE_WAIT)
-            except asyncio.TimeoutError:
-                pass
-
-    async def _fill_queued(self) -> None:
-        while self._queue:
-            await self._fill(self._queue.popleft())
-
-    async def _fill(self, item: PendingDigests) -> None:
-        if not await self._db.run(still_missing, item.file_id):
-            return
-        loop = asyncio.get_running_loop()
-        digests = await loop.run_in_executor(self._executor, hash_stored_blob, self._blobs, item)
-        if digests is not None:
-            await self._db.run(record_rclone_digests, item.file_id, item.sha256, digests.sha1, digests.md5)
-            self.filled += 1
+        self.start()
+        self._wake.set()
 
     def close(self) -> None:
-        """Stops the worker; what is still queued is found again by the next start-up scan."""
-        self._closed = True
-        task = self._task
-        if task is not None and not task.done() and not task.get_loop().is_closed():
-            try:
-                task.get_loop().call_soon_threadsafe(task.cancel)
-            except RuntimeError:  # the loop closed meanwhile
-                pass
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        """Stops the worker (a file being read stops at its next block); what is still queued is found
+        again by the next start-up scan."""
+        self._stop.set()
+        self._wake.set()
+        with self._lock:
+            thread = self._thread
+        if thread is not None:
+            thread.join(timeout=10)
+
+    def _run(self) -> None:
+        """The start-up scan in batches, new uploads first between batches; then each queued file as it
+        comes, until closed."""
+        _lower_priority()
+        try:
+            after_seq = 0
+            while not self._stop.is_set():
+                self._fill_queued()
+                batch = self._db.run_sync(files_missing_rclone_digests, after_seq, SCAN_BATCH)
+                for after_seq, item in batch:
+                    self._fill(item)
+                if len(batch) < SCAN_BATCH:
+                    break
+            while not self._stop.is_set():
+                self._wake.clear()
+                self._fill_queued()
+                self._wake.wait(IDLE_WAIT)
+        except RuntimeError:  # the database thread shut down first: the server is stopping
+            pass
+
+    def _fill_queued(self) -> None:
+        while self._queue and not self._stop.is_set():
+            self._fill(self._queue.popleft())
+
+    def _fill(self, item: PendingDigests) -> None:
+        if self._stop.is_set() or not self._db.run_sync(still_missing, item.file_id):
+            return
+        digests = hash_stored_blob(self._blobs, item, self._stop)
+        if digests is not None and not self._stop.is_set():
+            self._db.run_sync(record_rclone_digests, item.file_id, item.sha256, digests.sha1, digests.md5)
+            self.filled += 1

@@ -151,11 +151,6 @@ class ThreadedServer:
         finally:
             close_context(self.ctx)
 
-    def call_on_loop(self, fn: Callable[[], Any]) -> None:
-        """Runs fn on the server's IOLoop thread (what must not be called from the test's thread)."""
-        assert self._loop is not None, "the server is not running"
-        self._loop.call_soon_threadsafe(fn)
-
     def stop(self) -> None:
         if self._loop is not None and self._stop is not None:
             self._loop.call_soon_threadsafe(self._stop.set)

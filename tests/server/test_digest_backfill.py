@@ -40,7 +40,7 @@ def served_again(settings: Settings) -> Iterator[ThreadedServer]:
     """The same store served by a new server, its backfill started as `serve` starts it."""
     server = ThreadedServer(settings).start()
     try:
-        server.call_on_loop(server.ctx.backfill.start)
+        server.ctx.backfill.start()
         yield server
     finally:
         server.stop()
@@ -154,3 +154,14 @@ def test_while_transfers_move_bytes_the_backfill_pauses_between_blocks(
     assert hash_stored_blob(server.ctx.blobs, pending) == backfill.RcloneDigests(
         hashlib.sha1(data).hexdigest(), hashlib.md5(data).hexdigest())
     assert pauses == [backfill.TRICKLE_PAUSE] * 3
+
+
+def test_a_stopping_server_stops_the_backfill_at_the_next_block(server: Any, alice: Account) -> None:
+    import threading
+
+    server.ctx.backfill.close()
+    file_id = upload(server.url, os.urandom(BIG), "big.bin", account=alice).json()["id"]
+    stop = threading.Event()
+    stop.set()
+    assert hash_stored_blob(server.ctx.blobs, pending_for(server, file_id), stop) is None
+    assert server.ctx.db.run_sync(StoredFile.get, StoredFile.file_id == file_id).md5 == ""
