@@ -3,7 +3,7 @@
 WebDAV PUTs and small uploads compute every digest while they stream in (blobstore.StreamDigests).
 For a large file uploaded through the API or a session, SHA-1 and MD5 would cost about 2.3
 CPU-seconds per GiB on the way in, for a checksum only rclone reads; so the upload is acknowledged
-with SHA-256 and CRC-32, and this worker reads the stored bytes once more, at low CPU priority, and
+with SHA-256 and its CRC, and this worker reads the stored bytes once more, at low CPU priority, and
 records the other two. Until then the file's PROPFIND simply has no `oc:checksums` (rclone then
 compares size and modification time). While clients' transfers are moving bytes it reads slowly
 (one block per TRICKLE_PAUSE), so it never competes with them for long. New uploads are queued in

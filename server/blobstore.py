@@ -20,7 +20,7 @@ from lockr_local.server.checks import RunningCrc, StoredCheck
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
 # Large buffers are hashed on side threads, one stage behind the write (hashlib releases the GIL):
-# SHA-256 (and MD5 when it is computed) of buffer N overlaps buffer N's CRC-32 and disk write on the
+# SHA-256 (and MD5 when it is computed) of buffer N overlaps buffer N's CRC-32C and disk write on the
 # writer's I/O thread and the receiving of buffer N+1.
 _SIDE_HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-hash")
 _SIDE_HASH_MIN = 256 * 1024

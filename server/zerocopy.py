@@ -4,7 +4,7 @@ Tornado's own write path copies every byte through Python buffers, which caps a 
 speed of one core moving memory. Here the kernel moves the bytes (sendfile), a pool thread issues each
 burst so a cold page cache never blocks the IOLoop, and the IOLoop only waits for the socket to drain.
 For whole-file downloads a second thread checksums the file while it is being sent and the last bytes
-are held back until the CRC-32 (or SHA-256) matches the recorded one: a flipped bit is cut off, never served as good.
+are held back until the stored CRC (checks.py) matches: a flipped bit is cut off, never served as good.
 """
 
 from __future__ import annotations

@@ -158,7 +158,7 @@ class DownloadHandler(BaseHandler):
 
 class BlobReader:
     """Reads a byte range in chunks on an I/O thread; for whole-file reads it checksums along the way and
-    refuses to hand out the last chunk if the bytes do not match the recorded CRC-32 (or SHA-256), so a
+    refuses to hand out the last chunk if the bytes do not match the stored CRC (or SHA-256), so a
     flipped bit is never served as good (the client sees a cut-off download instead)."""
 
     def __init__(self, handle: BinaryIO, first: int, length: int, expected: Expected | None) -> None:
