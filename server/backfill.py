@@ -168,7 +168,7 @@ class DigestBackfill:
                 self._fill_queued()
                 batch = self._db.run_sync(files_missing_rclone_digests, after_seq, SCAN_BATCH)
                 for after_seq, item in batch:
-                    self._fill(item)
+                    self._fill(item, recheck=False)  # just read as missing, in this thread
                 if len(batch) < SCAN_BATCH:
                     break
             while not self._stop.is_set():
@@ -182,8 +182,10 @@ class DigestBackfill:
         while self._queue and not self._stop.is_set():
             self._fill(self._queue.popleft())
 
-    def _fill(self, item: PendingDigests) -> None:
-        if self._stop.is_set() or not self._db.run_sync(still_missing, item.file_id):
+    def _fill(self, item: PendingDigests, recheck: bool = True) -> None:
+        """Hashes one file and records its digests; a queued file is first checked to still need them
+        (the start-up scan may have reached it first, or it was deleted meanwhile)."""
+        if self._stop.is_set() or (recheck and not self._db.run_sync(still_missing, item.file_id)):
             return
         digests = hash_stored_blob(self._blobs, item, self._stop)
         if digests is not None and not self._stop.is_set():

@@ -65,6 +65,10 @@ class RunningCrc:
     def copy(self) -> "RunningCrc":
         return RunningCrc(self._use_crc32c, self._value)
 
+    @property
+    def value(self) -> int:
+        return self._value
+
     def stored(self) -> StoredCheck:
         return StoredCheck(crc32c=self._value) if self._use_crc32c else StoredCheck(crc32=self._value)
 
@@ -75,19 +79,20 @@ class RunningCheck:
     def __init__(self, sha256: str, stored: StoredCheck) -> None:
         self._sha256 = sha256
         self._stored = stored
-        self._value = 0
-        self._digest = hashlib.sha256() if stored.crc32c is None and stored.crc32 is None else None
+        has_crc = stored.crc32c is not None or stored.crc32 is not None
+        self._crc = RunningCrc(use_crc32c=stored.crc32c is not None) if has_crc else None
+        self._digest = None if has_crc else hashlib.sha256()
 
     def update(self, data: bytes | memoryview) -> None:
-        if self._digest is not None:
-            self._digest.update(data)
-        elif self._stored.crc32c is not None:
-            self._value = _extend_crc32c(self._value, data)
+        if self._crc is not None:
+            self._crc.update(data)
         else:
-            self._value = zlib.crc32(data, self._value)
+            assert self._digest is not None
+            self._digest.update(data)
 
     def ok(self) -> bool:
-        if self._digest is not None:
-            return self._digest.hexdigest() == self._sha256
-        expected = self._stored.crc32c if self._stored.crc32c is not None else self._stored.crc32
-        return self._value == expected
+        if self._crc is not None:
+            expected = self._stored.crc32c if self._stored.crc32c is not None else self._stored.crc32
+            return self._crc.value == expected
+        assert self._digest is not None
+        return self._digest.hexdigest() == self._sha256

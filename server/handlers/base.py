@@ -88,16 +88,19 @@ class BaseHandler(tornado.web.RequestHandler):
             body = error_body(code, message)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        if self._body_left_unread():
-            # Tornado closes a connection whose request body it did not read, but only after the answer,
-            # without saying so: a client would send its next request on it (Go's, rclone's, does), and a
-            # PUT there fails. Saying it keeps that request off this connection.
-            self.set_header("Connection", "close")
         self.finish(json.dumps(body))
 
     def _body_left_unread(self) -> bool:
         body_future = getattr(self.request, "_body_future", None)
         return body_future is not None and not body_future.done()
+
+    def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:
+        if not self._headers_written and self._body_left_unread():
+            # Tornado closes a connection whose request body it did not read, but only after the answer,
+            # without saying so: a client would send its next request on it (Go's, rclone's, does), and a
+            # PUT there fails. Saying it keeps that request off this connection.
+            self.set_header("Connection", "close")
+        return super().finish(chunk)
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -152,16 +155,7 @@ class BaseHandler(tornado.web.RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=utf-8")
         self.set_header("Cache-Control", "no-store")
-        if self._body_left_unread():
-            # Tornado closes a connection whose request body it did not read, but only after the answer,
-            # without saying so: a client would send its next request on it (Go's, rclone's, does), and a
-            # PUT there fails. Saying it keeps that request off this connection.
-            self.set_header("Connection", "close")
         self.finish(json.dumps(body))
-
-    def _body_left_unread(self) -> bool:
-        body_future = getattr(self.request, "_body_future", None)
-        return body_future is not None and not body_future.done()
 
     def set_default_headers(self) -> None:
         self.set_header("X-Content-Type-Options", "nosniff")
