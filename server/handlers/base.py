@@ -29,10 +29,8 @@ log = logging.getLogger("lockr.server")
 T = TypeVar("T")
 
 MAX_JSON_BODY = 64 * 1024
-# Error answers to streamed requests wait for a body up to this size instead of cutting it off: closing
-# with unread bytes sends an RST, and a client still writing its body (rclone sends no Expect:
-# 100-continue) then sees "connection reset" instead of the 413. The same bound as session chunks'.
-DRAIN_BEFORE_ERROR = 16 * 1024 * 1024
+# Error answers to streamed requests wait for a body up to this size instead of cutting it off.
+DRAIN_BEFORE_ERROR = 1024 * 1024
 
 # Tornado's own errors (unknown route, bad method, malformed request) get the same JSON shape.
 _HTTP_CODES = {
