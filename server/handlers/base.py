@@ -22,6 +22,7 @@ from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.resumable import ResumableUploads
 from lockr_local.server.security import Signer
+from lockr_local.server.handlers.linger import LingeringClose
 from lockr_local.server.handlers.watchdog import BodyWatchdog
 from lockr_local.server.service import Principal, Service
 
@@ -29,9 +30,9 @@ log = logging.getLogger("lockr.server")
 T = TypeVar("T")
 
 MAX_JSON_BODY = 64 * 1024
-# Error answers to streamed requests wait for a body up to this size instead of cutting it off.
+# A request refused before its body streams waits for a body up to this size, so the connection stays
+# usable; bigger bodies, and refusals in the middle of a body, get the lingering close instead.
 DRAIN_BEFORE_ERROR = 1024 * 1024
-
 # Tornado's own errors (unknown route, bad method, malformed request) get the same JSON shape.
 _HTTP_CODES = {
     400: ("bad_request", "The request is malformed."),
@@ -95,12 +96,28 @@ class BaseHandler(tornado.web.RequestHandler):
         return body_future is not None and not body_future.done()
 
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:
+        linger = None
         if not self._headers_written and self._body_left_unread():
             # Tornado closes a connection whose request body it did not read, but only after the answer,
             # without saying so: a client would send its next request on it (Go's, rclone's, does), and a
             # PUT there fails. Saying it keeps that request off this connection.
             self.set_header("Connection", "close")
-        return super().finish(chunk)
+            linger = self._lingering_close()
+        written = super().finish(chunk)
+        if linger is not None:
+            written.add_done_callback(lambda _: linger.start())
+        return written
+
+    def _lingering_close(self) -> LingeringClose | None:
+        """Keeps the refused body's connection draining after Tornado closes it, so the client reads
+        our answer instead of a reset (see linger.py)."""
+        sock = getattr(getattr(self.request.connection, "stream", None), "socket", None)
+        if sock is None:
+            return None
+        try:
+            return LingeringClose(sock)
+        except OSError:
+            return None
 
     def send_error(self, status_code: int = 500, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]
@@ -111,10 +128,16 @@ class BaseHandler(tornado.web.RequestHandler):
             if self.request.connection is not None and not self._finished:
                 self.request.connection.close()
             return
-        if self._unread_small_body():
+        if self._unread_small_body() and self._refused_before_body():
             self._answer_after_body(status_code, kwargs)
             return
         super().send_error(status_code, **kwargs)
+
+    def _refused_before_body(self) -> bool:
+        """True while prepare() runs: Tornado then never calls the verb method, so the answer may wait for
+        the body. Mid-body (data_received) the verb method would run once the body ends, and race it."""
+        prepared = getattr(self, "_prepared_future", None)
+        return prepared is not None and not prepared.done()
 
     def _unread_small_body(self) -> bool:
         """A streamed body that is still arriving but small enough to read and discard."""
@@ -124,9 +147,8 @@ class BaseHandler(tornado.web.RequestHandler):
         return length.isdigit() and int(length) <= DRAIN_BEFORE_ERROR
 
     def _answer_after_body(self, status_code: int, kwargs: dict[str, Any]) -> None:
-        """Closing a socket with unread bytes makes the kernel send RST, and the client may then lose
-        our error answer. For small bodies we read the rest, discard it, then answer on a connection
-        that stays usable."""
+        """Reads the rest of a small refused body, discards it, then answers on a connection that stays
+        usable for the client's next request."""
         self.data_received = self._discard_body  # type: ignore[method-assign]
 
         def answer(body_future: Any) -> None:
