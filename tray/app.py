@@ -401,6 +401,7 @@ def make_agent(config: TrayConfig) -> Any:
         guard = GuardSettings(max_count=settings.sync_delete_max_count, max_share=settings.sync_delete_max_share)
     options = AgentOptions(concurrency=getattr(settings, "sync_concurrency", 4),
                            scan_interval=getattr(settings, "sync_scan_interval", 600.0), guard=guard,
+                           watch=getattr(settings, "sync_watch", True),
                            state_dir=Path(state_dir).expanduser() if state_dir else default_state_dir())
     remote = make_remote(config.endpoint, token, throttle=Throttle(getattr(settings, "sync_bandwidth_limit", 0)))
     return SyncAgent(Path(config.folder), remote, endpoint=config.endpoint, options=options)
