@@ -34,6 +34,10 @@ class TrayWindow:
     height: int
 
 
+# GTK's windows carry the WM_CLASS lockr-local/Lockr-local; the status icon's name is the tooltip.
+# The gtk backend's windows carry the WM_CLASS lockr-local/Lockr-local; the status icon's name is the tooltip.
+GTK_LINE = re.compile(r'^\s*(0x[0-9a-f]+) "([^"]*)": \("lockr-local" "Lockr-local"\)\s+(\d+)x(\d+)[+-]-?\d+[+-]-?\d+'
+                      r'\s+\+(-?\d+)\+(-?\d+)', re.M)
 _TREE_LINE = re.compile(r'^\s*(0x[0-9a-f]+) "(.*)": \("' + ICON_CLASS + r'" "[^"]*"\)\s+(\d+)x(\d+)[+-]-?\d+[+-]-?\d+'
                         r'\s+\+(-?\d+)\+(-?\d+)', re.M)
 
@@ -171,3 +175,9 @@ def dominant(image: Image.Image) -> str:
     if max(red, green, blue) - min(red, green, blue) < 25:
         return "grey"
     return ("red", "green", "blue")[[red, green, blue].index(max(red, green, blue))]
+
+
+def gtk_windows(desktop: Desktop) -> list[TrayWindow]:
+    """The gtk backend's windows on the display (its status icon and, while open, its menu)."""
+    return [TrayWindow(m.group(1), m.group(2), int(m.group(5)), int(m.group(6)), int(m.group(3)), int(m.group(4)))
+            for m in GTK_LINE.finditer(desktop.tree())]
