@@ -148,3 +148,18 @@ def test_guest_upload_over_the_guest_limit_shows_the_servers_reason(chromium, se
         assert page.locator('#upload-list li[data-name="too big.bin"] input.share-link').count() == 0
     finally:
         ctx.close()
+
+
+def test_upload_page_fits_a_phone_screen_with_its_share_links(chromium, web_server, tmp_path):
+    phone = chromium.new_context(viewport={"width": 375, "height": 740}, is_mobile=True, has_touch=True,
+                                 device_scale_factor=2)
+    try:
+        page = phone.new_page()
+        page.goto(f"{web_server.url}/upload")
+        drop_files(page, "#dropzone", {"a rather long file name for a small screen.pdf": b"%PDF-1.4\n" * 50})
+        page.wait_for_selector("#upload-list li[data-state='done'] input.share-link")
+        overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+        assert overflow <= 0, f"/upload scrolls sideways by {overflow}px on a phone"
+        check_screenshot(page, tmp_path / "phone-upload.png")
+    finally:
+        phone.close()
