@@ -67,17 +67,31 @@ class Desktop:
         # would start it again, and so does the test, keeping what it printed for the failure message.
         for attempt in range(3):
             try:
-                wait_for(lambda: '"panel"' in self.tree() or self.trayer.poll() is not None, timeout=20,
+                wait_for(lambda: self.tray_ready() or self.trayer.poll() is not None, timeout=20,
                          message="trayer's panel on the display")
             except AssertionError:
                 self.trayer.kill()
                 self.trayer.wait()
-            if self.trayer.poll() is None and '"panel"' in self.tree():
+            if self.trayer.poll() is None and self.tray_ready():
                 return
             self.trayer = self._start_trayer()
             self.trayer_restarts += 1
         self.stop()
         raise AssertionError(f"trayer's panel never appeared on {self.display}: {self.trayer_log.read_text()}")
+
+    def tray_ready(self) -> bool:
+        """trayer's panel is mapped and it owns the system tray selection: an icon started now docks
+        (pystray's xorg backend asks once, at start, and never notices a tray that comes later)."""
+        if '"panel"' not in self.tree():
+            return False
+        from Xlib import display as xdisplay
+
+        connection = xdisplay.Display(self.display)
+        try:
+            owner = connection.get_selection_owner(connection.intern_atom("_NET_SYSTEM_TRAY_S0"))
+            return bool(getattr(owner, "id", owner))
+        finally:
+            connection.close()
 
     def _start_trayer(self) -> subprocess.Popen[bytes]:
         with self.trayer_log.open("ab") as log:

@@ -11,7 +11,9 @@ found only by a scan: that is what makes Sync now observable.
 from __future__ import annotations
 
 import html
+import json
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -43,9 +45,39 @@ class RunningTray:
     def log(self) -> str:
         return (self.home / "tray.log").read_text()
 
+    def waited(self, condition: Callable[[], object], timeout: float, what: str) -> object:
+        """wait_for, with the app's log in the failure message."""
+        try:
+            return wait_for(condition, timeout=timeout, message=what)
+        except AssertionError as error:
+            raise AssertionError(f"{error}; the app said:\n{self.stacks()[-12000:]}") from None
+
+    def stacks(self) -> str:
+        """The log, with the app's threads' stacks appended (faulthandler on SIGUSR1) while it runs."""
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGUSR1)
+            try:
+                wait_for(lambda: "most recent call first" in self.log(), timeout=5, message="a stack dump")
+            except AssertionError:
+                pass
+        return self.log()
+
+    def exit_code(self, timeout: float) -> int:
+        """Waits for the process to end; if it does not, its threads' stacks (faulthandler on SIGUSR1) go
+        into the failure message."""
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"the app did not exit within {timeout}s:\n{self.stacks()[-12000:]}") from None
+
     def opened(self, recorder: str) -> list[str]:
         path = self.home / f"{recorder}.txt"
         return path.read_text().splitlines() if path.exists() else []
+
+    def icon_title(self) -> str:
+        """The tooltip of the icon's X window, as the tray host shows it."""
+        window = self.desktop.icon_window()
+        return window.title if window is not None else ""
 
     def control_page(self) -> str:
         response = self.page.get(self.control + "/", timeout=10)
@@ -137,33 +169,40 @@ def test_sync_now_uploads_a_file_no_watcher_reported(tray: RunningTray) -> None:
     (tray.folder / "late.txt").write_text("written while nobody watched\n")
     holds(lambda: "late.txt" not in tray.remote_names(), 1.5, "uploaded without a scan: the watcher is on")
     tray.act("sync_now")
-    wait_for(lambda: "late.txt" in tray.remote_names(), timeout=30, message="Sync now to upload late.txt")
+    tray.waited(lambda: "late.txt" in tray.remote_names(), 30, "Sync now to upload late.txt")
     assert "action: sync_now" in tray.log()
-    wait_for(lambda: "up to date" in tray.state(), timeout=30, message="the state to return to up to date")
+    tray.waited(lambda: "up to date" in tray.state(), 30, "the state to return to up to date")
 
 
 def test_resume_after_pause_syncs_the_change_held_meanwhile(tray: RunningTray) -> None:
     tray.act("toggle_pause")
-    assert tray.state() == "lockr-local: paused"
-    assert "Resume syncing" in tray.control_page()
-    tray.desktop.wait_for_docked_icon("paused", timeout=15)
-    (tray.folder / "held.txt").write_text("changed while paused\n")
-    holds(lambda: "held.txt" not in tray.remote_names(), 1.5, "a paused agent uploaded held.txt")
-    tray.act("toggle_pause")
-    wait_for(lambda: "held.txt" in tray.remote_names(), timeout=30, message="Resume to upload held.txt")
-    wait_for(lambda: "up to date" in tray.state(), timeout=30, message="the state to return to up to date")
+    resumed = False
+    try:
+        assert tray.state() == "lockr-local: paused"
+        assert "Resume syncing" in tray.control_page()
+        tray.waited(lambda: "paused" in tray.icon_title(), 30, "the icon's title to say paused")
+        (tray.folder / "held.txt").write_text("changed while paused\n")
+        holds(lambda: "held.txt" not in tray.remote_names(), 1.5, "a paused agent uploaded held.txt")
+        tray.act("toggle_pause")
+        resumed = True
+    finally:
+        if not resumed:
+            tray.act("toggle_pause")  # leave the shared app syncing for the tests after this one
+    tray.waited(lambda: "held.txt" in tray.remote_names(), 30, "Resume to upload held.txt")
+    tray.waited(lambda: "up to date" in tray.state(), 30, "the state to return to up to date")
+    tray.waited(lambda: "up to date" in tray.icon_title(), 30, "the icon's title to say up to date")
     assert "Pause syncing" in tray.control_page()
 
 
 def test_open_folder_runs_the_platform_opener_with_the_folder(tray: RunningTray) -> None:
     tray.act("open_folder")
-    assert wait_for(lambda: tray.opened("xdg-open"), timeout=10, message="xdg-open to run") == [str(tray.folder)]
+    assert tray.waited(lambda: tray.opened("xdg-open"), 10, "xdg-open to run") == [str(tray.folder)]
 
 
 def test_open_web_page_opens_the_endpoints_files_page(tray: RunningTray) -> None:
     before = len(tray.opened("browser"))
     tray.act("open_web")
-    opened = wait_for(lambda: tray.opened("browser")[before:], timeout=10, message="the browser to be started")
+    opened = tray.waited(lambda: tray.opened("browser")[before:], 10, "the browser to be started")
     assert opened == [f"{tray.endpoint}/files"]
     assert requests.get(opened[0], timeout=10, allow_redirects=False).status_code == 302  # to sign in first
 
@@ -185,14 +224,14 @@ def test_copy_link_puts_a_recent_uploads_share_link_on_the_clipboard(tray: Runni
     assert link in [f"{tray.endpoint}/download/{f['id']}" for f in files]
     response = tray.act("copy_link", link)
     assert "copied" in response.headers["Location"]
-    wait_for(lambda: read_clipboard(tray.desktop.display) == link, timeout=15, message="the link on the clipboard")
+    tray.waited(lambda: read_clipboard(tray.desktop.display) == link, 15, "the link on the clipboard")
     assert requests.get(link, timeout=10).status_code == 200  # the share page of that file
 
 
 def test_quit_stops_the_agent_and_the_app_exits(tray: RunningTray) -> None:
     quit_at = time.time()
     tray.act("quit")
-    assert tray.proc.wait(30) == 0, tray.log()
+    assert tray.exit_code(30) == 0, tray.log()
     assert "did not stop" not in tray.log()  # pystray's loop ended, not the fallback exit
     with pytest.raises(requests.ConnectionError):
         tray.page.get(tray.control + "/", timeout=5)
@@ -200,4 +239,5 @@ def test_quit_stops_the_agent_and_the_app_exits(tray: RunningTray) -> None:
     statuses = list((tray.home / "state").rglob("*.status.json"))
     assert statuses
     assert statuses[0].stat().st_mtime >= quit_at - 1
-    assert '"state": "idle"' in statuses[0].read_text()
+    final = json.loads(statuses[0].read_text())
+    assert final["state"] == "idle" and final["current_file"] is None, final
