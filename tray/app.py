@@ -4,9 +4,9 @@ Threads: the main thread runs pystray's loop (`Icon.run`), as macOS requires; th
 threads (watcher, sync loop, uploads); "lockr-tray-ui" polls the agent's thread-safe
 `status()` snapshot twice a second and, only when the `TrayView` changed, sets the icon image,
 title and menu. On the xorg, gtk and appindicator backends pystray marshals those setters onto its
-own loop, so calling them from the status thread is safe (on xorg with a nudge: see `_call_xorg`). On macOS AppKit objects must only be
-touched on the main thread, so there every update goes through `PyObjCTools.AppHelper.callAfter`,
-which queues it on the main run loop (see `_on_ui_thread`). Menu callbacks run on pystray's thread;
+own loop, so calling them from the status thread is safe (on xorg with a nudge: see `_call_xorg`).
+On macOS AppKit objects must only be touched on the main thread, so there every update goes through
+`PyObjCTools.AppHelper.callAfter`, which queues it on the main run loop (see `_on_ui_thread`). Menu callbacks run on pystray's thread;
 anything that may block (browser, clipboard, agent start/stop) is handed to a short worker thread.
 """
 
@@ -316,8 +316,8 @@ class TrayApp:
         ClientMessage and waiting until the loop has run it. python-xlib in threaded mode can read that
         event off the socket during the caller's flush and queue it while the loop sits in select(), so
         the caller would wait forever: under load a title change hung this thread, and Quit with it.
-        The call runs on a helper thread; while it waits, a round trip (`_wake_xorg_loop`) makes the
-        loop read again and find the queued event."""
+        The call runs on a helper thread; while it waits, a no-op event (`_poke_xorg_loop`) makes the
+        loop read again and find the queued one; an update that never runs is skipped after a while."""
         done = threading.Event()
 
         def call() -> None:
