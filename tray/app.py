@@ -7,7 +7,8 @@ title and menu. On the xorg, gtk and appindicator backends pystray marshals thos
 own loop, so calling them from the status thread is safe (on xorg with a nudge: see `_call_xorg`).
 On macOS AppKit objects must only be touched on the main thread, so there every update goes through
 `PyObjCTools.AppHelper.callAfter`, which queues it on the main run loop (see `_on_ui_thread`). Menu
-callbacks run on pystray's thread; anything that may block (browser, clipboard, agent start/stop) is handed to a short worker thread.
+callbacks run on pystray's thread; anything that may block (browser, clipboard, agent start/stop) is
+handed to a short worker thread.
 """
 
 from __future__ import annotations
