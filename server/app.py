@@ -14,7 +14,7 @@ from tornado.httpserver import HTTPServer
 from lockr_local.config import Settings
 from lockr_local.server.auth import Authenticator
 from lockr_local.server.backfill import DigestBackfill
-from lockr_local.server.blobstore import FileBlobStore
+from lockr_local.server.blobstore import make_blob_store
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.fsck import reap_orphans
@@ -40,7 +40,7 @@ def build_context(settings: Settings) -> ServerContext:
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
-    blobs = FileBlobStore(settings.region_paths)
+    blobs = make_blob_store(settings)
     signer = Signer(load_or_create_secret(settings.secret_key, data_dir))
     service = Service(settings, blobs, signer)
     auth = Authenticator(settings, db, service)
