@@ -104,7 +104,9 @@ DOWNLOAD: dict[str, Any] = {
 
 PATHS: dict[str, Any] = {
     "/healthz": {"get": {"summary": "Health check", "security": [],
-                         "responses": {"200": {"description": "The server and its database answer."}}}},
+                         "responses": {"200": {"description": "The server and its database answer."}}},
+                 "head": {"summary": "Health check without a body", "security": [],
+                          "responses": {"200": {"description": "The server and its database answer."}}}},
     "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                      "responses": {"200": {"description": "OpenAPI 3.0 document."}}}},
     "/api/v1/account": {

@@ -186,6 +186,17 @@ def test_healthz_answers_ok(server):
     assert response.json()["status"] == "ok"
 
 
+def test_healthz_answers_head_with_200_and_no_body(server):
+    with requests.Session() as session:
+        response = session.head(f"{server.url}/healthz")
+        assert response.status_code == 200
+        assert response.content == b""
+        assert response.headers["Content-Type"].startswith("application/json")
+        # A body sent after the HEAD answer would be read as the start of the next answer.
+        after = session.get(f"{server.url}/healthz")
+        assert after.status_code == 200 and after.json()["status"] == "ok"
+
+
 def test_absolute_links_use_public_url(server_factory):
     srv = server_factory(public_url="https://files.example.org/")
     file = upload(srv.url, b"x", "a.txt").json()
