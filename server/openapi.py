@@ -236,7 +236,9 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/files/{id}/key": {
         "post": {"summary": "Set or clear the file's key", "parameters": [FILE_ID],
-                 "requestBody": _json_body({"key": {"type": "string", "nullable": True}}, []),
+                 "requestBody": _json_body({"key": {"type": "string", "nullable": True},
+                                            "keyHash": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$",
+                                                        "nullable": True}}, []),
                  "responses": {"200": _json("File", "The file."), **_errors("400", "401", "403", "404", "429")}},
     },
     "/api/v1/files/{id}/link": {

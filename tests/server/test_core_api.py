@@ -128,6 +128,24 @@ def test_key_set_requires_keyhash_from_others_and_clears(server):
     assert requests.get(url).status_code == 200
 
 
+def test_key_can_be_set_from_its_hash_without_sending_the_phrase(server):
+    owner = create_account(server.url)
+    file = upload(server.url, b"hashed secret", "h.txt", account=owner).json()
+    key_url = f"{server.url}/api/v1/files/{file['id']}/key"
+    digest = hashlib.sha256("open sesame".encode()).hexdigest()
+    keyed = requests.post(key_url, json={"keyHash": digest.upper()}, headers=owner.auth)
+    assert keyed.status_code == 200 and keyed.json()["hasKey"] is True
+    url = file["downloadUrl"]
+    assert error_code(requests.get(url)) == "key_required"
+    assert requests.get(url, params={"keyHash": digest}).content == b"hashed secret"
+    bad = requests.post(key_url, json={"keyHash": "abc"}, headers=owner.auth)
+    assert bad.status_code == 400 and error_code(bad) == "bad_request"
+    assert requests.get(url, params={"keyHash": digest}).content == b"hashed secret", "a refused change keeps the key"
+    cleared = requests.post(key_url, json={"keyHash": None}, headers=owner.auth)
+    assert cleared.json()["hasKey"] is False
+    assert requests.get(url).content == b"hashed secret"
+
+
 def test_upload_with_key_hash_header_protects_the_file(server):
     owner = create_account(server.url)
     key_hash = hashlib.sha256(b"phrase").hexdigest()
