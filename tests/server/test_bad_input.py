@@ -147,6 +147,20 @@ def raw_upload(url: str, raw_name: bytes, token: str) -> requests.Response:
     return fake
 
 
+def raw_exchange(url: str, request: bytes) -> tuple[int, dict[str, str], bytes]:
+    """Sends raw bytes (what requests refuses to send), reads to the close: status, headers, body."""
+    host, port = url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request)
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    status_line, *lines = head.decode("latin-1").split("\r\n")
+    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in lines)}
+    return int(status_line.split()[1]), headers, body
+
+
 MALFORMED_REQUESTS = {
     "garbage request line": b"HELLO THERE\r\nHost: x\r\n\r\n",
     "header without colon": b"GET /api/v1/files HTTP/1.1\r\nHost: x\r\nno colon here\r\n\r\n",
@@ -157,16 +171,8 @@ MALFORMED_REQUESTS = {
 
 @pytest.mark.parametrize("label", sorted(MALFORMED_REQUESTS))
 def test_requests_the_http_parser_refuses_get_the_json_400(server, label):
-    host, port = server.url.split("//")[1].split(":")
-    with socket.create_connection((host, int(port)), timeout=10) as sock:
-        sock.sendall(MALFORMED_REQUESTS[label])
-        data = b""
-        while chunk := sock.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    status_line, *header_lines = head.decode("latin-1").split("\r\n")
-    headers = {name.lower(): value.strip() for name, _, value in (line.partition(":") for line in header_lines)}
-    assert status_line == "HTTP/1.1 400 Bad Request"
+    status, headers, body = raw_exchange(server.url, MALFORMED_REQUESTS[label])
+    assert status == 400
     assert headers["content-type"].startswith("application/json")
     assert int(headers["content-length"]) == len(body)
     assert headers["connection"] == "close"
@@ -177,6 +183,20 @@ def test_requests_the_http_parser_refuses_get_the_json_400(server, label):
     temp = server.ctx.blobs.temp_dir("local")
     assert wait_for(lambda: list(temp.iterdir()) == [], message="temp folder empty")
     assert not any(p.is_file() for p in (server.ctx.blobs.root("local") / "objects").rglob("*"))
+
+
+@pytest.mark.parametrize("length", ["-5", "abc", "1e3", ""])
+def test_upload_with_a_content_length_that_is_not_a_byte_count_returns_json_400(server, length):
+    account = create_account(server.url)
+    request = (b"POST /api/v1/upload HTTP/1.1\r\nHost: x\r\nx-file-name: sized.bin\r\nAuthorization: Bearer "
+               + account.token.encode() + b"\r\nContent-Length: " + length.encode() + b"\r\n\r\nhello")
+    status, headers, body = raw_exchange(server.url, request)
+    assert status == 400
+    assert headers["content-type"].startswith("application/json")
+    error = json.loads(body)["error"]
+    assert error["code"] == "bad_request" and "Content-Length" in error["message"], error
+    assert requests.get(f"{server.url}/api/v1/files", headers=account.auth).json()["files"] == []
+    assert requests.get(f"{server.url}/api/v1/account", headers=account.auth).json()["used"] == 0
 
 
 def test_missing_file_name_returns_400(server):

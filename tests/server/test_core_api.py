@@ -246,13 +246,24 @@ def test_regions_are_selectable_and_unknown_ones_list_the_valid(server_factory, 
 
 
 def test_error_body_has_the_one_canonical_shape(server):
-    for response in (requests.get(f"{server.url}/no/such/route"),
-                     requests.patch(f"{server.url}/api/v1/files"),
-                     requests.get(f"{server.url}/api/v1/files"),
-                     requests.post(f"{server.url}/api/v1/login", data=b"{not json")):
+    for status, response in ((404, requests.get(f"{server.url}/no/such/route")),
+                             (405, requests.patch(f"{server.url}/api/v1/files")),
+                             (401, requests.get(f"{server.url}/api/v1/files")),
+                             (400, requests.post(f"{server.url}/api/v1/login", data=b"{not json"))):
+        assert response.status_code == status, (status, response.text)
         body = response.json()
         assert list(body) == ["error"]
         assert isinstance(body["error"]["code"], str) and body["error"]["code"]
         assert isinstance(body["error"]["message"], str) and body["error"]["message"]
         assert response.headers["Content-Type"].startswith("application/json")
         assert "Traceback" not in json.dumps(body)
+
+
+def test_downloads_say_they_accept_byte_ranges(server):
+    file = upload(server.url, b"0123456789", "digits.txt").json()
+    for response in (requests.get(file["downloadUrl"]), requests.head(file["downloadUrl"])):
+        assert response.status_code == 200
+        assert response.headers["Accept-Ranges"] == "bytes"
+    ranged = requests.get(file["downloadUrl"], headers={"Range": "bytes=2-4"})
+    assert ranged.status_code == 206 and ranged.content == b"234"
+    assert ranged.headers["Accept-Ranges"] == "bytes"

@@ -216,3 +216,25 @@ def test_accounts_from_one_address_share_one_account_allowance(server_factory):
     limited = next(r for r in answers if r.status_code == 429)
     assert int(limited.headers["Retry-After"]) >= 1
     assert error_code(limited) == "rate_limited"
+
+
+def guest_codes(url: str, forwarded_for: str, count: int) -> list[int]:
+    return [requests.get(f"{url}/api/v1/download/local/{'0' * 32}/x",
+                         headers={"X-Forwarded-For": forwarded_for}).status_code for _ in range(count)]
+
+
+def test_spoofed_x_forwarded_for_does_not_escape_the_guest_limit(server_factory):
+    srv = server_factory(rate_guest=0.2, rate_guest_burst=3)
+    # Each request claims another address; from a peer that is not a trusted proxy, none is believed.
+    codes = [guest_codes(srv.url, f"198.51.100.{i}", 1)[0] for i in range(8)]
+    assert codes[:3] == [404] * 3 and set(codes[3:]) == {429}, codes
+
+
+def test_x_forwarded_for_from_a_trusted_proxy_is_limited_per_forwarded_address(server_factory):
+    srv = server_factory(rate_guest=0.2, rate_guest_burst=3, trusted_proxies="127.0.0.1")
+    first = guest_codes(srv.url, "203.0.113.7", 5)
+    assert first[:3] == [404] * 3 and set(first[3:]) == {429}, first
+    # Another client behind the same proxy has an allowance of its own.
+    assert guest_codes(srv.url, "203.0.113.8", 3) == [404] * 3
+    # A client cannot pose as another by prepending a hop: the proxy appends the peer it saw, last.
+    assert guest_codes(srv.url, "203.0.113.8, 203.0.113.7", 1) == [429]
