@@ -170,6 +170,7 @@ def revoked_token(base_url: str) -> str:
     ("invalid", "GET", "/api/v1/files"),
     ("revoked", "GET", "/api/v1/files"),
     ("invalid", "POST", "/api/v1/upload"),  # the upload's one-trip token check is limited too
+    ("invalid", "PROPFIND", "/dav/"),
 ])
 def test_250_requests_with_bad_tokens_meet_429_with_retry_after(server_factory, credential, method, path):
     # The shipped guest allowance (20/s, bursts of 60): a token guesser is held to it.
@@ -190,6 +191,14 @@ def test_250_requests_with_bad_tokens_meet_429_with_retry_after(server_factory, 
     assert int(limited.headers["Retry-After"]) >= 1
     assert error_code(limited) == "rate_limited"
     assert guest.count(429) >= 5, guest
+
+
+def test_webdav_requests_without_credentials_spend_the_guest_allowance(server_factory):
+    srv = server_factory(rate_guest=0.2, rate_guest_burst=3)
+    answers = [requests.get(f"{srv.url}/dav/x.txt") for _ in range(6)]
+    codes = [r.status_code for r in answers]
+    assert codes[:3] == [401] * 3 and set(codes[3:]) == {429}, codes
+    assert int(answers[3].headers["Retry-After"]) >= 1
 
 
 def test_wrong_basic_passwords_meet_429_with_retry_after(server_factory):
