@@ -247,3 +247,82 @@ def test_x_forwarded_for_from_a_trusted_proxy_is_limited_per_forwarded_address(s
     assert guest_codes(srv.url, "203.0.113.8", 3) == [404] * 3
     # A client cannot pose as another by prepending a hop: the proxy appends the peer it saw, last.
     assert guest_codes(srv.url, "203.0.113.8, 203.0.113.7", 1) == [429]
+
+
+def test_login_brute_force_meets_429(server_factory):
+    srv = server_factory(rate_login=0.01, rate_login_burst=5)
+    create_account(srv.url, "victim", password="the real password")
+    codes = [requests.post(f"{srv.url}/api/v1/login", json={"identifier": "victim", "password": f"guess{i}"}
+                           ).status_code for i in range(8)]
+    assert codes[:4] == [401] * 4
+    assert 429 in codes
+    limited = requests.post(f"{srv.url}/api/v1/login", json={"identifier": "victim", "password": "x"})
+    assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 1
+
+
+def test_trickled_upload_body_is_cut_off_without_hurting_others(server_factory):
+    srv = server_factory(body_idle_timeout=0.5, min_body_rate=1000)
+    head = (b"POST /api/v1/upload HTTP/1.1\r\nHost: x\r\nx-file-name: slow.bin\r\nContent-Length: 100000\r\n\r\n")
+    host, port = srv.url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)
+        closed = False
+        for _ in range(100):
+            try:
+                sock.sendall(b"x" * 10)
+            except OSError:
+                closed = True
+                break
+            if not wait_for_readable(sock, 0.1):
+                continue
+            if receive_or_reset(sock) == b"":
+                closed = True
+                break
+        assert closed, "a body trickling at 100 bytes/s was not cut off"
+    assert upload(srv.url, b"fast", "fast.bin").status_code == 201
+    temp = srv.ctx.blobs.temp_dir("local")
+    assert wait_for(lambda: list(temp.iterdir()) == [], message="temp file of the cut upload removed")
+
+
+def test_slowloris_headers_are_cut_off(server_factory):
+    srv = server_factory(header_timeout=0.5)
+    host, port = srv.url.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\n")
+        closed = False
+        for _ in range(50):
+            try:
+                sock.sendall(b"X-Slow: a\r\n")
+            except OSError:
+                closed = True
+                break
+            if wait_for_readable(sock, 0.1) and receive_or_reset(sock) == b"":
+                closed = True
+                break
+        assert closed, "headers trickled for 5 s were not cut off"
+
+
+def test_many_idle_connections_do_not_exhaust_the_server(server_factory):
+    srv = server_factory()
+    host, port = srv.url.split("//")[1].split(":")
+    idle = [socket.create_connection((host, int(port)), timeout=10) for _ in range(300)]
+    try:
+        assert requests.get(f"{srv.url}/healthz", timeout=10).status_code == 200
+    finally:
+        for sock in idle:
+            sock.close()
+
+
+def wait_for_readable(sock: socket.socket, seconds: float) -> bool:
+    import select
+
+    readable, _, _ = select.select([sock], [], [], seconds)
+    return bool(readable)
+
+
+def receive_or_reset(sock: socket.socket) -> bytes:
+    """What the server sent; b"" when it closed the connection, whether with FIN or RST."""
+    try:
+        return sock.recv(65536)
+    except ConnectionResetError:
+        return b""
