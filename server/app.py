@@ -119,7 +119,7 @@ def make_http_server(app: tornado.web.Application) -> JsonErrorHTTPServer:
     settings: Settings = app.settings["lockr_settings"]
     raise_open_file_limit()
     return JsonErrorHTTPServer(app, max_body_size=1024 * 1024, chunk_size=1024 * 1024,
-                      idle_connection_timeout=settings.header_timeout, decompress_request=False)
+                               idle_connection_timeout=settings.header_timeout, decompress_request=False)
 
 
 def raise_open_file_limit() -> None:
