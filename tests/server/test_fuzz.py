@@ -25,7 +25,7 @@ FORBIDDEN_IN_HEADERS = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
 def send(method: str, url: str, **kwargs: object) -> requests.Response | None:
     """The request, or None when it never reached a handler: requests refuses such a header value,
     or Tornado's HTTP parser drops the connection over control characters in a header (a reset may
-    then overtake its bare 400). Any other dropped connection is a failure."""
+    then overtake its JSON 400). Any other dropped connection is a failure."""
     try:
         return requests.request(method, url, timeout=30, **kwargs)  # type: ignore[arg-type]
     except ValueError:
