@@ -9,7 +9,6 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import tornado.web
-from tornado.httpserver import HTTPServer
 
 from lockr_local.config import Settings
 from lockr_local.server.auth import Authenticator
@@ -22,6 +21,7 @@ from lockr_local.server.handlers import (
     accounts, dav, docs, downloads, files, links, pages, sessions, tokens, tus, uploads,
 )
 from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
+from lockr_local.server.malformed import JsonErrorHTTPServer
 from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
 from lockr_local.server.security import Signer, load_or_create_secret
 from lockr_local.server.service import Service
@@ -112,13 +112,14 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     access_log.log(level, "%s %s %s %d %.1fms %s", client, request.method, path, status, millis, who)
 
 
-def make_http_server(app: tornado.web.Application) -> HTTPServer:
+def make_http_server(app: tornado.web.Application) -> JsonErrorHTTPServer:
     """JSON bodies are capped at 1 MiB; streaming handlers lift the cap and enforce the plan limits.
-    Headers must arrive within header_timeout (slowloris); bodies are watched by BodyWatchdog."""
+    Headers must arrive within header_timeout (slowloris); bodies are watched by BodyWatchdog.
+    Requests Tornado cannot parse get the JSON 400 too (see malformed.py)."""
     settings: Settings = app.settings["lockr_settings"]
     raise_open_file_limit()
-    return HTTPServer(app, max_body_size=1024 * 1024, chunk_size=1024 * 1024,
-                      idle_connection_timeout=settings.header_timeout, decompress_request=False)
+    return JsonErrorHTTPServer(app, max_body_size=1024 * 1024, chunk_size=1024 * 1024,
+                               idle_connection_timeout=settings.header_timeout, decompress_request=False)
 
 
 def raise_open_file_limit() -> None:
