@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import subprocess
 import sys
@@ -68,8 +69,12 @@ class Agents:
         self.started: list[SyncAgent] = []
 
     def start(self, folder: Path, url: str, account: Account, *, throttle: int = 0, chunk: int | None = None,
-              **options: object) -> SyncAgent:
+              retry_delay: float | None = None, **options: object) -> SyncAgent:
+        """`retry_delay` shortens the client's first retry delay (it doubles from there, up to 8 times it)."""
         remote = make_remote(url, account.token, throttle=Throttle(throttle), chunk_size=chunk)
+        if retry_delay is not None:
+            client = remote.client  # type: ignore[attr-defined]
+            client.retry = dataclasses.replace(client.retry, base_delay=retry_delay, max_delay=8 * retry_delay)
         merged = {**FAST, **options}
         agent = SyncAgent(folder, remote, endpoint=url,
                           options=AgentOptions(state_dir=self.state_dir, **merged))  # type: ignore[arg-type]

@@ -1,0 +1,41 @@
+"""Retries end to end: 5xx answers from a reverse proxy and 429 bursts from the server itself.
+
+A real `lockr-local serve` subprocess, a real folder and the real watchdog observer; each test ends by
+comparing the remote listing (names + SHA-256) with the local tree.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.errorproxy import ErrorProxy
+from tests.helpers import ServerProcess, create_account, wait_for
+from tests.sync.support import Agents, assert_mirrored, write
+
+RETRY_DELAY = 0.05  # the client's first retry delay in these tests; it doubles on each failure
+
+
+@pytest.mark.parametrize("status", [503, 500])
+def test_5xx_answers_are_retried_with_backoff_reported_and_end_in_sync(shared_server: ServerProcess, folder: Path,
+                                                                      agents: Agents, status: int) -> None:
+    """nginx in front of a restarting server answers 503 (or 500) for a while: the client retries with growing
+    delays, then gives up on that pass (the agent shows "offline" and the error), backs off, and syncs."""
+    account = create_account(shared_server.url)
+    for i in range(3):
+        write(folder / f"f{i}.txt", f"file {i}")
+    with ErrorProxy(shared_server.port, status=status) as proxy:
+        proxy.fail_next(6)  # 1 request + 4 retries fail (the pass gives up), then the next pass's first
+        agent = agents.start(folder, proxy.url, account, retry_delay=RETRY_DELAY)
+        wait_for(lambda: agent.status().state == "offline", message="the agent to report the endpoint offline")
+        assert str(status) in (agent.status().last_error or "")
+        assert_mirrored(shared_server.url, account, folder)
+        wait_for(lambda: agent.status().state == "idle", message="the agent to settle")
+    assert len(proxy.failed) == 6
+    assert all(f.request_line.startswith("GET /api/v1/files") for f in proxy.failed)
+    gaps = [later.at - earlier.at for earlier, later in zip(proxy.failed, proxy.failed[1:])]
+    for retry, gap in enumerate(gaps[:4]):  # the client's retries: 0.05, 0.1, 0.2, 0.4 s, each +-20%
+        assert gap >= 0.8 * RETRY_DELAY * 2 ** retry, gaps
+    assert gaps[4] >= 1.0, gaps  # then the agent's own backoff between passes (max_backoff 1 s here)
+    assert str(status) in (agent.status().last_error or "")  # still shown as the last error once in sync
