@@ -175,20 +175,6 @@ def test_server_killed_and_restarted_mid_sync_recovers(folder: Path, agents: Age
         server.stop()
 
 
-def test_rate_limit_bursts_are_honoured(folder: Path, agents: Agents, tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data", env={"LOCKR_RATE_ACCOUNT": "20", "LOCKR_RATE_ACCOUNT_BURST": "5"}).start()
-    try:
-        account = create_account(server.url)
-        for i in range(30):
-            write(folder / f"f{i:02}.txt", f"file {i}")
-        agent = agents.start(folder, server.url, account, concurrency=4)
-        assert_mirrored(server.url, account, folder, timeout=30, interval=1.0)
-        assert agent.status().last_error is None
-    finally:
-        agents.stop_all()
-        server.stop()
-
-
 def test_agent_restart_mid_upload_resumes_without_duplicate(shared_server: ServerProcess, folder: Path,
                                                            agents: Agents) -> None:
     url, account = shared_server.url, create_account(shared_server.url)

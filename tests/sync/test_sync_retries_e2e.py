@@ -1,12 +1,15 @@
 """Retries end to end: 5xx answers from a reverse proxy and 429 bursts from the server itself.
 
-A real `lockr-local serve` subprocess, a real folder and the real watchdog observer; each test ends by
+A real server (a `lockr-local serve` subprocess, or the app in a thread where its access log is read), a real folder and the real watchdog observer; each test ends by
 comparing the remote listing (names + SHA-256) with the local tree.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Iterator
 
 import pytest
 
@@ -39,3 +42,57 @@ def test_5xx_answers_are_retried_with_backoff_reported_and_end_in_sync(shared_se
         assert gap >= 0.8 * RETRY_DELAY * 2 ** retry, gaps
     assert gaps[4] >= 1.0, gaps  # then the agent's own backoff between passes (max_backoff 1 s here)
     assert str(status) in (agent.status().last_error or "")  # still shown as the last error once in sync
+
+
+@dataclass(frozen=True)
+class Answered:
+    at: float  # when the server logged the answer (time.time())
+    method: str
+    path: str
+    status: int
+    who: str
+
+
+class AccessLog(logging.Handler):
+    """The server's own access log (the `lockr.access` logger), one `Answered` per request."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.answered: list[Answered] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _client, method, path, status, _millis, who = record.args  # type: ignore[misc]
+        self.answered.append(Answered(record.created, method, path, int(status), who))
+
+
+@pytest.fixture
+def access_log() -> Iterator[AccessLog]:
+    logger = logging.getLogger("lockr.access")
+    handler, level = AccessLog(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)
+
+
+def test_rate_limit_bursts_are_honoured(server_factory: Any, access_log: AccessLog, folder: Path,
+                                        agents: Agents) -> None:
+    """12 files (a session POST and a PUT each) against 10 requests/s with a burst of 10: the server answers
+    429 with Retry-After: 1, and the agent's next request comes no sooner. One upload at a time, so the
+    agent's requests are in sequence and "the next request" is well defined."""
+    server = server_factory(rate_account=10, rate_account_burst=10)
+    account = create_account(server.url)
+    for i in range(12):
+        write(folder / f"f{i:02}.txt", f"file {i}")
+    agent = agents.start(folder, server.url, account, concurrency=1)
+    wait_for(lambda: agent.upload_count == 12 and agent.is_idle(), timeout=30, message="all 12 uploads")
+    ours = [a for a in access_log.answered if a.who == account.username]
+    limited = [i for i, a in enumerate(ours) if a.status == 429]
+    assert limited, "the server never answered 429: the test did not provoke a burst"
+    for i in limited:
+        assert i + 1 < len(ours), "the agent gave up after a 429"
+        waited = ours[i + 1].at - ours[i].at
+        assert waited >= 0.95, f"the agent came back {waited:.2f}s after a 429 with Retry-After: 1"
+    assert agent.status().state == "idle" and agent.status().last_error is None
+    assert_mirrored(server.url, account, folder, interval=1.0)
