@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
 from tests.helpers import ServerProcess
-from tests.sync.support import Agents
+from tests.sync.support import AccessLog, Agents
 
 
 @pytest.fixture(scope="module")
@@ -30,3 +31,15 @@ def agents(tmp_path: Path) -> Iterator[Agents]:
     made = Agents(tmp_path / "state")
     yield made
     made.stop_all()
+
+
+@pytest.fixture
+def access_log() -> Iterator[AccessLog]:
+    """Records the answers of the in-process servers (`server`, `server_factory`): their `lockr.access` log."""
+    logger = logging.getLogger("lockr.access")
+    handler, level = AccessLog(), logger.level
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(level)

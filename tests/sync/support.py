@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import logging
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import requests
@@ -95,3 +97,25 @@ def write(path: Path, data: bytes | str) -> None:
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "lockr_local", *args], capture_output=True, text=True,
                           env=clean_env(**(env or {})), cwd=REPO, timeout=120)
+
+
+@dataclass(frozen=True)
+class Answered:
+    at: float  # when the server logged the answer (time.time())
+    seconds: float  # how long the request took, from its headers to the answer
+    method: str
+    path: str
+    status: int
+    who: str
+
+
+class AccessLog(logging.Handler):
+    """The server's own access log (the `lockr.access` logger), one `Answered` per request."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.answered: list[Answered] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        _client, method, path, status, millis, who = record.args  # type: ignore[misc]
+        self.answered.append(Answered(record.created, millis / 1000, method, path, int(status), who))

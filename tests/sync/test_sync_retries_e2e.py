@@ -1,21 +1,20 @@
 """Retries end to end: 5xx answers from a reverse proxy and 429 bursts from the server itself.
 
-A real server (a `lockr-local serve` subprocess, or the app in a thread where its access log is read), a real folder and the real watchdog observer; each test ends by
-comparing the remote listing (names + SHA-256) with the local tree.
+A real server (a `lockr-local serve` subprocess, or the app in a thread where its access log is read), a
+real folder and the real watchdog observer; each test ends by comparing the remote listing (names +
+SHA-256) with the local tree.
 """
 
 from __future__ import annotations
 
-import logging
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 
 from tests.errorproxy import ErrorProxy
 from tests.helpers import ServerProcess, create_account, wait_for
-from tests.sync.support import Agents, assert_mirrored, write
+from tests.sync.support import AccessLog, Agents, assert_mirrored, write
 
 RETRY_DELAY = 0.05  # the client's first retry delay in these tests; it doubles on each failure
 
@@ -42,38 +41,6 @@ def test_5xx_answers_are_retried_with_backoff_reported_and_end_in_sync(shared_se
         assert gap >= 0.8 * RETRY_DELAY * 2 ** retry, gaps
     assert gaps[4] >= 1.0, gaps  # then the agent's own backoff between passes (max_backoff 1 s here)
     assert str(status) in (agent.status().last_error or "")  # still shown as the last error once in sync
-
-
-@dataclass(frozen=True)
-class Answered:
-    at: float  # when the server logged the answer (time.time())
-    method: str
-    path: str
-    status: int
-    who: str
-
-
-class AccessLog(logging.Handler):
-    """The server's own access log (the `lockr.access` logger), one `Answered` per request."""
-
-    def __init__(self) -> None:
-        super().__init__(logging.INFO)
-        self.answered: list[Answered] = []
-
-    def emit(self, record: logging.LogRecord) -> None:
-        _client, method, path, status, _millis, who = record.args  # type: ignore[misc]
-        self.answered.append(Answered(record.created, method, path, int(status), who))
-
-
-@pytest.fixture
-def access_log() -> Iterator[AccessLog]:
-    logger = logging.getLogger("lockr.access")
-    handler, level = AccessLog(), logger.level
-    logger.addHandler(handler)
-    logger.setLevel(logging.INFO)
-    yield handler
-    logger.removeHandler(handler)
-    logger.setLevel(level)
 
 
 def test_rate_limit_bursts_are_honoured(server_factory: Any, access_log: AccessLog, folder: Path,

@@ -11,11 +11,12 @@ import os
 import shutil
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.helpers import ServerProcess, create_account, upload, wait_for
-from tests.sync.support import Agents, assert_mirrored, remote_files, remote_tree, write
+from tests.sync.support import AccessLog, Agents, assert_mirrored, remote_files, remote_tree, run_cli, write
 
 MIB = 1024 * 1024
 
@@ -27,8 +28,8 @@ def sha256(data: bytes) -> str:
 @pytest.mark.parametrize("keeps_mtime", [False, True], ids=["new-mtime", "mtime-restored"])
 def test_a_file_changed_during_its_upload_is_uploaded_again_and_the_torn_copy_removed(
         shared_server: ServerProcess, folder: Path, agents: Agents, keeps_mtime: bool) -> None:
-    """The throttle sends the first MiB at once, then holds the upload ~1 s before reading the rest: the
-    test rewrites the whole file in that window, so the server stores old head + new tail (a torn copy).
+    """The bandwidth limit keeps the upload going for ~2 s: half way through, the test rewrites the whole
+    file, so the server stores old head + new tail (a torn copy).
 
     With the mtime restored afterwards (as `cp -p`, rsync or unzip do), size and mtime look unchanged, so
     only the agent's check of the stored SHA-256 against the scanned one can notice."""
@@ -37,7 +38,8 @@ def test_a_file_changed_during_its_upload_is_uploaded_again_and_the_torn_copy_re
     write(folder / "report.bin", old)
     mtime_ns = (folder / "report.bin").stat().st_mtime_ns
     agent = agents.start(folder, url, account, throttle=500_000)
-    wait_for(lambda: agent.remote.bytes_sent >= MIB, message="the first MiB to be sent")  # type: ignore[attr-defined]
+    wait_for(lambda: agent.remote.bytes_sent >= 600_000,  # type: ignore[attr-defined]
+             message="half of the file to be sent")
     assert agent.status().current_file == "report.bin"
     new = os.urandom(len(old))
     with (folder / "report.bin").open("r+b") as handle:  # rewritten in place, as a database would
@@ -50,9 +52,7 @@ def test_a_file_changed_during_its_upload_is_uploaded_again_and_the_torn_copy_re
     assert names == ["report.bin"]  # the torn copy was deleted once the complete one was stored
     assert remote_tree(url, account)["report.bin"] == sha256(new) != sha256(old)
     wait_for(agent.is_idle, message="the agent to settle")
-    assert agent.upload_count == 2
-    torn = old[:MIB] + new[MIB:]
-    assert sha256(torn) not in {f["sha256"] for f in remote_files(url, account)}
+    assert agent.upload_count == 2  # the torn copy, then the new version
 
 
 def test_remote_files_the_agent_did_not_create_are_left_alone(shared_server: ServerProcess, folder: Path,
@@ -108,3 +108,49 @@ def test_a_changed_file_stays_listed_until_its_new_copy_is_complete(shared_serve
     assert all(s == (sha256(old),) for s in states[:first_new])
     assert len(states[:first_new]) >= 10, "the listing was not watched during the upload"
     assert_mirrored(url, account, folder)
+
+
+def test_the_bandwidth_limit_caps_the_upload_rate(server: Any, access_log: AccessLog, folder: Path,
+                                                  tmp_path: Path) -> None:
+    """`--bwlimit 400000` on a 1.2 MB file: past the first second's allowance (400 kB) the bytes flow at
+    400 kB/s, so the server spends at least 2 s receiving them (its own access log times the request;
+    only a lower bound, which a loaded machine cannot break)."""
+    account = create_account(server.url)
+    size, limit = 1_200_000, 400_000
+    write(folder / "big.bin", os.urandom(size))
+    env = {"LOCKR_ENDPOINT": server.url, "LOCKR_TOKEN": account.token, "LOCKR_SYNC_STATE_DIR": str(tmp_path / "state")}
+    result = run_cli("sync", str(folder), "--once", "--bwlimit", str(limit), env=env)
+    assert result.returncode == 0, result.stderr
+    assert_mirrored(server.url, account, folder)
+    receiving = sum(a.seconds for a in access_log.answered if a.method in ("PUT", "POST") and "upload" in a.path)
+    assert receiving >= 0.95 * (size - limit) / limit, f"{size} bytes received in {receiving:.2f}s"
+
+
+def most_at_once(intervals: list[tuple[float, float]]) -> int:
+    """The largest number of (start, end) intervals that overlap at one instant."""
+    edges = sorted([(start, 1) for start, _ in intervals] + [(end, -1) for _, end in intervals])
+    current = best = 0
+    for _, step in edges:  # at equal times an end (-1) sorts before a start: touching is not overlapping
+        current += step
+        best = max(best, current)
+    return best
+
+
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_concurrency_sets_how_many_files_upload_at_once(server: Any, access_log: AccessLog, folder: Path,
+                                                        tmp_path: Path, concurrency: int) -> None:
+    """`--concurrency N` with a bandwidth limit (so each upload lasts): the server sees at most one upload
+    body at a time with N=1, and several at once with N=3 (each PUT timed by its access log)."""
+    account = create_account(server.url)
+    for i in range(6):  # 900 kB: the first second's allowance (500 kB) leaves ~3 files to pace
+        write(folder / f"f{i}.bin", os.urandom(150_000))
+    env = {"LOCKR_ENDPOINT": server.url, "LOCKR_TOKEN": account.token, "LOCKR_SYNC_STATE_DIR": str(tmp_path / "state")}
+    result = run_cli("sync", str(folder), "--once", "--bwlimit", "500000", "--concurrency", str(concurrency), env=env)
+    assert result.returncode == 0, result.stderr
+    assert_mirrored(server.url, account, folder)
+    bodies = [(a.at - a.seconds, a.at) for a in access_log.answered if a.method == "PUT"]
+    assert len(bodies) == 6
+    if concurrency == 1:
+        assert most_at_once(bodies) == 1
+    else:
+        assert most_at_once(bodies) >= 2
