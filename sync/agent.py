@@ -56,6 +56,16 @@ def _identity(folder: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _inside(state_dir: Path, folder: Path) -> tuple[str, ...]:
+    """The state folder's path relative to the synced folder when it lies inside it (a synced home
+    folder holds ~/.local/state), so the agent never syncs its own ever-changing database."""
+    try:
+        rel = state_dir.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return ()
+    return (rel.as_posix(),) if rel.parts else ()
+
+
 def status_path(state_dir: Path, folder: Path) -> Path:
     """The status file other processes read; keyed by the folder alone so `--status FOLDER` finds it."""
     digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
@@ -75,7 +85,7 @@ class SyncAgent:
         self.index = SyncIndex(index_path(state_dir, self.folder, self.endpoint, region),
                                folder=str(self.folder), endpoint=self.endpoint)
         self.status_file = status_path(state_dir, self.folder)
-        self.rules = IgnoreRules(self.folder)
+        self.rules = IgnoreRules(self.folder, excluded=_inside(state_dir, self.folder))
         self.dirty = DirtyPaths()
         self.watcher = FolderWatcher(self.folder, self.rules, self.dirty)
         self._lock = threading.RLock()
