@@ -7,6 +7,7 @@ SHA-256) with the local tree.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,26 @@ def test_5xx_answers_are_retried_with_backoff_reported_and_end_in_sync(shared_se
     for retry, gap in enumerate(gaps[:4]):  # the client's retries: 0.05, 0.1, 0.2, 0.4 s, each +-20%
         assert gap >= 0.8 * RETRY_DELAY * 2 ** retry, gaps
     assert gaps[4] >= 1.0, gaps  # then the agent's own backoff between passes (max_backoff 1 s here)
+
+
+def test_5xx_answers_to_chunks_mid_upload_are_retried_in_the_same_session(shared_server: ServerProcess,
+                                                                         folder: Path, agents: Agents) -> None:
+    """A 1 MiB file in 256 KiB chunks; the proxy fails the second chunk and the status query that follows
+    it: the client asks the session where it stopped and goes on from there, without a new session and
+    without sending the first chunk again."""
+    account = create_account(shared_server.url)
+    write(folder / "big.bin", os.urandom(1024 * 1024))
+    with ErrorProxy(shared_server.port) as proxy:
+        proxy.fail_next(2, method="PUT", after=1)
+        agent = agents.start(folder, proxy.url, account, chunk=256 * 1024, retry_delay=RETRY_DELAY)
+        assert_mirrored(shared_server.url, account, folder)
+        wait_for(agent.is_idle, message="the agent to settle")
+    assert [f.request_line.split()[0] for f in proxy.failed] == ["PUT", "PUT"]
+    assert sum(1 for line, _ in proxy.requests if line.startswith("POST /api/v1/upload/session")) == 1
+    ranges = [content_range for line, content_range in proxy.requests if line.startswith("PUT ")]
+    assert ranges.count("bytes 0-262143/1048576") == 1  # the stored chunk is not sent again
+    assert ranges.count("bytes 262144-524287/1048576") == 2  # the failed one is, once
+    assert agent.upload_count == 1 and agent.status().last_error is None
 
 
 def test_rate_limit_bursts_are_honoured(server_factory: Any, access_log: AccessLog, folder: Path,
