@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         from bench import rclone_webdav
 
         print("\nrclone sync into lockr-local's WebDAV view vs `rclone serve webdav` (--only without rclone skips):")
-        rclone_webdav.main()
+        rclone_webdav.main(table)
     rendered = table.render()
     args.results.parent.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())

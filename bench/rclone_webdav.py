@@ -1,7 +1,10 @@
 """Benchmark: `rclone sync` into lockr-local's WebDAV view, side by side with `rclone serve webdav`.
 
 Same machine, same run, same rclone flags (the seed's --transfers=16 --checkers=8); prints the times
-and their ratio (lockr-local / rclone serve webdav) for many small files and for one large file.
+and their ratio for many small files and for one large file, and adds rows to `make bench`'s table
+(files/s and MB/s, so its ratio column reads like the others: above 1.00x, lockr-local is faster).
+The two remotes differ in one way a user would choose: lockr-local's is `vendor = owncloud`, so rclone
+keeps modification times and compares SHA-1/MD5; `rclone serve webdav` is plain (`vendor = other`).
 Sizes: LOCKR_BENCH_SMALL_FILES (default 2000) and LOCKR_BENCH_BIG_MB (default 1024).
 Run it with `python -m bench.rclone_webdav`.
 """
@@ -18,6 +21,8 @@ import time
 from pathlib import Path
 
 import requests
+
+from bench.harness import Row, Table
 
 SMALL_FILES = int(os.environ.get("LOCKR_BENCH_SMALL_FILES", "2000"))
 BIG_MB = int(os.environ.get("LOCKR_BENCH_BIG_MB", "1024"))
@@ -64,7 +69,8 @@ def timed_sync(config: Path, source: Path, remote: str) -> float:
     return time.monotonic() - started
 
 
-def main() -> int:
+def main(table: Table | None = None) -> int:
+    table = table if table is not None else Table()
     if shutil.which("rclone") is None:
         print("rclone-webdav: skipped, rclone is not installed")
         return 0
@@ -91,12 +97,16 @@ def main() -> int:
             config = root / "rclone.conf"
             config.write_text(printed + f"\n[served]\ntype = webdav\nurl = http://127.0.0.1:{serve_port}/\n"
                                         "vendor = other\n")
-            for label, source, target in ((f"{SMALL_FILES} small files", small, "small"),
-                                          (f"one {BIG_MB} MB file", big, "big")):
+            cases = ((f"rclone sync, {SMALL_FILES} small files", small, "small", SMALL_FILES, "files/s"),
+                     (f"rclone sync, one {BIG_MB} MiB file", big, "big", BIG_MB * 2**20 / 1e6, "MB/s"))
+            for label, source, target, amount, unit in cases:
                 ours = timed_sync(config, source, f"lockr:bench/{target}")
                 theirs = timed_sync(config, source, f"served:{target}")
-                print(f"rclone sync, {label}: lockr-local {ours:.1f}s, rclone serve webdav {theirs:.1f}s, "
-                      f"ratio {ours / theirs:.2f}")
+                print(f"{label}: lockr-local {ours:.1f}s, rclone serve webdav {theirs:.1f}s, "
+                      f"time ratio {ours / theirs:.2f} (lockr-local / serve)")
+                table.add(Row(label, "lockr-local", amount / ours, unit, note=f"{ours:.1f} s, vendor owncloud"))
+                table.add(Row(label, "rclone serve webdav", amount / theirs, unit,
+                              note=f"{theirs:.1f} s, vendor other"))
         finally:
             for process in (lockr, served):
                 process.terminate()

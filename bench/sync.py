@@ -8,6 +8,7 @@ Sizes: LOCKR_BENCH_SIZE (default 1GiB) for the big file; LOCKR_BENCH_SYNC_FILES 
 from __future__ import annotations
 
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -125,8 +126,13 @@ def main() -> int:
                               note=f"{len(delays)} samples, max {max(delays):.2f} s"))
         finally:
             server.stop()
+    rendered = table.render()
+    results = REPO / "bench" / "results" / "sync.md"
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    results.write_text(f"Measured {stamp} on {platform.node()} ({os.cpu_count()} cores)\n\n{rendered}\n")
     print()
-    print(table.render())
+    print(rendered)
+    print(f"\nwritten to {results}")
     return 0
 
 

@@ -49,6 +49,7 @@ class LockrClient:
         self.retry = retry or RetryPolicy()
         self.direct_limit = direct_limit
         self.chunk_size = chunk_size_checked(chunk_size)
+        self.read_block = READ_BLOCK  # bytes handed to the socket between progress callbacks
         self.timeout = timeout
         self.http = requests.Session()
         self.http.headers["User-Agent"] = f"lockr-local/{__version__}"
@@ -206,7 +207,7 @@ class LockrClient:
         def body() -> Any:
             if size is None:  # a pipe: streamed chunked, and not retryable
                 return iter(lambda: handle.read(READ_BLOCK), b"")
-            return FileWindow(handle, 0, size, size, progress, base=start)
+            return FileWindow(handle, 0, size, size, progress, base=start, block=self.read_block)
 
         response = self._request("POST", self._url("/api/v1/upload"), expect=(201, 200), headers=headers,
                                  body=body, idempotent=size is not None)
@@ -237,7 +238,7 @@ class LockrClient:
                 length = min(self.chunk_size, size - offset)
                 headers = {"Content-Range": f"bytes {offset}-{offset + length - 1}/{size}"}
             try:
-                body = FileWindow(handle, offset, length, size, progress, base=base)
+                body = FileWindow(handle, offset, length, size, progress, base=base, block=self.read_block)
                 response = self.http.put(session_url, data=body, headers=headers, timeout=self.timeout,
                                          allow_redirects=False)
             except requests.RequestException as exc:

@@ -137,10 +137,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("session_expiry", 7 * 24 * 3600, "Seconds an unfinished upload session lives before it is reaped.",
             parse_int),
     Setting("reap_interval", 600, "Seconds between sweeps that reap expired upload sessions.", parse_int),
-    Setting("rate_guest", 20.0, "Requests per second allowed per guest address (sustained).", parse_float),
+    Setting("rate_guest", 20.0, "Requests per second allowed per guest address (sustained); requests with wrong "
+            "credentials count here too.", parse_float),
     Setting("rate_guest_burst", 60, "Requests a guest address may make in a burst.", parse_int),
-    Setting("rate_account", 100.0, "Requests per second allowed per account (sustained).", parse_float),
-    Setting("rate_account_burst", 300, "Requests an account may make in a burst.", parse_int),
+    Setting("rate_account", 100.0, "Requests per second allowed per account, and for all accounts together per "
+            "client address (sustained).", parse_float),
+    Setting("rate_account_burst", 300, "Requests an account (and all accounts of one client address together) may "
+            "make in a burst.", parse_int),
     Setting("rate_login", 0.2, "Login attempts per second per address and per identifier (sustained).",
             parse_float),
     Setting("rate_login_burst", 10, "Login attempts allowed in a burst per address and per identifier.",

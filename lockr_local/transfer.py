@@ -44,15 +44,17 @@ class RetryPolicy:
 
 
 class FileWindow:
-    """A streamed request body: `length` bytes of `source` starting at `start`, read 1 MiB at a time.
+    """A streamed request body: `length` bytes of `source` starting at `start`, read `block` bytes at a time.
 
     requests sends an iterable with a known `len()` with a Content-Length header, so memory stays
-    flat whatever the size. `progress` hears about every block handed to the socket.
+    flat whatever the size. `progress` hears about every block handed to the socket (a bandwidth
+    limit paces the upload there, so it asks for smaller blocks).
     """
 
     def __init__(self, source: BinaryIO, start: int, length: int, total: int,
-                 progress: ProgressCallback | None = None, base: int = 0) -> None:
+                 progress: ProgressCallback | None = None, base: int = 0, block: int = READ_BLOCK) -> None:
         self.source = source
+        self.block = block
         self.start = start  # offset within the upload; the file position is base + start
         self.length = length
         self.total = total
@@ -67,7 +69,7 @@ class FileWindow:
         remaining = self.length
         done = self.start
         while remaining > 0:
-            block = self.source.read(min(READ_BLOCK, remaining))
+            block = self.source.read(min(self.block, remaining))
             if not block:
                 raise OSError(f"the file shrank while it was being uploaded (at byte {done})")
             remaining -= len(block)

@@ -9,12 +9,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import tornado.web
-from tornado.httpserver import HTTPServer
 
 from lockr_local.config import Settings
 from lockr_local.server.auth import Authenticator
 from lockr_local.server.backfill import DigestBackfill
-from lockr_local.server.blobstore import FileBlobStore
+from lockr_local.server.blobstore import make_blob_store
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.fsck import reap_orphans
@@ -22,6 +21,7 @@ from lockr_local.server.handlers import (
     accounts, dav, docs, downloads, files, links, pages, sessions, tokens, tus, uploads,
 )
 from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
+from lockr_local.server.malformed import JsonErrorHTTPServer
 from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
 from lockr_local.server.security import Signer, load_or_create_secret
 from lockr_local.server.service import Service
@@ -40,7 +40,7 @@ def build_context(settings: Settings) -> ServerContext:
     data_dir = Path(settings.data_dir)
     data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(settings.database_url)
-    blobs = FileBlobStore(settings.region_paths)
+    blobs = make_blob_store(settings)
     signer = Signer(load_or_create_secret(settings.secret_key, data_dir))
     service = Service(settings, blobs, signer)
     auth = Authenticator(settings, db, service)
@@ -113,13 +113,14 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     access_log.log(level, "%s %s %s %d %.1fms %s", client, request.method, path, status, millis, who)
 
 
-def make_http_server(app: tornado.web.Application) -> HTTPServer:
+def make_http_server(app: tornado.web.Application) -> JsonErrorHTTPServer:
     """JSON bodies are capped at 1 MiB; streaming handlers lift the cap and enforce the plan limits.
-    Headers must arrive within header_timeout (slowloris); bodies are watched by BodyWatchdog."""
+    Headers must arrive within header_timeout (slowloris); bodies are watched by BodyWatchdog.
+    Requests Tornado cannot parse get the JSON 400 too (see malformed.py)."""
     settings: Settings = app.settings["lockr_settings"]
     raise_open_file_limit()
-    return HTTPServer(app, max_body_size=1024 * 1024, chunk_size=1024 * 1024,
-                      idle_connection_timeout=settings.header_timeout, decompress_request=False)
+    return JsonErrorHTTPServer(app, max_body_size=1024 * 1024, chunk_size=1024 * 1024,
+                               idle_connection_timeout=settings.header_timeout, decompress_request=False)
 
 
 def raise_open_file_limit() -> None:

@@ -36,18 +36,30 @@ class RateLimiter:
 
     def hit(self, key: str, rate: float, burst: int, cost: float = 1.0) -> None:
         """Takes `cost` from the key's bucket or raises RateLimited with the seconds to wait."""
+        self.hit_all([(key, rate, burst)], cost)
+
+    def hit_all(self, limits: list[tuple[str, float, int]], cost: float = 1.0) -> None:
+        """Takes `cost` from every (key, rate, burst) bucket, or from none: a request refused by one
+        bucket must not spend the others (an account limited per address keeps its own allowance)."""
         now = time.monotonic()
         with self._lock:
-            bucket = self._buckets.get(key)
-            if bucket is None:
-                if len(self._buckets) >= self._MAX_KEYS:
-                    self._prune(now, rate, burst)
-                bucket = self._buckets[key] = _Bucket(float(burst), now)
-            bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate)
-            bucket.updated = now
-            if bucket.tokens < cost:
-                raise RateLimited((cost - bucket.tokens) / rate if rate > 0 else 3600)
-            bucket.tokens -= cost
+            buckets = [(self._refilled(key, rate, burst, now), rate) for key, rate, burst in limits]
+            waits = [(cost - bucket.tokens) / rate if rate > 0 else 3600
+                     for bucket, rate in buckets if bucket.tokens < cost]
+            if waits:
+                raise RateLimited(max(waits))
+            for bucket, _ in buckets:
+                bucket.tokens -= cost
+
+    def _refilled(self, key: str, rate: float, burst: int, now: float) -> _Bucket:
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            if len(self._buckets) >= self._MAX_KEYS:
+                self._prune(now, rate, burst)
+            bucket = self._buckets[key] = _Bucket(float(burst), now)
+        bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.updated) * rate)
+        bucket.updated = now
+        return bucket
 
     def _prune(self, now: float, rate: float, burst: int) -> None:
         full_after = burst / rate if rate > 0 else 3600
@@ -74,9 +86,26 @@ class Authenticator:
         self._cache_salt = secrets.token_bytes(16)
 
     async def principal(self, authorization: str | None, client_address: str) -> Principal:
-        """Who sent the request; raises Unauthorized for credentials that are present but wrong."""
+        """Who sent the request; raises Unauthorized for credentials that are present but wrong, or
+        RateLimited once the address has spent its guest allowance (see refuse_credentials)."""
         if not authorization:
             return Principal.guest()
+        try:
+            return await self._principal(authorization, client_address)
+        except Unauthorized as exc:
+            self.refuse_credentials(exc, client_address)
+            raise
+
+    def refuse_credentials(self, exc: Unauthorized, client_address: str) -> None:
+        """A request with wrong credentials counts as a guest request of its address: a client guessing
+        tokens (or replaying a revoked one) meets 429 at the guest allowance, not an endless run of 401s.
+        Raises RateLimited instead of `exc` once that allowance is spent."""
+        try:
+            self.limiter.hit("guest:" + client_address, self.settings.rate_guest, self.settings.rate_guest_burst)
+        except RateLimited as limited:
+            raise limited from exc
+
+    async def _principal(self, authorization: str, client_address: str) -> Principal:
         token = bearer_token(authorization)
         if token is not None:
             return await self.db.run(self.service.authenticate_token, token)
@@ -116,10 +145,17 @@ class Authenticator:
         self.limiter.hit("login-id:" + identifier.strip().lower(), rate, burst)
 
     def limit_request(self, principal: Principal, client_address: str, cost: float = 1.0) -> None:
-        """Burst protection: accounts get a larger allowance than guests; cheap requests may cost less."""
+        """Burst protection: accounts get a larger allowance than guests; cheap requests may cost less.
+
+        An account is limited per account and, with the same allowance, per client address: requests
+        of all accounts from one address share that address's account bucket, so an address holding
+        many tokens gets one account allowance (plus its guest allowance), not one per token. Guests
+        (and wrong credentials, see refuse_credentials) are limited per address.
+        """
         if principal.account_id is not None:
-            self.limiter.hit(f"account:{principal.account_id}", self.settings.rate_account,
-                             self.settings.rate_account_burst, cost)
+            rate, burst = self.settings.rate_account, self.settings.rate_account_burst
+            self.limiter.hit_all([(f"account:{principal.account_id}", rate, burst),
+                                  ("account-address:" + client_address, rate, burst)], cost)
         else:
             self.limiter.hit("guest:" + client_address, self.settings.rate_guest, self.settings.rate_guest_burst,
                              cost)

@@ -1,21 +1,26 @@
-"""BlobStore: where object bytes live. The filesystem store writes temp, hashes, fsyncs and replaces."""
+"""BlobStore: the interface to where object bytes live, whatever the backend; and the digests they carry.
+
+The rest of the server speaks only to `BlobStore`, `BlobWriter` and `PartialBlob`; `make_blob_store` is
+the one place that picks a backend. The filesystem backend is server/filestore.py (temp file, hash,
+fsync, os.replace, fsync the folder). An object-store backend (S3 and compatible) implements the same
+abstract methods; each says below what such a store would do.
+"""
 
 from __future__ import annotations
 
 import errno
 import hashlib
-import os
-import secrets
-import shutil
 from abc import ABC, abstractmethod
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any, BinaryIO, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
-from lockr_local.errors import InsufficientStorage, NotFound, StorageError, UnknownRegion
+from lockr_local.errors import InsufficientStorage, StorageError
 from lockr_local.server.checks import RunningCrc, StoredCheck
+
+if TYPE_CHECKING:
+    from lockr_local.config import Settings
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
@@ -144,6 +149,39 @@ class BlobWriter(ABC):
         """Discards everything written; never raises."""
 
 
+class PartialBlob(BlobWriter):
+    """The stored bytes of one resumable upload session, opened for appending at its recorded offset.
+
+    The session's offset is recorded (and acknowledged with a 308 or 204) only after `sync` returns, so
+    the recorded offset never counts a byte a crash could lose. The filesystem backend appends to a
+    file in the region's `partial/` folder through a descriptor. An object-store backend keeps the
+    session as a multipart upload: `sync` uploads the bytes written since the last sync as parts
+    (holding back a tail shorter than the store's minimum part size in a small staging object, and
+    counting it as durable only once that is stored), `commit` completes the multipart upload.
+    """
+
+    offset: int
+    hasher: StreamDigests
+
+    @abstractmethod
+    def sync(self) -> None:
+        """Makes every byte written so far durable; the offset may be recorded after this returns."""
+
+    @abstractmethod
+    def commit(self) -> None:
+        """Makes the whole upload the blob at the session's final location, durably and atomically."""
+
+    @abstractmethod
+    def restore(self) -> None:
+        """Undoes `commit` when the file could not be recorded: the bytes are the session's stored bytes
+        again, so the next `open_partial` (or the same chunk again) can complete the upload."""
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Lets go of the session without discarding anything durable (only the recorded offset counts;
+        the next `open_partial` cuts off what lies past it); never raises."""
+
+
 @dataclass(frozen=True)
 class BlobLocation:
     region: str
@@ -151,274 +189,87 @@ class BlobLocation:
 
 
 class BlobStore(ABC):
-    """The interface an object store backend would implement too."""
+    """Where blobs live: the interface every backend implements (the filesystem store now, an
+    S3-compatible object store later). Callers never assume files: everything the server does with
+    bytes goes through these methods, and translated errors (storage_errors) come out of them."""
 
     @abstractmethod
-    def regions(self) -> list[str]: ...
+    def regions(self) -> list[str]:
+        """The configured region names (an object store: one bucket, or prefix, per region)."""
 
     @abstractmethod
-    def check_region(self, region: str) -> None: ...
+    def check_region(self, region: str) -> None:
+        """Raises UnknownRegion (listing the valid ones) for a region that is not configured."""
+
+    @abstractmethod
+    def check_space(self, region: str, size: int) -> None:
+        """Refuses up front (InsufficientStorage, 507) an upload of `size` bytes that cannot fit. A store
+        that cannot tell its free space (an object store) returns: unknown counts as enough."""
 
     @abstractmethod
     def new_writer(self, location: BlobLocation, rclone_digests: bool = True) -> BlobWriter:
-        """A writer for a new blob; SHA-1/MD5 are left out (for the backfill) unless `rclone_digests`."""
+        """A writer for a new blob; SHA-1/MD5 are left out (for the backfill) unless `rclone_digests`.
+        Nothing is visible under `location` before commit (an object store: a multipart upload, or a
+        staging key, completed on commit)."""
 
     @abstractmethod
-    def open(self, location: BlobLocation) -> BinaryIO: ...
-
-    @abstractmethod
-    def delete(self, location: BlobLocation) -> None: ...
-
-    @abstractmethod
-    def size(self, location: BlobLocation) -> int | None: ...
-
-
-def fsync_directory(path: Path) -> None:
-    """Makes a rename or a new entry in `path` durable."""
-    if os.name == "nt":  # Windows cannot open a folder to fsync it; NTFS journals the rename itself
-        return
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def publish(source: Path, final: Path) -> None:
-    """Moves fsynced bytes into their object path and makes the rename durable (a new shard folder too).
-    Callers translate OSError with storage_errors()."""
-    created_parent = not final.parent.exists()
-    final.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(source, final)
-    fsync_directory(final.parent)
-    if created_parent:
-        fsync_directory(final.parent.parent)
-
-
-# Written bytes are pushed to the disk in the background every FLUSH_EVERY bytes, so the fsync that
-# must precede the answer (the 201, or a session chunk's 308) finds little left to do instead of a
-# whole file's or chunk's worth of dirty pages.
-FLUSH_EVERY = 4 * 1024 * 1024
-_FLUSHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-flush")
-
-
-def _flush_duplicate(fd: int) -> None:
-    """fdatasync on a duplicate descriptor (the writer may close its own meanwhile), then close it.
-
-    An error raised here is the writer's error: a duplicate shares the open file description, so the
-    kernel reports a failed writeback only once, here, and the final fsync would not see it again.
-    """
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
-
-
-class BackgroundFlush:
-    """One writer's background fdatasync every `every` bytes: at most one in flight; its error is the
-    writer's error."""
-
-    def __init__(self, every: int = FLUSH_EVERY) -> None:
-        self._every = every
-        self._flush: Future[None] | None = None
-        self._flushed_upto = 0
-
-    def written(self, fd: int, total: int) -> None:
-        """Called after each write with the bytes written so far; starts a flush every FLUSH_EVERY."""
-        if total - self._flushed_upto < self._every:
-            return
-        if self._flush is not None:
-            if not self._flush.done():
-                return
-            self._flush.result()  # a failed background writeback fails this upload, here
-        self._flushed_upto = total
-        self._flush = _FLUSHING.submit(_flush_duplicate, os.dup(fd))
-
-    def wait(self) -> None:
-        """Before the fsync that acknowledges: the flush in flight has ended, and did not fail."""
-        if self._flush is not None:
-            flush, self._flush = self._flush, None
-            flush.result()
-
-
-class FileBlobWriter(BlobWriter):
-    """Streams into `tmp/`, hashing as it goes; commit = fsync, os.replace, fsync the directory."""
-
-    def __init__(self, temp_path: Path, final_path: Path, rclone_digests: bool = True) -> None:
-        self._temp_path = temp_path
-        self._final_path = final_path
-        self._hasher = StreamDigests(rclone_digests)
-        self.bytes_written = 0
-        self._fd: int | None = None
-        self._finished = False
-        self._background = BackgroundFlush()
-
-    def _open(self) -> int:
-        """The temp file is created on first use, on the I/O thread that writes it."""
-        assert not self._finished, "write after commit or abort"
-        if self._fd is None:
-            with storage_errors("create a temporary file"):
-                self._fd = os.open(self._temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        return self._fd
-
-    def write(self, data: bytes | memoryview) -> None:
-        fd = self._open()
-        view = memoryview(data)
-        self._hasher.update(view)
-        with storage_errors("write the upload to disk"):
-            while view:
-                written = os.write(fd, view)
-                view = view[written:]
-                self.bytes_written += written
-            self._background.written(fd, self.bytes_written)
-
-    def sha256(self) -> str:
-        return self._hasher.hexdigest()
-
-    def digests(self) -> Digests:
-        return self._hasher.digests()
-
-    def commit(self) -> None:
-        fd = self._open()
-        try:
-            with storage_errors("make the upload durable"):
-                self._hasher.settle()
-                self._background.wait()
-                os.fsync(fd)
-                os.close(fd)
-                self._fd = None
-                self._finished = True
-                publish(self._temp_path, self._final_path)
-        except BaseException:
-            self.abort()
-            raise
-
-    def abort(self) -> None:
-        self._finished = True
-        if self._fd is not None:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
-            self._fd = None
-        try:
-            os.unlink(self._temp_path)
-        except OSError:
-            pass
-
-
-class FileBlobStore(BlobStore):
-    """Blobs as plain files: REGION_ROOT/objects/ab/<key>, temp files in REGION_ROOT/tmp/."""
-
-    def __init__(self, region_roots: dict[str, Path]) -> None:
-        self._roots = {name: Path(root) for name, root in region_roots.items()}
-        for root in self._roots.values():
-            for sub in ("objects", "tmp", "partial"):
-                (root / sub).mkdir(parents=True, exist_ok=True)
-
-    def regions(self) -> list[str]:
-        return list(self._roots)
-
-    def check_region(self, region: str) -> None:
-        if region not in self._roots:
-            valid = ", ".join(sorted(self._roots))
-            raise UnknownRegion(f"Unknown region {region!r}; valid regions: {valid}.", validRegions=sorted(self._roots))
-
-    def root(self, region: str) -> Path:
-        self.check_region(region)
-        return self._roots[region]
-
-    def path(self, location: BlobLocation) -> Path:
-        return self.root(location.region) / "objects" / location.key[:2] / location.key
-
-    def temp_dir(self, region: str) -> Path:
-        return self.root(region) / "tmp"
-
-    def partial_dir(self, region: str) -> Path:
-        return self.root(region) / "partial"
-
-    def check_space(self, region: str, size: int) -> None:
-        """Refuses up front (507) an upload that cannot fit on the region's disk."""
-        with storage_errors("check the free disk space"):
-            free = shutil.disk_usage(self.root(region)).free
-        if size > free:
-            raise InsufficientStorage(f"The server's disk has {free} bytes free, too few for this "
-                                      f"{size}-byte upload; nothing was stored.")
-
-    def new_writer(self, location: BlobLocation, rclone_digests: bool = True) -> FileBlobWriter:
-        temp = self.temp_dir(location.region) / f"{location.key}.{secrets.token_hex(8)}"
-        return FileBlobWriter(temp, self.path(location), rclone_digests)
-
     def open(self, location: BlobLocation) -> BinaryIO:
-        try:
-            return open(self.path(location), "rb")
-        except FileNotFoundError as exc:
-            raise NotFound("The file's bytes are missing from the store.") from exc
-        except OSError as exc:
-            with storage_errors("read the file"):
-                raise exc
+        """A readable, seekable handle on a committed blob (NotFound when it is gone). A handle with a
+        real `fileno()` lets downloads use sendfile; an object store returns a file-like object over
+        ranged GETs without one, and downloads then stream it in chunks (handlers/downloads.py)."""
 
-    def delete(self, location: BlobLocation) -> None:
-        with storage_errors("delete the file"):
-            try:
-                os.unlink(self.path(location))
-            except FileNotFoundError:
-                pass
-
+    @abstractmethod
     def size(self, location: BlobLocation) -> int | None:
-        try:
-            return self.path(location).stat().st_size
-        except FileNotFoundError:
-            return None
+        """The committed blob's size in bytes; None when it does not exist (an object store: HEAD)."""
 
+    @abstractmethod
+    def delete(self, location: BlobLocation) -> None:
+        """Removes a committed blob; a blob that is already gone is not an error."""
+
+    @abstractmethod
     def clone(self, source: BlobLocation, target: BlobLocation) -> None:
-        """A durable copy of a committed blob under a new key: a hard link (no bytes copied; blobs are
-        never rewritten in place), or a real copy where links are not possible."""
-        target_path = self.path(target)
-        with storage_errors("copy the file"):
-            target_path.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                os.link(self.path(source), target_path)
-            except FileNotFoundError as exc:
-                raise NotFound("The file's bytes are missing from the store.") from exc
-            except OSError:
-                writer = self.new_writer(target)
-                try:
-                    with open(self.path(source), "rb") as handle:
-                        while chunk := handle.read(1024 * 1024):
-                            writer.write(chunk)
-                except BaseException:
-                    writer.abort()
-                    raise
-                writer.commit()
-                return
-            fsync_directory(target_path.parent)
+        """A durable copy of a committed blob under a new key, without the bytes passing through the
+        server where the store allows it (the filesystem: a hard link; an object store: a server-side
+        copy). NotFound when the source is gone."""
 
-    def partial_path(self, region: str, session_id: str) -> Path:
-        return self.partial_dir(region) / session_id
-
-    def delete_partial(self, region: str, session_id: str) -> None:
-        with storage_errors("delete a partial upload"):
-            try:
-                os.unlink(self.partial_path(region, session_id))
-            except FileNotFoundError:
-                pass
-
+    @abstractmethod
     def iter_objects(self, region: str) -> Iterator[str]:
-        """Every committed key in a region (for fsck)."""
-        for shard in sorted((self.root(region) / "objects").iterdir()):
-            if shard.is_dir():
-                for entry in sorted(shard.iterdir()):
-                    yield entry.name
+        """Every committed key in a region (fsck and the start-up orphan reaper; an object store: a
+        paginated listing of the region's prefix)."""
 
+    @abstractmethod
+    def temp_leftovers(self, region: str) -> int:
+        """How many writes a crash cut off in a region (the filesystem: files in `tmp/`; an object store:
+        multipart uploads of new blobs that were never completed)."""
+
+    @abstractmethod
     def clear_temp(self) -> int:
-        """Removes leftovers of uploads cut off by a crash; returns how many were removed."""
-        removed = 0
-        for region in self._roots:
-            for entry in self.temp_dir(region).iterdir():
-                try:
-                    entry.unlink()
-                    removed += 1
-                except OSError:
-                    pass
-        return removed
+        """Removes what `temp_leftovers` counts, in every region; returns how many were removed. Called
+        before serving, when no write is in flight."""
+
+    @abstractmethod
+    def open_partial(self, location: BlobLocation, session_id: str, offset: int, hasher: StreamDigests | None,
+                     rclone_digests: bool) -> PartialBlob:
+        """Opens (creating) session `session_id`'s stored bytes for appending at `offset`, the recorded
+        offset: bytes stored past it were never acknowledged and are dropped. `location` is where the
+        finished blob will go. Without a running `hasher` the durable prefix is re-hashed, once (with
+        SHA-1/MD5 when `rclone_digests`). StorageError when fewer than `offset` bytes are stored."""
+
+    @abstractmethod
+    def partial_sessions(self, region: str) -> Iterator[str]:
+        """The ids of the sessions that have stored bytes in a region (an object store: its unfinished
+        multipart uploads), so that those no session row owns any more can be deleted."""
+
+    @abstractmethod
+    def delete_partial(self, region: str, session_id: str) -> None:
+        """Deletes a session's stored bytes (an object store: aborts its multipart upload); already
+        gone is not an error."""
+
+
+def make_blob_store(settings: Settings) -> BlobStore:
+    """The blob store the settings describe: the one place that constructs a backend. Today that is
+    the filesystem store over `regions`; an object-store backend would be chosen here by a setting.
+    The backend module is imported here, so a backend's client library loads only when it is used."""
+    from lockr_local.server.filestore import FileBlobStore
+
+    return FileBlobStore(settings.region_paths)

@@ -8,7 +8,7 @@ from typing import Callable
 
 import peewee
 
-from lockr_local.server.blobstore import BlobLocation, FileBlobStore
+from lockr_local.server.blobstore import BlobLocation, BlobStore
 from lockr_local.server.models import Account, StoredFile, UploadSession, integrity_ok
 
 
@@ -49,7 +49,7 @@ class FsckReport:
         return out
 
 
-def sha256_of(blobs: FileBlobStore, location: BlobLocation) -> str:
+def sha256_of(blobs: BlobStore, location: BlobLocation) -> str:
     digest = hashlib.sha256()
     with blobs.open(location) as handle:
         while block := handle.read(4 * 2**20):
@@ -62,7 +62,7 @@ def pending_session_file_ids() -> set[str]:
     return {row.file_id for row in UploadSession.select(UploadSession.file_id)}
 
 
-def check_store(database: peewee.Database, blobs: FileBlobStore, *, verify: bool = False, repair: bool = False,
+def check_store(database: peewee.Database, blobs: BlobStore, *, verify: bool = False, repair: bool = False,
                 progress: Callable[[int], None] | None = None) -> FsckReport:
     """Checks every promise the store makes; with repair, fixes what can be fixed without losing data:
     orphan bytes and temp leftovers are removed, quota counters recomputed. Missing or corrupt bytes
@@ -93,8 +93,7 @@ def check_store(database: peewee.Database, blobs: FileBlobStore, *, verify: bool
                 if repair:
                     blobs.delete(BlobLocation(region, key))
                     report.repaired.append(f"removed orphan bytes {key}")
-        leftovers = list(blobs.temp_dir(region).iterdir())
-        report.temp_leftovers += len(leftovers)
+        report.temp_leftovers += blobs.temp_leftovers(region)
     if repair and report.temp_leftovers:
         blobs.clear_temp()
         report.repaired.append(f"removed {report.temp_leftovers} temp files")
@@ -124,7 +123,7 @@ def _check_quota(report: FsckReport, repair: bool) -> None:
                 report.quota_mismatches.append(message)
 
 
-def reap_orphans(blobs: FileBlobStore) -> int:
+def reap_orphans(blobs: BlobStore) -> int:
     """At start-up: bytes that a crash left without a row (after the rename, before the commit)."""
     known = {row.file_id for row in StoredFile.select(StoredFile.file_id).iterator()} | pending_session_file_ids()
     removed = 0

@@ -4,8 +4,8 @@ A signed link is the file's download path plus `?expires=UNIX&sig=HMAC`. The HMA
 secret, via `Signer`) covers the method, the canonical path `/api/v1/download/REGION/ID`, the expiry
 and the file's `key_version`; not the Host header, so a link survives a reverse proxy, and not the
 cosmetic file name after the id. Setting or clearing a key bumps `key_version`, which kills every
-link signed before; deleting the file removes what the link points at (404); a changed byte of the
-path, expiry or signature fails the HMAC (403 `link_invalid`).
+link signed before; a changed byte of the path, expiry or signature fails the HMAC; a link whose file
+was deleted has nothing left to check. Each is a 403 `link_invalid`, with a sentence saying which.
 """
 
 from __future__ import annotations
@@ -75,3 +75,11 @@ def check_download(signer: Signer, info: FileInfo, expires: str | None, signatur
                           "was made; ask its owner for a new one.")
     if (time.time() if now is None else now) > expires_at:
         raise LinkInvalid(f"This link expired at {iso8601(expires_at)}; ask its owner for a new one.")
+
+
+def link_to_missing_file() -> LinkInvalid:
+    """A signed link whose file is gone (deleted, or never there): 403 like any other dead link, so its
+    holder learns the link no longer works. Without the file there is no key version to check the
+    signature against, and the answer is the same whether the id ever existed, so it tells nothing."""
+    return LinkInvalid("This link no longer works: the file it points to was deleted. Ask its owner for a "
+                       "new one.")

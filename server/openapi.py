@@ -104,7 +104,9 @@ DOWNLOAD: dict[str, Any] = {
 
 PATHS: dict[str, Any] = {
     "/healthz": {"get": {"summary": "Health check", "security": [],
-                         "responses": {"200": {"description": "The server and its database answer."}}}},
+                         "responses": {"200": {"description": "The server and its database answer."}}},
+                 "head": {"summary": "Health check without a body", "security": [],
+                          "responses": {"200": {"description": "The server and its database answer."}}}},
     "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                      "responses": {"200": {"description": "OpenAPI 3.0 document."}}}},
     "/api/v1/account": {
@@ -234,7 +236,9 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/files/{id}/key": {
         "post": {"summary": "Set or clear the file's key", "parameters": [FILE_ID],
-                 "requestBody": _json_body({"key": {"type": "string", "nullable": True}}, []),
+                 "requestBody": _json_body({"key": {"type": "string", "nullable": True},
+                                            "keyHash": {"type": "string", "pattern": "^[0-9a-fA-F]{64}$",
+                                                        "nullable": True}}, []),
                  "responses": {"200": _json("File", "The file."), **_errors("400", "401", "403", "404", "429")}},
     },
     "/api/v1/files/{id}/link": {

@@ -1,7 +1,7 @@
-"""The bytes of resumable uploads: partial files, one writer per session, running sha256, completion.
+"""The bytes of resumable uploads: one writer per session, running sha256, completion.
 
 Shared by the GCS-style `PUT uploadUrl` and the tus `PATCH`; no Tornado here. An offset is recorded
-only after the bytes below it are fsynced, so the recorded offset never counts a byte a crash could
+only after the bytes below it are durable (PartialBlob.sync), so the recorded offset never counts a byte a crash could
 lose. The sha256 runs incrementally across chunks in memory; after a server restart the durable
 prefix is re-hashed once, by the first request that appends to the session (the hash state itself
 is not persisted).
@@ -11,11 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from lockr_local.errors import (
@@ -23,10 +21,7 @@ from lockr_local.errors import (
     StorageError,
 )
 from lockr_local.server.backfill import DigestBackfill
-from lockr_local.server.blobstore import (
-    BackgroundFlush, BlobLocation, BlobWriter, Digests, FileBlobStore, StreamDigests, fsync_directory, publish,
-    rclone_digests_inline, storage_errors,
-)
+from lockr_local.server.blobstore import BlobLocation, BlobStore, PartialBlob, rclone_digests_inline
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.service import FileInfo, Principal, Service
@@ -35,10 +30,6 @@ from lockr_local.server.streaming import UploadSink
 
 log = logging.getLogger("lockr.sessions")
 
-REHASH_BLOCK = 1024 * 1024
-# Every chunk ends with an fsync before its 308, so chunks flush in the background more often than
-# direct uploads: the final fsync then finds at most 1 MiB to write (8 MiB chunks: 2.9 ms -> 0.75 ms).
-SESSION_FLUSH_EVERY = 1024 * 1024
 # How long a status query waits for a request that is still writing the session (typically one whose
 # connection was just cut and is being recorded) before answering with the offset stored so far.
 STATUS_WAIT = 3.0
@@ -50,117 +41,6 @@ def stored_range_headers(offset: int) -> dict[str, str]:
     if offset > 0:
         headers["Range"] = f"bytes=0-{offset - 1}"
     return headers
-
-
-class PartialFile(BlobWriter):
-    """A session's bytes in the region's `partial/` folder, opened at the recorded offset for appending."""
-
-    def __init__(self, fd: int, path: Path, final_path: Path, offset: int, hasher: Any) -> None:
-        self._fd: int | None = fd
-        self.path = path
-        self.final_path = final_path
-        self.offset = offset
-        self.hasher = hasher
-        self.bytes_written = 0
-        self._background = BackgroundFlush(SESSION_FLUSH_EVERY)
-
-    @classmethod
-    def open(cls, blobs: FileBlobStore, session: SessionInfo, hasher: Any | None) -> "PartialFile":
-        """Opens (creating) the partial file at `session.offset`; bytes past it were never acknowledged
-        and are cut off. Without a running `hasher` the durable prefix is re-hashed here, once."""
-        path = blobs.partial_path(session.region, session.session_id)
-        final = blobs.path(BlobLocation(session.region, session.file_id))
-        with storage_errors("open the stored part of the upload"):
-            if not path.exists() and final.exists():
-                # A crash between moving the finished bytes into place and recording the file: the
-                # object has no row, so take it back and let the completion run again.
-                os.replace(final, path)
-                fsync_directory(path.parent)
-            created = not path.exists()
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                if created:
-                    fsync_directory(path.parent)
-                size = os.fstat(fd).st_size
-                if size < session.offset:
-                    raise StorageError("The stored part of this upload is shorter than recorded; "
-                                       "start a new session.")
-                if size > session.offset:
-                    os.ftruncate(fd, session.offset)
-                if hasher is None:
-                    hasher = _rehash(fd, session.offset, rclone_digests_inline(session.size))
-                    if session.offset:
-                        log.info("re-hashed %d stored bytes of session %s", session.offset, session.session_id[:8])
-                os.lseek(fd, session.offset, os.SEEK_SET)
-            except BaseException:
-                os.close(fd)
-                raise
-        return cls(fd, path, final, session.offset, hasher)
-
-    def write(self, data: bytes | memoryview) -> None:
-        assert self._fd is not None, "write after close"
-        view = memoryview(data)
-        self.hasher.update(view)
-        with storage_errors("write the upload to disk"):
-            while view:
-                written = os.write(self._fd, view)
-                view = view[written:]
-                self.offset += written
-                self.bytes_written += written
-            self._background.written(self._fd, self.bytes_written)
-
-    def sha256(self) -> str:
-        return str(self.hasher.hexdigest())
-
-    def digests(self) -> Digests:
-        return self.hasher.digests()
-
-    def sync(self) -> None:
-        """Makes every byte written so far durable (the offset may be recorded after this returns)."""
-        assert self._fd is not None, "sync after close"
-        with storage_errors("make the upload durable"):
-            self.hasher.settle()
-            self._background.wait()
-            os.fsync(self._fd)
-
-    def commit(self) -> None:
-        """fsync, then os.replace into the object path, then fsync both folders."""
-        assert self._fd is not None, "commit after close"
-        with storage_errors("make the upload durable"):
-            self.hasher.settle()
-            self._background.wait()
-            os.fsync(self._fd)
-            self.abort()
-            publish(self.path, self.final_path)
-            fsync_directory(self.path.parent)
-
-    def restore(self) -> None:
-        """Undoes `commit` when the file could not be recorded: the bytes go back to `partial/`."""
-        with storage_errors("put the upload back"):
-            os.replace(self.final_path, self.path)
-            fsync_directory(self.path.parent)
-
-    def abort(self) -> None:
-        """Closes the file; it stays in `partial/` (only the recorded offset counts)."""
-        if self._fd is not None:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
-            self._fd = None
-
-
-def _rehash(fd: int, length: int, rclone_digests: bool) -> StreamDigests:
-    hasher = StreamDigests(rclone_digests)
-    position = 0
-    with storage_errors("read the stored part of the upload"):
-        while position < length:
-            block = os.pread(fd, min(REHASH_BLOCK, length - position), position)
-            if not block:
-                raise StorageError("The stored part of this upload is shorter than recorded.")
-            hasher.update(block)
-            position += len(block)
-    return hasher
 
 
 @dataclass
@@ -250,7 +130,7 @@ class ChunkWrite:
     """One request's body appended to a session: overlapping bytes skipped, the rest written pipelined;
     `finish` persists (or completes), `interrupted` keeps the durable prefix of a cut body."""
 
-    def __init__(self, uploads: "ResumableUploads", session: SessionInfo, partial: PartialFile, first: int,
+    def __init__(self, uploads: "ResumableUploads", session: SessionInfo, partial: PartialBlob, first: int,
                  length: int | None, checksum: Checksum | None) -> None:
         self._uploads = uploads
         self.session = session
@@ -371,7 +251,7 @@ def _unused_too_large(_received: int) -> Any:
 class ResumableUploads:
     """The server's entry point to sessions: create, look up, append, terminate, reap."""
 
-    def __init__(self, db: Database, service: Service, blobs: FileBlobStore, io: Executor, faults: Faults,
+    def __init__(self, db: Database, service: Service, blobs: BlobStore, io: Executor, faults: Faults,
                  backfill: DigestBackfill) -> None:
         self.db = db
         self.backfill = backfill
@@ -434,7 +314,9 @@ class ResumableUploads:
                     f"resume from byte {session.offset}.", headers=stored_range_headers(session.offset),
                     offset=session.offset)
             running = live.hasher_at(session.offset)
-            partial = await self.run_io(PartialFile.open, self.blobs, session, running)
+            partial = await self.run_io(self.blobs.open_partial, BlobLocation(session.region, session.file_id),
+                                        session.session_id, session.offset, running,
+                                        rclone_digests_inline(session.size))
             if running is None:
                 # Keep the re-hashed prefix even if this request brings no byte (cut before its body).
                 live.adopt(partial.hasher.copy(), session.offset)
@@ -476,9 +358,9 @@ class ResumableUploads:
         owned = self.db.run_sync(self.store.unfinished_session_ids)
         orphans = 0
         for region in self.blobs.regions():
-            for entry in self.blobs.partial_dir(region).iterdir():
-                if entry.name not in owned:
-                    self.blobs.delete_partial(region, entry.name)
+            for session_id in list(self.blobs.partial_sessions(region)):
+                if session_id not in owned:
+                    self.blobs.delete_partial(region, session_id)
                     orphans += 1
         if reaped or orphans:
             log.info("reaped %d expired upload sessions and %d orphaned partial files", len(reaped), orphans)

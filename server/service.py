@@ -19,7 +19,7 @@ from lockr_local.errors import (
     AlreadyExists, BadRequest, GuestKeyForbidden, GuestUploadsDisabled, KeyRequired, NotFound,
     QuotaExceeded, TooLarge, Unauthorized, WrongKey,
 )
-from lockr_local.server.blobstore import BlobLocation, FileBlobStore
+from lockr_local.server.blobstore import BlobLocation, BlobStore
 from lockr_local.server.checks import StoredCheck
 from lockr_local.server.models import Account, ApiToken, StoredFile, UploadSession
 from lockr_local.server.prepared import Prepared
@@ -157,7 +157,7 @@ _INSERT_FILE = Prepared(
 class Service:
     """The store's rules; constructed once with the settings, blob store and signer."""
 
-    def __init__(self, settings: Settings, blobs: FileBlobStore, signer: Signer) -> None:
+    def __init__(self, settings: Settings, blobs: BlobStore, signer: Signer) -> None:
         self.settings = settings
         self.blobs = blobs
         self.signer = signer

@@ -24,6 +24,10 @@ from lockr_local.sync.watcher import DirtyPaths, FolderWatcher
 
 log = logging.getLogger("lockr.sync")
 
+# First delay before trying again to start a watcher that could not start (it doubles, up to the scan
+# interval): periodic scans cover the folder meanwhile, and each attempt costs a recursive walk.
+WATCH_RETRY = 5.0
+
 
 @dataclass(frozen=True)
 class AgentOptions:
@@ -52,6 +56,16 @@ def _identity(folder: Path) -> tuple[int, int] | None:
     return st.st_dev, st.st_ino
 
 
+def _inside(state_dir: Path, folder: Path) -> tuple[str, ...]:
+    """The state folder's path relative to the synced folder when it lies inside it (a synced home
+    folder holds ~/.local/state), so the agent never syncs its own ever-changing database."""
+    try:
+        rel = state_dir.resolve().relative_to(folder.resolve())
+    except ValueError:
+        return ()
+    return (rel.as_posix(),) if rel.parts else ()
+
+
 def status_path(state_dir: Path, folder: Path) -> Path:
     """The status file other processes read; keyed by the folder alone so `--status FOLDER` finds it."""
     digest = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
@@ -71,7 +85,7 @@ class SyncAgent:
         self.index = SyncIndex(index_path(state_dir, self.folder, self.endpoint, region),
                                folder=str(self.folder), endpoint=self.endpoint)
         self.status_file = status_path(state_dir, self.folder)
-        self.rules = IgnoreRules(self.folder)
+        self.rules = IgnoreRules(self.folder, excluded=_inside(state_dir, self.folder))
         self.dirty = DirtyPaths()
         self.watcher = FolderWatcher(self.folder, self.rules, self.dirty)
         self._lock = threading.RLock()
@@ -88,6 +102,10 @@ class SyncAgent:
         self._thread: threading.Thread | None = None
         self._last_write = 0.0
         self.upload_count = 0
+        self.full_scans = 0
+        self._watching = False
+        self._watch_retry_at = 0.0
+        self._watch_delay = WATCH_RETRY
         if hasattr(remote, "on_health"):
             remote.on_health = self._on_health
         self._pool = ThreadPoolExecutor(max(1, options.concurrency), thread_name_prefix="lockr-upload")
@@ -97,7 +115,7 @@ class SyncAgent:
         self._stop.clear()
         self._identity = _identity(self.folder)
         if self.options.watch and self._identity is not None:
-            self.watcher.start()
+            self._start_watcher()
         self.dirty.mark_full()
         self._thread = threading.Thread(target=self._run, name="lockr-sync", daemon=True)
         self._thread.start()
@@ -191,10 +209,17 @@ class SyncAgent:
                 log.info("the folder %s changed identity (%s -> %s)", self.folder, self._identity, identity)
                 self._identity = identity
                 self.watcher.stop()
+                self._watching = False
+                self._watch_retry_at, self._watch_delay = 0.0, WATCH_RETRY
                 full = True
             if self.options.watch and identity is not None and not self.watcher.alive:
-                self.watcher.start()
-                full = True
+                if self._watching:
+                    # The observer died (an inotify error, a crash in its thread): events since are lost.
+                    log.warning("the watcher of %s stopped; rescanning and restarting it", self.folder)
+                    self._watching = False
+                    full = True
+                if now >= self._watch_retry_at and self._start_watcher():
+                    full = True  # nothing watched the folder since it stopped (or since the last attempt)
             if not full and not paths and not due:
                 wake = [next_full - now, 0.5] + [at - now for at in self._deferred.values()]
                 self.dirty.wait(max(0.02, min(wake)))
@@ -233,10 +258,21 @@ class SyncAgent:
                 continue
             backoff = 1.0
             if scope is None:
+                self.full_scans += 1
                 next_full = time.monotonic() + self.options.scan_interval
             if result.guard is not None:
                 # Re-check soon: the drive may come back, or the user may confirm.
                 next_full = min(next_full, time.monotonic() + 2.0)
+
+    def _start_watcher(self) -> bool:
+        """Starts the watcher; after a failure, the next attempt waits longer (up to the scan interval)."""
+        self._watching = self.watcher.start()
+        if self._watching:
+            self._watch_delay = WATCH_RETRY
+        else:
+            self._watch_retry_at = time.monotonic() + self._watch_delay
+            self._watch_delay = min(2 * self._watch_delay, max(WATCH_RETRY, self.options.scan_interval))
+        return self._watching
 
     def run_pass(self, scope: frozenset[str] | None = None, *, execute: bool = True) -> Plan:
         """One reconciliation: scan, list the remote, plan, and (with execute) carry the plan out."""

@@ -19,11 +19,16 @@ BUILTIN_PATTERNS: tuple[str, ...] = (
 
 
 class IgnoreRules:
-    """Built-in patterns plus `.lockrignore` at the folder's root; reloaded when that file changes."""
+    """Built-in patterns plus `.lockrignore` at the folder's root; reloaded when that file changes.
 
-    def __init__(self, root: Path, extra: tuple[str, ...] = ()) -> None:
+    `excluded` are folders (relative, '/'-joined) never synced whatever `.lockrignore` says, such as
+    the agent's own state folder when the synced folder contains it (syncing a home folder).
+    """
+
+    def __init__(self, root: Path, extra: tuple[str, ...] = (), excluded: tuple[str, ...] = ()) -> None:
         self.root = root
         self.extra = extra
+        self.excluded = excluded
         self._stamp: tuple[int, int] | None = None
         self._spec = self._build([])
         self.reload()
@@ -55,6 +60,8 @@ class IgnoreRules:
         """`path` is relative to the root with '/' separators; folders are matched with a trailing '/'."""
         if not path:
             return False
+        if any(path == folder or path.startswith(folder + "/") for folder in self.excluded):
+            return True
         candidate = path + "/" if is_dir else path
         if self._spec.match_file(candidate):
             return True

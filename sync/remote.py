@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Protocol
 
 from lockr_local.errors import LockrError
 from lockr_local.sync.engine import RemoteEntry
+from lockr_local.transfer import READ_BLOCK
 
 if TYPE_CHECKING:
     from lockr_local.client import LockrClient, RemoteFile
@@ -53,6 +54,13 @@ class Throttle:
         self._lock = threading.Lock()
         self._allowance = float(limit)
         self._stamp = time.monotonic()
+
+    def block_size(self) -> int:
+        """Bytes to send between two takes: about 0.1 s worth, so a limited upload flows evenly instead of
+        in 1 MiB bursts followed by long pauses (the pacing happens after each block is sent)."""
+        if self.limit <= 0:
+            return READ_BLOCK
+        return max(16 * 1024, min(READ_BLOCK, self.limit // 10))
 
     def take(self, amount: int) -> None:
         if self.limit <= 0:
@@ -143,6 +151,7 @@ class ClientRemote:
         state: dict[str, Any] = {"url": resume.session_url if resume else "", "sent": None if resume else 0,
                                  "recorded": 0}
         chunk = self.client.chunk_size
+        self.client.read_block = self.throttle.block_size()
 
         def on_progress(done: int, total: int | None) -> None:
             if self.stop_event.is_set():

@@ -129,18 +129,23 @@ class FolderWatcher:
         self.dirty.mark(rel)
 
     def start(self) -> bool:
-        """Starts watching; False (and a full scan later) when the folder cannot be watched."""
+        """Starts watching; False when the folder cannot be watched (inotify instance or watch limits, a
+        vanished folder): the agent then relies on its periodic scans and tries again later."""
         self.stop()
         logging.getLogger("watchdog").addHandler(self._overflow_log)
-        observer = Observer()
-        observer.name = "lockr-watch"
-        observer.daemon = True
+        observer: Observer | None = None
         try:
+            # watchdog's inotify observer opens its inotify instance in the constructor: EMFILE comes from here.
+            observer = Observer()
+            observer.name = "lockr-watch"
+            observer.daemon = True
             observer.schedule(_Handler(self), str(self.root), recursive=True)
             observer.start()
         except OSError as exc:
             log.warning("cannot watch %s (%s); relying on periodic scans", self.root, exc)
-            self.dirty.mark_full()
+            logging.getLogger("watchdog").removeHandler(self._overflow_log)
+            if observer is not None:
+                _discard(observer)  # or every retry would leak an inotify instance and its thread
             return False
         self._observer = observer
         return True
@@ -155,3 +160,13 @@ class FolderWatcher:
             self._observer.stop()
             self._observer.join(5)
             self._observer = None
+
+
+def _discard(observer: Observer) -> None:
+    """Releases what a half-started observer holds (its inotify instance and reader thread)."""
+    try:
+        observer.stop()
+        if observer.is_alive():
+            observer.join(5)
+    except (OSError, RuntimeError) as exc:
+        log.debug("discarding a failed observer: %s", exc)

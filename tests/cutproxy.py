@@ -34,6 +34,9 @@ class CutProxy:
         self.connection_heads: list[bytes] = []  # the first bytes each connection sent upstream
         self.upload_rate: float | None = None  # bytes per second client->server, None = as fast as possible
         self._cut_points: list[int] = []
+        self._hold_after: int | None = None
+        self._flowing = threading.Event()
+        self._flowing.set()
         self._down_cut_points: list[int] = []
         self._lock = threading.Lock()
         self._closed = False
@@ -50,6 +53,17 @@ class CutProxy:
         with self._lock:
             self._down_cut_points = sorted(set(self._down_cut_points) | set(points))
 
+    def hold_uploads_after(self, total: int) -> None:
+        """Upstream bytes stop flowing once `total` have been sent, until `release_uploads()`: a state
+        that only lasts while a transfer runs (a tray's "syncing") then lasts as long as a test needs."""
+        with self._lock:
+            self._hold_after = total
+
+    def release_uploads(self) -> None:
+        with self._lock:
+            self._hold_after = None
+        self._flowing.set()
+
     @property
     def open_connections(self) -> int:
         with self._lock:
@@ -57,6 +71,7 @@ class CutProxy:
 
     def close(self) -> None:
         self._closed = True
+        self._flowing.set()
         self.listener.close()
         with self._lock:
             for sock in list(self._sockets):
@@ -103,6 +118,8 @@ class CutProxy:
                 break
             if upstream and self.upload_rate:
                 time.sleep(len(data) / self.upload_rate)
+            if upstream:
+                self._flowing.wait()
         for sock in pair:
             _reset(sock)
         with self._lock:
@@ -124,6 +141,8 @@ class CutProxy:
                 cut = True
             if upstream:
                 self.sent_upstream += len(data)
+                if self._hold_after is not None and self.sent_upstream >= self._hold_after:
+                    self._flowing.clear()
             else:
                 self.sent_downstream += len(data)
             return data, cut

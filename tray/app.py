@@ -37,6 +37,7 @@ POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 5.0
 XORG_NUDGE_SECONDS = 0.5
 XORG_CALL_TIMEOUT = 10.0
+REDOCK_AFTER_SECONDS = 3.0  # longer than a tray host takes to re-embed an icon after an image change
 
 
 def load_pystray() -> tuple[Any, str]:
@@ -100,6 +101,7 @@ class TrayApp:
         self._stopped = threading.Event()
         self._shutdown_lock = threading.Lock()
         self._view: TrayView | None = None
+        self._undocked_since: float | None = None
         self.server = ControlServer(self)
 
     # ----- the Controller protocol used by the local page ----------------------------------------
@@ -259,6 +261,7 @@ class TrayApp:
             self._wake.clear()
             if not self._stop.is_set():
                 self.refresh()
+                self._keep_docked()
         self._on_ui_thread(self.icon.stop)
         self._wake_xorg_loop()
         # Belt and braces: should the backend's loop still not return, leave anyway (all state is saved).
@@ -266,6 +269,28 @@ class TrayApp:
             log.error("the tray backend did not stop within %.0fs; exiting", STOP_GRACE_SECONDS)
             self._shutdown()
             os._exit(0)
+
+    def _keep_docked(self) -> None:
+        """pystray's xorg backend asks the tray host to dock the icon once, and again only when the image
+        changes: an icon shown before the panel's tray exists (an autostart racing the panel at login),
+        or whose dock request the host dropped, would never appear. While it stays undocked, ask again."""
+        window = getattr(self.icon, "_window", None) if self.backend == "xorg" else None
+        if window is None or self._view is None:
+            return
+        try:
+            embedded = window.query_tree().parent.id != self.icon._display.screen().root.id
+        except Exception as exc:  # the window is going away (Quit): nothing to dock
+            log.debug("cannot tell whether the icon is docked: %s", exc)
+            return
+        now = time.monotonic()
+        if embedded or self._undocked_since is None:
+            self._undocked_since = None if embedded else now
+            return
+        if now - self._undocked_since >= REDOCK_AFTER_SECONDS:
+            self._undocked_since = now
+            log.info("tray: the icon is not docked; asking the system tray again")
+            image = draw_icon(self._view.icon, _step(self._view.progress))
+            self._on_ui_thread(lambda: setattr(self.icon, "icon", image))
 
     def _wake_xorg_loop(self) -> None:
         """pystray's xorg loop waits for the DestroyNotify of its window after Icon.stop(); with python-xlib

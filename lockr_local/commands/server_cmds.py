@@ -103,7 +103,7 @@ def local_store(args: argparse.Namespace) -> Iterator[Any]:
     """The Service on the local store, for administration without a running server."""
     from pathlib import Path
 
-    from lockr_local.server.blobstore import FileBlobStore
+    from lockr_local.server.blobstore import make_blob_store
     from lockr_local.server.models import open_database
     from lockr_local.server.security import Signer, load_or_create_secret
     from lockr_local.server.service import Service
@@ -113,7 +113,7 @@ def local_store(args: argparse.Namespace) -> Iterator[Any]:
     database = open_database(settings.database_url)
     try:
         signer = Signer(load_or_create_secret(settings.secret_key, Path(settings.data_dir)))
-        yield Service(settings, FileBlobStore(settings.region_paths), signer)
+        yield Service(settings, make_blob_store(settings), signer)
     finally:
         database.close()
 

@@ -54,3 +54,7 @@ class HealthHandler(BaseHandler):
     async def get(self) -> None:
         await self.call(self.ctx.db.peewee.execute_sql, "SELECT 1")
         self.write_json({"status": "ok", "version": __version__})
+
+    async def head(self) -> None:
+        # Supervisors and load balancers often probe with HEAD: the same check, and Tornado drops the body.
+        await self.get()

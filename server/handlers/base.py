@@ -17,7 +17,7 @@ from lockr_local.config import Settings
 from lockr_local.errors import BadRequest, LockrError, TooLarge, Unauthorized, error_body
 from lockr_local.server.auth import Authenticator
 from lockr_local.server.backfill import DigestBackfill
-from lockr_local.server.blobstore import FileBlobStore
+from lockr_local.server.blobstore import BlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.resumable import ResumableUploads
@@ -54,7 +54,7 @@ class ServerContext:
     db: Database
     service: Service
     auth: Authenticator
-    blobs: FileBlobStore
+    blobs: BlobStore
     signer: Signer
     io: ThreadPoolExecutor
     faults: Faults

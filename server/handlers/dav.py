@@ -74,10 +74,11 @@ class DavHandler(DownloadHandler):
         except Unauthorized as exc:
             exc.headers.setdefault("WWW-Authenticate", CHALLENGE)
             raise
+        # Before the guest refusal: requests without credentials spend the address's guest allowance too.
+        self.ctx.auth.limit_request(principal, self.client_address, CHEAP_COST if method in CHEAP_METHODS else 1.0)
         if principal.is_guest:
             raise Unauthorized("Sign in with your username and password, or an API token.",
                                headers={"WWW-Authenticate": CHALLENGE})
-        self.ctx.auth.limit_request(principal, self.client_address, CHEAP_COST if method in CHEAP_METHODS else 1.0)
         if self.path.account is not None and self.path.account != principal.username:
             raise Forbidden(f"/dav/{self.path.account}/ is not your folder; yours is /dav/{principal.username}/.")
         if method == "PUT":

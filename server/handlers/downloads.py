@@ -15,7 +15,7 @@ from lockr_local.names import validate_key_hash
 from lockr_local.server.activity import TRANSFERS
 from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.handlers.files import checked_file_id
-from lockr_local.server.links import check_download
+from lockr_local.server.links import check_download, link_to_missing_file
 from lockr_local.server.service import FileInfo
 from lockr_local.server.zerocopy import (ClientStalled, Expected, body_sent_by_sendfile, file_descriptor, sendfile_range,
                                          socket_for_sendfile)
@@ -74,10 +74,15 @@ class DownloadHandler(BaseHandler):
 
     async def get(self, region: str, file_id: str, send_body: bool = True) -> None:
         principal = await self.authenticate()
-        info: FileInfo = await self.call(self.ctx.service.file, checked_file_id(file_id))
-        if info.region != region:
-            raise NotFound("No file has that id; it may have been deleted.")
         signature = self.get_query_argument("sig", None)
+        try:
+            info: FileInfo = await self.call(self.ctx.service.file, checked_file_id(file_id))
+            if info.region != region:
+                raise NotFound("No file has that id; it may have been deleted.")
+        except NotFound as exc:
+            if signature is not None:
+                raise link_to_missing_file() from exc
+            raise
         if signature is not None:
             # A signed link is its own capability: it stands in for credentials and for the key.
             check_download(self.ctx.signer, info, self.get_query_argument("expires", None), signature)

@@ -45,7 +45,8 @@ class RegisterHandler(BaseHandler):
 
 
 class FileKeyHandler(BaseHandler):
-    """POST /api/v1/files/:id/key {"key": "phrase"} sets, {"key": null} or {} clears."""
+    """POST /api/v1/files/:id/key {"key": "phrase"} or {"keyHash": "<sha256 hex>"} sets, {"key": null} or {}
+    clears. The hash form lets a client (the web pages) keep the phrase to itself."""
 
     async def post(self, file_id: str) -> None:
         principal = await self.require_account()

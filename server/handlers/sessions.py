@@ -71,7 +71,7 @@ class CreateSessionHandler(BaseHandler):
     """POST /api/v1/upload/session {"name","size","type", optional "region","keyHash"}: 201 with the uploadUrl.
 
     `X-Upload-Content-Length` / `X-Upload-Content-Type` (what GCS clients send) stand in for a missing
-    size or type, so Google's resumable-media client can open sessions here too.
+    size or type, so Google's resumable-upload client can open sessions here too.
     """
 
     async def post(self) -> None:

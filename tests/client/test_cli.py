@@ -187,24 +187,22 @@ def test_chunk_size_option_accepts_multiples_of_256k(cli: Cli, value: str, ok: b
     assert (done.returncode != 2) == ok, done.stderr
 
 
-def test_upload_on_a_terminal_shows_bytes_rate_and_eta(cli: Cli, server: ThreadedServer, account: Account,
-                                                       tmp_path: Path) -> None:
+def run_on_a_terminal(cli: Cli, *args: str) -> tuple[int, str, str]:
+    """Runs the CLI with stderr on a 120-column pseudo-terminal (where progress bars show); returns the
+    exit code, stdout and what the terminal showed."""
     import fcntl
     import pty
-    import re
     import struct
-    import termios
     import subprocess
     import sys
+    import termios
 
     from tests.helpers import REPO
 
-    source = random_file(tmp_path / "bar.bin", 3 * 1024 * 1024)
     main, terminal = pty.openpty()
-    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))  # a 120-column terminal
-    proc = subprocess.Popen([sys.executable, "-m", "lockr_local", "upload", str(source), "--endpoint", server.url,
-                             "--token", account.token], stdout=subprocess.PIPE, stderr=terminal, env=cli.env,
-                            cwd=REPO)
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-m", "lockr_local", *args], stdout=subprocess.PIPE, stderr=terminal,
+                            env=cli.env, cwd=REPO)
     os.close(terminal)
     shown = b""
     while True:
@@ -216,8 +214,56 @@ def test_upload_on_a_terminal_shows_bytes_rate_and_eta(cli: Cli, server: Threade
             break
         shown += data
     os.close(main)
-    assert proc.wait(timeout=60) == 0
-    assert proc.stdout is not None and proc.stdout.read().decode().strip().startswith(server.url)
-    text = shown.decode("utf-8", "replace")
+    code = proc.wait(timeout=60)
+    assert proc.stdout is not None
+    return code, proc.stdout.read().decode(), shown.decode("utf-8", "replace")
+
+
+def test_upload_on_a_terminal_shows_bytes_rate_and_eta(cli: Cli, server: ThreadedServer, account: Account,
+                                                       tmp_path: Path) -> None:
+    import re
+
+    source = random_file(tmp_path / "bar.bin", 3 * 1024 * 1024)
+    code, out, text = run_on_a_terminal(cli, "upload", str(source), "--endpoint", server.url, "--token", account.token)
+    assert code == 0
+    assert out.strip().startswith(server.url)
     # tqdm: "bar.bin: 100%|####| 3.00M/3.00M [00:00<00:00, 41.2MB/s]": done/total, elapsed<ETA, rate.
     assert re.search(r"bar\.bin: 100%.*3\.00MB?/3\.00MB? \[\d\d:\d\d<\d\d:\d\d, +[\d.]+[kMG]?B/s\]", text), text
+
+
+def test_download_on_a_terminal_resumes_a_partial_file_with_a_progress_bar(cli: Cli, server: ThreadedServer,
+                                                                           account: Account, tmp_path: Path) -> None:
+    import re
+
+    source = random_file(tmp_path / "film.bin", 3 * 1024 * 1024)
+    up = cli.run("upload", str(source), "--endpoint", server.url, "--token", account.token)
+    assert up.returncode == 0, up.stderr
+    link = up.stdout.strip()
+    out = tmp_path / "back"
+    out.mkdir()
+    # What an interrupted earlier run left behind: the first MiB, in FILE.part.
+    (out / "film.bin.part").write_bytes(source.read_bytes()[:1024 * 1024])
+    code, _, text = run_on_a_terminal(cli, "download", link, "-o", str(out), "--endpoint", server.url,
+                                      "--token", account.token)
+    assert code == 0, text
+    assert (out / "film.bin").read_bytes() == source.read_bytes()
+    assert not (out / "film.bin.part").exists()
+    assert re.search(r"download: 100%.*3\.00MB?/3\.00MB? \[\d\d:\d\d<\d\d:\d\d, +[\d.]+[kMG]?B/s\]", text), text
+    assert "sha256 verified, resumed at byte 1048576" in text, text
+
+def test_rclone_config_prints_the_token_login_stored_in_the_keyring(cli: Cli, server: ThreadedServer,
+                                                                    account: Account) -> None:
+    import configparser
+
+    import requests
+
+    login(cli, server.url, account)
+    printed = cli.run("rclone-config", "--endpoint", server.url)
+    assert printed.returncode == 0, printed.stderr
+    remote = configparser.ConfigParser()
+    remote.read_string(printed.stdout)
+    token = remote["lockr"]["bearer_token"]
+    assert token != account.token  # login's own token, read back from the keyring
+    assert token in cli.keyring_file.read_text()
+    files = requests.get(f"{server.url}/api/v1/files", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+    assert files.status_code == 200

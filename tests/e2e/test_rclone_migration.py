@@ -1,7 +1,7 @@
 """The one-switch migration with the real rclone: `rclone sync SRC lockr:ACCOUNT` into lockr-local.
 
 A local folder stands in for the S3 bucket. The remote is the one `lockr-local rclone-config` prints.
-LOCKR_RCLONE_BIG_MB sets the large file's size (20 MB by default; the issue's case is 200).
+LOCKR_RCLONE_BIG_MB sets the large file's size (200 MB by default, the issue's case).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from tests.helpers import REPO, Account, clean_env, create_account
 RCLONE = shutil.which("rclone")
 pytestmark = pytest.mark.skipif(RCLONE is None, reason="rclone is not installed (Debian package 'rclone')")
 
-BIG_MB = int(os.environ.get("LOCKR_RCLONE_BIG_MB", "20"))
+BIG_MB = int(os.environ.get("LOCKR_RCLONE_BIG_MB", "200"))
 MTIME = 1_650_000_000  # fixed source times, so kept modification times can be checked
 
 
@@ -144,8 +144,13 @@ def test_sync_migrates_the_tree_and_a_second_run_transfers_nothing(server: Any, 
     for name in ("ünïcødé/日本語 ファイル.txt", "nested/empty-too"):
         download = requests.get(migrated[name]["downloadUrl"], headers=alice.auth, timeout=60)
         assert download.content == expected[name].read_bytes()
-    big = requests.get(migrated["media/big.bin"]["downloadUrl"], headers=alice.auth, timeout=120)
-    assert hashlib.sha256(big.content).hexdigest() == sha256_of(expected["media/big.bin"])
+    big = hashlib.sha256()
+    with requests.get(migrated["media/big.bin"]["downloadUrl"], headers=alice.auth, timeout=120,
+                      stream=True) as response:
+        for piece in response.iter_content(1 << 20):
+            big.update(piece)
+    assert big.hexdigest() == sha256_of(expected["media/big.bin"])
+    assert {f["region"] for f in migrated.values()} == {server.settings.default_region}
 
     listing = json.loads(rclone.run("lsjson", "-R", "--files-only", "lockr:alice").stdout)
     assert {e["Path"]: e["Size"] for e in listing} == {n: p.stat().st_size for n, p in expected.items()}
@@ -239,6 +244,19 @@ def test_the_plan_size_limit_gives_an_rclone_error(server_factory: Any, rclone: 
     assert result.returncode != 0
     assert "413" in result.stderr or "too large" in result.stderr.lower()
     assert set(api_files(server, alice)) == {"ok.txt"}, result.stderr[-4000:]
+
+
+def test_synced_objects_land_in_the_default_region(server_factory: Any, rclone: Rclone, tmp_path: Path) -> None:
+    server = server_factory(regions=f"near={tmp_path}/near,far={tmp_path}/far", default_region="far")
+    alice = create_account(server.url, "alice")
+    rclone.add_remote(server.url, alice.token)
+    source = tmp_path / "bucket"
+    make_tree(source, big_mb=1)
+    rclone.sync(source, "lockr:alice")
+    migrated = api_files(server, alice)
+    assert set(migrated) == set(local_files(source))
+    assert {f["region"] for f in migrated.values()} == {"far"}
+    assert not [p for p in (tmp_path / "near").rglob("*") if p.is_file()]
 
 
 def test_basic_auth_with_an_obscured_password_works_too(server: Any, rclone: Rclone, tmp_path: Path) -> None:

@@ -128,6 +128,24 @@ def test_key_set_requires_keyhash_from_others_and_clears(server):
     assert requests.get(url).status_code == 200
 
 
+def test_key_can_be_set_from_its_hash_without_sending_the_phrase(server):
+    owner = create_account(server.url)
+    file = upload(server.url, b"hashed secret", "h.txt", account=owner).json()
+    key_url = f"{server.url}/api/v1/files/{file['id']}/key"
+    digest = hashlib.sha256("open sesame".encode()).hexdigest()
+    keyed = requests.post(key_url, json={"keyHash": digest.upper()}, headers=owner.auth)
+    assert keyed.status_code == 200 and keyed.json()["hasKey"] is True
+    url = file["downloadUrl"]
+    assert error_code(requests.get(url)) == "key_required"
+    assert requests.get(url, params={"keyHash": digest}).content == b"hashed secret"
+    bad = requests.post(key_url, json={"keyHash": "abc"}, headers=owner.auth)
+    assert bad.status_code == 400 and error_code(bad) == "bad_request"
+    assert requests.get(url, params={"keyHash": digest}).content == b"hashed secret", "a refused change keeps the key"
+    cleared = requests.post(key_url, json={"keyHash": None}, headers=owner.auth)
+    assert cleared.json()["hasKey"] is False
+    assert requests.get(url).content == b"hashed secret"
+
+
 def test_upload_with_key_hash_header_protects_the_file(server):
     owner = create_account(server.url)
     key_hash = hashlib.sha256(b"phrase").hexdigest()
@@ -186,6 +204,17 @@ def test_healthz_answers_ok(server):
     assert response.json()["status"] == "ok"
 
 
+def test_healthz_answers_head_with_200_and_no_body(server):
+    with requests.Session() as session:
+        response = session.head(f"{server.url}/healthz")
+        assert response.status_code == 200
+        assert response.content == b""
+        assert response.headers["Content-Type"].startswith("application/json")
+        # A body sent after the HEAD answer would be read as the start of the next answer.
+        after = session.get(f"{server.url}/healthz")
+        assert after.status_code == 200 and after.json()["status"] == "ok"
+
+
 def test_absolute_links_use_public_url(server_factory):
     srv = server_factory(public_url="https://files.example.org/")
     file = upload(srv.url, b"x", "a.txt").json()
@@ -217,13 +246,24 @@ def test_regions_are_selectable_and_unknown_ones_list_the_valid(server_factory, 
 
 
 def test_error_body_has_the_one_canonical_shape(server):
-    for response in (requests.get(f"{server.url}/no/such/route"),
-                     requests.patch(f"{server.url}/api/v1/files"),
-                     requests.get(f"{server.url}/api/v1/files"),
-                     requests.post(f"{server.url}/api/v1/login", data=b"{not json")):
+    for status, response in ((404, requests.get(f"{server.url}/no/such/route")),
+                             (405, requests.patch(f"{server.url}/api/v1/files")),
+                             (401, requests.get(f"{server.url}/api/v1/files")),
+                             (400, requests.post(f"{server.url}/api/v1/login", data=b"{not json"))):
+        assert response.status_code == status, (status, response.text)
         body = response.json()
         assert list(body) == ["error"]
         assert isinstance(body["error"]["code"], str) and body["error"]["code"]
         assert isinstance(body["error"]["message"], str) and body["error"]["message"]
         assert response.headers["Content-Type"].startswith("application/json")
         assert "Traceback" not in json.dumps(body)
+
+
+def test_downloads_say_they_accept_byte_ranges(server):
+    file = upload(server.url, b"0123456789", "digits.txt").json()
+    for response in (requests.get(file["downloadUrl"]), requests.head(file["downloadUrl"])):
+        assert response.status_code == 200
+        assert response.headers["Accept-Ranges"] == "bytes"
+    ranged = requests.get(file["downloadUrl"], headers={"Range": "bytes=2-4"})
+    assert ranged.status_code == 206 and ranged.content == b"234"
+    assert ranged.headers["Accept-Ranges"] == "bytes"

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from lockr_local.server.blobstore import FLUSH_EVERY
+from lockr_local.server.filestore import FLUSH_EVERY
 from tests.helpers import REPO, ServerProcess, clean_env, create_account, upload, wait_for
 
 

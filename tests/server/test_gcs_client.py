@@ -1,4 +1,4 @@
-"""Google's own resumable-upload client (google-resumable-media) against lockr-local sessions.
+"""Google's own resumable-upload client (google-cloud-storage's `_media`) against lockr-local sessions.
 
 GCS answers the last chunk with 200 and the client accepts only 200 or 308 there; lockr's contract
 answers 201. `LockrTransport` reports that one 201 as 200 (and counts it); everything else — the
@@ -13,8 +13,9 @@ from typing import Any
 
 import pytest
 import requests
-from google.resumable_media import common
-from google.resumable_media.requests import ResumableUpload
+from google.cloud.storage._media.requests import ResumableUpload
+from google.cloud.storage.exceptions import InvalidResponse
+from google.cloud.storage.retry import DEFAULT_RETRY
 
 from tests.faultproxy import FaultProxy
 from tests.helpers import create_account
@@ -23,7 +24,8 @@ from tests.server.session_tools import download, open_session, put_chunk, sha256
 KIB = 1024
 CHUNK = 256 * KIB  # the library insists on multiples of 256 KiB, as GCS does
 DATA = bytes((i * 31 + i // 1021) % 256 for i in range(5 * CHUNK + 4321))
-QUICK_RETRIES = common.RetryStrategy(max_retries=5, initial_delay=0.01, multiplier=1.0)
+# The library's own retry policy (connection errors, 5xx), with short waits for a loopback server.
+QUICK_RETRIES = DEFAULT_RETRY.with_delay(initial=0.01, maximum=0.05, multiplier=1.0).with_timeout(10.0)
 
 
 class LockrTransport:
@@ -45,8 +47,8 @@ class LockrTransport:
 def start_upload(base_url: str, headers: dict[str, str] | None = None,
                  transport: Any = None) -> tuple[ResumableUpload, Any]:
     transport = transport or LockrTransport()
-    upload = ResumableUpload(f"{base_url}/api/v1/upload/session", CHUNK, checksum=None, headers=headers)
-    upload._retry_strategy = QUICK_RETRIES
+    upload = ResumableUpload(f"{base_url}/api/v1/upload/session", CHUNK, checksum=None, headers=headers,
+                             retry=QUICK_RETRIES)
     # The metadata is our session body; the library adds X-Upload-Content-Type/-Length itself.
     upload.initiate(transport, io.BytesIO(DATA), {"name": "from-google.bin"}, "application/x-test")
     return upload, transport
@@ -71,7 +73,7 @@ def test_google_client_uploads_through_a_lockr_session(server):
 def test_google_client_sees_lockr_201_where_gcs_sends_200(server):
     upload, _ = start_upload(server.url, transport=requests.Session())
     plain = requests.Session()
-    with pytest.raises(common.InvalidResponse) as caught:
+    with pytest.raises(InvalidResponse) as caught:
         while not upload.finished:
             upload.transmit_next_chunk(plain)
     assert caught.value.response.status_code == 201
@@ -99,7 +101,7 @@ def test_google_client_recover_resumes_a_session_another_process_started(server)
 
     # A process that only kept the session URL: the library's own recover() asks `bytes */*`.
     transport = LockrTransport()
-    upload = ResumableUpload(f"{server.url}/api/v1/upload/session", CHUNK, checksum=None)
+    upload = ResumableUpload(f"{server.url}/api/v1/upload/session", CHUNK, checksum=None, retry=QUICK_RETRIES)
     upload._resumable_url = session["uploadUrl"]
     upload._stream = io.BytesIO(DATA)
     upload._total_bytes = len(DATA)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 
+import pytest
 import requests
 
 from tests.helpers import create_account, error_code, upload, wait_for
@@ -146,8 +147,106 @@ def test_guest_bursts_get_429_with_retry_after(server_factory):
 def test_accounts_get_a_larger_allowance_than_guests(server_factory):
     srv = server_factory(rate_guest=0.5, rate_guest_burst=2, rate_account=0.5, rate_account_burst=20)
     account = create_account(srv.url)
-    codes = [requests.get(f"{srv.url}/api/v1/files", headers=account.auth).status_code for _ in range(10)]
-    assert codes == [200] * 10
+    stored = upload(srv.url, b"shared bytes", "shared.txt", account=account)
+    assert stored.status_code == 201
+    url = stored.json()["downloadUrl"]
+    account_codes = [requests.get(url, headers=account.auth).status_code for _ in range(10)]
+    guest_codes = [requests.get(url).status_code for _ in range(10)]
+    assert account_codes == [200] * 10
+    assert guest_codes[:2] == [200, 200]
+    assert 429 in guest_codes[2:], guest_codes
+
+
+def revoked_token(base_url: str) -> str:
+    account = create_account(base_url)
+    made = requests.post(f"{base_url}/api/v1/tokens", json={"name": "old laptop"}, headers=account.auth).json()
+    token_id = [t["id"] for t in requests.get(f"{base_url}/api/v1/tokens", headers=account.auth).json()["tokens"]
+                if t["name"] == "old laptop"][0]
+    assert requests.delete(f"{base_url}/api/v1/tokens/{token_id}", headers=account.auth).status_code == 204
+    return str(made["token"])
+
+
+@pytest.mark.parametrize("credential, method, path", [
+    ("invalid", "GET", "/api/v1/files"),
+    ("revoked", "GET", "/api/v1/files"),
+    ("invalid", "POST", "/api/v1/upload"),  # the upload's one-trip token check is limited too
+    ("invalid", "PROPFIND", "/dav/"),
+])
+def test_250_requests_with_bad_tokens_meet_429_with_retry_after(server_factory, credential, method, path):
+    # The shipped guest allowance (20/s, bursts of 60): a token guesser is held to it.
+    srv = server_factory(rate_guest=20.0, rate_guest_burst=60)
+    token = revoked_token(srv.url) if credential == "revoked" else "lk_" + "0" * 40
+    headers = {"Authorization": f"Bearer {token}", "x-file-name": "guess.bin"}
+    with requests.Session() as session:
+        answers = [session.request(method, srv.url + path, headers=headers, data=b"x", timeout=10)
+                   for _ in range(250)]
+        # The failures counted against the address: a guest there is held back as well (within what
+        # refills at 20 per second meanwhile).
+        guest = [session.get(f"{srv.url}/api/v1/download/local/{'0' * 32}/x").status_code for _ in range(10)]
+    codes = [r.status_code for r in answers]
+    assert set(codes) == {401, 429}, codes
+    assert codes[0] == 401
+    assert 60 <= codes.count(401) < 200, codes.count(401)
+    limited = next(r for r in answers if r.status_code == 429)
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert error_code(limited) == "rate_limited"
+    assert guest.count(429) >= 5, guest
+
+
+def test_webdav_requests_without_credentials_spend_the_guest_allowance(server_factory):
+    srv = server_factory(rate_guest=0.2, rate_guest_burst=3)
+    answers = [requests.get(f"{srv.url}/dav/x.txt") for _ in range(6)]
+    codes = [r.status_code for r in answers]
+    assert codes[:3] == [401] * 3 and set(codes[3:]) == {429}, codes
+    assert int(answers[3].headers["Retry-After"]) >= 1
+
+
+def test_wrong_basic_passwords_meet_429_with_retry_after(server_factory):
+    srv = server_factory(rate_guest=20.0, rate_guest_burst=60, rate_login=0.2, rate_login_burst=10)
+    account = create_account(srv.url)
+    answers = [requests.get(f"{srv.url}/api/v1/files", auth=(account.username, "wrong password"))
+               for _ in range(15)]
+    codes = [r.status_code for r in answers]
+    # The address spent one attempt on the sign-up; the other nine are password guesses.
+    first_refusal = codes.index(429)
+    assert codes[:first_refusal] == [401] * 9 and set(codes[first_refusal:]) == {429}, codes
+    assert int(answers[first_refusal].headers["Retry-After"]) >= 1
+
+
+def test_accounts_from_one_address_share_one_account_allowance(server_factory):
+    srv = server_factory(rate_account=0.2, rate_account_burst=10)
+    accounts = [create_account(srv.url) for _ in range(3)]
+    answers = [requests.get(f"{srv.url}/api/v1/files", headers=account.auth)
+               for account in accounts for _ in range(6)]
+    codes = [r.status_code for r in answers]
+    # 18 requests with 3 tokens from one address: the address's account allowance (10, plus what
+    # refills meanwhile) is the cap, not 3 x 10.
+    assert 10 <= codes.count(200) <= 12 and codes[:10] == [200] * 10, codes
+    limited = next(r for r in answers if r.status_code == 429)
+    assert int(limited.headers["Retry-After"]) >= 1
+    assert error_code(limited) == "rate_limited"
+
+
+def guest_codes(url: str, forwarded_for: str, count: int) -> list[int]:
+    return [requests.get(f"{url}/api/v1/download/local/{'0' * 32}/x",
+                         headers={"X-Forwarded-For": forwarded_for}).status_code for _ in range(count)]
+
+
+def test_spoofed_x_forwarded_for_does_not_escape_the_guest_limit(server_factory):
+    srv = server_factory(rate_guest=0.2, rate_guest_burst=3)
+    # Each request claims another address; from a peer that is not a trusted proxy, none is believed.
+    codes = [guest_codes(srv.url, f"198.51.100.{i}", 1)[0] for i in range(8)]
+    assert codes[:3] == [404] * 3 and set(codes[3:]) == {429}, codes
+
+
+def test_x_forwarded_for_from_a_trusted_proxy_is_limited_per_forwarded_address(server_factory):
+    srv = server_factory(rate_guest=0.2, rate_guest_burst=3, trusted_proxies="127.0.0.1")
+    first = guest_codes(srv.url, "203.0.113.7", 5)
+    assert first[:3] == [404] * 3 and set(first[3:]) == {429}, first
+    # Another client behind the same proxy has an allowance of its own.
+    assert guest_codes(srv.url, "203.0.113.8", 3) == [404] * 3
+    # A client cannot pose as another by prepending a hop: the proxy appends the peer it saw, last.
+    assert guest_codes(srv.url, "203.0.113.8, 203.0.113.7", 1) == [429]
 
 
 def test_login_brute_force_meets_429(server_factory):

@@ -256,18 +256,18 @@ def test_startup_removes_partial_files_no_session_owns(tmp_path):
 
 
 def test_after_a_restart_the_stored_prefix_is_rehashed_once(tmp_path, monkeypatch):
-    from lockr_local.server import resumable
+    from lockr_local.server import filestore
     from tests.conftest import make_settings
     from tests.helpers import ThreadedServer
 
     rehashed: list[int] = []
-    real_rehash = resumable._rehash
+    real_rehash = filestore._rehash
 
     def counting_rehash(fd: int, length: int, rclone_digests: bool) -> Any:
         rehashed.append(length)
         return real_rehash(fd, length, rclone_digests)
 
-    monkeypatch.setattr(resumable, "_rehash", counting_rehash)
+    monkeypatch.setattr(filestore, "_rehash", counting_rehash)
     settings = make_settings(tmp_path / "data")
     first = ThreadedServer(settings).start()
     session = open_session(first.url, len(DATA))

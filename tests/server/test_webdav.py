@@ -182,6 +182,13 @@ def test_put_keeps_mtime_and_the_file_is_an_ordinary_lockr_file(server: Any, ali
     ranged = dav(server, alice, "GET", "alice/photos/2024/ü.bin", headers={"Range": "bytes=10-19"})
     assert ranged.status_code == 206
     assert ranged.content == data[10:20]
+    head = dav(server, alice, "HEAD", "alice/photos/2024/ü.bin")
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["Content-Length"] == str(len(data))
+    assert head.headers["Last-Modified"] == got.headers["Last-Modified"]
+    ranged_head = dav(server, alice, "HEAD", "alice/photos/2024/ü.bin", headers={"Range": "bytes=10-19"})
+    assert (ranged_head.status_code, ranged_head.content) == (206, b"")
+    assert ranged_head.headers["Content-Range"] == f"bytes 10-19/{len(data)}"
 
 
 def test_files_uploaded_through_the_api_show_as_folders_with_checksums(server: Any, alice: Account) -> None:
@@ -228,6 +235,25 @@ def test_put_over_quota_is_refused_up_front_and_stores_nothing(server: Any, alic
     assert put(server, alice, "alice/a.txt", b"x" * 10).status_code == 204
     assert [f["name"] for f in api_files(server, alice)] == ["a.txt"]
     assert blob_count(server) == 1
+
+
+def test_put_over_quota_is_answered_from_its_content_length_before_any_body_byte(server: Any,
+                                                                             alice: Account) -> None:
+    """rclone deletes the path after a failed PUT: the refusal must come before a byte is stored."""
+    import socket
+
+    service = server.ctx.service
+    account = server.ctx.db.run_sync(service.account_by_username, "alice")
+    server.ctx.db.run_sync(service.set_quota, account.id, 10)
+    host, port = server.url.split("//")[1].split(":")
+    head = (f"PUT /dav/alice/big.bin HTTP/1.1\r\nHost: x\r\nAuthorization: {alice.auth['Authorization']}\r\n"
+            "Content-Length: 5000000\r\n\r\n").encode()
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)  # and no body at all: a body this big is not waited for
+        answer = sock.recv(65536)
+    assert answer.startswith(b"HTTP/1.1 403"), answer[:200]
+    assert b'"quota_exceeded"' in answer
+    assert api_files(server, alice) == []
 
 
 def test_put_over_the_plan_limit_is_413(server_factory: Any) -> None:

@@ -88,3 +88,12 @@ def test_the_index_keeps_state_across_restarts_and_sessions(tmp_path: Path) -> N
     index.delete_done("id-old")
     assert index.pending_deletes() == {} and index.get("a") is not None
     index.close()
+
+
+def test_excluded_folders_stay_ignored_whatever_lockrignore_says(tmp_path: Path) -> None:
+    (tmp_path / ".lockrignore").write_text("!.local/\n!.local/state/lockr-local/sync/*.db\n")
+    rules = IgnoreRules(tmp_path, excluded=(".local/state/lockr-local/sync",))
+    assert rules.ignores(".local/state/lockr-local/sync", is_dir=True)
+    assert rules.ignores(".local/state/lockr-local/sync/home-0123.db")
+    assert not rules.ignores(".local/state/lockr-local/synced.txt")
+    assert not rules.ignores(".local/share/notes.txt")

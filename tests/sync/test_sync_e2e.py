@@ -12,114 +12,13 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
-from typing import Iterator
 
 import pytest
 import requests
 
-from lockr_local.sync.agent import AgentOptions, SyncAgent
 from lockr_local.sync.engine import GuardSettings
-from lockr_local.sync.ignore import IgnoreRules
-from lockr_local.sync.remote import Throttle, make_remote
-from tests.helpers import REPO, Account, ServerProcess, clean_env, create_account, wait_for
-
-FAST = dict(debounce=0.1, settle=0.3, scan_interval=30.0, retry_unreadable=0.5, max_backoff=1.0)
-
-
-def remote_files(url: str, account: Account) -> list[dict]:
-    files: list[dict] = []
-    cursor = None
-    while True:
-        params = {"limit": "1000", **({"cursor": cursor} if cursor else {})}
-        response = wait_for(lambda: _unless_limited(requests.get(
-            f"{url}/api/v1/files", params=params, headers=account.auth, timeout=30)), interval=0.25,
-            message="the listing past the rate limit")
-        assert response.status_code == 200, response.text
-        body = response.json()
-        files.extend(body["files"])
-        cursor = body["next"]
-        if not cursor:
-            return files
-
-
-def _unless_limited(response: requests.Response) -> requests.Response | None:
-    return None if response.status_code == 429 else response
-
-
-def remote_tree(url: str, account: Account) -> dict[str, str]:
-    """name -> sha256 of the remote files; a name listed twice (an old copy not yet deleted) maps to a list."""
-    tree: dict = {}
-    for f in remote_files(url, account):
-        tree[f["name"]] = [tree[f["name"]], f["sha256"]] if f["name"] in tree else f["sha256"]
-    return tree
-
-
-def local_tree(folder: Path) -> dict[str, str]:
-    rules = IgnoreRules(folder)
-    tree = {}
-    for path in folder.rglob("*"):
-        rel = path.relative_to(folder).as_posix()
-        if path.is_file() and not path.is_symlink() and not rules.ignores(rel):
-            tree[rel] = hashlib.sha256(path.read_bytes()).hexdigest()
-    return tree
-
-
-def assert_mirrored(url: str, account: Account, folder: Path, timeout: float = 15.0, interval: float = 0.05) -> None:
-    wait_for(lambda: remote_tree(url, account) == local_tree(folder), timeout=timeout, interval=interval,
-             message="the remote to mirror the folder")
-
-
-@pytest.fixture(scope="module")
-def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
-    server = ServerProcess(tmp_path_factory.mktemp("server")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def folder(tmp_path: Path) -> Path:
-    path = tmp_path / "folder"
-    path.mkdir()
-    return path
-
-
-class Agents:
-    """Starts agents on `folder` with the test's own state directory; stops them all at the end."""
-
-    def __init__(self, state_dir: Path) -> None:
-        self.state_dir = state_dir
-        self.started: list[SyncAgent] = []
-
-    def start(self, folder: Path, url: str, account: Account, *, throttle: int = 0, chunk: int | None = None,
-              **options: object) -> SyncAgent:
-        remote = make_remote(url, account.token, throttle=Throttle(throttle), chunk_size=chunk)
-        merged = {**FAST, **options}
-        agent = SyncAgent(folder, remote, endpoint=url,
-                          options=AgentOptions(state_dir=self.state_dir, **merged))  # type: ignore[arg-type]
-        self.started.append(agent)
-        return agent.start()
-
-    def stop_all(self) -> None:
-        for agent in self.started:
-            if agent._thread is not None and agent._thread.is_alive():
-                agent.stop()
-
-
-@pytest.fixture
-def agents(tmp_path: Path) -> Iterator[Agents]:
-    made = Agents(tmp_path / "state")
-    yield made
-    made.stop_all()
-
-
-def write(path: Path, data: bytes | str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(data.encode() if isinstance(data, str) else data)
-
-
-def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "lockr_local", *args], capture_output=True, text=True,
-                          env=clean_env(**(env or {})), cwd=REPO, timeout=120)
+from tests.helpers import REPO, ServerProcess, clean_env, create_account, wait_for
+from tests.sync.support import Agents, assert_mirrored, local_tree, remote_files, remote_tree, run_cli, write
 
 
 def test_once_mirrors_a_tree_exits_zero_and_a_second_run_uploads_nothing(shared_server: ServerProcess,
@@ -271,20 +170,6 @@ def test_server_killed_and_restarted_mid_sync_recovers(folder: Path, agents: Age
         server.start(server.port)
         assert_mirrored(server.url, account, folder, timeout=30)
         wait_for(lambda: agent.status().state == "idle", message="the agent to settle")
-    finally:
-        agents.stop_all()
-        server.stop()
-
-
-def test_rate_limit_bursts_are_honoured(folder: Path, agents: Agents, tmp_path: Path) -> None:
-    server = ServerProcess(tmp_path / "data", env={"LOCKR_RATE_ACCOUNT": "20", "LOCKR_RATE_ACCOUNT_BURST": "5"}).start()
-    try:
-        account = create_account(server.url)
-        for i in range(30):
-            write(folder / f"f{i:02}.txt", f"file {i}")
-        agent = agents.start(folder, server.url, account, concurrency=4)
-        assert_mirrored(server.url, account, folder, timeout=30, interval=1.0)
-        assert agent.status().last_error is None
     finally:
         agents.stop_all()
         server.stop()

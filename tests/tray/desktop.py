@@ -45,7 +45,7 @@ _TREE_LINE = re.compile(r'^\s*(0x[0-9a-f]+) "(.*)": \("' + ICON_CLASS + r'" "[^"
 class Desktop:
     """Xvfb + trayer; `stop()` ends both (the processes this object started, by their own handles)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, with_tray: bool = True) -> None:
         self.folder = folder
         read_end, write_end = os.pipe()
         # -displayfd: Xvfb picks a free display number itself and writes it to the pipe once ready.
@@ -62,6 +62,12 @@ class Desktop:
         self.env = {**os.environ, "DISPLAY": self.display}
         self.trayer_log = folder / "trayer.log"
         self.trayer_restarts = 0
+        self.trayer: subprocess.Popen[bytes] | None = None
+        if with_tray:
+            self.start_tray()
+
+    def start_tray(self) -> None:
+        """Starts trayer and waits for its panel (at most three tries)."""
         self.trayer = self._start_trayer()
         # trayer (GTK 2) now and then dies at start-up on a loaded machine before its panel maps; a person
         # would start it again, and so does the test, keeping what it printed for the failure message.
@@ -102,7 +108,7 @@ class Desktop:
 
     def revive_tray(self) -> bool:
         """Starts trayer again if it died (it does, now and then, on a loaded machine); True if it had."""
-        if self.trayer.poll() is None:
+        if self.trayer is None or self.trayer.poll() is None:
             return False
         self.trayer = self._start_trayer()
         self.trayer_restarts += 1
@@ -111,7 +117,10 @@ class Desktop:
     def describe(self) -> str:
         """What a failure message needs: the icon as the X server sees it and trayer's own words."""
         window = self.icon_window()
-        state = "running" if self.trayer.poll() is None else f"exited with {self.trayer.returncode}"
+        if self.trayer is None:
+            state = "not started"
+        else:
+            state = "running" if self.trayer.poll() is None else f"exited with {self.trayer.returncode}"
         return (f"icon window: {window}; trayer {state}, restarted {self.trayer_restarts} times; "
                 f"trayer said: {self.trayer_log.read_text()[-2000:]!r}")
 
@@ -165,7 +174,7 @@ class Desktop:
 
     def stop(self) -> None:
         for process in (self.trayer, self.xvfb):
-            if process.poll() is None:
+            if process is not None and process.poll() is None:
                 process.terminate()
                 try:
                     process.wait(10)

@@ -99,10 +99,10 @@ def test_fresh_start_goes_through_setup_and_the_docked_icon_follows_the_agent(
     shots = tmp_path / "screenshots"
     shots.mkdir()
     account = create_account(lockr_server.url, "ann")
-    # A real TCP hop that carries uploads at 500 kB/s, so "syncing" lasts long enough (about 6 s) to be
-    # photographed even on a loaded machine.
+    # A real TCP hop that holds the upload half-way until the test has photographed "syncing": on a
+    # loaded machine a throttled upload alone once finished before the icon was seen.
     proxy = CutProxy(lockr_server.port)
-    proxy.upload_rate = 500_000
+    proxy.hold_uploads_after(1_500_000)  # the login and listing before the upload are a few kB
     endpoint = proxy.url
     home = tmp_path / "home"
     home.mkdir()
@@ -151,8 +151,14 @@ def test_fresh_start_goes_through_setup_and_the_docked_icon_follows_the_agent(
 
             # 3. Syncing: blue icon with the progress in the tooltip.
             window = wait_for_title(desktop, "Uploading 1 file")
-            syncing = desktop.icon_pixels(desktop.screenshot(shots / "2-syncing.png"), window)
-            assert dominant(syncing) == "blue", mean_colour(syncing)
+
+            def blue_icon() -> object:
+                # The title and the icon image are separate X updates: poll until the redraw lands.
+                pixels = desktop.icon_pixels(desktop.screenshot(shots / "2-syncing.png"), window)
+                return pixels if dominant(pixels) == "blue" else None
+
+            syncing = wait_for(blue_icon, timeout=15, interval=0.2, message="the syncing (blue) icon")
+            proxy.release_uploads()
 
             # 4. In sync: the file is on the server and the icon turned green.
             window = wait_for_title(desktop, "up to date", timeout=60)

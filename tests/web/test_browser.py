@@ -281,7 +281,9 @@ def test_signed_link_made_on_the_files_page_works_in_a_fresh_browser(context, ch
     page.click(f'{row} button[data-action="delete"]')
     page.click(f'{row} button[data-action="delete"]')
     page.wait_for_selector(row, state="detached")
-    assert requests.get(url).status_code in (403, 404)
+    gone = requests.get(url)
+    assert gone.status_code == 403
+    assert gone.json()["error"]["code"] == "link_invalid"
 
 
 @pytest.mark.parametrize("path", ["/account", "/files", "/download/FILE"])

@@ -106,8 +106,10 @@ def test_signed_link_dies_when_the_file_is_deleted(server):
     url = make_link(server.url, account, file["id"]).json()["url"]
     assert requests.delete(f"{server.url}/api/v1/files/{file['id']}", headers=account.auth).status_code == 204
     response = requests.get(url)
-    assert response.status_code in (403, 404)
-    assert error_code(response) in ("link_invalid", "not_found")
+    assert response.status_code == 403
+    assert error_code(response) == "link_invalid"
+    assert "deleted" in response.json()["error"]["message"]
+    assert requests.head(url).status_code == 403
 
 
 @pytest.mark.parametrize("tamper", ["signature changed", "expiry extended", "signature removed", "expiry removed",

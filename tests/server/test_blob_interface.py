@@ -1,0 +1,224 @@
+"""The blob-store seam: the server speaks only to BlobStore, and every backend keeps its contract."""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import io
+import os
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import pytest
+import requests
+
+from lockr_local.errors import InsufficientStorage, NotFound, StorageError, UnknownRegion
+from lockr_local.server.blobstore import BlobLocation, BlobStore, make_blob_store
+from lockr_local.server.filestore import FileBlobStore, FileBlobWriter, FilePartial
+from tests.conftest import make_settings
+from tests.helpers import create_account, upload
+
+REPO = Path(__file__).resolve().parents[2]
+# The interface and the one backend so far; only these may know which backend is in use.
+BACKEND_MODULES = {REPO / "server" / "blobstore.py", REPO / "server" / "filestore.py"}
+BACKEND_NAMES = {"FileBlobStore", "FileBlobWriter", "FilePartial", "filestore"}
+# Every backend the contract below runs against: add an object-store backend here (with its test
+# endpoint) and the same assertions hold it to the same promises.
+BACKENDS: dict[str, Callable[[Path], BlobStore]] = {
+    "filesystem": lambda root: FileBlobStore({"r1": root / "r1", "r2": root / "r2"}),
+}
+INTERFACE = frozenset(BlobStore.__abstractmethods__)
+
+
+def server_modules() -> list[Path]:
+    """The server package and the admin commands that open a store without a server."""
+    return sorted({*(REPO / "server").rglob("*.py"), *(REPO / "lockr_local").rglob("*.py")} - BACKEND_MODULES)
+
+
+def is_store(node: ast.expr) -> bool:
+    """`blobs`, `self.blobs`, `self._blobs`, `ctx.blobs`, `self.ctx.blobs`: how the code names its store."""
+    if isinstance(node, ast.Name):
+        return node.id in ("blobs", "_blobs")
+    return isinstance(node, ast.Attribute) and node.attr in ("blobs", "_blobs")
+
+
+def seam_violations(path: Path, root: Path = REPO) -> list[str]:
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    found = []
+    for node in ast.walk(tree):
+        where = f"{path.relative_to(root)}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Name) and node.id in BACKEND_NAMES:
+            found.append(f"{where} names {node.id}")
+        elif isinstance(node, ast.Attribute) and is_store(node.value) and node.attr not in INTERFACE:
+            found.append(f"{where} uses {node.attr}, which BlobStore does not declare")
+        elif isinstance(node, ast.ImportFrom):
+            module = node.module or ""
+            names = {alias.name for alias in node.names}
+            if module.endswith("filestore") or names & BACKEND_NAMES:
+                found.append(f"{where} imports the filesystem backend")
+        elif isinstance(node, ast.Import) and any(a.name.endswith("filestore") for a in node.names):
+            found.append(f"{where} imports the filesystem backend")
+    return found
+
+
+def test_only_the_blob_store_modules_know_the_filesystem_backend():
+    modules = server_modules()
+    assert REPO / "server" / "resumable.py" in modules and REPO / "server" / "fsck.py" in modules
+    violations = [v for path in modules for v in seam_violations(path)]
+    assert violations == []
+
+
+def test_the_guard_catches_filesystem_calls_and_backend_names(tmp_path):
+    # The guard above passes only if it can fail: the shapes of the calls this seam replaced.
+    sample = tmp_path / "sample.py"
+    sample.write_text("from lockr_local.server.filestore import FileBlobStore\n"
+                      "def f(self, blobs):\n"
+                      "    blobs.partial_dir('r').iterdir()\n"
+                      "    self.ctx.blobs.path(None)\n"
+                      "    self.blobs.open_partial\n")
+    violations = seam_violations(sample, tmp_path)
+    assert len(violations) == 3, violations
+    assert any("partial_dir" in v for v in violations) and any("uses path" in v for v in violations)
+
+
+def test_the_server_is_built_on_the_store_the_settings_choose(tmp_path):
+    settings = make_settings(tmp_path / "data")
+    store = make_blob_store(settings)
+    assert isinstance(store, BlobStore)
+    assert store.regions() == list(settings.region_paths)
+
+
+@pytest.mark.parametrize("backend_class", [FileBlobStore, FileBlobWriter, FilePartial])
+def test_the_filesystem_backend_implements_every_abstract_method(backend_class):
+    assert backend_class.__abstractmethods__ == frozenset()
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> BlobStore:
+    return BACKENDS[request.param](tmp_path)
+
+
+def commit_blob(store: BlobStore, location: BlobLocation, data: bytes) -> None:
+    writer = store.new_writer(location)
+    writer.write(data)
+    writer.commit()
+
+
+def read_all(handle: BinaryIO) -> bytes:
+    with handle:
+        return handle.read()
+
+
+def test_a_blob_is_invisible_until_its_writer_commits(store):
+    location = BlobLocation("r1", "ab" + "0" * 30)
+    writer = store.new_writer(location)
+    writer.write(b"hello ")
+    writer.write(memoryview(b"world"))
+    assert store.size(location) is None and list(store.iter_objects("r1")) == []
+    writer.commit()
+    assert writer.sha256() == hashlib.sha256(b"hello world").hexdigest()
+    assert store.size(location) == 11
+    assert read_all(store.open(location)) == b"hello world"
+    assert list(store.iter_objects("r1")) == [location.key] and list(store.iter_objects("r2")) == []
+
+
+def test_an_aborted_writer_leaves_nothing(store):
+    location = BlobLocation("r1", "cd" + "1" * 30)
+    writer = store.new_writer(location)
+    writer.write(b"never stored")
+    writer.abort()
+    assert store.size(location) is None and store.temp_leftovers("r1") == 0
+
+
+def test_clone_copies_and_delete_removes_only_its_key(store):
+    source, target = BlobLocation("r2", "ef" + "2" * 30), BlobLocation("r2", "ef" + "3" * 30)
+    commit_blob(store, source, b"bytes to share")
+    store.clone(source, target)
+    store.delete(source)
+    store.delete(source)  # already gone is not an error
+    assert store.size(source) is None
+    assert read_all(store.open(target)) == b"bytes to share"
+    with pytest.raises(NotFound):
+        store.open(source)
+    with pytest.raises(NotFound):
+        store.clone(source, BlobLocation("r2", "ef" + "4" * 30))
+
+
+def test_unknown_regions_are_refused_and_an_empty_upload_always_fits(store):
+    with pytest.raises(UnknownRegion):
+        store.check_region("nowhere")
+    store.check_region("r1")
+    store.check_space("r1", 0)
+
+
+def test_writes_cut_off_by_a_crash_are_counted_and_cleared(store):
+    location = BlobLocation("r1", "12" + "5" * 30)
+    store.new_writer(location).write(b"the server died here")  # neither committed nor aborted
+    assert store.temp_leftovers("r1") == 1 and store.temp_leftovers("r2") == 0
+    assert store.clear_temp() == 1
+    assert store.temp_leftovers("r1") == 0 and store.size(location) is None
+
+
+def test_a_session_resumes_at_its_recorded_offset_and_completes_into_the_blob(store):
+    location, session_id = BlobLocation("r1", "34" + "6" * 30), "a" * 32
+    first = store.open_partial(location, session_id, 0, None, rclone_digests=True)
+    first.write(b"abc")
+    first.sync()  # durable: the offset 2 recorded below counts only synced bytes
+    first.abort()
+    assert list(store.partial_sessions("r1")) == [session_id] and list(store.partial_sessions("r2")) == []
+    # After a restart: no running hash, and the byte past the recorded offset was never acknowledged.
+    second = store.open_partial(location, session_id, 2, None, rclone_digests=True)
+    second.write(b"XYZ")
+    assert second.offset == 5
+    digests = second.digests()
+    assert digests.sha256 == hashlib.sha256(b"abXYZ").hexdigest()
+    assert digests.md5 == hashlib.md5(b"abXYZ").hexdigest()
+    second.commit()
+    assert read_all(store.open(location)) == b"abXYZ"
+    assert list(store.partial_sessions("r1")) == []
+    # The row could not be written: the bytes become the session's again, and complete later.
+    second.restore()
+    assert store.size(location) is None
+    third = store.open_partial(location, session_id, 5, None, rclone_digests=False)
+    assert third.sha256() == hashlib.sha256(b"abXYZ").hexdigest()
+    third.commit()
+    assert read_all(store.open(location)) == b"abXYZ"
+
+
+def test_a_session_shorter_than_recorded_is_refused_and_deleting_it_is_idempotent(store):
+    location, session_id = BlobLocation("r2", "56" + "7" * 30), "b" * 32
+    partial = store.open_partial(location, session_id, 0, None, rclone_digests=False)
+    partial.write(b"12")
+    partial.sync()
+    partial.abort()
+    with pytest.raises(StorageError):
+        store.open_partial(location, session_id, 10, None, rclone_digests=False)
+    store.delete_partial("r2", session_id)
+    store.delete_partial("r2", session_id)
+    assert list(store.partial_sessions("r2")) == []
+
+
+def test_the_filesystem_store_refuses_an_upload_larger_than_its_free_space(tmp_path):
+    store = FileBlobStore({"r1": tmp_path})
+    with pytest.raises(InsufficientStorage):
+        store.check_space("r1", 2**62)
+
+
+class NoDescriptorHandle(io.BytesIO):
+    """What an object store's `open` returns: a readable, seekable stream with no OS descriptor."""
+
+
+def test_downloads_stream_from_a_store_whose_handles_have_no_descriptor(server, monkeypatch):
+    account = create_account(server.url)
+    data = os.urandom(3 * 1024 * 1024 + 5)
+    file = upload(server.url, data, "remote.bin", account=account).json()
+    real_open = server.ctx.blobs.open
+
+    def open_without_descriptor(location: BlobLocation) -> BinaryIO:
+        return NoDescriptorHandle(read_all(real_open(location)))
+
+    monkeypatch.setattr(server.ctx.blobs, "open", open_without_descriptor)
+    whole = requests.get(file["downloadUrl"], headers=account.auth, timeout=30)
+    ranged = requests.get(file["downloadUrl"], headers={**account.auth, "Range": "bytes=1000-"}, timeout=30)
+    assert (whole.status_code, whole.content == data) == (200, True)
+    assert (ranged.status_code, ranged.content == data[1000:]) == (206, True)
