@@ -34,7 +34,6 @@ class TrayWindow:
     height: int
 
 
-# GTK's windows carry the WM_CLASS lockr-local/Lockr-local; the status icon's name is the tooltip.
 # The gtk backend's windows carry the WM_CLASS lockr-local/Lockr-local; the status icon's name is the tooltip.
 GTK_LINE = re.compile(r'^\s*(0x[0-9a-f]+) "([^"]*)": \("lockr-local" "Lockr-local"\)\s+(\d+)x(\d+)[+-]-?\d+[+-]-?\d+'
                       r'\s+\+(-?\d+)\+(-?\d+)', re.M)
@@ -86,8 +85,8 @@ class Desktop:
         raise AssertionError(f"trayer's panel never appeared on {self.display}: {self.trayer_log.read_text()}")
 
     def tray_ready(self) -> bool:
-        """trayer's panel is mapped and it owns the system tray selection: an icon started now docks
-        (pystray's xorg backend asks once, at start, and never notices a tray that comes later)."""
+        """trayer's panel is mapped and it owns the system tray selection, so an icon started now docks at
+        once (pystray's xorg backend asks at start; a later tray is found only by the app's re-dock)."""
         if '"panel"' not in self.tree():
             return False
         from Xlib import display as xdisplay
