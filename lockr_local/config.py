@@ -173,6 +173,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("sync_delete_max_share", 0.5, "Share of synced files (0-1) deleted in one pass above which it pauses.",
             parse_float),
     Setting("sync_state_dir", "", "Folder of the sync agent's state databases. Empty: the user state folder."),
+    Setting("sync_watch", True, "Whether the sync agent watches the folder for changes; off: only full scans "
+            "(every sync_scan_interval, at start, on Sync now), for folders whose file system sends no events.",
+            parse_bool),
 )
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
@@ -219,6 +222,7 @@ class Settings:
     sync_delete_max_count: int
     sync_delete_max_share: float
     sync_state_dir: str
+    sync_watch: bool
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     def replace(self, **changes: Any) -> "Settings":

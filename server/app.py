@@ -80,6 +80,7 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         (r"/account/login", pages.LoginPageHandler, deps),
         (r"/account/logout", pages.LogoutHandler, deps),
         (r"/files", pages.FilesPageHandler, deps),
+        (r"/upload", pages.GuestUploadPageHandler, deps),
         (r"/download/([^/]+)/?", pages.DownloadPageHandler, deps),
         (r"/dav(?:/.*)?", dav.DavHandler, deps),
     ]

@@ -4,10 +4,11 @@ Threads: the main thread runs pystray's loop (`Icon.run`), as macOS requires; th
 threads (watcher, sync loop, uploads); "lockr-tray-ui" polls the agent's thread-safe
 `status()` snapshot twice a second and, only when the `TrayView` changed, sets the icon image,
 title and menu. On the xorg, gtk and appindicator backends pystray marshals those setters onto its
-own loop, so calling them from the status thread is safe. On macOS AppKit objects must only be
-touched on the main thread, so there every update goes through `PyObjCTools.AppHelper.callAfter`,
-which queues it on the main run loop (see `_on_ui_thread`). Menu callbacks run on pystray's thread;
-anything that may block (browser, clipboard, agent start/stop) is handed to a short worker thread.
+own loop, so calling them from the status thread is safe (on xorg with a nudge: see `_call_xorg`).
+On macOS AppKit objects must only be touched on the main thread, so there every update goes through
+`PyObjCTools.AppHelper.callAfter`, which queues it on the main run loop (see `_on_ui_thread`). Menu
+callbacks run on pystray's thread; anything that may block (browser, clipboard, agent start/stop) is
+handed to a short worker thread.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ from lockr_local.tray.setup import ControlServer, SetupForm, complete_setup
 log = logging.getLogger("lockr.tray")
 POLL_SECONDS = 0.5
 STOP_GRACE_SECONDS = 5.0
+XORG_NUDGE_SECONDS = 0.5
+XORG_CALL_TIMEOUT = 10.0
 REDOCK_AFTER_SECONDS = 3.0  # longer than a tray host takes to re-embed an icon after an image change
 
 
@@ -329,8 +332,64 @@ class TrayApp:
             from PyObjCTools import AppHelper  # pyobjc ships with pystray's macOS dependencies
 
             AppHelper.callAfter(fn)
+        elif self.backend == "xorg":
+            self._call_xorg(fn)
         else:
             fn()
+
+    def _call_xorg(self, fn: Callable[[], None]) -> None:
+        """pystray's xorg backend runs a setter (icon, title, stop) by sending its own loop an X
+        ClientMessage and waiting until the loop has run it. python-xlib in threaded mode can read that
+        event off the socket during the caller's flush and queue it while the loop sits in select(), so
+        the caller would wait forever: under load a title change hung this thread, and Quit with it.
+        The call runs on a helper thread; while it waits, a no-op event (`_poke_xorg_loop`) makes the
+        loop read again and find the queued one; an update that never runs is skipped after a while."""
+        done = threading.Event()
+
+        def call() -> None:
+            try:
+                fn()
+            except Exception:  # the icon may be gone already (quitting): nothing left to update
+                log.warning("a tray update failed", exc_info=True)
+            finally:
+                done.set()
+
+        threading.Thread(target=call, name="lockr-tray-xorg-call", daemon=True).start()
+        deadline = time.monotonic() + XORG_CALL_TIMEOUT
+        while not done.wait(XORG_NUDGE_SECONDS):
+            if self._stopped.is_set() or time.monotonic() > deadline:
+                log.error("the xorg tray loop did not run an update within %.0fs", XORG_CALL_TIMEOUT)
+                return
+            self._poke_xorg_loop()
+        # The update's own requests (the new title, the redrawn image) may sit in python-xlib's queue the
+        # same way until the loop wakes: one more event gets them sent now.
+        self._poke_xorg_loop()
+
+    def _poke_xorg_loop(self) -> None:
+        """Sends the icon's window a no-op ClientMessage over a private X connection. In threaded mode
+        python-xlib sends requests queued by other threads, and notices events they read, only when the
+        thread sitting in select() wakes up; an event arriving for the window wakes it. A private
+        connection never waits on the locks of the shared one, so this cannot hang."""
+        display = getattr(self.icon, "_display", None)
+        window = getattr(self.icon, "_window", None)
+        if display is None or window is None:
+            return
+        try:
+            from Xlib import X, error
+            from Xlib import display as xdisplay
+            from Xlib.protocol import event
+
+            private = xdisplay.Display(display.get_display_name())
+            try:
+                target = private.create_resource_object("window", window.id)
+                wake = event.ClientMessage(window=target, client_type=private.intern_atom("_LOCKR_WAKE"),
+                                           data=(32, [0, 0, 0, 0, 0]))
+                target.send_event(wake, event_mask=X.NoEventMask, onerror=error.CatchError())
+                private.sync()
+            finally:
+                private.close()
+        except Exception as exc:  # no X server any more (quitting): nothing left to wake
+            log.debug("cannot poke the xorg tray loop: %s", exc)
 
     def _pystray_menu(self, pystray: Any, view: TrayView) -> Any:
         def item(entry: MenuEntry) -> Any:
@@ -427,6 +486,7 @@ def make_agent(config: TrayConfig) -> Any:
         guard = GuardSettings(max_count=settings.sync_delete_max_count, max_share=settings.sync_delete_max_share)
     options = AgentOptions(concurrency=getattr(settings, "sync_concurrency", 4),
                            scan_interval=getattr(settings, "sync_scan_interval", 600.0), guard=guard,
+                           watch=getattr(settings, "sync_watch", True),
                            state_dir=Path(state_dir).expanduser() if state_dir else default_state_dir())
     remote = make_remote(config.endpoint, token, throttle=Throttle(getattr(settings, "sync_bandwidth_limit", 0)))
     return SyncAgent(Path(config.folder), remote, endpoint=config.endpoint, options=options)

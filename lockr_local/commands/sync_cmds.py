@@ -75,7 +75,8 @@ def sync_command(args: argparse.Namespace) -> int:
     options = AgentOptions(concurrency=settings.sync_concurrency, scan_interval=settings.sync_scan_interval,
                            guard=GuardSettings(max_count=settings.sync_delete_max_count,
                                                max_share=settings.sync_delete_max_share),
-                           allow_deletions=args.allow_deletions, state_dir=state_dir, watch=not args.once)
+                           allow_deletions=args.allow_deletions, state_dir=state_dir,
+                           watch=settings.sync_watch and not args.once)
     agent = SyncAgent(folder, remote, endpoint=endpoint, region=args.region, options=options)
     if args.once:
         try:

@@ -1,4 +1,4 @@
-"""The web pages: /account, /files and /download/<id>, server-rendered, with cookie sessions.
+"""The web pages: /account, /files, /upload and /download/<id>, server-rendered, with cookie sessions.
 
 How pages and the API fit together (see README, "Web pages"):
 - Signing up or logging in on /account (an HTML form, XSRF-checked) creates an API token named
@@ -73,7 +73,8 @@ class PageHandler(BaseHandler):
     def get_template_namespace(self) -> dict[str, Any]:
         namespace = super().get_template_namespace()
         namespace.update(account=self.account, session_token=self.session_token, format_size=format_size,
-                         format_date=format_date, page_title="lockr")
+                         format_date=format_date, page_title="lockr",
+                         guest_uploads=self.settings_.guest_uploads)
         return namespace
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
@@ -108,10 +109,25 @@ class PageHandler(BaseHandler):
 
 
 class HomeHandler(PageHandler):
-    """GET /: the files page for a signed-in user, else the account page."""
+    """GET /: the files page for a signed-in user, else the guest upload page (or, when the server takes
+    no guest uploads, the account page)."""
 
     def get(self) -> None:
-        self.redirect("/files" if self.account else "/account")
+        if self.account:
+            self.redirect("/files")
+        else:
+            self.redirect("/upload" if self.settings_.guest_uploads else "/account")
+
+
+class GuestUploadPageHandler(PageHandler):
+    """GET /upload: uploads without an account (resumable sessions, no credentials) and shows each file's
+    share link. A signed-in user uploads on /files, into the account."""
+
+    def get(self) -> None:
+        if self.account is not None:
+            self.redirect("/files")
+            return
+        self.render("upload.html", max_size=self.settings_.guest_max_object, page_title="Upload")
 
 
 class AccountPageHandler(PageHandler):

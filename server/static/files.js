@@ -2,7 +2,6 @@
 (function () {
   "use strict";
 
-  var CONCURRENT_UPLOADS = 2;
   var card = document.getElementById("upload-card");
   var dropzone = document.getElementById("dropzone");
   var input = document.getElementById("file-input");
@@ -75,89 +74,47 @@
 
   loadMore.addEventListener("click", function () { loadPage(nextCursor); });
 
-  // -- uploads ----------------------------------------------------------------------------------
+  // -- uploads (the queue and its progress bars are shared with /upload: uploadqueue.js) ----------
 
-  var queue = [];
-  var running = 0;
+  LockrQueue.attach({
+    dropzone: dropzone, input: input, list: uploadList,
+    options: function () { return { token: Lockr.token, region: regionSelect.value }; },
+    onDone: function (file) { show(file, true); refreshUsage(); }
+  });
 
-  function addUploads(fileList) {
-    Array.prototype.forEach.call(fileList, function (file) {
-      var bar = Lockr.el("progress", { max: "100", value: "0" });
-      var status = Lockr.el("span", { className: "status small", text: "waiting" });
-      var item = Lockr.el("li", { className: "upload", "data-name": file.name, "data-state": "waiting" }, [
-        Lockr.el("div", { className: "row between" }, [
-          Lockr.el("span", { className: "name", text: file.name }),
-          Lockr.el("span", { className: "muted small", text: Lockr.formatSize(file.size) })
-        ]),
-        bar, status
-      ]);
-      uploadList.appendChild(item);
-      queue.push({ file: file, item: item, bar: bar, status: status, region: regionSelect.value });
-    });
-    pump();
+  // -- adding a guest upload by its link or id (POST /api/v1/files/register) ------------------
+
+  var registerForm = document.getElementById("register-form");
+  var registerInput = document.getElementById("register-input");
+  var registerMessage = document.getElementById("register-message");
+
+  /* The id in a share link (/download/ID), a download URL (/api/v1/download/REGION/ID/...) or on its own. */
+  function fileIdFrom(text) {
+    var value = text.trim();
+    if (/^[0-9a-f]{32}$/i.test(value)) return value.toLowerCase();
+    var match = /\/download\/(?:[a-z0-9][a-z0-9-]{0,62}\/)?([0-9a-f]{32})(?![0-9a-f])/i.exec(value);
+    return match ? match[1].toLowerCase() : null;
   }
 
-  function pump() {
-    while (running < CONCURRENT_UPLOADS && queue.length) {
-      running += 1;
-      runOne(queue.shift()).finally(function () { running -= 1; pump(); });
+  registerForm.addEventListener("submit", function (event) {
+    event.preventDefault();
+    var id = fileIdFrom(registerInput.value);
+    if (!id) {
+      Lockr.say(registerMessage, "That is neither a download link (…/download/…) nor a 32-character file id.", "error");
+      registerInput.focus();
+      return;
     }
-  }
-
-  function runOne(job) {
-    job.item.setAttribute("data-state", "uploading");
-    job.status.textContent = "uploading…";
-    return LockrUpload.start(job.file, {
-      token: Lockr.token,
-      region: job.region,
-      onProgress: function (sent, total) {
-        var percent = total ? Math.floor(100 * sent / total) : 100;
-        job.bar.value = percent;
-        job.status.textContent = percent + "% · " + Lockr.formatSize(sent) + " of " + Lockr.formatSize(total);
-      },
-      onResume: function (offset) {
-        job.item.setAttribute("data-resumed-from", String(offset));
-      },
-      onRetry: function (attempt) {
-        job.status.textContent = "connection lost; retrying (" + attempt + ")…";
-      }
-    }).then(function (file) {
-      job.bar.value = 100;
-      job.item.setAttribute("data-state", "done");
-      job.item.setAttribute("data-id", file.id);
-      job.status.textContent = "done";
+    var button = registerForm.querySelector("button[type=submit]");
+    button.disabled = true;
+    Lockr.api("POST", "/api/v1/files/register", { id: id }).then(function (file) {
       show(file, true);
       refreshUsage();
+      registerInput.value = "";
+      Lockr.say(registerMessage, "Added " + file.name + " to your files.", "ok");
     }, function (error) {
-      job.item.setAttribute("data-state", "failed");
-      job.status.textContent = "failed: " + error.message;
-      job.status.className = "status small error-text";
-    });
-  }
-
-  input.addEventListener("change", function () {
-    addUploads(input.files);
-    input.value = "";
+      Lockr.say(registerMessage, error.message, "error");
+    }).finally(function () { button.disabled = false; });
   });
-  ["dragenter", "dragover"].forEach(function (name) {
-    dropzone.addEventListener(name, function (event) {
-      event.preventDefault();
-      dropzone.classList.add("over");
-    });
-  });
-  ["dragleave", "drop"].forEach(function (name) {
-    dropzone.addEventListener(name, function () { dropzone.classList.remove("over"); });
-  });
-  dropzone.addEventListener("drop", function (event) {
-    event.preventDefault();
-    if (event.dataTransfer && event.dataTransfer.files.length) addUploads(event.dataTransfer.files);
-  });
-  dropzone.addEventListener("keydown", function (event) {
-    if (event.key === "Enter" || event.key === " ") { event.preventDefault(); input.click(); }
-  });
-  // A file dropped outside the zone must not make the browser navigate to it.
-  window.addEventListener("dragover", function (event) { event.preventDefault(); });
-  window.addEventListener("drop", function (event) { event.preventDefault(); });
 
   // -- actions ----------------------------------------------------------------------------------
 

@@ -34,6 +34,9 @@ class TrayWindow:
     height: int
 
 
+# The gtk backend's windows carry the WM_CLASS lockr-local/Lockr-local; the status icon's name is the tooltip.
+GTK_LINE = re.compile(r'^\s*(0x[0-9a-f]+) "([^"]*)": \("lockr-local" "Lockr-local"\)\s+(\d+)x(\d+)[+-]-?\d+[+-]-?\d+'
+                      r'\s+\+(-?\d+)\+(-?\d+)', re.M)
 _TREE_LINE = re.compile(r'^\s*(0x[0-9a-f]+) "(.*)": \("' + ICON_CLASS + r'" "[^"]*"\)\s+(\d+)x(\d+)[+-]-?\d+[+-]-?\d+'
                         r'\s+\+(-?\d+)\+(-?\d+)', re.M)
 
@@ -69,17 +72,31 @@ class Desktop:
         # would start it again, and so does the test, keeping what it printed for the failure message.
         for attempt in range(3):
             try:
-                wait_for(lambda: '"panel"' in self.tree() or self.trayer.poll() is not None, timeout=20,
+                wait_for(lambda: self.tray_ready() or self.trayer.poll() is not None, timeout=20,
                          message="trayer's panel on the display")
             except AssertionError:
                 self.trayer.kill()
                 self.trayer.wait()
-            if self.trayer.poll() is None and '"panel"' in self.tree():
+            if self.trayer.poll() is None and self.tray_ready():
                 return
             self.trayer = self._start_trayer()
             self.trayer_restarts += 1
         self.stop()
         raise AssertionError(f"trayer's panel never appeared on {self.display}: {self.trayer_log.read_text()}")
+
+    def tray_ready(self) -> bool:
+        """trayer's panel is mapped and it owns the system tray selection, so an icon started now docks at
+        once (pystray's xorg backend asks at start; a later tray is found only by the app's re-dock)."""
+        if '"panel"' not in self.tree():
+            return False
+        from Xlib import display as xdisplay
+
+        connection = xdisplay.Display(self.display)
+        try:
+            owner = connection.get_selection_owner(connection.intern_atom("_NET_SYSTEM_TRAY_S0"))
+            return bool(getattr(owner, "id", owner))
+        finally:
+            connection.close()
 
     def _start_trayer(self) -> subprocess.Popen[bytes]:
         with self.trayer_log.open("ab") as log:
@@ -180,3 +197,9 @@ def dominant(image: Image.Image) -> str:
     if max(red, green, blue) - min(red, green, blue) < 25:
         return "grey"
     return ("red", "green", "blue")[[red, green, blue].index(max(red, green, blue))]
+
+
+def gtk_windows(desktop: Desktop) -> list[TrayWindow]:
+    """The gtk backend's windows on the display (its status icon and, while open, its menu)."""
+    return [TrayWindow(m.group(1), m.group(2), int(m.group(5)), int(m.group(6)), int(m.group(3)), int(m.group(4)))
+            for m in GTK_LINE.finditer(desktop.tree())]

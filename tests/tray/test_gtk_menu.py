@@ -19,33 +19,7 @@ import pytest
 import requests
 
 from tests.helpers import REPO, ServerProcess, clean_env, create_account, wait_for
-from tests.tray.desktop import Desktop, TrayWindow, mean_colour
-
-SYSTEM_GI = Path("/usr/lib/python3/dist-packages/gi")
-# GTK's windows carry the WM_CLASS lockr-local/Lockr-local; the status icon's name is the tooltip.
-GTK_LINE = re.compile(r'^\s*(0x[0-9a-f]+) "([^"]*)": \("lockr-local" "Lockr-local"\)\s+(\d+)x(\d+)[+-]-?\d+[+-]-?\d+'
-                      r'\s+\+(-?\d+)\+(-?\d+)', re.M)
-
-
-@pytest.fixture
-def gi_path(tmp_path: Path) -> Path:
-    """A folder with just Debian's `gi` package in it, when it works with this Python and GTK 3."""
-    if not SYSTEM_GI.exists() or not os.path.exists("/usr/bin/dbus-run-session") or not os.path.exists("/usr/bin/xdotool"):
-        pytest.skip("needs python3-gi, gir1.2-gtk-3.0, dbus-daemon and xdotool (apt-get install them)")
-    folder = tmp_path / "gi-only"
-    folder.mkdir()
-    (folder / "gi").symlink_to(SYSTEM_GI)
-    probe = subprocess.run([sys.executable, "-c", "import gi; gi.require_version('Gtk', '3.0'); "
-                            "from gi.repository import Gtk"], env={**os.environ, "PYTHONPATH": str(folder)},
-                           capture_output=True, text=True, timeout=60)
-    if probe.returncode != 0:
-        pytest.skip(f"Debian's gi does not load in this Python: {probe.stderr.strip()[-200:]}")
-    return folder
-
-
-def gtk_windows(desktop: Desktop) -> list[TrayWindow]:
-    return [TrayWindow(m.group(1), m.group(2), int(m.group(5)), int(m.group(6)), int(m.group(3)), int(m.group(4)))
-            for m in GTK_LINE.finditer(desktop.tree())]
+from tests.tray.desktop import Desktop, TrayWindow, gtk_windows, mean_colour
 
 
 @pytest.fixture

@@ -117,3 +117,22 @@ def test_api_stays_token_only_and_needs_no_xsrf(server):
     account = create_account(server.url)
     response = requests.post(f"{server.url}/api/v1/tokens", json={"name": "no xsrf"}, headers=account.auth)
     assert response.status_code == 201
+
+
+def test_home_sends_visitors_to_the_guest_upload_page_and_members_to_their_files(server):
+    response = requests.get(server.url + "/", allow_redirects=False)
+    assert response.status_code == 302 and response.headers["Location"] == "/upload"
+    for path in ("/upload", "/account", "/download/" + "0" * 32):
+        assert '<a href="/upload"' in requests.get(server.url + path).text, f"{path} links the upload page"
+    session = sign_up(server.url, "member")
+    assert session.get(server.url + "/", allow_redirects=False).headers["Location"] == "/files"
+    assert session.get(server.url + "/upload", allow_redirects=False).headers["Location"] == "/files"
+    assert '<a href="/upload"' not in session.get(server.url + "/account").text
+
+
+def test_upload_page_without_guest_uploads_sends_people_to_sign_in(server_factory):
+    server = server_factory(guest_uploads=False)
+    assert requests.get(server.url + "/", allow_redirects=False).headers["Location"] == "/account"
+    html = requests.get(server.url + "/upload").text
+    assert "signed-in users only" in html and 'id="dropzone"' not in html
+    assert '<a href="/upload"' not in requests.get(server.url + "/account").text
