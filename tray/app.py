@@ -102,6 +102,7 @@ class TrayApp:
         self._shutdown_lock = threading.Lock()
         self._view: TrayView | None = None
         self._undocked_since: float | None = None
+        self._dock_checked_at = 0.0
         self.server = ControlServer(self)
 
     # ----- the Controller protocol used by the local page ----------------------------------------
@@ -273,24 +274,35 @@ class TrayApp:
     def _keep_docked(self) -> None:
         """pystray's xorg backend asks the tray host to dock the icon once, and again only when the image
         changes: an icon shown before the panel's tray exists (an autostart racing the panel at login),
-        or whose dock request the host dropped, would never appear. While it stays undocked, ask again."""
+        or whose dock request the host dropped, would never appear. While it stays undocked, ask again.
+        The check runs on a private X connection, like `_poke_xorg_loop`, so it never waits on the
+        shared one's locks (see `_call_xorg`), and at most once per REDOCK_AFTER_SECONDS."""
         window = getattr(self.icon, "_window", None) if self.backend == "xorg" else None
         if window is None or self._view is None:
             return
+        now = time.monotonic()
+        if now - self._dock_checked_at < REDOCK_AFTER_SECONDS:
+            return
+        self._dock_checked_at = now
         try:
-            embedded = window.query_tree().parent.id != self.icon._display.screen().root.id
-        except Exception as exc:  # the window is going away (Quit): nothing to dock
+            from Xlib import display as xdisplay
+
+            private = xdisplay.Display(self.icon._display.get_display_name())
+            try:
+                tree = private.create_resource_object("window", window.id).query_tree()
+                embedded = tree.parent.id != private.screen().root.id
+            finally:
+                private.close()
+        except Exception as exc:  # the window or the X server is going away (Quit): nothing to dock
             log.debug("cannot tell whether the icon is docked: %s", exc)
             return
-        now = time.monotonic()
         if embedded or self._undocked_since is None:
             self._undocked_since = None if embedded else now
             return
-        if now - self._undocked_since >= REDOCK_AFTER_SECONDS:
-            self._undocked_since = now
-            log.info("tray: the icon is not docked; asking the system tray again")
-            image = draw_icon(self._view.icon, _step(self._view.progress))
-            self._on_ui_thread(lambda: setattr(self.icon, "icon", image))
+        self._undocked_since = now
+        log.info("tray: the icon is not docked; asking the system tray again")
+        image = draw_icon(self._view.icon, _step(self._view.progress))
+        self._on_ui_thread(lambda: setattr(self.icon, "icon", image))
 
     def _wake_xorg_loop(self) -> None:
         """pystray's xorg loop waits for the DestroyNotify of its window after Icon.stop(); with python-xlib
