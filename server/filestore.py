@@ -147,12 +147,7 @@ class FileBlobWriter(BlobWriter):
 
     def abort(self) -> None:
         self._finished = True
-        if self._fd is not None:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
-            self._fd = None
+        self._fd = _close_quietly(self._fd)
         try:
             os.unlink(self._temp_path)
         except OSError:
@@ -375,12 +370,17 @@ class FilePartial(PartialBlob):
 
     def abort(self) -> None:
         """Closes the file; it stays in `partial/`."""
-        if self._fd is not None:
-            try:
-                os.close(self._fd)
-            except OSError:
-                pass
-            self._fd = None
+        self._fd = _close_quietly(self._fd)
+
+
+def _close_quietly(fd: int | None) -> None:
+    """Closes `fd` if open; an abort must never raise. Returns None, the closed state to store."""
+    if fd is not None:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    return None
 
 
 def _rehash(fd: int, length: int, rclone_digests: bool) -> StreamDigests:

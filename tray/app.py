@@ -436,8 +436,10 @@ class TrayApp:
             log.info("copied %s with %s", link, tool)
         except RuntimeError as exc:
             log.error("cannot copy the link: %s", exc)
+            # Bound now: `exc` is unset when the except block ends, and on macOS the call runs later.
+            message = f"Cannot copy the link: {exc}"
             if self.has_notification and self.icon is not None:
-                self._on_ui_thread(lambda: self.icon.notify(f"Cannot copy the link: {exc}", "lockr-local"))
+                self._on_ui_thread(lambda: self.icon.notify(message, "lockr-local"))
 
     def quit(self) -> None:
         """From any thread: the lockr-tray-ui thread stops the icon, then run() cleans up and returns."""

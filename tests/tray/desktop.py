@@ -6,8 +6,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 from PIL import Image
@@ -180,6 +182,19 @@ class Desktop:
                 except subprocess.TimeoutExpired:
                     process.kill()
                     process.wait()
+
+
+def end_session(proc: subprocess.Popen[Any]) -> None:
+    """Ends a process started with start_new_session=True and everything in its session (dbus-run-session
+    and the app under it): SIGTERM as a desktop logout would, SIGKILL after 20 s."""
+    if proc.poll() is not None:
+        return
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
 
 
 def mean_colour(image: Image.Image) -> tuple[float, float, float]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 import requests
 
 from tests.helpers import REPO, ServerProcess, clean_env, create_account, wait_for
-from tests.tray.desktop import Desktop, TrayWindow, gtk_windows
+from tests.tray.desktop import Desktop, TrayWindow, end_session, gtk_windows
 from tests.tray.test_tray_actions import recorder
 
 
@@ -48,13 +47,7 @@ def gtk_tray(tmp_path: Path, desktop: Desktop, gi_path: Path, lockr_server: Serv
                              "lockr_local", "tray", str(folder), "--endpoint", lockr_server.url, "-v"],
                             env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     yield {"proc": proc, "home": home, "account": account, "notes": notes}
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # the session this test started: dbus-run-session and its children
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    end_session(proc)
     log.close()
 
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 import requests
 
 from tests.helpers import REPO, ServerProcess, clean_env, create_account, wait_for
-from tests.tray.desktop import Desktop, TrayWindow, gtk_windows, mean_colour
+from tests.tray.desktop import Desktop, TrayWindow, end_session, gtk_windows, mean_colour
 
 
 @pytest.fixture
@@ -37,13 +36,7 @@ def gtk_tray(tmp_path: Path, desktop: Desktop, gi_path: Path, lockr_server: Serv
                              "--endpoint", lockr_server.url, "--no-browser", "-v"], env=env, cwd=REPO,
                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     yield {"proc": proc, "log": home / "tray.log", "account": account, "folder": folder}
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)  # the session this test started: dbus-run-session and its children
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    end_session(proc)
     log.close()
 
 
