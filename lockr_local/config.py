@@ -134,6 +134,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("guest_max_object", 5 * 10**9, "Largest object a guest may upload (bytes or 5GB).", parse_size),
     Setting("account_max_object", 100 * 10**9, "Largest object an account may upload.", parse_size),
     Setting("default_quota", 100 * 10**9, "Storage quota of a new account.", parse_size),
+    Setting("inline_max", 64 * 1024, "Uploads with a Content-Length up to this size (bytes) are stored inside the "
+            "database, durable with their row in one commit; 0 stores every file as a blob file.", parse_size),
     Setting("session_expiry", 7 * 24 * 3600, "Seconds an unfinished upload session lives before it is reaped.",
             parse_int),
     Setting("reap_interval", 600, "Seconds between sweeps that reap expired upload sessions.", parse_int),
@@ -178,6 +180,8 @@ SETTINGS: tuple[Setting, ...] = (
             parse_bool),
 )
 
+INLINE_MAX_LIMIT = 16 * 2**20
+
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 
 
@@ -198,6 +202,7 @@ class Settings:
     guest_max_object: int
     account_max_object: int
     default_quota: int
+    inline_max: int
     session_expiry: int
     reap_interval: int
     rate_guest: float
@@ -295,6 +300,9 @@ def _finish(parsed: dict[str, Any], sources: dict[str, str]) -> Settings:
         parsed["default_region"] = region_names[0]
     if parsed["password_kdf_n"] < 2**14 or parsed["password_kdf_n"] & (parsed["password_kdf_n"] - 1):
         raise SettingsError("password_kdf_n must be a power of two of at least 16384")
+    if not 0 <= parsed["inline_max"] <= INLINE_MAX_LIMIT:
+        # Inline bodies are held in memory while they arrive, and SQLite reads a row's blob whole.
+        raise SettingsError(f"inline_max must be between 0 and {INLINE_MAX_LIMIT} bytes (16MiB)")
     if parsed["public_url"]:
         parsed["public_url"] = parsed["public_url"].rstrip("/")
         if not re.match(r"https?://[^/]+", parsed["public_url"]):

@@ -42,10 +42,10 @@ def build_context(settings: Settings) -> ServerContext:
     db = Database(settings.database_url)
     blobs = make_blob_store(settings)
     signer = Signer(load_or_create_secret(settings.secret_key, data_dir))
-    service = Service(settings, blobs, signer)
+    faults = Faults(settings.crash_point)
+    service = Service(settings, blobs, signer, faults)
     auth = Authenticator(settings, db, service)
     io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lockr-io")
-    faults = Faults(settings.crash_point)
     backfill = DigestBackfill(db, blobs)
     uploads = ResumableUploads(db, service, blobs, io, faults, backfill)
     return ServerContext(settings=settings, db=db, service=service, auth=auth, blobs=blobs, signer=signer,

@@ -39,6 +39,10 @@ SCAN_BATCH = 200
 TRICKLE_PAUSE = 0.05
 
 
+# Inline files (inline.py) get every digest as they are stored and have no blob to open: never read here.
+_BLOB_FILE = StoredFile.inline == False  # noqa: E712 (SQL, not a Python comparison)
+
+
 @dataclass(frozen=True)
 class PendingDigests:
     """A stored file whose SHA-1/MD5 are still unknown: where its bytes are and what they must match."""
@@ -60,7 +64,8 @@ def files_missing_rclone_digests(after_seq: int, limit: int) -> list[tuple[int, 
     numbers (the start-up scan; runs on the database thread)."""
     rows = (StoredFile.select(StoredFile.seq, StoredFile.file_id, StoredFile.region, StoredFile.sha256,
                               StoredFile.crc32c, StoredFile.crc32)
-            .where((StoredFile.seq > after_seq) & (StoredFile.md5 == "")).order_by(StoredFile.seq).limit(limit)
+            .where((StoredFile.seq > after_seq) & (StoredFile.md5 == "") & _BLOB_FILE).order_by(StoredFile.seq)
+            .limit(limit)
             .tuples())
     return [(seq, PendingDigests(file_id, region, sha256, StoredCheck(crc32c, crc32)))
             for seq, file_id, region, sha256, crc32c, crc32 in rows]
@@ -68,7 +73,7 @@ def files_missing_rclone_digests(after_seq: int, limit: int) -> list[tuple[int, 
 
 def still_missing(file_id: str) -> bool:
     """Whether the file still exists without an MD5 (a file deleted or filled meanwhile is not read)."""
-    return StoredFile.select().where((StoredFile.file_id == file_id) & (StoredFile.md5 == "")).exists()
+    return StoredFile.select().where((StoredFile.file_id == file_id) & (StoredFile.md5 == "") & _BLOB_FILE).exists()
 
 
 def record_rclone_digests(file_id: str, sha256: str, sha1: str, md5: str) -> None:

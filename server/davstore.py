@@ -17,9 +17,10 @@ from dataclasses import dataclass
 import peewee
 
 from lockr_local.errors import (
-    Conflict, Forbidden, MethodNotAllowed, NotFound, PreconditionFailed, QuotaExceeded,
+    ChecksumMismatch, Conflict, Forbidden, MethodNotAllowed, NotFound, PreconditionFailed, QuotaExceeded,
 )
-from lockr_local.server.blobstore import BlobLocation
+from lockr_local.server.blobstore import BlobLocation, Digests
+from lockr_local.server.inline import copy_inline, inline_digests, insert_inline
 from lockr_local.server.models import Account, DavFolder, StoredFile
 from lockr_local.server.security import new_id
 from lockr_local.server.service import FileInfo, NewFile, Principal, Service
@@ -44,6 +45,21 @@ def _below(field: peewee.Field, folder: str) -> peewee.Expression:
 
 def _in_tree(field: peewee.Field, path: str) -> peewee.Expression:
     return (field == path) | _below(field, path)
+
+
+def checksum_mismatch(expected: dict[str, str], digests: Digests) -> ChecksumMismatch | None:
+    """What is wrong when a PUT body's digests differ from its OC-Checksum header; None when they agree."""
+    for kind, value in expected.items():
+        actual = getattr(digests, kind)
+        if actual != value:
+            return ChecksumMismatch(f"The body's {kind.upper()} is {actual}, not {value} as OC-Checksum says; "
+                                    "nothing was stored.")
+    return None
+
+
+def blob_files(rows: list[StoredFile]) -> list[BlobLocation]:
+    """The blob files of rows being removed; inline files' bytes go with their rows (ON DELETE CASCADE)."""
+    return [BlobLocation(row.region, row.file_id) for row in rows if not row.inline]
 
 
 def file_resource(row: StoredFile | FileInfo) -> Resource:
@@ -156,8 +172,19 @@ class DavStore:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def commit_put(self, principal: Principal, new: NewFile) -> tuple[FileInfo, bool, list[BlobLocation]]:
-        """Lists durable bytes under their name, replacing what was there in the same transaction.
+    def commit_inline_put(self, principal: Principal, new: NewFile, data: bytes, checksums: dict[str, str]
+                          ) -> tuple[FileInfo, bool, list[BlobLocation]]:
+        """A small PUT body: hashed, checked against OC-Checksum, then listed with its bytes in one commit."""
+        digests = inline_digests(data)
+        mismatch = checksum_mismatch(checksums, digests)
+        if mismatch is not None:
+            raise mismatch
+        return self.commit_put(principal, new.with_digests(digests), data)
+
+    def commit_put(self, principal: Principal, new: NewFile, data: bytes | None = None
+                   ) -> tuple[FileInfo, bool, list[BlobLocation]]:
+        """Lists durable bytes under their name, replacing what was there in the same transaction; with
+        `data`, the bytes are stored in that transaction too (an inline file).
 
         Returns (file, replaced, blobs of the replaced rows to delete).
         """
@@ -174,8 +201,11 @@ class DavStore:
             row = StoredFile.create(file_id=new.file_id, owner=account_id, name=new.name, size=new.size,
                                     content_type=new.type, region=new.region, sha256=new.sha256, sha1=new.sha1,
                                     md5=new.md5, crc32c=new.check.crc32c, crc32=new.check.crc32, mtime=new.mtime,
-                                    created_at=time.time())
-        return FileInfo.of(row), bool(old), [BlobLocation(r.region, r.file_id) for r in old]
+                                    created_at=time.time(), inline=data is not None)
+            if data is not None:
+                insert_inline(db, new.file_id, data)
+                self.service.faults.hit("before_inline_commit")
+        return FileInfo.of(row), bool(old), blob_files(old)
 
     def _charge(self, principal: Principal, delta: int) -> None:
         """Adds `delta` bytes to the account's usage; growth must fit the quota."""
@@ -213,7 +243,7 @@ class DavStore:
         StoredFile.delete().where(StoredFile.seq.in_([row.seq for row in rows])).execute()
         freed = sum(row.size for row in rows)
         Account.update(used_bytes=Account.used_bytes - freed).where(Account.id == account_id).execute()
-        return True, [BlobLocation(row.region, row.file_id) for row in rows]
+        return True, blob_files(rows)
 
     def delete(self, account_id: int, name: str) -> list[BlobLocation]:
         """DELETE a file (every row of that name) or a folder with everything in it."""
@@ -307,7 +337,11 @@ class DavStore:
                 StoredFile.create(file_id=item.file_id, owner=account_id, name=item.name, size=src.size,
                                   content_type=src.type, region=src.region, sha256=src.sha256, sha1=src.sha1,
                                   md5=src.md5, crc32c=src.check.crc32c, crc32=src.check.crc32,
-                                  mtime=mtime if mtime is not None and len(items) == 1 else src.mtime, created_at=now)
+                                  mtime=mtime if mtime is not None and len(items) == 1 else src.mtime, created_at=now,
+                                  inline=src.inline)
+                # An inline file's copy is its bytes copied within this transaction (no clone to make).
+                if src.inline and not copy_inline(src.id, item.file_id):
+                    raise NotFound(f"{src.name!r} was deleted meanwhile; nothing was copied.")
             for path in folders:
                 DavFolder.insert(owner=account_id, path=path, created_at=now).on_conflict_ignore().execute()
         return replaced, blobs

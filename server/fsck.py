@@ -9,6 +9,7 @@ from typing import Callable
 import peewee
 
 from lockr_local.server.blobstore import BlobLocation, BlobStore
+from lockr_local.server.inline import inline_size, open_stored
 from lockr_local.server.models import Account, StoredFile, UploadSession, integrity_ok
 
 
@@ -49,9 +50,10 @@ class FsckReport:
         return out
 
 
-def sha256_of(blobs: BlobStore, location: BlobLocation) -> str:
+def sha256_of(blobs: BlobStore, file_id: str, region: str, inline: bool) -> str:
+    """Reads a stored file's bytes wherever they live (fsck runs on the database thread, or alone)."""
     digest = hashlib.sha256()
-    with blobs.open(location) as handle:
+    with open_stored(blobs, file_id, region, inline) as handle:
         while block := handle.read(4 * 2**20):
             digest.update(block)
     return digest.hexdigest()
@@ -70,17 +72,21 @@ def check_store(database: peewee.Database, blobs: BlobStore, *, verify: bool = F
     report = FsckReport()
     report.database_ok = integrity_ok(database)
     known: dict[str, set[str]] = {region: set() for region in blobs.regions()}
-    for row in StoredFile.select(StoredFile.file_id, StoredFile.region, StoredFile.size, StoredFile.sha256).iterator():
+    for row in StoredFile.select(StoredFile.file_id, StoredFile.region, StoredFile.size, StoredFile.sha256,
+                                 StoredFile.inline).iterator():
         report.files_checked += 1
         location = BlobLocation(row.region, row.file_id)
         known.setdefault(row.region, set()).add(row.file_id)
-        size = blobs.size(location) if row.region in known else None
+        if row.inline:  # its bytes are an InlineBlob row, not a blob file
+            size = inline_size(row.file_id)
+        else:
+            size = blobs.size(location) if row.region in known else None
         if size is None:
             report.missing_bytes.append(row.file_id)
         elif size != row.size:
             report.wrong_size.append(row.file_id)
         elif verify:
-            if sha256_of(blobs, location) != row.sha256:
+            if sha256_of(blobs, row.file_id, row.region, bool(row.inline)) != row.sha256:
                 report.corrupt.append(row.file_id)
             report.bytes_verified += size
         if progress:

@@ -10,7 +10,7 @@ from playhouse.migrate import SchemaMigrator, migrate
 
 database_proxy = peewee.DatabaseProxy()
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class BaseModel(peewee.Model):
@@ -61,9 +61,22 @@ class StoredFile(BaseModel):
     key_version = peewee.IntegerField(default=0)
     mtime = peewee.DoubleField(null=True)
     created_at = peewee.DoubleField()
+    # Since schema 4: the bytes are an InlineBlob row, committed with this row, rather than a blob file.
+    # Nullable only so that the upgrade adds it without rebuilding the table; upgrade_schema fills it in.
+    inline = peewee.BooleanField(null=True, default=False)
 
     class Meta:
         indexes = ((("owner", "seq"), False), (("owner", "name"), False))
+
+
+class InlineBlob(BaseModel):
+    """The bytes of a small file, kept in the database (setting `inline_max`): one commit makes bytes and
+    row durable together, so a small upload costs one WAL fsync instead of fsyncing a file, its folder
+    and the WAL. A table of its own, so that listings, which read whole StoredFile rows, never read bytes."""
+
+    file = peewee.ForeignKeyField(StoredFile, field=StoredFile.file_id, primary_key=True, on_delete="CASCADE",
+                                  column_name="file_id")
+    data = peewee.BlobField()
 
 
 class DavFolder(BaseModel):
@@ -109,7 +122,8 @@ class Meta(BaseModel):
     value = peewee.TextField()
 
 
-ALL_MODELS: tuple[type[BaseModel], ...] = (Account, ApiToken, StoredFile, UploadSession, DavFolder, Meta)
+ALL_MODELS: tuple[type[BaseModel], ...] = (Account, ApiToken, StoredFile, InlineBlob, UploadSession, DavFolder,
+                                            Meta)
 
 
 def open_database(database_url: str) -> peewee.Database:
@@ -140,10 +154,13 @@ def upgrade_schema(database: peewee.Database) -> None:
     """Brings a store made by an older version up to SCHEMA_VERSION, one additive step at a time."""
     version = int(Meta.get_by_id("schema_version").value)
     columns = {column.name for column in database.get_columns(StoredFile._meta.table_name)}
-    for since, field in ((2, StoredFile.crc32), (3, StoredFile.crc32c)):
+    # Schema 4 also added the InlineBlob table, which create_tables makes when it is missing.
+    for since, field in ((2, StoredFile.crc32), (3, StoredFile.crc32c), (4, StoredFile.inline)):
         if version < since and field.column_name not in columns:
             migrate(SchemaMigrator.from_database(database).add_column(StoredFile._meta.table_name,
                                                                        field.column_name, field))
+    if version < 4:
+        StoredFile.update(inline=False).where(StoredFile.inline.is_null()).execute()
     if version < SCHEMA_VERSION:
         Meta.update(value=str(SCHEMA_VERSION)).where(Meta.key == "schema_version").execute()
 

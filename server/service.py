@@ -6,6 +6,7 @@ Every method here is synchronous and touches the database, so the server calls i
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import time
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from lockr_local.errors import (
     AlreadyExists, BadRequest, GuestKeyForbidden, GuestUploadsDisabled, KeyRequired, NotFound,
     QuotaExceeded, TooLarge, Unauthorized, WrongKey,
 )
-from lockr_local.server.blobstore import BlobLocation, BlobStore
+from lockr_local.server.blobstore import BlobLocation, BlobStore, Digests
 from lockr_local.server.checks import StoredCheck
+from lockr_local.server.faults import Faults
+from lockr_local.server.inline import inline_digests, insert_inline
 from lockr_local.server.models import Account, ApiToken, StoredFile, UploadSession
 from lockr_local.server.prepared import Prepared
 from lockr_local.server.security import Signer, new_token, token_hash
@@ -80,6 +83,8 @@ class FileInfo:
     sha1: str = ""
     md5: str = ""
     check: StoredCheck = StoredCheck()
+    # The bytes are in the database (inline.py), not the blob store.
+    inline: bool = False
 
     @property
     def has_key(self) -> bool:
@@ -110,7 +115,7 @@ class FileInfo:
     def of(row: StoredFile) -> "FileInfo":
         return FileInfo(row.file_id, row.name, row.size, row.content_type, row.region, row.sha256, row.key_hash,
                         row.key_version, row.owner_id, row.created_at, row.mtime, row.sha1, row.md5,
-                        StoredCheck(row.crc32c, row.crc32))
+                        StoredCheck(row.crc32c, row.crc32), bool(row.inline))
 
 
 def iso8601(timestamp: float) -> str:
@@ -133,6 +138,10 @@ class NewFile:
     md5: str = ""
     check: StoredCheck = StoredCheck()
 
+    def with_digests(self, digests: Digests) -> "NewFile":
+        return dataclasses.replace(self, sha256=digests.sha256, sha1=digests.sha1, md5=digests.md5,
+                                   check=digests.check)
+
 
 # The queries every upload runs (see prepared.py for why their SQL is built only once).
 _TOKEN_ACCOUNT = Prepared(
@@ -146,21 +155,24 @@ _CHARGE_QUOTA = Prepared(
         Account.update(used_bytes=Account.used_bytes + size, reserved_bytes=Account.reserved_bytes - reserved)
         .where((Account.id == account_id) & (Account.used_bytes + Account.reserved_bytes - reserved + size
                                              <= Account.quota))), int, int, int)
+# `inline` is passed as a plain Value: the BooleanField would turn its build-time marker into True.
 _INSERT_FILE = Prepared(
     lambda file_id, owner, name, size, content_type, region, sha256, sha1, md5, crc32c, crc32, key_hash, mtime,
-    created_at: StoredFile.insert(file_id=file_id, owner=owner, name=name, size=size, content_type=content_type,
-                                  region=region, sha256=sha256, sha1=sha1, md5=md5, crc32c=crc32c, crc32=crc32,
-                                  key_hash=key_hash, mtime=mtime, created_at=created_at),
-    str, int, str, int, str, str, str, str, str, int, int, str, float, float)
+    created_at, inline: StoredFile.insert(file_id=file_id, owner=owner, name=name, size=size,
+                                          content_type=content_type, region=region, sha256=sha256, sha1=sha1,
+                                          md5=md5, crc32c=crc32c, crc32=crc32, key_hash=key_hash, mtime=mtime,
+                                          created_at=created_at, inline=peewee.Value(inline)),
+    str, int, str, int, str, str, str, str, str, int, int, str, float, float, int)
 
 
 class Service:
     """The store's rules; constructed once with the settings, blob store and signer."""
 
-    def __init__(self, settings: Settings, blobs: BlobStore, signer: Signer) -> None:
+    def __init__(self, settings: Settings, blobs: BlobStore, signer: Signer, faults: Faults | None = None) -> None:
         self.settings = settings
         self.blobs = blobs
         self.signer = signer
+        self.faults = faults or Faults("")
 
     # -- accounts -----------------------------------------------------------------------------
 
@@ -221,7 +233,7 @@ class Service:
         db = Account._meta.database
         with db.atomic():
             rows = list(StoredFile.select(StoredFile.file_id, StoredFile.region)
-                        .where(StoredFile.owner == account_id))
+                        .where((StoredFile.owner == account_id) & (StoredFile.inline == False)))  # noqa: E712
             sessions = list(UploadSession.select().where(UploadSession.owner == account_id))
             StoredFile.delete().where(StoredFile.owner == account_id).execute()
             UploadSession.delete().where(UploadSession.owner == account_id).execute()
@@ -354,8 +366,9 @@ class Service:
                              quota=account.quota, used=account.used_bytes + account.reserved_bytes)
 
     def record_file(self, principal: Principal, new: NewFile, reserved: int = 0,
-                    session_id: str | None = None) -> FileInfo:
+                    session_id: str | None = None, data: bytes | None = None) -> FileInfo:
         """Makes durable bytes a listed file: charges the quota (releasing a reservation) in one transaction.
+        With `data`, the bytes themselves go into the database in that transaction (an inline file).
 
         Raises QuotaExceeded when the account filled up meanwhile; the caller then deletes the bytes.
         """
@@ -371,9 +384,17 @@ class Service:
                 UploadSession.delete().where(UploadSession.session_id == session_id).execute()
             _INSERT_FILE.execute(db, new.file_id, principal.account_id, new.name, new.size, new.type, new.region,
                                  new.sha256, new.sha1, new.md5, new.check.crc32c, new.check.crc32, key_hash, new.mtime,
-                                 created_at)
+                                 created_at, data is not None)
+            if data is not None:
+                insert_inline(db, new.file_id, data)
+                self.faults.hit("before_inline_commit")
         return FileInfo(new.file_id, new.name, new.size, new.type, new.region, new.sha256, key_hash, 0,
-                        principal.account_id, created_at, new.mtime, new.sha1, new.md5, new.check)
+                        principal.account_id, created_at, new.mtime, new.sha1, new.md5, new.check, data is not None)
+
+    def record_inline_file(self, principal: Principal, new: NewFile, data: bytes) -> FileInfo:
+        """A small upload's one trip to the database thread: its digests, then its row and bytes in one
+        commit (inline.py). `new` carries everything but the digests."""
+        return self.record_file(principal, new.with_digests(inline_digests(data)), data=data)
 
     # -- files --------------------------------------------------------------------------------
 
@@ -446,7 +467,8 @@ class Service:
                 raise NotFound("You have no file with that id.")
             Account.update(used_bytes=Account.used_bytes - info.size).where(
                 Account.id == principal.account_id).execute()
-        self.blobs.delete(info.location)
+        if not info.inline:  # an inline file's bytes went with its row (ON DELETE CASCADE)
+            self.blobs.delete(info.location)
 
     def check_download_key(self, principal: Principal, info: FileInfo, key_hash: str | None) -> None:
         """Keyed files need a matching keyHash from anyone but their authenticated owner."""

@@ -1,7 +1,8 @@
 """WebDAV at /dav/ACCOUNT/...: each account's files as folders, for rclone and desktop file managers.
 
 Thin: `webdav.py` parses and builds the protocol, `davstore.py` decides what exists and changes it,
-and PUT streams through the same blob writer, limits and quota checks as the API's uploads.
+and PUT streams through the same blob writer, limits and quota checks as the API's uploads (small
+bodies, up to `inline_max`, are stored inside the database with their row, as there: inline.py).
 """
 
 from __future__ import annotations
@@ -14,17 +15,18 @@ from typing import Awaitable, Callable
 import tornado.web
 
 from lockr_local.errors import (
-    BadRequest, ChecksumMismatch, Forbidden, LockrError, NotFound, TooLarge, Unauthorized, UnsupportedMediaType,
+    BadRequest, Forbidden, LockrError, NotFound, TooLarge, Unauthorized, UnsupportedMediaType,
 )
 from lockr_local.names import validate_content_type
 from lockr_local.server import webdav
 from lockr_local.server.blobstore import BlobLocation
-from lockr_local.server.davstore import DavStore
+from lockr_local.server.davstore import DavStore, checksum_mismatch
 from lockr_local.server.handlers.base import ServerContext
 from lockr_local.server.handlers.downloads import DownloadHandler
 from lockr_local.server.handlers.uploads import UNLIMITED_BODY, declared_length
+from lockr_local.server.inline import InlineSink, stores_inline
 from lockr_local.server.security import new_id
-from lockr_local.server.service import NewFile
+from lockr_local.server.service import FileInfo, NewFile
 from lockr_local.server.streaming import UploadSink
 
 METHODS = ("OPTIONS", "PROPFIND", "PROPPATCH", "GET", "HEAD", "PUT", "DELETE", "MKCOL", "MOVE", "COPY",
@@ -57,7 +59,7 @@ class DavHandler(DownloadHandler):
     def initialize(self, ctx: ServerContext) -> None:  # type: ignore[override]
         super().initialize(ctx)
         self.dav = DavStore(ctx.service)
-        self.sink: UploadSink | None = None
+        self.sink: UploadSink | InlineSink | None = None
         self.body = bytearray()
 
     # -- request set-up -----------------------------------------------------------------------
@@ -221,6 +223,9 @@ class DavHandler(DownloadHandler):
         self.put_region = await self.call(service.upload_region, self.principal, None)
         await self.call(self.dav.check_put, self.principal, name, size)
         self.put_location = BlobLocation(self.put_region, new_id())
+        if size is not None and stores_inline(size, self.settings_.inline_max):
+            self.sink = InlineSink(size, self.body_too_large)
+            return
         writer = await self.run_io(self.ctx.blobs.new_writer, self.put_location)
         limit = size if size is not None else service.max_object_size(self.principal)
         self.sink = UploadSink(writer, self.ctx.io, limit, self.body_too_large)
@@ -229,27 +234,14 @@ class DavHandler(DownloadHandler):
     async def put(self) -> None:
         sink = self.sink
         assert sink is not None
-        try:
-            await sink.commit()
-        except BaseException:
-            sink.abort()
-            raise
-        digests = sink.writer.digests()
         location = self.put_location
-        for kind, expected in self.put_checksums.items():
-            actual = getattr(digests, kind)
-            if actual != expected:
-                await self.run_io(self.ctx.blobs.delete, location)
-                raise ChecksumMismatch(f"The body's {kind.upper()} is {actual}, not {expected} as OC-Checksum "
-                                       "says; nothing was stored.")
-        new = NewFile(location.key, self.path.name, sink.received, self.put_type, location.region, digests.sha256,
-                      None, mtime=self.put_mtime, sha1=digests.sha1, md5=digests.md5, check=digests.check)
-        self.ctx.faults.hit("after_blob_commit")
-        try:
-            info, replaced, old = await self.call(self.dav.commit_put, self.principal, new)
-        except BaseException:
-            await self.run_io(self.ctx.blobs.delete, location)
-            raise
+        if isinstance(sink, InlineSink):
+            new = NewFile(location.key, self.path.name, sink.received, self.put_type, location.region, "", None,
+                          mtime=self.put_mtime)
+            info, replaced, old = await self.call(self.dav.commit_inline_put, self.principal, new, sink.data(),
+                                                  self.put_checksums)
+        else:
+            info, replaced, old = await self._commit_blob_put(sink)
         self.ctx.faults.hit("after_db_commit")
         await self._delete_blobs(old)
         self.set_header("ETag", f'"{info.sha256}"')
@@ -258,6 +250,28 @@ class DavHandler(DownloadHandler):
         self._accept_mtime(self.put_mtime)
         self.set_status(204 if replaced else 201)
         self.finish()
+
+    async def _commit_blob_put(self, sink: UploadSink) -> tuple[FileInfo, bool, list[BlobLocation]]:
+        """A PUT body streamed into a blob file: made durable, checked against OC-Checksum, then listed."""
+        try:
+            await sink.commit()
+        except BaseException:
+            sink.abort()
+            raise
+        digests = sink.writer.digests()
+        location = self.put_location
+        mismatch = checksum_mismatch(self.put_checksums, digests)
+        if mismatch is not None:
+            await self.run_io(self.ctx.blobs.delete, location)
+            raise mismatch
+        new = NewFile(location.key, self.path.name, sink.received, self.put_type, location.region, digests.sha256,
+                      None, mtime=self.put_mtime, sha1=digests.sha1, md5=digests.md5, check=digests.check)
+        self.ctx.faults.hit("after_blob_commit")
+        try:
+            return await self.call(self.dav.commit_put, self.principal, new)
+        except BaseException:
+            await self.run_io(self.ctx.blobs.delete, location)
+            raise
 
     # -- DELETE, MKCOL, MOVE, COPY ------------------------------------------------------------
 
@@ -307,6 +321,8 @@ class DavHandler(DownloadHandler):
         clones: list[BlobLocation] = []
         try:
             for item in items:
+                if item.source.inline:
+                    continue  # its bytes are copied inside commit_copy's transaction
                 clone = BlobLocation(item.source.region, item.file_id)
                 await self.run_io(self.ctx.blobs.clone, item.source.location, clone)
                 clones.append(clone)
@@ -341,10 +357,14 @@ class DavHandler(DownloadHandler):
         await self.call(self.dav.check_put, self.principal, name, 0)
         region = await self.call(self.ctx.service.upload_region, self.principal, None)
         location = BlobLocation(region, new_id())
+        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
+        if stores_inline(0, self.settings_.inline_max):
+            empty = NewFile(location.key, name, 0, content_type, region, "", None)
+            await self.call(self.dav.commit_inline_put, self.principal, empty, b"", {})
+            return
         writer = await self.run_io(self.ctx.blobs.new_writer, location)
         await self.run_io(writer.commit)
         digests = writer.digests()
-        content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         new = NewFile(location.key, name, 0, content_type, region, digests.sha256, None, sha1=digests.sha1,
                       md5=digests.md5, check=digests.check)
         try:

@@ -1,4 +1,8 @@
-"""Direct uploads (POST /api/v1/upload): streamed, hashed and made durable before the 201."""
+"""Direct uploads (POST /api/v1/upload): streamed, hashed and made durable before the 201.
+
+Bodies that declare at most `inline_max` bytes are buffered and stored inside the database with their
+row, in one commit (server/inline.py); the others stream into a blob file.
+"""
 
 from __future__ import annotations
 
@@ -11,6 +15,7 @@ from lockr_local.names import decode_header_name, validate_content_type, validat
 from lockr_local.server.auth import bearer_token
 from lockr_local.server.blobstore import BlobLocation, rclone_digests_inline
 from lockr_local.server.handlers.base import BaseHandler
+from lockr_local.server.inline import InlineSink, stores_inline
 from lockr_local.server.security import new_id
 from lockr_local.server.service import NewFile
 from lockr_local.server.streaming import UploadSink
@@ -33,7 +38,7 @@ def declared_length(handler: tornado.web.RequestHandler) -> int | None:
 class DirectUploadHandler(BaseHandler):
     """Authenticates and checks limits in prepare(), before a byte of the body is read."""
 
-    sink: UploadSink | None = None
+    sink: UploadSink | InlineSink | None = None
 
     async def prepare(self) -> None:
         self.request.connection.set_max_body_size(UNLIMITED_BODY)
@@ -64,9 +69,12 @@ class DirectUploadHandler(BaseHandler):
             region = await self.call(service.admit_upload, principal, asked_region, size, key_hash)
         self.file_id = new_id()
         self.upload: dict[str, Any] = {"name": name, "type": content_type, "region": region, "key_hash": key_hash}
-        writer = self.ctx.blobs.new_writer(BlobLocation(region, self.file_id), rclone_digests_inline(size))
-        limit = service.max_object_size(principal) if size is None else size
-        self.sink = UploadSink(writer, self.ctx.io, limit, self.body_too_large)
+        if size is not None and stores_inline(size, self.settings_.inline_max):
+            self.sink = InlineSink(size, self.body_too_large)
+        else:
+            writer = self.ctx.blobs.new_writer(BlobLocation(region, self.file_id), rclone_digests_inline(size))
+            limit = service.max_object_size(principal) if size is None else size
+            self.sink = UploadSink(writer, self.ctx.io, limit, self.body_too_large)
         self.body_watchdog = self.watch_body(self.sink.abort)
 
     def upload_headers(self) -> tuple[str, str, str | None, int | None]:
@@ -94,6 +102,9 @@ class DirectUploadHandler(BaseHandler):
         if self._finished or self.sink is None:
             return
         sink = self.sink
+        if isinstance(sink, InlineSink):
+            await self.record_inline(sink)
+            return
         try:
             sha256 = await sink.commit()
         except BaseException:
@@ -111,6 +122,14 @@ class DirectUploadHandler(BaseHandler):
             raise
         self.ctx.faults.hit("after_db_commit")
         self.ctx.backfill.enqueue_if_missing(new.file_id, new.region, digests)
+        self.write_json(info.to_json(self.base_url()), status=201)
+
+    async def record_inline(self, sink: InlineSink) -> None:
+        """A small body: hashed, then its row and bytes committed together, in one database trip."""
+        new = NewFile(self.file_id, self.upload["name"], sink.received, self.upload["type"], self.upload["region"],
+                      "", self.upload["key_hash"])
+        info = await self.call(self.ctx.service.record_inline_file, self.principal, new, sink.data())
+        self.ctx.faults.hit("after_db_commit")
         self.write_json(info.to_json(self.base_url()), status=201)
 
     def on_connection_close(self) -> None:

@@ -119,7 +119,7 @@ def test_a_backlog_larger_than_one_scan_batch_is_filled_after_a_restart(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from lockr_local.server import backfill
 
-    settings = make_settings(tmp_path / "data")
+    settings = make_settings(tmp_path / "data", inline_max=0)  # blob files: inline files have no backlog
     first = ThreadedServer(settings).start()
     alice = create_account(first.url, "alice")
     contents = {f"f{index}.bin": os.urandom(1000 + index) for index in range(5)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -25,18 +26,29 @@ def object_path(data_dir: Path, file_id: str) -> Path:
     return data_dir / "blobs" / "objects" / file_id[:2] / file_id
 
 
-@pytest.mark.parametrize("crash_point,listed_after_restart", [
-    ("after_blob_commit", False),
-    ("after_db_commit", True),
+def stored_files(data_dir: Path) -> int:
+    """How many files' bytes the store holds: blob files plus small files' bytes kept in the database."""
+    on_disk = sum(1 for path in (data_dir / "blobs" / "objects").rglob("*") if path.is_file())
+    with sqlite3.connect(data_dir / "lockr.db") as database:
+        return on_disk + database.execute("SELECT COUNT(*) FROM inlineblob").fetchone()[0]
+
+
+# inline_max "0" sends the 9000-byte upload to a blob file, "64KiB" keeps it in the database (server/inline.py).
+@pytest.mark.parametrize("crash_point,inline_max,listed_after_restart", [
+    ("after_blob_commit", "0", False),
+    ("after_db_commit", "0", True),
+    ("before_inline_commit", "64KiB", False),
+    ("after_db_commit", "64KiB", True),
 ])
-def test_crash_between_commit_steps_leaves_a_consistent_store(tmp_path, crash_point, listed_after_restart):
+def test_crash_between_commit_steps_leaves_a_consistent_store(tmp_path, crash_point, inline_max,
+                                                              listed_after_restart):
     data = tmp_path / "data"
-    server = ServerProcess(data).start()
+    server = ServerProcess(data, env={"LOCKR_INLINE_MAX": inline_max}).start()
     account = create_account(server.url)
     kept = upload(server.url, b"acknowledged before the crash", "kept.txt", account=account).json()
     server.stop()
 
-    crashing = ServerProcess(data, env={"LOCKR_CRASH_POINT": crash_point}).start()
+    crashing = ServerProcess(data, env={"LOCKR_CRASH_POINT": crash_point, "LOCKR_INLINE_MAX": inline_max}).start()
     with pytest.raises(requests.ConnectionError):
         upload(crashing.url, b"in flight" * 1000, "inflight.bin", account=account)
     assert crashing.proc is not None and crashing.proc.wait(timeout=10) == -9
@@ -52,6 +64,7 @@ def test_crash_between_commit_steps_leaves_a_consistent_store(tmp_path, crash_po
         assert used == len(b"acknowledged before the crash") + (9000 if listed_after_restart else 0)
     finally:
         restarted.stop()
+    assert stored_files(data) == (2 if listed_after_restart else 1)  # no bytes without a row survive
     report = fsck(data, "--verify")
     assert report.returncode == 0, report.stdout
     assert report.stdout.strip().endswith("clean")
@@ -59,7 +72,7 @@ def test_crash_between_commit_steps_leaves_a_consistent_store(tmp_path, crash_po
 
 def test_fsck_reports_missing_orphan_and_corrupt_bytes_and_repairs_leftovers(tmp_path):
     data = tmp_path / "data"
-    server = ServerProcess(data).start()
+    server = ServerProcess(data, env={"LOCKR_INLINE_MAX": "0"}).start()  # blob files, which this test damages
     account = create_account(server.url)
     files = [upload(server.url, f"file {i}".encode() * 100, f"f{i}.txt", account=account).json() for i in range(3)]
     server.stop()
@@ -160,7 +173,8 @@ def test_disk_filling_up_mid_stream_stores_nothing_and_keeps_serving(server_fact
     assert requests.get(files[0]["downloadUrl"], headers=account.auth).content == b"k" * 500_000
 
 
-def test_fsync_failure_is_never_acknowledged(server, monkeypatch):
+def test_fsync_failure_is_never_acknowledged(server_factory, monkeypatch):
+    server = server_factory(inline_max=0)  # blob files: inline files are made durable by SQLite's own fsync
     account = create_account(server.url)
     real_fsync = os.fsync
     temp_dir = server.ctx.blobs.temp_dir("local")

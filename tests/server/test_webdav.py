@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import requests
 
+from lockr_local.server.models import InlineBlob
 from tests.helpers import Account, create_account, error_code, upload
 
 DAV = "{DAV:}"
@@ -71,8 +72,10 @@ def api_files(server: Any, account: Account) -> list[dict[str, Any]]:
 
 
 def blob_count(server: Any) -> int:
+    """How many files' bytes the store holds: blob files on disk plus small files kept in the database."""
     root = Path(server.settings.data_dir) / "blobs" / "objects"
-    return sum(1 for path in root.rglob("*") if path.is_file())
+    on_disk = sum(1 for path in root.rglob("*") if path.is_file())
+    return on_disk + server.ctx.db.run_sync(InlineBlob.select().count)
 
 
 @pytest.fixture
@@ -418,13 +421,18 @@ def test_unusable_paths_are_400(server: Any, alice: Account, path: str) -> None:
     assert api_files(server, alice) == []
 
 
-@pytest.mark.parametrize("crash_point, listed", [("after_blob_commit", b"old"), ("after_db_commit", b"new")])
+@pytest.mark.parametrize("crash_point, inline_max, listed", [
+    ("after_blob_commit", "0", b"old"),
+    ("after_db_commit", "0", b"new"),
+    ("before_inline_commit", "64KiB", b"old"),
+    ("after_db_commit", "64KiB", b"new"),
+])
 def test_a_crash_during_a_replacing_put_leaves_the_old_or_the_new_file(tmp_path: Path, crash_point: str,
-                                                                       listed: bytes) -> None:
+                                                                       inline_max: str, listed: bytes) -> None:
     from tests.helpers import ServerProcess
 
     data_dir = tmp_path / "data"
-    server = ServerProcess(data_dir).start()
+    server = ServerProcess(data_dir, env={"LOCKR_INLINE_MAX": inline_max}).start()
     try:
         alice = create_account(server.url, "alice")
         put(server, alice, "alice/a.txt", b"old")

@@ -13,6 +13,9 @@ versions of earlier ones). Promises checked after each restart (issue 10):
    the server has on disk (its stored prefix hashes to what was sent); resuming from it completes
    the upload with the right sha256.
 
+Small files (up to the `inline_max` setting) are kept inside the database with their row; the same
+promises hold for them and are checked the same way (listing, download by sha256, `fsck --verify`).
+
 `KillHarness(config).run()` is used by the short CI test and by `make soak` (`python -m tests.soak`).
 The seed picks every kill delay, crash point order, upload size and byte; thread timing is not
 replayable, but the same seed replays the same sequence of choices.
@@ -37,7 +40,9 @@ from tests.helpers import REPO, ServerProcess, clean_env, create_account
 from tests.soak.ledger import Figures, Ledger, Session, Upload, sha256
 from tests.soak.uploads import Interrupted, ProtocolFailure, Uploader
 
-CRASH_POINTS = ("after_blob_commit", "after_db_commit", "after_session_blob_commit")
+# before_inline_commit: inside the transaction that stores a small file's row and bytes (server/inline.py);
+# the soak's 0- and 1-byte uploads and WebDAV PUTs take that path, the bigger ones the blob-file path.
+CRASH_POINTS = ("after_blob_commit", "after_db_commit", "after_session_blob_commit", "before_inline_commit")
 NETWORK_ERRORS = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 TIMEOUT = (5.0, 30.0)
 
