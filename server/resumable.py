@@ -33,6 +33,10 @@ log = logging.getLogger("lockr.sessions")
 # How long a status query waits for a request that is still writing the session (typically one whose
 # connection was just cut and is being recorded) before answering with the offset stored so far.
 STATUS_WAIT = 3.0
+# How long a chunk waits for the session's current writer to let go before 409 session_busy. A client's
+# retry after a cut (Google's library retries at once) often arrives before the server has seen the cut
+# and recorded what it left; a writer that is really still sending holds on for longer than this.
+CLAIM_WAIT = 2.0
 
 
 def stored_range_headers(offset: int) -> dict[str, str]:
@@ -291,6 +295,24 @@ class ResumableUploads:
                 return
             await asyncio.wait(waiters, timeout=remaining)
 
+    async def claim_when_idle(self, session_id: str, wait: float) -> LiveSession:
+        """Claims the session, waiting at most `wait` seconds for its current writer to let go."""
+        deadline = asyncio.get_running_loop().time() + wait
+        while True:
+            try:
+                return self.live.claim(session_id)
+            except SessionBusy:
+                waiter = self.live.idle_future(session_id)
+                remaining = deadline - asyncio.get_running_loop().time()
+                if waiter is None:
+                    continue  # let go between the two calls: claim again
+                if remaining <= 0:
+                    raise
+                try:
+                    await asyncio.wait_for(waiter, remaining)
+                except asyncio.TimeoutError:
+                    raise SessionBusy() from None
+
     async def completed_file(self, session: SessionInfo) -> FileInfo:
         return await self.db.run(self.store.completed_file, session)
 
@@ -301,7 +323,7 @@ class ResumableUploads:
         The chunk must start at or before the stored offset (exactly at it when `exact`, as tus
         requires); otherwise 409 with the stored range, and nothing changes.
         """
-        live = self.live.claim(session_id)
+        live = await self.claim_when_idle(session_id, CLAIM_WAIT)
         try:
             # Read again under the claim: another writer may have moved the offset since the caller looked.
             session = await self.session(session_id)
