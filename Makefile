@@ -30,7 +30,8 @@ soak: $(STAMP)
 	$(BIN)/python -m tests.soak
 
 lint: $(STAMP)
-	$(BIN)/python -m compileall -q lockr_local server sync tray tests
+	$(BIN)/python -m compileall -q lockr_local server sync tray tests bench packaging
+	$(BIN)/python -m pyflakes lockr_local server sync tray tests bench packaging
 
 exe:
 	PYTHON=$(PYTHON) VENV=$(VENV) packaging/build.sh

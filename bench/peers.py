@@ -3,6 +3,7 @@ static GET with sendfile), copyparty (anonymous write volume) and `rclone serve 
 
 from __future__ import annotations
 
+import importlib.util
 import shutil
 import socket
 import subprocess
@@ -119,11 +120,7 @@ class CopypartyPeer(Peer):
 
     @staticmethod
     def available() -> bool:
-        try:
-            import copyparty  # noqa: F401
-        except ImportError:
-            return False
-        return True
+        return importlib.util.find_spec("copyparty") is not None
 
     def start(self) -> "CopypartyPeer":
         root = self.root = self.work / "copyparty"

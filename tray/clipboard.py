@@ -9,6 +9,7 @@ a separate process keeps Tk off the tray's threads.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -57,11 +58,8 @@ def copy_text(text: str) -> str:
 
 
 def _tk_available() -> bool:
-    try:
-        import tkinter  # noqa: F401
-    except ImportError:
-        return False
-    return True
+    # Both halves: Debian ships the tkinter package and its C extension (python3-tk) separately.
+    return importlib.util.find_spec("tkinter") is not None and importlib.util.find_spec("_tkinter") is not None
 
 
 def hold_clipboard(text: str, seconds: float = HOLD_SECONDS) -> int:

@@ -11,7 +11,7 @@ from typing import Iterator
 import pytest
 import requests
 
-from tests.client.conftest import Cli, SessionEndpoint, random_file, sha256_of
+from tests.client.conftest import Cli, SessionEndpoint, random_file
 from tests.cutproxy import CutProxy
 from tests.helpers import wait_for
 

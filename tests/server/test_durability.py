@@ -121,21 +121,6 @@ def test_flipped_byte_is_never_served_as_good(server):
     assert part.status_code == 206 and part.content == data[:100]
 
 
-def _mount_tmpfs(path: Path, size: str) -> bool:
-    path.mkdir(parents=True, exist_ok=True)
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], capture_output=True)
-    return result.returncode == 0
-
-
-@pytest.fixture
-def small_disk(tmp_path):
-    mount_point = tmp_path / "small-disk"
-    if not _mount_tmpfs(mount_point, "3m"):
-        pytest.skip("cannot mount a tmpfs here (needs root); the disk-full test needs a real small filesystem")
-    yield mount_point
-    subprocess.run(["umount", "-l", str(mount_point)], check=False)
-
-
 def test_disk_full_gives_507_and_keeps_existing_files(server_factory, small_disk):
     srv = server_factory(regions=f"local={small_disk}")
     account = create_account(srv.url)

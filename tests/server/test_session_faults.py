@@ -15,7 +15,6 @@ from tests.helpers import ServerProcess, create_account, error_code, wait_for
 from tests.server.session_tools import (
     ChunkUploader, download, open_session, put_chunk, sha256, status, stored_offset,
 )
-from tests.server.test_durability import small_disk  # noqa: F401  (the 3 MB tmpfs fixture)
 
 KIB = 1024
 CHUNK = 256 * KIB
@@ -290,14 +289,14 @@ def test_after_a_restart_the_stored_prefix_is_rehashed_once(tmp_path, monkeypatc
 # -- a full disk ------------------------------------------------------------------------------------
 
 
-def test_session_larger_than_the_free_disk_is_refused_with_507(server_factory, small_disk):  # noqa: F811
+def test_session_larger_than_the_free_disk_is_refused_with_507(server_factory, small_disk):
     srv = server_factory(regions=f"local={small_disk}")
     response = requests.post(f"{srv.url}/api/v1/upload/session", json={"name": "huge.bin", "size": 4_000_000})
     assert response.status_code == 507
     assert error_code(response) == "insufficient_storage"
 
 
-def test_disk_filling_up_mid_chunk_keeps_the_stored_prefix(server_factory, small_disk):  # noqa: F811
+def test_disk_filling_up_mid_chunk_keeps_the_stored_prefix(server_factory, small_disk):
     srv = server_factory(regions=f"local={small_disk}")
     account = create_account(srv.url)
     data = bytes(range(256)) * 8192  # 2 MiB
