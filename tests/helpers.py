@@ -199,3 +199,13 @@ def error_code(response: requests.Response) -> str:
 
 def dump(value: Any) -> str:
     return json.dumps(value, indent=1)
+
+
+def stored_offset(session_url: str, size: int) -> int:
+    """What the server has durably stored of a session (the GCS status query)."""
+    response = requests.put(session_url, headers={"Content-Range": f"bytes */{size}"}, data=b"", timeout=10)
+    if response.status_code in (200, 201):
+        return size
+    assert response.status_code == 308, response.text
+    match = re.fullmatch(r"bytes=0-(\d+)", response.headers.get("Range", ""))
+    return int(match.group(1)) + 1 if match else 0

@@ -13,7 +13,7 @@ import requests
 
 from tests.client.conftest import Cli, SessionEndpoint, random_file
 from tests.cutproxy import CutProxy
-from tests.helpers import wait_for
+from tests.helpers import stored_offset, wait_for
 
 MiB = 1024 * 1024
 
@@ -23,15 +23,6 @@ def proxy(session_endpoint: SessionEndpoint) -> Iterator[CutProxy]:
     cut = CutProxy(int(session_endpoint.url.rsplit(":", 1)[1]))
     yield cut
     cut.close()
-
-
-def stored_offset(session_url: str, size: int) -> int:
-    response = requests.put(session_url, headers={"Content-Range": f"bytes */{size}"}, data=b"", timeout=10)
-    if response.status_code in (200, 201):
-        return size
-    assert response.status_code == 308, response.text
-    match = re.fullmatch(r"bytes=0-(\d+)", response.headers.get("Range", ""))
-    return int(match.group(1)) + 1 if match else 0
 
 
 def pending_sessions(cli: Cli) -> list[str]:

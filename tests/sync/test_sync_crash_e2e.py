@@ -7,7 +7,6 @@ proxy (tests/cutproxy.py) that tells how many bytes each run sent.
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 import subprocess
 import sys
@@ -15,24 +14,13 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-import requests
 
 from lockr_local.sync.index import index_path
 from tests.cutproxy import CutProxy
-from tests.helpers import REPO, ServerProcess, clean_env, create_account, wait_for
+from tests.helpers import REPO, ServerProcess, clean_env, create_account, stored_offset, wait_for
 from tests.sync.support import assert_mirrored, remote_files, run_cli, write
 
 MIB = 1024 * 1024
-
-
-def stored_offset(session_url: str, size: int) -> int:
-    """What the server has durably stored of a session (the GCS status query)."""
-    response = requests.put(session_url, headers={"Content-Range": f"bytes */{size}"}, data=b"", timeout=10)
-    if response.status_code in (200, 201):
-        return size
-    assert response.status_code == 308, response.text
-    match = re.fullmatch(r"bytes=0-(\d+)", response.headers.get("Range", ""))
-    return int(match.group(1)) + 1 if match else 0
 
 
 def pending_session(database: Path, path: str) -> str | None:
