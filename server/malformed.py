@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from tornado.httpserver import HTTPServer
@@ -16,13 +17,11 @@ from lockr_local.errors import error_body
 TORNADO_BARE_400 = b"HTTP/1.1 400 Bad Request\r\n\r\n"
 
 
-def malformed_request_answer() -> bytes:
-    """The whole 400 answer to an unparseable request: the one JSON error shape, then the connection closes
-    (Tornado closes it right after, so the answer says so)."""
-    body = json.dumps(error_body(
-        "bad_request", "The request is malformed: it is not valid HTTP/1.1 (request line, headers or chunked "
-        "body).")).encode()
-    head = (b"HTTP/1.1 400 Bad Request\r\n"
+def error_answer(status_line: bytes, code: str, message: str) -> bytes:
+    """A whole error answer in the one JSON error shape; the connection closes after it (Tornado closes
+    it right after, so the answer says so)."""
+    body = json.dumps(error_body(code, message)).encode()
+    head = (b"HTTP/1.1 " + status_line + b"\r\n"
             b"Content-Type: application/json; charset=utf-8\r\n"
             b"Content-Length: " + str(len(body)).encode() + b"\r\n"
             b"Cache-Control: no-store\r\n"
@@ -31,7 +30,24 @@ def malformed_request_answer() -> bytes:
     return head + body
 
 
+def malformed_request_answer() -> bytes:
+    return error_answer(b"400 Bad Request", "bad_request", "The request is malformed: it is not valid HTTP/1.1 "
+                        "(request line, headers or chunked body).")
+
+
+def body_too_large_answer(limit: int) -> bytes:
+    size = f"{limit >> 20} MiB" if limit and limit % (1 << 20) == 0 else f"{limit} bytes"
+    return error_answer(b"413 Payload Too Large", "too_large",
+                        f"The request body is too large for this endpoint (at most {size}).")
+
+
 _ANSWER = malformed_request_answer()
+_CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*(\d+)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+
+
+def declared_length(header_block: bytes) -> int | None:
+    match = _CONTENT_LENGTH.search(header_block)
+    return int(match.group(1)) if match else None
 
 
 class JsonErrorHTTPServer(HTTPServer):
@@ -42,12 +58,29 @@ class JsonErrorHTTPServer(HTTPServer):
     """
 
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
-        write = stream.write
+        write, read_headers = stream.write, stream.read_until_regex
+        limit = self.conn_params.max_body_size or 0
+        last_head = [b""]  # the latest request head read on this connection
 
-        def write_json_400(data: bytes | memoryview) -> Any:
+        def keep(done: Any) -> None:
+            last_head[0] = done.result() if not done.cancelled() and done.exception() is None else b""
+
+        def remember_head(*args: Any, **kwargs: Any) -> Any:
+            future = read_headers(*args, **kwargs)
+            if future.done():  # already buffered: the caller goes on without yielding, so keep it now
+                keep(future)
+            else:
+                future.add_done_callback(keep)
+            return future
+
+        def write_json_error(data: bytes | memoryview) -> Any:
             if len(data) == len(TORNADO_BARE_400) and bytes(data) == TORNADO_BARE_400:
-                data = _ANSWER
+                # Tornado refuses a non-streamed body over max_body_size with the same bare 400 ("Content-
+                # Length too long"), before reading it: that one is a 413.
+                declared = declared_length(last_head[0])
+                data = body_too_large_answer(limit) if declared is not None and declared > limit else _ANSWER
             return write(data)
 
-        stream.write = write_json_400  # type: ignore[method-assign]
+        stream.write = write_json_error  # type: ignore[method-assign]
+        stream.read_until_regex = remember_head  # type: ignore[method-assign]
         super().handle_stream(stream, address)

@@ -185,6 +185,23 @@ def test_requests_the_http_parser_refuses_get_the_json_400(server, label):
     assert not any(p.is_file() for p in (server.ctx.blobs.root("local") / "objects").rglob("*"))
 
 
+def test_a_json_body_over_the_limit_gets_413_before_it_is_sent(server):
+    """JSON endpoints are not streamed: Tornado refuses an oversized one from its Content-Length."""
+    host, port = server.url.split("//")[1].split(":")
+    head = (b"POST /api/v1/login HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 2000000\r\n\r\n")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(head)  # and no body: the answer must not wait for it
+        answer = b""
+        while chunk := sock.recv(65536):
+            answer += chunk
+    head_part, body = answer.split(b"\r\n\r\n", 1)
+    assert head_part.startswith(b"HTTP/1.1 413"), answer[:200]
+    assert b"application/json" in head_part
+    error = json.loads(body)["error"]
+    assert error["code"] == "too_large" and "1 MiB" in error["message"], error
+
+
 @pytest.mark.parametrize("length", ["-5", "abc", "1e3", ""])
 def test_upload_with_a_content_length_that_is_not_a_byte_count_returns_json_400(server, length):
     account = create_account(server.url)
