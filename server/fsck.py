@@ -9,8 +9,8 @@ from typing import Callable
 import peewee
 
 from lockr_local.server.blobstore import BlobLocation, BlobStore
-from lockr_local.server.inline import inline_size, open_stored
-from lockr_local.server.models import Account, StoredFile, UploadSession, integrity_ok
+from lockr_local.server.inline import open_stored
+from lockr_local.server.models import Account, InlineBlob, StoredFile, UploadSession, integrity_ok
 
 
 @dataclass
@@ -64,6 +64,14 @@ def pending_session_file_ids() -> set[str]:
     return {row.file_id for row in UploadSession.select(UploadSession.file_id)}
 
 
+def stored_files_with_inline_lengths() -> peewee.ModelSelect:
+    """Every file row with the length of its inline bytes (None for blob files, or inline bytes gone), in
+    one query: a lookup per row would cost a query per inline file."""
+    return (StoredFile.select(StoredFile.file_id, StoredFile.region, StoredFile.size, StoredFile.sha256,
+                              StoredFile.inline, peewee.fn.LENGTH(InlineBlob.data).alias("inline_length"))
+            .join(InlineBlob, peewee.JOIN.LEFT_OUTER, on=(InlineBlob.file == StoredFile.file_id)))
+
+
 def check_store(database: peewee.Database, blobs: BlobStore, *, verify: bool = False, repair: bool = False,
                 progress: Callable[[int], None] | None = None) -> FsckReport:
     """Checks every promise the store makes; with repair, fixes what can be fixed without losing data:
@@ -72,13 +80,12 @@ def check_store(database: peewee.Database, blobs: BlobStore, *, verify: bool = F
     report = FsckReport()
     report.database_ok = integrity_ok(database)
     known: dict[str, set[str]] = {region: set() for region in blobs.regions()}
-    for row in StoredFile.select(StoredFile.file_id, StoredFile.region, StoredFile.size, StoredFile.sha256,
-                                 StoredFile.inline).iterator():
+    for row in stored_files_with_inline_lengths().iterator():
         report.files_checked += 1
         location = BlobLocation(row.region, row.file_id)
         known.setdefault(row.region, set()).add(row.file_id)
         if row.inline:  # its bytes are an InlineBlob row, not a blob file
-            size = inline_size(row.file_id)
+            size = None if row.inline_length is None else int(row.inline_length)
         else:
             size = blobs.size(location) if row.region in known else None
         if size is None:

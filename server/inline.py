@@ -77,12 +77,6 @@ def inline_bytes(file_id: str) -> bytes:
     return bytes(data)
 
 
-def inline_size(file_id: str) -> int | None:
-    """How many bytes an inline file holds, without reading them; None when its bytes are missing."""
-    length = (InlineBlob.select(peewee.fn.LENGTH(InlineBlob.data)).where(InlineBlob.file == file_id).scalar())
-    return None if length is None else int(length)
-
-
 def copy_inline(source_id: str, target_id: str) -> bool:
     """Copies an inline file's bytes to a new id (WebDAV COPY), inside the caller's transaction; False when
     the source's bytes are gone."""
