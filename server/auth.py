@@ -144,6 +144,20 @@ class Authenticator:
         self.limiter.hit("login-ip:" + client_address, rate, burst)
         self.limiter.hit("login-id:" + identifier.strip().lower(), rate, burst)
 
+    async def admit_bearer_upload(self, token: str, client_address: str, region: str | None, size: int | None,
+                                  key_hash: str | None) -> tuple[Principal, str]:
+        """A Bearer-token upload's one database trip before its body (service.authenticate_and_admit), with
+        the same accounting as principal(): wrong credentials spend the guest allowance, a known account
+        its own. Returns the principal and the region the upload lands in."""
+        try:
+            principal, upload_region = await self.db.run(self.service.authenticate_and_admit, token, region, size,
+                                                         key_hash)
+        except Unauthorized as exc:
+            self.refuse_credentials(exc, client_address)
+            raise
+        self.limit_request(principal, client_address)
+        return principal, upload_region
+
     def limit_request(self, principal: Principal, client_address: str, cost: float = 1.0) -> None:
         """Burst protection: accounts get a larger allowance than guests; cheap requests may cost less.
 

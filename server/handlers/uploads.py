@@ -10,7 +10,7 @@ from typing import Any
 
 import tornado.web
 
-from lockr_local.errors import BadRequest, LockrError, QuotaExceeded, Unauthorized
+from lockr_local.errors import BadRequest, LockrError, QuotaExceeded
 from lockr_local.names import decode_header_name, validate_content_type, validate_key_hash
 from lockr_local.server.auth import bearer_token
 from lockr_local.server.blobstore import BlobLocation, rclone_digests_inline
@@ -57,14 +57,9 @@ class DirectUploadHandler(BaseHandler):
         if principal is None:
             # A Bearer token (the common case) is checked and the upload admitted in one trip to the
             # database thread: small uploads are mostly such round trips.
-            try:
-                principal, region = await self.call(service.authenticate_and_admit, token, asked_region, size,
-                                                    key_hash)
-            except Unauthorized as exc:
-                self.ctx.auth.refuse_credentials(exc, self.client_address)
-                raise
+            principal, region = await self.ctx.auth.admit_bearer_upload(token, self.client_address, asked_region,
+                                                                        size, key_hash)
             self.principal = principal
-            self.ctx.auth.limit_request(principal, self.client_address)
         else:
             region = await self.call(service.admit_upload, principal, asked_region, size, key_hash)
         self.file_id = new_id()
