@@ -21,7 +21,8 @@ from lockr_local.server.handlers import (
     accounts, dav, docs, downloads, files, links, pages, sessions, tokens, tus, uploads,
 )
 from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
-from lockr_local.server.malformed import JsonErrorHTTPServer
+from lockr_local.server.handlers.watchdog import BodyWatchdogs
+from lockr_local.server.httpserver import SMALL_READ, LockrHTTPServer
 from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
 from lockr_local.server.security import Signer, load_or_create_secret
 from lockr_local.server.service import Service
@@ -49,7 +50,8 @@ def build_context(settings: Settings) -> ServerContext:
     backfill = DigestBackfill(db, blobs)
     uploads = ResumableUploads(db, service, blobs, io, faults, backfill)
     return ServerContext(settings=settings, db=db, service=service, auth=auth, blobs=blobs, signer=signer,
-                         io=io, faults=faults, sessions=uploads, backfill=backfill)
+                         io=io, faults=faults, sessions=uploads, backfill=backfill,
+                         watchdogs=BodyWatchdogs(settings.body_idle_timeout, settings.min_body_rate))
 
 
 def make_app(ctx: ServerContext) -> tornado.web.Application:
@@ -113,14 +115,20 @@ def log_request(handler: tornado.web.RequestHandler) -> None:
     access_log.log(level, "%s %s %s %d %.1fms %s", client, request.method, path, status, millis, who)
 
 
-def make_http_server(app: tornado.web.Application) -> JsonErrorHTTPServer:
+# Body bytes are handed to data_received in chunks of up to 1 MiB: fewer callbacks per GiB uploaded.
+BODY_CHUNK = 1024 * 1024
+
+
+def make_http_server(app: tornado.web.Application) -> LockrHTTPServer:
     """JSON bodies are capped at 1 MiB; streaming handlers lift the cap and enforce the plan limits.
     Headers must arrive within header_timeout (slowloris); bodies are watched by BodyWatchdog.
     Requests Tornado cannot parse get the JSON 400 too (see malformed.py)."""
     settings: Settings = app.settings["lockr_settings"]
     raise_open_file_limit()
-    return JsonErrorHTTPServer(app, max_body_size=1024 * 1024, chunk_size=1024 * 1024,
-                               idle_connection_timeout=settings.header_timeout, decompress_request=False)
+    server = LockrHTTPServer(app, max_body_size=1024 * 1024, chunk_size=BODY_CHUNK,
+                             idle_connection_timeout=settings.header_timeout, decompress_request=False)
+    server.read_chunk_size = SMALL_READ  # request heads; each body's reads are sized by its head (httpserver.py)
+    return server
 
 
 def raise_open_file_limit() -> None:

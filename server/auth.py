@@ -16,7 +16,7 @@ from lockr_local.config import Settings
 from lockr_local.errors import RateLimited, Unauthorized
 from lockr_local.server.db import Database
 from lockr_local.server.security import dummy_password_hash, hash_password, verify_password
-from lockr_local.server.service import AccountInfo, Principal, Service
+from lockr_local.server.service import AccountInfo, FileInfo, NewFile, Principal, Service
 
 
 @dataclass
@@ -157,6 +157,18 @@ class Authenticator:
             raise
         self.limit_request(principal, client_address)
         return principal, upload_region
+
+    async def record_bearer_inline(self, token: str, client_address: str, region: str | None, new: NewFile,
+                                   data: bytes) -> tuple[Principal, FileInfo]:
+        """A small Bearer-token upload's only database trip, once its body is in: the token, the burst
+        check, the upload's refusals, then its row and bytes (service.authenticate_and_record_inline), with
+        the same accounting as admit_bearer_upload."""
+        try:
+            return await self.db.run(self.service.authenticate_and_record_inline, token, region, new, data,
+                                     lambda principal: self.limit_request(principal, client_address))
+        except Unauthorized as exc:
+            self.refuse_credentials(exc, client_address)
+            raise
 
     def limit_request(self, principal: Principal, client_address: str, cost: float = 1.0) -> None:
         """Burst protection: accounts get a larger allowance than guests; cheap requests may cost less.

@@ -64,6 +64,8 @@ class JsonErrorHTTPServer(HTTPServer):
 
         def keep(done: Any) -> None:
             last_head[0] = done.result() if not done.cancelled() and done.exception() is None else b""
+            if last_head[0]:
+                self.on_request_head(stream, last_head[0])
 
         def remember_head(*args: Any, **kwargs: Any) -> Any:
             future = read_headers(*args, **kwargs)
@@ -84,3 +86,6 @@ class JsonErrorHTTPServer(HTTPServer):
         stream.write = write_json_error  # type: ignore[method-assign]
         stream.read_until_regex = remember_head  # type: ignore[method-assign]
         super().handle_stream(stream, address)
+
+    def on_request_head(self, stream: IOStream, head: bytes) -> None:
+        """Called with each request's head as read, before its body: for subclasses."""

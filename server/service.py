@@ -10,7 +10,7 @@ import dataclasses
 import re
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 from urllib.parse import quote
 
 import peewee
@@ -395,6 +395,16 @@ class Service:
         """A small upload's one trip to the database thread: its digests, then its row and bytes in one
         commit (inline.py). `new` carries everything but the digests."""
         return self.record_file(principal, new.with_digests(inline_digests(data)), data=data)
+
+    def authenticate_and_record_inline(self, token: str, region: str | None, new: NewFile, data: bytes,
+                                       admit: Callable[[Principal], None]) -> tuple[Principal, FileInfo]:
+        """A small Bearer-token upload's only database trip, after its body: who, then `admit` (the caller's
+        burst check; it raises to refuse), admit_upload's refusals, and the row with its bytes in one commit.
+        `new.region` is ignored: the region is resolved here from `region`."""
+        principal, account = self._token_account(token)
+        admit(principal)
+        resolved = self.admit_upload(principal, region, new.size, new.key_hash, account)
+        return principal, self.record_inline_file(principal, dataclasses.replace(new, region=resolved), data)
 
     # -- files --------------------------------------------------------------------------------
 

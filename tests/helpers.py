@@ -183,12 +183,13 @@ def create_account(base_url: str, username: str | None = None, password: str = "
 
 
 def upload(base_url: str, data: bytes, name: str = "file.bin", headers: dict[str, str] | None = None,
-           account: Account | None = None) -> requests.Response:
+           account: Account | None = None, session: requests.Session | None = None) -> requests.Response:
+    """A direct upload; with `session`, on that session's keep-alive connection."""
     all_headers = {"x-file-name": name, "Content-Type": "application/octet-stream"}
     if account is not None:
         all_headers.update(account.auth)
     all_headers.update(headers or {})
-    return requests.post(f"{base_url}/api/v1/upload", data=data, headers=all_headers, timeout=60)
+    return (session or requests).post(f"{base_url}/api/v1/upload", data=data, headers=all_headers, timeout=60)
 
 
 def error_code(response: requests.Response) -> str:

@@ -23,7 +23,7 @@ from lockr_local.server.faults import Faults
 from lockr_local.server.resumable import ResumableUploads
 from lockr_local.server.security import Signer
 from lockr_local.server.handlers.linger import LingeringClose
-from lockr_local.server.handlers.watchdog import BodyWatchdog
+from lockr_local.server.handlers.watchdog import BodyWatchdog, BodyWatchdogs
 from lockr_local.server.service import Principal, Service
 
 log = logging.getLogger("lockr.server")
@@ -60,6 +60,7 @@ class ServerContext:
     faults: Faults
     sessions: ResumableUploads
     backfill: DigestBackfill
+    watchdogs: BodyWatchdogs
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -286,8 +287,7 @@ class BaseHandler(tornado.web.RequestHandler):
             if self.request.connection is not None:
                 self.request.connection.close()
 
-        self._watchdog = BodyWatchdog(self.settings_.body_idle_timeout, self.settings_.min_body_rate, cut_off)
-        self._watchdog.start()
+        self._watchdog = self.ctx.watchdogs.watch(cut_off)
         return self._watchdog
 
     def on_finish(self) -> None:
