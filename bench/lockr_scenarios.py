@@ -82,14 +82,14 @@ def scenario_session_upload(target: LockrTarget, work: Path, source: Path, size:
         elapsed, out = curl(target.upload_args(f"paired-direct-{run}.bin", source))
         direct_speeds.append(size / MB / elapsed)
         delete(json.loads(out)["id"])
-        settle_disk()
+        settle_disk(warm=[path for path, _, _ in chunks])
         elapsed, file_id = session_upload(target, f"session-{run}.bin", chunks, size, work / "answer.json")
         delete(file_id)
         return size / MB / elapsed
 
     try:
         with PeakRss(target.pid) as rss:
-            value = median_of(runs, once)
+            value = median_of(runs, once, warm=[source])
     finally:
         shutil.rmtree(work / "chunks", ignore_errors=True)
     direct = statistics.median(direct_speeds)

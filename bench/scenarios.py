@@ -12,6 +12,7 @@ from pathlib import Path
 from bench.harness import PeakRss, Row, Table, curl, make_file, median_of, settle_disk
 from bench.peers import NginxPeer
 from bench.targets import Target, upload
+from lockr_local.server import writeback
 
 MB = 1_000_000
 # The concurrency points of the upload-scaling rows, and the most bytes one point moves in all.
@@ -30,7 +31,7 @@ def big_upload_scenario(size: int) -> str:
 def scenario_big_upload(target: Target, source: Path, size: int, runs: int, table: Table) -> None:
     counter = iter(range(1000))
     with PeakRss(target.pid) as rss:
-        value = median_of(runs, lambda: size / MB / upload(target, f"big-{next(counter)}.bin", source))
+        value = median_of(runs, lambda: size / MB / upload(target, f"big-{next(counter)}.bin", source), warm=[source])
     table.add(Row(big_upload_scenario(size), target.name, value, "MB/s", rss.peak))
 
 
@@ -63,7 +64,7 @@ def scenario_small_files(target: Target, small: Path, count: int, runs: int, tab
 def concurrent_uploads(target: Target, path: Path, clients: int, prefix: str) -> tuple[float, int, int]:
     """`clients` curl processes upload `path` at once; returns (seconds until the last one ended, peak RSS,
     failures)."""
-    settle_disk()
+    settle_disk(warm=[path])
     started = time.perf_counter()
     with PeakRss(target.pid) as rss:
         procs = [subprocess.Popen(["curl", "-s", "-S", "--fail", *target.upload_args(f"{prefix}-{i}.bin", path),
@@ -96,6 +97,26 @@ def scenario_upload_scaling(target: Target, work: Path, size: int, table: Table)
                       peak, f"{failed} failed" if failed else ""))
 
 
+def durable_write_seconds(source: Path, target: Path) -> float:
+    """Copies `source` in 1 MiB writes, starting the writeback of the written pages every 4 MiB as
+    lockr-local's uploads do (server/writeback.py), then fsyncs: the fastest durable write here."""
+    started = time.perf_counter()
+    with open(source, "rb") as src:
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            pushed = written = 0
+            while block := src.read(2**20):
+                os.write(fd, block)
+                written += len(block)
+                if written - pushed >= writeback.FLUSH_EVERY:
+                    writeback.start_writeback(fd)
+                    pushed = written
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return time.perf_counter() - started
+
+
 def bench_raw_limits(work: Path, source: Path, size: int, table: Table) -> None:
     """The frame: what copying, hashing and a body-discarding server cost on this machine."""
     settle_disk()
@@ -106,6 +127,11 @@ def bench_raw_limits(work: Path, source: Path, size: int, table: Table) -> None:
         os.fsync(handle.fileno())
     table.add(Row("raw: cp + fsync", "machine", size / MB / (time.perf_counter() - started), "MB/s"))
     target.unlink()
+    if writeback._sync_file_range is not None:
+        settle_disk(warm=[source])
+        table.add(Row("raw: 1 MiB writes + fsync, writeback started every 4 MiB", "machine",
+                      size / MB / durable_write_seconds(source, target), "MB/s"))
+        target.unlink()
     started = time.perf_counter()
     digest = hashlib.sha256()
     with open(source, "rb") as handle:

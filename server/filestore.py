@@ -8,7 +8,6 @@ import logging
 import os
 import secrets
 import shutil
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -16,13 +15,11 @@ from lockr_local.errors import InsufficientStorage, NotFound, StorageError, Unkn
 from lockr_local.server.blobstore import (
     BlobLocation, BlobStore, BlobWriter, Digests, PartialBlob, StreamDigests, storage_errors,
 )
+from lockr_local.server.writeback import SESSION_FLUSH_EVERY, BackgroundFlush
 
 log = logging.getLogger("lockr.sessions")
 
 REHASH_BLOCK = 1024 * 1024
-# Every chunk ends with an fsync before its 308, so chunks flush in the background more often than
-# direct uploads: the final fsync then finds at most 1 MiB to write (8 MiB chunks: 2.9 ms -> 0.75 ms).
-SESSION_FLUSH_EVERY = 1024 * 1024
 
 
 def fsync_directory(path: Path) -> None:
@@ -45,52 +42,6 @@ def publish(source: Path, final: Path) -> None:
     fsync_directory(final.parent)
     if created_parent:
         fsync_directory(final.parent.parent)
-
-
-# Written bytes are pushed to the disk in the background every FLUSH_EVERY bytes, so the fsync that
-# must precede the answer (the 201, or a session chunk's 308) finds little left to do instead of a
-# whole file's or chunk's worth of dirty pages.
-FLUSH_EVERY = 4 * 1024 * 1024
-_FLUSHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-flush")
-
-
-def _flush_duplicate(fd: int) -> None:
-    """fdatasync on a duplicate descriptor (the writer may close its own meanwhile), then close it.
-
-    An error raised here is the writer's error: a duplicate shares the open file description, so the
-    kernel reports a failed writeback only once, here, and the final fsync would not see it again.
-    """
-    try:
-        os.fdatasync(fd)
-    finally:
-        os.close(fd)
-
-
-class BackgroundFlush:
-    """One writer's background fdatasync every `every` bytes: at most one in flight; its error is the
-    writer's error."""
-
-    def __init__(self, every: int = FLUSH_EVERY) -> None:
-        self._every = every
-        self._flush: Future[None] | None = None
-        self._flushed_upto = 0
-
-    def written(self, fd: int, total: int) -> None:
-        """Called after each write with the bytes written so far; starts a flush every FLUSH_EVERY."""
-        if total - self._flushed_upto < self._every:
-            return
-        if self._flush is not None:
-            if not self._flush.done():
-                return
-            self._flush.result()  # a failed background writeback fails this upload, here
-        self._flushed_upto = total
-        self._flush = _FLUSHING.submit(_flush_duplicate, os.dup(fd))
-
-    def wait(self) -> None:
-        """Before the fsync that acknowledges: the flush in flight has ended, and did not fail."""
-        if self._flush is not None:
-            flush, self._flush = self._flush, None
-            flush.result()
 
 
 class FileBlobWriter(BlobWriter):

@@ -9,11 +9,13 @@ import sqlite3
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
 
-from lockr_local.server.filestore import FLUSH_EVERY
+from lockr_local.server import writeback
+from lockr_local.server.writeback import FLUSH_EVERY
 from tests.helpers import REPO, ServerProcess, clean_env, create_account, upload, wait_for
 
 
@@ -181,20 +183,33 @@ def test_fsync_failure_is_never_acknowledged(server_factory, monkeypatch):
     assert upload(server.url, b"fine", "ok.txt", account=account).status_code == 201
 
 
-def test_failed_background_writeback_is_never_acknowledged(server, monkeypatch):
-    """Big uploads are flushed in the background while they stream; an EIO there fails the upload
-    even though the final fsync on the writer's own descriptor would no longer report it."""
-    account = create_account(server.url)
-    real_fdatasync = os.fdatasync
-    failures = []
+def fail_background_writeback(monkeypatch: Any, mechanism: str) -> list[int]:
+    """Makes the background push of written bytes fail with EIO, through `mechanism`: "sync_file_range"
+    (Linux) or the "fdatasync" thread used elsewhere. Returns the descriptors it was called with."""
+    failures: list[int] = []
 
-    def failing_fdatasync(fd: int) -> None:
+    def failing(fd: int) -> None:
         failures.append(fd)
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(os, "fdatasync", failing_fdatasync)
+    if mechanism == "sync_file_range":
+        if writeback._sync_file_range is None:
+            pytest.skip("sync_file_range exists on Linux only")
+        monkeypatch.setattr(writeback, "start_writeback", failing)
+    else:
+        monkeypatch.setattr(writeback, "_sync_file_range", None)
+        monkeypatch.setattr(os, "fdatasync", failing)
+    return failures
+
+
+@pytest.mark.parametrize("mechanism", ["sync_file_range", "fdatasync"])
+def test_failed_background_writeback_is_never_acknowledged(server, monkeypatch, mechanism):
+    """Big uploads are pushed to the disk in the background while they stream; an EIO there fails the
+    upload (with fdatasync, the final fsync on the writer's own descriptor would no longer report it)."""
+    account = create_account(server.url)
+    failures = fail_background_writeback(monkeypatch, mechanism)
     response = upload(server.url, os.urandom(3 * FLUSH_EVERY + 1), "writeback.bin", account=account)
-    monkeypatch.setattr(os, "fdatasync", real_fdatasync)
+    monkeypatch.undo()
     assert failures, "the upload was never flushed in the background"
     assert response.status_code == 500, response.text
     assert response.json()["error"]["code"] == "storage_error"
@@ -202,7 +217,8 @@ def test_failed_background_writeback_is_never_acknowledged(server, monkeypatch):
     assert wait_for(lambda: list(server.ctx.blobs.temp_dir("local").iterdir()) == [], message="temp file removed")
 
 
-def test_failed_background_writeback_of_a_session_chunk_is_never_acknowledged(server, monkeypatch):
+@pytest.mark.parametrize("mechanism", ["sync_file_range", "fdatasync"])
+def test_failed_background_writeback_of_a_session_chunk_is_never_acknowledged(server, monkeypatch, mechanism):
     from tests.server.session_tools import open_session, put_chunk, status, stored_offset
 
     account = create_account(server.url)
@@ -211,12 +227,27 @@ def test_failed_background_writeback_of_a_session_chunk_is_never_acknowledged(se
     session = open_session(server.url, total, account=account)
     first = put_chunk(session["uploadUrl"], data[:FLUSH_EVERY], 0, total)
     assert first.status_code == 308 and stored_offset(first) == FLUSH_EVERY
-    real_fdatasync = os.fdatasync
-    monkeypatch.setattr(os, "fdatasync", lambda fd: (_ for _ in ()).throw(OSError(errno.EIO, "Input/output error")))
+    failures = fail_background_writeback(monkeypatch, mechanism)
     failed = put_chunk(session["uploadUrl"], data[FLUSH_EVERY:3 * FLUSH_EVERY], FLUSH_EVERY, total)
-    monkeypatch.setattr(os, "fdatasync", real_fdatasync)
+    monkeypatch.undo()
+    assert failures, "the chunk was never flushed in the background"
     assert failed.status_code == 500 and failed.json()["error"]["code"] == "storage_error"
     # Only the chunk acknowledged before the failure counts; the client resumes from there.
     assert stored_offset(status(session["uploadUrl"], total)) == FLUSH_EVERY
     done = put_chunk(session["uploadUrl"], data[FLUSH_EVERY:], FLUSH_EVERY, total)
     assert done.status_code in (200, 201) and done.json()["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_uploads_push_their_bytes_to_the_disk_as_they_stream(server, monkeypatch):
+    """On Linux the push is sync_file_range, started every FLUSH_EVERY bytes on the writer's thread."""
+    if writeback._sync_file_range is None:
+        pytest.skip("sync_file_range exists on Linux only")
+    calls: list[int] = []
+    real = writeback.start_writeback
+    monkeypatch.setattr(writeback, "start_writeback", lambda fd: (calls.append(fd), real(fd)))
+    account = create_account(server.url)
+    data = os.urandom(4 * FLUSH_EVERY)
+    answer = upload(server.url, data, "pushed.bin", account=account)
+    assert answer.status_code == 201
+    assert len(calls) >= 3
+    assert requests.get(answer.json()["downloadUrl"], headers=account.auth).content == data
