@@ -1,5 +1,6 @@
 """The peers lockr-local is measured against, started on loopback with temp folders: nginx (DAV PUT,
-static GET with sendfile), copyparty (anonymous write volume) and `rclone serve webdav`."""
+static GET with sendfile), copyparty (anonymous write volume), `rclone serve webdav`, and a naive Tornado
+file server (the framework's own cost, for reference)."""
 
 from __future__ import annotations
 
@@ -151,4 +152,23 @@ class RcloneWebdavPeer(Peer):
         return self
 
 
-ALL_PEERS: tuple[type[Peer], ...] = (NginxPeer, CopypartyPeer, RcloneWebdavPeer)
+class NaiveTornadoPeer(Peer):
+    """bench/naive_tornado.py: the framework's cost alone (no hashing, no fsync, no database)."""
+
+    name = "naive Tornado (no fsync)"
+
+    @staticmethod
+    def available() -> bool:
+        return True
+
+    def start(self) -> "NaiveTornadoPeer":
+        root = self.root = self.work / "naive-tornado"
+        root.mkdir(parents=True, exist_ok=True)
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.naive_tornado", str(self.port), str(root)],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     cwd=Path(__file__).resolve().parent.parent)
+        wait_listening(self.port)
+        return self
+
+
+ALL_PEERS: tuple[type[Peer], ...] = (NginxPeer, CopypartyPeer, RcloneWebdavPeer, NaiveTornadoPeer)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import sqlite3
 import subprocess
 import time
 from pathlib import Path
@@ -117,6 +118,29 @@ def durable_write_seconds(source: Path, target: Path) -> float:
     return time.perf_counter() - started
 
 
+def durable_row_commits_per_second(folder: Path, count: int = 1000, size: int = 10 * 1024) -> float:
+    """SQLite in WAL mode with synchronous=FULL, as lockr-local runs it: `count` inserts of a `size`-byte
+    row, each its own commit (one WAL fsync). The ceiling of any upload that is durable before its answer
+    and keeps small files in the database; no server or HTTP involved."""
+    path = folder / "commits.db"
+    connection = sqlite3.connect(path, isolation_level=None)
+    try:
+        connection.execute("PRAGMA journal_mode=wal")
+        connection.execute("PRAGMA synchronous=full")
+        connection.execute("CREATE TABLE files (id TEXT PRIMARY KEY, data BLOB)")
+        data = os.urandom(size)
+        started = time.perf_counter()
+        for index in range(count):
+            connection.execute("BEGIN")
+            connection.execute("INSERT INTO files VALUES (?, ?)", (f"file-{index}", data))
+            connection.execute("COMMIT")
+        return count / (time.perf_counter() - started)
+    finally:
+        connection.close()
+        for leftover in folder.glob("commits.db*"):
+            leftover.unlink()
+
+
 def bench_raw_limits(work: Path, source: Path, size: int, table: Table) -> None:
     """The frame: what copying, hashing and a body-discarding server cost on this machine."""
     settle_disk()
@@ -138,6 +162,8 @@ def bench_raw_limits(work: Path, source: Path, size: int, table: Table) -> None:
         while block := handle.read(8 * 2**20):
             digest.update(block)
     table.add(Row("raw: sha256 of the file", "machine", size / MB / (time.perf_counter() - started), "MB/s"))
+    table.add(Row("raw: 10 KiB rows committed one by one (SQLite WAL, fsync each)", "machine",
+                  durable_row_commits_per_second(work), "files/s"))
     settle_disk()
     if NginxPeer.available():
         nginx = NginxPeer(work).start()
