@@ -20,7 +20,7 @@ from lockr_local.errors import (
     ChecksumMismatch, Conflict, Forbidden, MethodNotAllowed, NotFound, PreconditionFailed, QuotaExceeded,
 )
 from lockr_local.server.blobstore import BlobLocation, Digests
-from lockr_local.server.inline import copy_inline, inline_digests, insert_inline
+from lockr_local.server.inline import copy_inline, insert_inline
 from lockr_local.server.models import Account, DavFolder, StoredFile
 from lockr_local.server.security import new_id
 from lockr_local.server.service import FileInfo, NewFile, Principal, Service
@@ -172,10 +172,10 @@ class DavStore:
 
     # -- writing ------------------------------------------------------------------------------
 
-    def commit_inline_put(self, principal: Principal, new: NewFile, data: bytes, checksums: dict[str, str]
-                          ) -> tuple[FileInfo, bool, list[BlobLocation]]:
-        """A small PUT body: hashed, checked against OC-Checksum, then listed with its bytes in one commit."""
-        digests = inline_digests(data)
+    def commit_inline_put(self, principal: Principal, new: NewFile, data: bytes, checksums: dict[str, str],
+                          digests: Digests) -> tuple[FileInfo, bool, list[BlobLocation]]:
+        """A small PUT body with its `digests` (inline.digests_of): checked against OC-Checksum, then listed
+        with its bytes in one commit."""
         mismatch = checksum_mismatch(checksums, digests)
         if mismatch is not None:
             raise mismatch

@@ -11,7 +11,9 @@ Every reader of stored bytes goes through `open_stored`, which knows the two pla
 
 from __future__ import annotations
 
+import asyncio
 import io
+from concurrent.futures import Executor
 from typing import BinaryIO, Callable
 
 import peewee
@@ -62,6 +64,18 @@ def inline_digests(data: bytes) -> Digests:
     digests = StreamDigests(rclone_digests=True)
     digests.update(data)
     return digests.digests()
+
+
+# Bodies up to this size are hashed on the IOLoop (tens of microseconds); larger ones (inline_max may be
+# set up to 16 MiB) on an I/O thread. Never on the database thread, which every request waits for.
+HASH_ON_LOOP_MAX = 128 * 1024
+
+
+async def digests_of(data: bytes, io_threads: Executor) -> Digests:
+    """inline_digests(data), computed where it costs least (see HASH_ON_LOOP_MAX)."""
+    if len(data) <= HASH_ON_LOOP_MAX:
+        return inline_digests(data)
+    return await asyncio.get_running_loop().run_in_executor(io_threads, inline_digests, data)
 
 
 def insert_inline(database: peewee.Database, file_id: str, data: bytes) -> None:

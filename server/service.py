@@ -23,7 +23,7 @@ from lockr_local.errors import (
 from lockr_local.server.blobstore import BlobLocation, BlobStore, Digests
 from lockr_local.server.checks import StoredCheck
 from lockr_local.server.faults import Faults
-from lockr_local.server.inline import inline_digests, insert_inline
+from lockr_local.server.inline import insert_inline
 from lockr_local.server.models import Account, ApiToken, StoredFile, UploadSession
 from lockr_local.server.prepared import Prepared
 from lockr_local.server.security import Signer, new_token, token_hash
@@ -392,9 +392,9 @@ class Service:
                         principal.account_id, created_at, new.mtime, new.sha1, new.md5, new.check, data is not None)
 
     def record_inline_file(self, principal: Principal, new: NewFile, data: bytes) -> FileInfo:
-        """A small upload's one trip to the database thread: its digests, then its row and bytes in one
-        commit (inline.py). `new` carries everything but the digests."""
-        return self.record_file(principal, new.with_digests(inline_digests(data)), data=data)
+        """A small upload's one trip to the database thread: its row and bytes in one commit (inline.py).
+        `new` carries the digests (inline.digests_of, computed before the trip)."""
+        return self.record_file(principal, new, data=data)
 
     def authenticate_and_record_inline(self, token: str, region: str | None, new: NewFile, data: bytes,
                                        admit: Callable[[Principal], None]) -> tuple[Principal, FileInfo]:

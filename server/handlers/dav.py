@@ -24,7 +24,7 @@ from lockr_local.server.davstore import DavStore, checksum_mismatch
 from lockr_local.server.handlers.base import ServerContext
 from lockr_local.server.handlers.downloads import DownloadHandler
 from lockr_local.server.handlers.uploads import UNLIMITED_BODY, declared_length
-from lockr_local.server.inline import InlineSink, stores_inline
+from lockr_local.server.inline import InlineSink, digests_of, inline_digests, stores_inline
 from lockr_local.server.security import new_id
 from lockr_local.server.service import FileInfo, NewFile
 from lockr_local.server.streaming import UploadSink
@@ -238,8 +238,9 @@ class DavHandler(DownloadHandler):
         if isinstance(sink, InlineSink):
             new = NewFile(location.key, self.path.name, sink.received, self.put_type, location.region, "", None,
                           mtime=self.put_mtime)
-            info, replaced, old = await self.call(self.dav.commit_inline_put, self.principal, new, sink.data(),
-                                                  self.put_checksums)
+            data = sink.data()
+            info, replaced, old = await self.call(self.dav.commit_inline_put, self.principal, new, data,
+                                                  self.put_checksums, await digests_of(data, self.ctx.io))
         else:
             info, replaced, old = await self._commit_blob_put(sink)
         self.ctx.faults.hit("after_db_commit")
@@ -360,7 +361,7 @@ class DavHandler(DownloadHandler):
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
         if stores_inline(0, self.settings_.inline_max):
             empty = NewFile(location.key, name, 0, content_type, region, "", None)
-            await self.call(self.dav.commit_inline_put, self.principal, empty, b"", {})
+            await self.call(self.dav.commit_inline_put, self.principal, empty, b"", {}, inline_digests(b""))
             return
         writer = await self.run_io(self.ctx.blobs.new_writer, location)
         await self.run_io(writer.commit)

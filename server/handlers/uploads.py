@@ -15,7 +15,7 @@ from lockr_local.names import decode_header_name, validate_content_type, validat
 from lockr_local.server.auth import bearer_token
 from lockr_local.server.blobstore import BlobLocation, rclone_digests_inline
 from lockr_local.server.handlers.base import BaseHandler
-from lockr_local.server.inline import InlineSink, stores_inline
+from lockr_local.server.inline import InlineSink, digests_of, stores_inline
 from lockr_local.server.security import new_id
 from lockr_local.server.service import NewFile
 from lockr_local.server.streaming import UploadSink
@@ -131,13 +131,15 @@ class DirectUploadHandler(BaseHandler):
 
     async def record_inline(self, sink: InlineSink) -> None:
         """A small body: hashed, then its row and bytes committed together, in one database trip."""
+        data = sink.data()
         new = NewFile(self.file_id, self.upload["name"], sink.received, self.upload["type"],
-                      self.upload["region"] or "", "", self.upload["key_hash"])
+                      self.upload["region"] or "", "", self.upload["key_hash"]).with_digests(
+            await digests_of(data, self.ctx.io))
         if self.deferred_token is None:
-            info = await self.call(self.ctx.service.record_inline_file, self.principal, new, sink.data())
+            info = await self.call(self.ctx.service.record_inline_file, self.principal, new, data)
         else:
             self.principal, info = await self.ctx.auth.record_bearer_inline(
-                self.deferred_token, self.client_address, self.upload["region"], new, sink.data())
+                self.deferred_token, self.client_address, self.upload["region"], new, data)
         self.ctx.faults.hit("after_db_commit")
         self.write_json(info.to_json(self.base_url()), status=201)
 

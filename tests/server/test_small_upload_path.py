@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
 from typing import Any
 
 import pytest
@@ -99,3 +101,25 @@ def test_small_and_large_bodies_alternate_on_one_keep_alive_connection(server: A
 ])
 def test_socket_reads_are_sized_by_the_body_the_head_announces(head: bytes, size: int) -> None:
     assert read_size_for(head) == size
+
+
+@pytest.mark.parametrize("size", [10 * 1024, 512 * 1024])
+def test_small_files_are_never_hashed_on_the_database_thread(server_factory: Any, monkeypatch: Any,
+                                                             size: int) -> None:
+    from lockr_local.server import inline
+
+    hashed_on: list[str] = []
+    real = inline.inline_digests
+
+    def recording(data: bytes) -> Any:
+        hashed_on.append(threading.current_thread().name)
+        return real(data)
+
+    monkeypatch.setattr(inline, "inline_digests", recording)
+    srv = server_factory(inline_max=1024 * 1024)
+    account = create_account(srv.url)
+    body = os.urandom(size)
+    answer = upload(srv.url, body, "hashed.bin", account=account)
+    assert answer.status_code == 201
+    assert answer.json()["sha256"] == hashlib.sha256(body).hexdigest()
+    assert hashed_on and not any(name.startswith("lockr-db") for name in hashed_on), hashed_on
