@@ -21,9 +21,11 @@ class UploadSink:
     does not stop the socket at once; memory stays flat at a few MiB per upload."""
 
     def __init__(self, writer: BlobWriter, executor: Executor, limit: int | None,
-                 too_large: Callable[[int], TooLarge], queued_writes: int = QUEUED_WRITES) -> None:
+                 too_large: Callable[[int], TooLarge], queued_writes: int = QUEUED_WRITES,
+                 write_buffer: int = WRITE_BUFFER) -> None:
         self.writer = writer
         self._queued_writes = queued_writes
+        self._write_buffer = write_buffer
         self.received = 0
         self._executor = executor
         self._limit = limit
@@ -40,7 +42,7 @@ class UploadSink:
             raise self._too_large(self.received)
         self._chunks.append(chunk)
         self._buffered += len(chunk)
-        if self._buffered >= WRITE_BUFFER:
+        if self._buffered >= self._write_buffer:
             await self._submit()
 
     async def _submit(self) -> None:
