@@ -64,3 +64,32 @@ def test_unknown_group_is_refused_with_the_list_of_groups() -> None:
                           text=True, timeout=60)
     assert proc.returncode == 2
     assert "unknown group(s) uploads" in proc.stderr and "listing" in proc.stderr
+
+
+def test_naive_tornado_peer_stores_a_put_and_serves_it_back(tmp_path: Path) -> None:
+    import requests
+
+    from bench.peers import NaiveTornadoPeer
+
+    peer = NaiveTornadoPeer(tmp_path).start()
+    try:
+        body = os.urandom(3 * 2**20 + 5)
+        assert requests.put(peer.upload_url("one.bin"), data=body, timeout=30).status_code == 201
+        assert requests.get(peer.download_url("one.bin"), timeout=30).content == body
+    finally:
+        peer.stop()
+
+
+def test_raw_rows_measure_a_durable_write_and_durable_commits(tmp_path: Path) -> None:
+    from bench.scenarios import durable_row_commits_per_second, durable_write_seconds
+    from lockr_local.server import writeback
+
+    if writeback._sync_file_range is None:
+        pytest.skip("the durable-write row pushes writeback with sync_file_range, which exists on Linux only")
+    source = tmp_path / "source.bin"
+    source.write_bytes(os.urandom(9 * 2**20))
+    target = tmp_path / "copy.bin"
+    assert durable_write_seconds(source, target) > 0
+    assert target.read_bytes() == source.read_bytes()
+    assert durable_row_commits_per_second(tmp_path, count=20) > 0
+    assert not list(tmp_path.glob("commits.db*"))
