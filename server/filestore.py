@@ -304,11 +304,8 @@ class FilePartial(PartialBlob):
 
     def commit(self) -> None:
         """fsync, then os.replace into the object path, then fsync both folders."""
-        assert self._fd is not None, "commit after close"
+        self.sync()
         with storage_errors("make the upload durable"):
-            self.hasher.settle()
-            self._background.wait()
-            os.fsync(self._fd)
             self.abort()
             publish(self.path, self.final_path)
             fsync_directory(self.path.parent)

@@ -391,11 +391,6 @@ class Service:
         return FileInfo(new.file_id, new.name, new.size, new.type, new.region, new.sha256, key_hash, 0,
                         principal.account_id, created_at, new.mtime, new.sha1, new.md5, new.check, data is not None)
 
-    def record_inline_file(self, principal: Principal, new: NewFile, data: bytes) -> FileInfo:
-        """A small upload's one trip to the database thread: its row and bytes in one commit (inline.py).
-        `new` carries the digests (inline.digests_of, computed before the trip)."""
-        return self.record_file(principal, new, data=data)
-
     def authenticate_and_record_inline(self, token: str, region: str | None, new: NewFile, data: bytes,
                                        admit: Callable[[Principal], None]) -> tuple[Principal, FileInfo]:
         """A small Bearer-token upload's only database trip, after its body: who, then `admit` (the caller's
@@ -404,7 +399,7 @@ class Service:
         principal, account = self._token_account(token)
         admit(principal)
         resolved = self.admit_upload(principal, region, new.size, new.key_hash, account)
-        return principal, self.record_inline_file(principal, dataclasses.replace(new, region=resolved), data)
+        return principal, self.record_file(principal, dataclasses.replace(new, region=resolved), data=data)
 
     # -- files --------------------------------------------------------------------------------
 

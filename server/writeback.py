@@ -4,6 +4,8 @@ fsync that must precede its answer (the 201, or a session chunk's 308) finds lit
 from __future__ import annotations
 
 import ctypes
+import errno
+import logging
 import os
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -13,6 +15,8 @@ from typing import Any
 # with an fsync before its 308, so chunks push more often: the final fsync finds at most 1 MiB to write).
 FLUSH_EVERY = 4 * 1024 * 1024
 SESSION_FLUSH_EVERY = 1024 * 1024
+
+log = logging.getLogger("lockr.server")
 
 _SYNC_FILE_RANGE_WRITE = 2  # <linux/fs.h>: start writeback of the dirty pages in the range, do not wait
 
@@ -47,6 +51,18 @@ def start_writeback(fd: int) -> None:
         raise OSError(error, os.strerror(error))
 
 
+# What a filesystem that cannot do sync_file_range answers; the fdatasync thread is used from then on.
+_UNSUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ESPIPE}
+
+
+def _give_up_sync_file_range(exc: OSError) -> None:
+    global _sync_file_range
+    if _sync_file_range is not None:
+        log.warning("sync_file_range is not supported here (%s); flushing uploads with fdatasync instead",
+                    exc.strerror or exc)
+    _sync_file_range = None
+
+
 _FLUSHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-flush")
 
 
@@ -78,8 +94,13 @@ class BackgroundFlush:
             return
         if _sync_file_range is not None:
             self._flushed_upto = total
-            start_writeback(fd)
-            return
+            try:
+                start_writeback(fd)
+                return
+            except OSError as exc:
+                if exc.errno not in _UNSUPPORTED:
+                    raise  # EIO and the like: this upload fails
+                _give_up_sync_file_range(exc)
         if self._flush is not None:
             if not self._flush.done():
                 return

@@ -13,21 +13,19 @@ dead NAT entry would look to the client.
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 import time
 from typing import Iterable
 
+from tests.loopback import LoopbackListener, end_socket
 
-class CutProxy:
+
+class CutProxy(LoopbackListener):
+    RESET_ON_CLOSE = True
+
     def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1") -> None:
+        super().__init__()
         self.upstream = (upstream_host, upstream_port)
-        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.listener.bind(("127.0.0.1", 0))
-        self.listener.listen(64)
-        self.port = self.listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
         self.sent_upstream = 0
         self.sent_downstream = 0
         self.cuts_done = 0
@@ -38,10 +36,7 @@ class CutProxy:
         self._flowing = threading.Event()
         self._flowing.set()
         self._down_cut_points: list[int] = []
-        self._lock = threading.Lock()
-        self._closed = False
-        self._sockets: set[socket.socket] = set()
-        threading.Thread(target=self._accept, name="cutproxy-accept", daemon=True).start()
+        self._start_accepting("cutproxy-accept")
 
     def cut_at(self, points: Iterable[int]) -> None:
         """Arms cuts at these running totals of upstream bytes (each fires once)."""
@@ -70,30 +65,19 @@ class CutProxy:
             return len(self._sockets) // 2
 
     def close(self) -> None:
-        self._closed = True
         self._flowing.set()
-        self.listener.close()
-        with self._lock:
-            for sock in list(self._sockets):
-                _reset(sock)
-            self._sockets.clear()
+        super().close()
 
-    def _accept(self) -> None:
-        while not self._closed:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            try:
-                server = socket.create_connection(self.upstream)
-            except OSError:
-                _reset(client)
-                continue
-            with self._lock:
-                self._sockets.update((client, server))
-            pair = (client, server)
-            threading.Thread(target=self._pump, args=(client, server, True, pair), daemon=True).start()
-            threading.Thread(target=self._pump, args=(server, client, False, pair), daemon=True).start()
+    def _accepted(self, client: socket.socket) -> None:
+        try:
+            server = socket.create_connection(self.upstream)
+        except OSError:
+            end_socket(client, reset=True)
+            return
+        self._track(client, server)
+        pair = (client, server)
+        threading.Thread(target=self._pump, args=(client, server, True, pair), daemon=True).start()
+        threading.Thread(target=self._pump, args=(server, client, False, pair), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, upstream: bool,
               pair: tuple[socket.socket, socket.socket]) -> None:
@@ -121,9 +105,8 @@ class CutProxy:
             if upstream:
                 self._flowing.wait()
         for sock in pair:
-            _reset(sock)
-        with self._lock:
-            self._sockets.difference_update(pair)
+            end_socket(sock, reset=True)
+        self._untrack(*pair)
 
     def _count(self, data: bytes, upstream: bool) -> tuple[bytes, bool]:
         """Forwards up to the next cut point; True when the connection must be cut after this piece."""
@@ -147,20 +130,3 @@ class CutProxy:
                 self.sent_downstream += len(data)
             return data, cut
 
-
-def _reset(sock: socket.socket) -> None:
-    """Closes with RST rather than FIN, so both peers see an abrupt failure."""
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    except OSError:
-        pass
-    try:
-        # SHUT_RD sends nothing but wakes the other pump thread out of recv(), so the close (an RST
-        # with SO_LINGER 0) is not held back by it.
-        sock.shutdown(socket.SHUT_RD)
-    except OSError:
-        pass
-    try:
-        sock.close()
-    except OSError:
-        pass

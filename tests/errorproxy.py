@@ -18,7 +18,8 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from typing import Any
+
+from tests.loopback import LoopbackListener, end_socket
 
 _REASONS = {500: "Internal Server Error", 502: "Bad Gateway", 503: "Service Temporarily Unavailable"}
 
@@ -29,52 +30,27 @@ class Failure:
     request_line: str
 
 
-class ErrorProxy:
+class ErrorProxy(LoopbackListener):
     def __init__(self, upstream_port: int, upstream_host: str = "127.0.0.1", status: int = 503) -> None:
+        super().__init__()
         self.upstream = (upstream_host, upstream_port)
         self.status = status
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._lock = threading.Lock()
         self._to_fail = 0
         self._method: str | None = None
         self._pass_first = 0
         self.failed: list[Failure] = []
         self.requests: list[tuple[str, str]] = []
         self.passed_connections = 0
-        self._sockets: set[socket.socket] = set()
-        self._closed = threading.Event()
-        threading.Thread(target=self._accept_loop, name="errorproxy", daemon=True).start()
+        self._start_accepting("errorproxy")
 
     def fail_next(self, count: int, method: str | None = None, after: int = 0) -> None:
         """The next `count` requests (of `method`, if given) fail, once `after` of them have passed."""
         with self._lock:
             self._to_fail, self._method, self._pass_first = count, method, after
 
-    def close(self) -> None:
-        self._closed.set()
-        self._listener.close()
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            _close(sock)
-
-    def __enter__(self) -> "ErrorProxy":
-        return self
-
-    def __exit__(self, *_exc: Any) -> None:
-        self.close()
-
-    def _accept_loop(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            with self._lock:
-                self._sockets.add(client)
-            threading.Thread(target=self._serve, args=(client,), name="errorproxy-conn", daemon=True).start()
+    def _accepted(self, client: socket.socket) -> None:
+        self._track(client)
+        threading.Thread(target=self._serve, args=(client,), name="errorproxy-conn", daemon=True).start()
 
     def _take_failure(self, request_line: str, content_range: str) -> bool:
         with self._lock:
@@ -102,8 +78,8 @@ class ErrorProxy:
                 if upstream is None:
                     upstream = socket.create_connection(self.upstream, timeout=10)
                     upstream.settimeout(None)
+                    self._track(upstream)
                     with self._lock:
-                        self._sockets.add(upstream)
                         self.passed_connections += 1
                     threading.Thread(target=_pump, args=(upstream, client), name="errorproxy-down",
                                      daemon=True).start()
@@ -127,7 +103,7 @@ class ErrorProxy:
             pass
         for sock in (client, upstream):
             if sock is not None:
-                _close(sock)
+                end_socket(sock)
 
     def _answer_error(self, client: socket.socket, request_line: str, length: int, body_start: bytes) -> None:
         remaining = length - len(body_start)
@@ -167,15 +143,4 @@ def _pump(source: socket.socket, target: socket.socket) -> None:
     except OSError:
         pass
     for sock in (source, target):
-        _close(sock)
-
-
-def _close(sock: socket.socket) -> None:
-    try:
-        sock.shutdown(socket.SHUT_RDWR)
-    except OSError:
-        pass
-    try:
-        sock.close()
-    except OSError:
-        pass
+        end_socket(sock)

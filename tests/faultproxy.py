@@ -11,10 +11,10 @@ keep-alive pools do not matter); a fault fires once and disarms itself.
 from __future__ import annotations
 
 import socket
-import struct
 import threading
 from dataclasses import dataclass
-from typing import Any
+
+from tests.loopback import LoopbackListener, end_socket
 
 ACTIONS = ("close", "reset", "stall")
 
@@ -26,22 +26,16 @@ class Fault:
     stall_seconds: float = 0.0
 
 
-class FaultProxy:
+class FaultProxy(LoopbackListener):
     """Forwards 127.0.0.1:<port> to the target; `arm()` schedules the next fault."""
 
     def __init__(self, target_port: int, target_host: str = "127.0.0.1") -> None:
+        super().__init__()
         self.target = (target_host, target_port)
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self.port = self._listener.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self._lock = threading.Lock()
         self._fault: Fault | None = None
         self._counted = 0
         self.fired: list[Fault] = []
-        self._sockets: set[socket.socket] = set()
-        self._closed = threading.Event()
-        self._thread = threading.Thread(target=self._accept_loop, name="faultproxy", daemon=True)
-        self._thread.start()
+        self._start_accepting("faultproxy")
 
     def arm(self, after: int, action: str = "close", stall_seconds: float = 0.0) -> None:
         """The connection that carries byte number `after` (counted from now, client -> server) is hit."""
@@ -55,41 +49,17 @@ class FaultProxy:
         with self._lock:
             return self._fault is not None
 
-    def close(self) -> None:
-        self._closed.set()
-        self._listener.close()
-        with self._lock:
-            sockets = list(self._sockets)
-        for sock in sockets:
-            try:
-                sock.shutdown(socket.SHUT_RDWR)
-                sock.close()
-            except OSError:
-                pass
-
-    def __enter__(self) -> "FaultProxy":
-        return self
-
-    def __exit__(self, *_exc: Any) -> None:
-        self.close()
-
-    def _accept_loop(self) -> None:
-        while not self._closed.is_set():
-            try:
-                client, _ = self._listener.accept()
-            except OSError:
-                return
-            try:
-                upstream = socket.create_connection(self.target, timeout=10)
-            except OSError:
-                _Link(client, None).end()
-                continue
-            upstream.settimeout(None)
-            link = _Link(client, upstream)
-            with self._lock:
-                self._sockets.update((client, upstream))
-            threading.Thread(target=self._pump_up, args=(link,), daemon=True, name="faultproxy-up").start()
-            threading.Thread(target=self._pump_down, args=(link,), daemon=True, name="faultproxy-down").start()
+    def _accepted(self, client: socket.socket) -> None:
+        try:
+            upstream = socket.create_connection(self.target, timeout=10)
+        except OSError:
+            end_socket(client)
+            return
+        upstream.settimeout(None)
+        link = _Link(client, upstream)
+        self._track(client, upstream)
+        threading.Thread(target=self._pump_up, args=(link,), daemon=True, name="faultproxy-up").start()
+        threading.Thread(target=self._pump_down, args=(link,), daemon=True, name="faultproxy-down").start()
 
     def _take(self, size: int) -> tuple[int, Fault | None]:
         """How many of `size` bytes may pass before the armed fault fires (and the fault, if it does)."""
@@ -152,20 +122,6 @@ class _Link:
             if self._ended:
                 return
             self._ended = True
-        sockets = [sock for sock in (self.client, self.upstream) if sock is not None]
-        for sock in sockets:
-            try:
-                if reset:
-                    # SO_LINGER 0: the final close sends RST instead of FIN. SHUT_RD sends nothing but
-                    # wakes the other pump thread out of recv(), so the close is not held back by it.
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    sock.shutdown(socket.SHUT_RD)
-                else:
-                    sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-        for sock in sockets:
-            try:
-                sock.close()
-            except OSError:
-                pass
+        for sock in (self.client, self.upstream):
+            if sock is not None:
+                end_socket(sock, reset)

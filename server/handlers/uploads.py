@@ -56,7 +56,7 @@ class DirectUploadHandler(BaseHandler):
         service = self.ctx.service
         asked_region = self.request.headers.get("x-upload-region")
         self.file_id = new_id()
-        if principal is None and stores_inline(size, self.settings_.inline_max):
+        if principal is None and size is not None and stores_inline(size, self.settings_.inline_max):
             # A small body under a Bearer token: its token is checked, the upload admitted and recorded in the
             # one database trip after the body (record_inline). Reading at most `inline_max` bytes before
             # a refusal costs less than a second trip, which is a tenth of a small upload's time.
@@ -136,7 +136,7 @@ class DirectUploadHandler(BaseHandler):
                       self.upload["region"] or "", "", self.upload["key_hash"]).with_digests(
             await digests_of(data, self.ctx.io))
         if self.deferred_token is None:
-            info = await self.call(self.ctx.service.record_inline_file, self.principal, new, data)
+            info = await self.call(self.ctx.service.record_file, self.principal, new, data=data)
         else:
             self.principal, info = await self.ctx.auth.record_bearer_inline(
                 self.deferred_token, self.client_address, self.upload["region"], new, data)

@@ -251,3 +251,22 @@ def test_uploads_push_their_bytes_to_the_disk_as_they_stream(server, monkeypatch
     assert answer.status_code == 201
     assert len(calls) >= 3
     assert requests.get(answer.json()["downloadUrl"], headers=account.auth).content == data
+
+
+def test_a_filesystem_without_sync_file_range_falls_back_to_fdatasync(server, monkeypatch):
+    """EINVAL (a filesystem that cannot do it) is not an upload failure: the fdatasync thread takes over."""
+    if writeback._sync_file_range is None:
+        pytest.skip("sync_file_range exists on Linux only")
+    monkeypatch.setattr(writeback, "_sync_file_range", writeback._sync_file_range)  # restored after the test
+    monkeypatch.setattr(writeback, "start_writeback",
+                        lambda fd: (_ for _ in ()).throw(OSError(errno.EINVAL, "Invalid argument")))
+    flushed: list[int] = []
+    real_fdatasync = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (flushed.append(fd), real_fdatasync(fd))[1])
+    account = create_account(server.url)
+    data = os.urandom(4 * FLUSH_EVERY)
+    answer = upload(server.url, data, "fallback.bin", account=account)
+    assert answer.status_code == 201, answer.text
+    assert requests.get(answer.json()["downloadUrl"], headers=account.auth).content == data
+    assert writeback._sync_file_range is None
+    assert flushed, "the upload was never flushed in the background"
