@@ -146,10 +146,10 @@ SETTINGS: tuple[Setting, ...] = (
             "client address (sustained).", parse_float),
     Setting("rate_account_burst", 300, "Requests an account (and all accounts of one client address together) may "
             "make in a burst.", parse_int),
-    Setting("rate_login", 0.2, "Login attempts per second per address and per identifier (sustained).",
-            parse_float),
-    Setting("rate_login_burst", 10, "Login attempts allowed in a burst per address and per identifier.",
-            parse_int),
+    Setting("rate_login", 0.2, "Password attempts per second per address, and per account from addresses and "
+            "browsers that never logged in to it; sign-ups per address (sustained).", parse_float),
+    Setting("rate_login_burst", 10, "Password attempts (and sign-ups) allowed in a burst, per the same keys as "
+            "rate_login.", parse_int),
     Setting("header_timeout", 30.0, "Seconds a client may take to send a request's headers, and to stay idle "
             "between requests.", parse_float),
     Setting("body_idle_timeout", 60.0, "Window in seconds over which an upload body must keep arriving.",

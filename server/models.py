@@ -10,7 +10,8 @@ from playhouse.migrate import SchemaMigrator, migrate
 
 database_proxy = peewee.DatabaseProxy()
 
-SCHEMA_VERSION = 4
+# Schema 5: the LoginAddress table (create_tables makes it) and one username regardless of case.
+SCHEMA_VERSION = 5
 
 
 class BaseModel(peewee.Model):
@@ -37,6 +38,18 @@ class ApiToken(BaseModel):
     created_at = peewee.DoubleField()
     last_used_at = peewee.DoubleField(null=True)
     revoked = peewee.BooleanField(default=False)
+
+
+class LoginAddress(BaseModel):
+    """An address a password login to the account came from (as a keyed hash, not the address itself):
+    guesses made elsewhere do not hold such an address back (auth.py, Authenticator.limit_login)."""
+
+    account = peewee.ForeignKeyField(Account, backref="login_addresses", on_delete="CASCADE")
+    tag = peewee.CharField(max_length=64)
+    last_login_at = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("account", "tag"), True),)
 
 
 class StoredFile(BaseModel):
@@ -122,8 +135,8 @@ class Meta(BaseModel):
     value = peewee.TextField()
 
 
-ALL_MODELS: tuple[type[BaseModel], ...] = (Account, ApiToken, StoredFile, InlineBlob, UploadSession, DavFolder,
-                                            Meta)
+ALL_MODELS: tuple[type[BaseModel], ...] = (Account, ApiToken, LoginAddress, StoredFile, InlineBlob, UploadSession,
+                                            DavFolder, Meta)
 
 
 def open_database(database_url: str) -> peewee.Database:

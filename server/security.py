@@ -80,6 +80,11 @@ class Signer:
     def key_hash_matches(self, supplied: str, stored: str) -> bool:
         return hmac.compare_digest(self.protect_key_hash(supplied.lower()), stored)
 
+    def address_tag(self, address: str) -> str:
+        """What is stored for a client address that logged in: enough to recognise it, not to read it."""
+        return hmac.new(self._secret, b"address:" + address.encode("utf-8", "surrogatepass"),
+                        hashlib.sha256).hexdigest()
+
     def sign(self, message: str) -> str:
         mac = hmac.new(self._secret, b"link:" + message.encode(), hashlib.sha256).digest()
         return base64.urlsafe_b64encode(mac).decode().rstrip("=")
