@@ -196,9 +196,9 @@ class Service:
         email = validate_email(email)
         db = Account._meta.database
         with db.atomic():
-            taken = Account.select().where((Account.username == username) | (Account.email == email)).first()
+            taken = Account.select().where((_same_username(username)) | (Account.email == email)).first()
             if taken is not None:
-                what = "username" if taken.username == username else "email"
+                what = "username" if taken.username.lower() == username.lower() else "email"
                 raise AlreadyExists(f"That {what} is already registered; log in or pick another.", field=what)
             try:
                 account = Account.create(username=username, email=email, password_hash=password_hash,
@@ -215,7 +215,7 @@ class Service:
         if "@" in identifier:
             account = Account.get_or_none(Account.email == identifier.lower())
         else:
-            account = Account.get_or_none(Account.username == identifier)
+            account = _account_named(identifier)
         return None if account is None else (AccountInfo.of(account), account.password_hash)
 
     def find_login(self, identifier: str, client_address: str) -> LoginCandidate | None:
@@ -253,10 +253,21 @@ class Service:
         return AccountInfo.of(account)
 
     def account_by_username(self, username: str) -> AccountInfo:
-        account = Account.get_or_none(Account.username == username)
+        account = _account_named(username)
         if account is None:
-            raise NotFound(f"No account named {username!r}; see 'lockr-local user list'.")
+            raise NotFound(f"No account named {username!r} (names that differ only in case need the exact "
+                           "spelling); see 'lockr-local user list'.")
         return AccountInfo.of(account)
+
+    def rename_account(self, account_id: int, new_username: str) -> AccountInfo:
+        """Gives the account another username; 409 when another account has it in any case."""
+        new_username = validate_username(new_username)
+        with Account._meta.database.atomic():
+            if Account.select().where(_same_username(new_username) & (Account.id != account_id)).exists():
+                raise AlreadyExists("That username is already registered (in some case); pick another.",
+                                    field="username")
+            Account.update(username=new_username).where(Account.id == account_id).execute()
+        return self.account(account_id)
 
     def list_accounts(self) -> list[AccountInfo]:
         return [AccountInfo.of(a) for a in Account.select().order_by(Account.username)]
@@ -539,6 +550,21 @@ class Service:
                       .where(UploadSession.owner.is_null(False)).group_by(UploadSession.owner))
             for row in totals:
                 Account.update(reserved_bytes=row.r).where(Account.id == row.owner_id).execute()
+
+
+def _same_username(username: str) -> peewee.Expression:
+    """Usernames are one identity whatever the case (ASCII only, so SQL lower() agrees with Python's);
+    matches the index on lower(username) (models.py)."""
+    return peewee.fn.LOWER(Account.username) == username.lower()
+
+
+def _account_named(username: str) -> Account | None:
+    """The account with this username in any case. A store from before schema 5 may hold names that
+    differ only in case (fsck reports them): then only the exact spelling finds one of them."""
+    found = list(Account.select().where(_same_username(username)).limit(10))
+    if len(found) == 1:
+        return found[0]
+    return next((account for account in found if account.username == username), None)
 
 
 def validate_username(username: object) -> str:

@@ -184,6 +184,15 @@ def user_quota(args: argparse.Namespace) -> int:
     return 0
 
 
+def user_rename(args: argparse.Namespace) -> int:
+    with local_store(args) as service:
+        account = service.account_by_username(args.name)
+        renamed = service.rename_account(account.id, args.new_name)
+        print(f"Account {account.username} is now {renamed.username}; its WebDAV folder is "
+              f"/dav/{renamed.username}/.", file=sys.stderr)
+    return 0
+
+
 def user_delete(args: argparse.Namespace) -> int:
     with local_store(args) as service:
         account = service.account_by_username(args.name)
