@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from lockr_local.config import Settings
 from lockr_local.errors import RateLimited, Unauthorized
 from lockr_local.server.db import Database
-from lockr_local.server.security import dummy_password_hash, hash_password, verify_password
+from lockr_local.server.security import PasswordCost, check_password, dummy_password_hash, hash_password
 from lockr_local.server.service import AccountInfo, FileInfo, NewFile, Principal, Service
 
 
@@ -81,6 +81,7 @@ class Authenticator:
         self.service = service
         self.limiter = RateLimiter()
         self._kdf = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-kdf")
+        self.password_cost = PasswordCost.of(settings)
         # Verified Basic credentials, keyed by a salted digest so the cache never holds a password.
         self._basic_cache: dict[str, tuple[float, int, str]] = {}
         self._cache_salt = secrets.token_bytes(16)
@@ -136,15 +137,17 @@ class Authenticator:
         # Keyed by the account, so that its username and email share one allowance.
         account_key = f"id:{found.account.id}" if found else "name:" + identifier.strip().lower()
         self.limit_login(account_key, client_address, recognised)
-        stored_hash = found.password_hash if found else dummy_password_hash(self.settings.password_kdf_n)
+        stored_hash = found.password_hash if found else dummy_password_hash(self.password_cost)
         loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(self._kdf, verify_password, password, stored_hash)
+        ok, upgraded = await loop.run_in_executor(self._kdf, check_password, password, stored_hash,
+                                                  self.password_cost)
         if not ok or found is None:
             raise Unauthorized("Wrong username, email or password.")
-        if not found.known_address:
-            await self.db.run(self.service.record_login, found.account.id, client_address, found.password_hash)
+        if upgraded is not None or not found.known_address:
+            await self.db.run(self.service.record_login, found.account.id, client_address, found.password_hash,
+                              upgraded)
         self._basic_cache[cache_key] = (time.monotonic() + self._BASIC_CACHE_SECONDS, found.account.id,
-                                        found.password_hash)
+                                        upgraded or found.password_hash)
         if len(self._basic_cache) > 10_000:
             self._basic_cache.clear()
         return found.account
@@ -212,7 +215,7 @@ class Authenticator:
 
     async def hash_password(self, password: str) -> str:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._kdf, hash_password, password, self.settings.password_kdf_n)
+        return await loop.run_in_executor(self._kdf, hash_password, password, self.password_cost)
 
     def forget_cached_credentials(self) -> None:
         self._basic_cache.clear()

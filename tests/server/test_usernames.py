@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from lockr_local.server.models import SCHEMA_VERSION, Account, open_database
-from lockr_local.server.security import hash_password
+from lockr_local.server.security import PasswordCost, hash_password
 from tests.helpers import ServerProcess, create_account, error_code
 from tests.test_cli_admin import cli
 
@@ -50,7 +50,7 @@ def make_schema_4_store(data: Path, usernames: list[str]) -> Path:
     database = open_database(f"sqlite:///{path}")
     for i, _ in enumerate(usernames):
         Account.create(username=f"placeholder{i}", email=f"user{i}@example.com",
-                       password_hash=hash_password(f"password of {i}", 2**14), quota=10**9, created_at=1.0 + i)
+                       password_hash=hash_password(f"password of {i}", PasswordCost(19 * 1024, 2)), quota=10**9, created_at=1.0 + i)
     database.close()
     with sqlite3.connect(path) as raw:
         indexes = [row[1] for row in raw.execute("PRAGMA index_list(account)")]
