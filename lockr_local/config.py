@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import re
 import tomllib
@@ -146,10 +147,10 @@ SETTINGS: tuple[Setting, ...] = (
             "client address (sustained).", parse_float),
     Setting("rate_account_burst", 300, "Requests an account (and all accounts of one client address together) may "
             "make in a burst.", parse_int),
-    Setting("rate_login", 0.2, "Login attempts per second per address and per identifier (sustained).",
-            parse_float),
-    Setting("rate_login_burst", 10, "Login attempts allowed in a burst per address and per identifier.",
-            parse_int),
+    Setting("rate_login", 0.2, "Password attempts per second per address, and per account from addresses and "
+            "browsers that never logged in to it; sign-ups per address (sustained).", parse_float),
+    Setting("rate_login_burst", 10, "Password attempts (and sign-ups) allowed in a burst, per the same keys as "
+            "rate_login.", parse_int),
     Setting("header_timeout", 30.0, "Seconds a client may take to send a request's headers, and to stay idle "
             "between requests.", parse_float),
     Setting("body_idle_timeout", 60.0, "Window in seconds over which an upload body must keep arriving.",
@@ -160,7 +161,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("max_page_size", 1000, "Largest page a client may ask for with ?limit=.", parse_int),
     Setting("max_link_lifetime", 30 * 24 * 3600, "Longest lifetime of a signed download link, in seconds.",
             parse_int),
-    Setting("password_kdf_n", 2**15, "scrypt cost (N) for new password hashes; a power of two >= 16384.",
+    Setting("password_kdf_memory", 64 * 2**20, "Memory of the argon2id hash of new passwords (64MiB); at least "
+            "19MiB (OWASP's minimum).", parse_size),
+    Setting("password_kdf_time", 3, "Passes of the argon2id hash of new passwords over its memory; at least 2.",
             parse_int),
     Setting("secret_key", "", "Secret for signed links and key hashes. Empty: generated once into data_dir."),
     Setting("log_level", "info", "Log level: debug, info, warning or error."),
@@ -181,6 +184,13 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 INLINE_MAX_LIMIT = 16 * 2**20
+# OWASP's minimum argon2id cost (Password Storage Cheat Sheet): 19 MiB, 2 passes.
+PASSWORD_KDF_MIN_MEMORY = 19 * 2**20
+PASSWORD_KDF_MIN_TIME = 2
+# Settings of earlier versions that a config file may still hold: read, and ignored with a warning.
+RETIRED_SETTINGS = {
+    "password_kdf_n": "passwords are now hashed with argon2id; see password_kdf_memory and password_kdf_time",
+}
 
 _BY_NAME = {setting.name: setting for setting in SETTINGS}
 
@@ -217,7 +227,8 @@ class Settings:
     page_size: int
     max_page_size: int
     max_link_lifetime: int
-    password_kdf_n: int
+    password_kdf_memory: int
+    password_kdf_time: int
     secret_key: str
     log_level: str
     crash_point: str
@@ -279,9 +290,13 @@ def _read_config_file(path: Path) -> dict[str, Any]:
         raise SettingsError(f"config file {path} does not exist") from exc
     except tomllib.TOMLDecodeError as exc:
         raise SettingsError(f"config file {path} is not valid TOML: {exc}") from exc
-    unknown = sorted(set(data) - set(_BY_NAME))
+    unknown = sorted(set(data) - set(_BY_NAME) - set(RETIRED_SETTINGS))
     if unknown:
         raise SettingsError(f"config file {path}: unknown settings {', '.join(unknown)}")
+    for name in sorted(set(data) & set(RETIRED_SETTINGS)):
+        logging.getLogger("lockr.config").warning("config file %s: %s is no longer used (%s)", path, name,
+                                                  RETIRED_SETTINGS[name])
+        del data[name]
     return data
 
 
@@ -298,8 +313,9 @@ def _finish(parsed: dict[str, Any], sources: dict[str, str]) -> Settings:
             raise SettingsError(f"default_region {parsed['default_region']!r} is not one of the regions "
                                 f"{', '.join(region_names)}")
         parsed["default_region"] = region_names[0]
-    if parsed["password_kdf_n"] < 2**14 or parsed["password_kdf_n"] & (parsed["password_kdf_n"] - 1):
-        raise SettingsError("password_kdf_n must be a power of two of at least 16384")
+    if parsed["password_kdf_memory"] < PASSWORD_KDF_MIN_MEMORY or parsed["password_kdf_time"] < PASSWORD_KDF_MIN_TIME:
+        raise SettingsError("password_kdf_memory must be at least 19MiB and password_kdf_time at least 2 "
+                            "(OWASP's minimum for argon2id)")
     if not 0 <= parsed["inline_max"] <= INLINE_MAX_LIMIT:
         # Inline bodies are held in memory while they arrive, and SQLite reads a row's blob whole.
         raise SettingsError(f"inline_max must be between 0 and {INLINE_MAX_LIMIT} bytes (16MiB)")

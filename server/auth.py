@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from lockr_local.config import Settings
 from lockr_local.errors import RateLimited, Unauthorized
 from lockr_local.server.db import Database
-from lockr_local.server.security import dummy_password_hash, hash_password, verify_password
+from lockr_local.server.security import PasswordCost, check_password, dummy_password_hash, hash_password
 from lockr_local.server.service import AccountInfo, FileInfo, NewFile, Principal, Service
 
 
@@ -81,6 +81,7 @@ class Authenticator:
         self.service = service
         self.limiter = RateLimiter()
         self._kdf = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-kdf")
+        self.password_cost = PasswordCost.of(settings)
         # Verified Basic credentials, keyed by a salted digest so the cache never holds a password.
         self._basic_cache: dict[str, tuple[float, int, str]] = {}
         self._cache_salt = secrets.token_bytes(16)
@@ -118,31 +119,57 @@ class Authenticator:
             return Principal(account.id, account.username)
         raise Unauthorized("Unsupported Authorization header; use 'Bearer TOKEN' or Basic auth.")
 
-    async def verify_credentials(self, identifier: str, password: str, client_address: str) -> AccountInfo:
-        """The account for a username-or-email and password; 401 (after the same work) when wrong."""
+    async def verify_credentials(self, identifier: str, password: str, client_address: str,
+                                 device_accounts: frozenset[int] = frozenset()) -> AccountInfo:
+        """The account for a username-or-email and password; 401 (after the same work) when wrong.
+
+        `device_accounts` are the accounts this browser has logged in to before (the web pages' signed
+        device cookie): like an address that logged in before, they are not held back by the account's
+        allowance (see limit_login)."""
         cache_key = hashlib.sha256(self._cache_salt + identifier.encode() + b"\0" + password.encode()).hexdigest()
-        found = await self.db.run(self.service.find_account, identifier)
+        found = await self.db.run(self.service.find_login, identifier, client_address)
         cached = self._basic_cache.get(cache_key)
         if found is not None and cached is not None:
             expires, account_id, password_hash = cached
-            if expires > time.monotonic() and account_id == found[0].id and password_hash == found[1]:
-                return found[0]
-        self.limit_login(identifier, client_address)
-        stored_hash = found[1] if found else dummy_password_hash(self.settings.password_kdf_n)
+            if expires > time.monotonic() and account_id == found.account.id and password_hash == found.password_hash:
+                return found.account
+        recognised = found is not None and (found.known_address or found.account.id in device_accounts)
+        # Keyed by the account, so that its username and email share one allowance.
+        account_key = f"id:{found.account.id}" if found else "name:" + identifier.strip().lower()
+        self.limit_login(account_key, client_address, recognised)
+        stored_hash = found.password_hash if found else dummy_password_hash(self.password_cost)
         loop = asyncio.get_running_loop()
-        ok = await loop.run_in_executor(self._kdf, verify_password, password, stored_hash)
+        ok, upgraded = await loop.run_in_executor(self._kdf, check_password, password, stored_hash,
+                                                  self.password_cost)
         if not ok or found is None:
             raise Unauthorized("Wrong username, email or password.")
-        self._basic_cache[cache_key] = (time.monotonic() + self._BASIC_CACHE_SECONDS, found[0].id, found[1])
+        if upgraded is not None or not found.known_address:
+            await self.db.run(self.service.record_login, found.account.id, client_address, found.password_hash,
+                              upgraded)
+        self._basic_cache[cache_key] = (time.monotonic() + self._BASIC_CACHE_SECONDS, found.account.id,
+                                        upgraded or found.password_hash)
         if len(self._basic_cache) > 10_000:
             self._basic_cache.clear()
-        return found[0]
+        return found.account
 
-    def limit_login(self, identifier: str, client_address: str) -> None:
-        """Password guesses are limited hard, per address and per identifier."""
+    def limit_login(self, account_key: str, client_address: str, recognised: bool) -> None:
+        """Password attempts are limited hard: per client address, and per account from every address
+        that has not logged in to it before (nor a browser that has, see verify_credentials). So guessing
+        is bounded per address and for one account across addresses, and someone guessing cannot keep
+        the owner out of a place the owner logged in from before. Each limit kind has its own key prefix."""
         rate, burst = self.settings.rate_login, self.settings.rate_login_burst
-        self.limiter.hit("login-ip:" + client_address, rate, burst)
-        self.limiter.hit("login-id:" + identifier.strip().lower(), rate, burst)
+        limits = [("login-address:" + client_address, rate, burst)]
+        if not recognised:
+            limits.append(("login-account:" + account_key, rate, burst))
+        try:
+            self.limiter.hit_all(limits)
+        except RateLimited as exc:
+            raise RateLimited(exc.retry_after, _LOGIN_LIMITED) from None
+
+    def limit_signup(self, client_address: str) -> None:
+        """Sign-ups are limited per client address, apart from logins: one client cannot close sign-up
+        for the others, nor spend anyone's login allowance."""
+        self.limiter.hit("signup-address:" + client_address, self.settings.rate_login, self.settings.rate_login_burst)
 
     async def admit_bearer_upload(self, token: str, client_address: str, region: str | None, size: int | None,
                                   key_hash: str | None) -> tuple[Principal, str]:
@@ -188,13 +215,18 @@ class Authenticator:
 
     async def hash_password(self, password: str) -> str:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._kdf, hash_password, password, self.settings.password_kdf_n)
+        return await loop.run_in_executor(self._kdf, hash_password, password, self.password_cost)
 
     def forget_cached_credentials(self) -> None:
         self._basic_cache.clear()
 
     def close(self) -> None:
         self._kdf.shutdown(wait=False)
+
+
+_LOGIN_LIMITED = ("Too many password attempts from this address, or for this account from addresses and browsers "
+                  "that have not logged in to it before. Retry after the time in Retry-After, log in where you "
+                  "have before, or use an API token.")
 
 
 def bearer_token(authorization: str | None) -> str | None:

@@ -10,7 +10,9 @@ import peewee
 
 from lockr_local.server.blobstore import BlobLocation, BlobStore
 from lockr_local.server.inline import open_stored
-from lockr_local.server.models import Account, InlineBlob, StoredFile, UploadSession, integrity_ok
+from lockr_local.server.models import (
+    Account, InlineBlob, StoredFile, UploadSession, integrity_ok, username_case_clashes,
+)
 
 
 @dataclass
@@ -27,11 +29,14 @@ class FsckReport:
     temp_leftovers: int = 0
     database_ok: bool = True
     repaired: list[str] = field(default_factory=list)
+    # Usernames that differ only in case (from before schema 5): a person picks which one is renamed.
+    username_clashes: list[list[str]] = field(default_factory=list)
 
     @property
     def clean(self) -> bool:
         return not (self.missing_bytes or self.wrong_size or self.corrupt or self.orphan_objects
-                    or self.quota_mismatches or self.temp_leftovers or not self.database_ok)
+                    or self.quota_mismatches or self.temp_leftovers or not self.database_ok
+                    or self.username_clashes)
 
     def lines(self) -> list[str]:
         out = [f"checked {self.files_checked} files" + (f", verified {self.bytes_verified} bytes"
@@ -45,6 +50,8 @@ class FsckReport:
             out.append(f"{self.temp_leftovers} leftover temp files")
         if not self.database_ok:
             out.append("DATABASE integrity_check failed")
+        out += [f"USERNAMES differ only in case: {', '.join(group)} (each logs in only by its exact spelling; "
+                f"rename all but one: lockr-local user rename {group[-1]} NEW_NAME)" for group in self.username_clashes]
         out += [f"repaired: {r}" for r in self.repaired]
         out.append("clean" if self.clean else "problems found")
         return out
@@ -111,6 +118,7 @@ def check_store(database: peewee.Database, blobs: BlobStore, *, verify: bool = F
         blobs.clear_temp()
         report.repaired.append(f"removed {report.temp_leftovers} temp files")
     _check_quota(report, repair)
+    report.username_clashes = username_case_clashes()
     if repair:
         report.orphan_objects = []
         report.temp_leftovers = 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import peewee
@@ -9,8 +10,10 @@ from playhouse.db_url import connect
 from playhouse.migrate import SchemaMigrator, migrate
 
 database_proxy = peewee.DatabaseProxy()
+log = logging.getLogger("lockr.server")
 
-SCHEMA_VERSION = 4
+# Schema 5: the LoginAddress table (create_tables makes it) and one username regardless of case.
+SCHEMA_VERSION = 5
 
 
 class BaseModel(peewee.Model):
@@ -37,6 +40,18 @@ class ApiToken(BaseModel):
     created_at = peewee.DoubleField()
     last_used_at = peewee.DoubleField(null=True)
     revoked = peewee.BooleanField(default=False)
+
+
+class LoginAddress(BaseModel):
+    """An address a password login to the account came from (as a keyed hash, not the address itself):
+    guesses made elsewhere do not hold such an address back (auth.py, Authenticator.limit_login)."""
+
+    account = peewee.ForeignKeyField(Account, backref="login_addresses", on_delete="CASCADE")
+    tag = peewee.CharField(max_length=64)
+    last_login_at = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("account", "tag"), True),)
 
 
 class StoredFile(BaseModel):
@@ -122,8 +137,8 @@ class Meta(BaseModel):
     value = peewee.TextField()
 
 
-ALL_MODELS: tuple[type[BaseModel], ...] = (Account, ApiToken, StoredFile, InlineBlob, UploadSession, DavFolder,
-                                            Meta)
+ALL_MODELS: tuple[type[BaseModel], ...] = (Account, ApiToken, LoginAddress, StoredFile, InlineBlob, UploadSession,
+                                            DavFolder, Meta)
 
 
 def open_database(database_url: str) -> peewee.Database:
@@ -147,7 +162,39 @@ def open_database(database_url: str) -> peewee.Database:
         database.create_tables(ALL_MODELS, safe=True)
         Meta.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict_ignore().execute()
         upgrade_schema(database)
+        ensure_username_index(database)
     return database
+
+
+# Usernames are one identity whatever their case: the unique index on lower(username) says so. A store
+# from before schema 5 may hold names that differ only in case; it gets the same index without
+# uniqueness until the pair is resolved (fsck names it), so that it still starts.
+_USERNAME_INDEX = "account_username_lower"
+_USERNAME_INDEX_NOT_UNIQUE = "account_username_lower_not_unique"
+
+
+def username_case_clashes() -> list[list[str]]:
+    """Groups of usernames that differ only in case (each sorted), oldest store first."""
+    clashing = (Account.select(peewee.fn.LOWER(Account.username)).group_by(peewee.fn.LOWER(Account.username))
+                .having(peewee.fn.COUNT(Account.id) > 1))
+    groups: dict[str, list[str]] = {}
+    for account in Account.select(Account.username).where(peewee.fn.LOWER(Account.username).in_(clashing)
+                                                           ).order_by(Account.username):
+        groups.setdefault(account.username.lower(), []).append(account.username)
+    return [groups[key] for key in sorted(groups)]
+
+
+def ensure_username_index(database: peewee.Database) -> None:
+    table = Account._meta.table_name
+    clashes = username_case_clashes()
+    if clashes:
+        log.warning("usernames that differ only in case: %s; run 'lockr-local fsck' for the next step",
+                    "; ".join(", ".join(group) for group in clashes))
+        database.execute_sql(f'CREATE INDEX IF NOT EXISTS "{_USERNAME_INDEX_NOT_UNIQUE}" ON "{table}" '
+                             '(lower("username"))')
+        return
+    database.execute_sql(f'DROP INDEX IF EXISTS "{_USERNAME_INDEX_NOT_UNIQUE}"')
+    database.execute_sql(f'CREATE UNIQUE INDEX IF NOT EXISTS "{_USERNAME_INDEX}" ON "{table}" (lower("username"))')
 
 
 def upgrade_schema(database: peewee.Database) -> None:

@@ -1,4 +1,4 @@
-"""Secrets and their hashes: password KDF (scrypt), API tokens, ids, key hashes and link signatures."""
+"""Secrets and their hashes: password KDF (argon2id), API tokens, ids, key hashes and link signatures."""
 
 from __future__ import annotations
 
@@ -7,10 +7,13 @@ import hashlib
 import hmac
 import os
 import secrets
+from dataclasses import dataclass
 from pathlib import Path
 
-_SCRYPT_R = 8
-_SCRYPT_P = 1
+import argon2
+
+from lockr_local.config import Settings
+
 TOKEN_PREFIX = "lkr_"
 
 
@@ -19,24 +22,58 @@ def new_id() -> str:
     return secrets.token_hex(16)
 
 
-def hash_password(password: str, n: int = 2**15) -> str:
-    """scrypt (memory-hard: 128 * r * n bytes, 32 MiB at n=2**15) with a random salt, self-describing."""
-    salt = secrets.token_bytes(16)
-    digest = hashlib.scrypt(password.encode("utf-8"), salt=salt, n=n, r=_SCRYPT_R, p=_SCRYPT_P,
-                            maxmem=256 * 1024 * 1024, dklen=32)
-    return "scrypt${}${}${}${}${}".format(n, _SCRYPT_R, _SCRYPT_P, base64.b64encode(salt).decode(),
-                                         base64.b64encode(digest).decode())
+@dataclass(frozen=True)
+class PasswordCost:
+    """argon2id's cost: memory in KiB, passes over it, lanes. The default is RFC 9106's second
+    recommendation (64 MiB, 3 passes, 4 lanes), about 0.1 s on a 2-core machine; settings may lower it
+    as far as OWASP's minimum (19 MiB, 2 passes), which config.py enforces."""
+
+    memory_kib: int = 64 * 1024
+    time_cost: int = 3
+    parallelism: int = 4
+
+    @staticmethod
+    def of(settings: Settings) -> "PasswordCost":
+        return PasswordCost(settings.password_kdf_memory // 1024, settings.password_kdf_time)
+
+    def hasher(self) -> argon2.PasswordHasher:
+        return argon2.PasswordHasher(time_cost=self.time_cost, memory_cost=self.memory_kib,
+                                     parallelism=self.parallelism, hash_len=32, salt_len=16, type=argon2.Type.ID)
+
+
+def hash_password(password: str, cost: PasswordCost = PasswordCost()) -> str:
+    """argon2id (memory-hard) with a random salt, in the self-describing PHC form ($argon2id$v=19$m=...)."""
+    return cost.hasher().hash(password.encode("utf-8", "surrogatepass"))
 
 
 def verify_password(password: str, encoded: str) -> bool:
-    """Constant-time check of a password against `hash_password`'s output."""
+    """Constant-time check of a password against an argon2id hash, or an scrypt one from before."""
+    data = password.encode("utf-8", "surrogatepass")
+    if encoded.startswith("scrypt$"):
+        return _verify_scrypt(data, encoded)
     try:
-        scheme, n, r, p, salt_b64, digest_b64 = encoded.split("$")
-        if scheme != "scrypt":
-            return False
+        return bool(argon2.PasswordHasher().verify(encoded, data))
+    except (argon2.exceptions.VerificationError, argon2.exceptions.InvalidHashError):
+        return False
+
+
+def check_password(password: str, encoded: str, cost: PasswordCost) -> tuple[bool, str | None]:
+    """(right?, the hash to store instead): a right password whose hash is scrypt, or argon2id at another
+    cost, is hashed anew at `cost`, so stored hashes follow the settings at each owner's next login."""
+    if not verify_password(password, encoded):
+        return False, None
+    if encoded.startswith("scrypt$") or cost.hasher().check_needs_rehash(encoded):
+        return True, hash_password(password, cost)
+    return True, None
+
+
+def _verify_scrypt(data: bytes, encoded: str) -> bool:
+    """Hashes of versions before argon2id: scrypt$N$r$p$salt$digest."""
+    try:
+        _, n, r, p, salt_b64, digest_b64 = encoded.split("$")
         expected = base64.b64decode(digest_b64)
-        actual = hashlib.scrypt(password.encode("utf-8"), salt=base64.b64decode(salt_b64), n=int(n), r=int(r),
-                                p=int(p), maxmem=256 * 1024 * 1024, dklen=len(expected))
+        actual = hashlib.scrypt(data, salt=base64.b64decode(salt_b64), n=int(n), r=int(r), p=int(p),
+                                maxmem=256 * 1024 * 1024, dklen=len(expected))
     except (ValueError, TypeError):
         return False
     return hmac.compare_digest(actual, expected)
@@ -44,13 +81,13 @@ def verify_password(password: str, encoded: str) -> bool:
 
 # A real hash of a password no one has, verified when the account is unknown so that login takes
 # the same time whether or not the identifier exists.
-_DUMMY_HASHES: dict[int, str] = {}
+_DUMMY_HASHES: dict[PasswordCost, str] = {}
 
 
-def dummy_password_hash(n: int) -> str:
-    if n not in _DUMMY_HASHES:
-        _DUMMY_HASHES[n] = hash_password(secrets.token_urlsafe(16), n)
-    return _DUMMY_HASHES[n]
+def dummy_password_hash(cost: PasswordCost) -> str:
+    if cost not in _DUMMY_HASHES:
+        _DUMMY_HASHES[cost] = hash_password(secrets.token_urlsafe(16), cost)
+    return _DUMMY_HASHES[cost]
 
 
 def new_token() -> str:
@@ -79,6 +116,11 @@ class Signer:
 
     def key_hash_matches(self, supplied: str, stored: str) -> bool:
         return hmac.compare_digest(self.protect_key_hash(supplied.lower()), stored)
+
+    def address_tag(self, address: str) -> str:
+        """What is stored for a client address that logged in: enough to recognise it, not to read it."""
+        return hmac.new(self._secret, b"address:" + address.encode("utf-8", "surrogatepass"),
+                        hashlib.sha256).hexdigest()
 
     def sign(self, message: str) -> str:
         mac = hmac.new(self._secret, b"link:" + message.encode(), hashlib.sha256).digest()

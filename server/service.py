@@ -24,7 +24,7 @@ from lockr_local.server.blobstore import BlobLocation, BlobStore, Digests
 from lockr_local.server.checks import StoredCheck
 from lockr_local.server.faults import Faults
 from lockr_local.server.inline import insert_inline
-from lockr_local.server.models import Account, ApiToken, StoredFile, UploadSession
+from lockr_local.server.models import Account, ApiToken, LoginAddress, StoredFile, UploadSession
 from lockr_local.server.prepared import Prepared
 from lockr_local.server.security import Signer, new_token, token_hash
 
@@ -118,6 +118,19 @@ class FileInfo:
                         StoredCheck(row.crc32c, row.crc32), bool(row.inline))
 
 
+@dataclass(frozen=True)
+class LoginCandidate:
+    """The account a login names, its password hash, and whether the client's address logged in before."""
+
+    account: AccountInfo
+    password_hash: str
+    known_address: bool
+
+
+# Addresses remembered per account for login (record_login): enough for home, work, phone and travel.
+_KNOWN_ADDRESSES = 20
+
+
 def iso8601(timestamp: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
@@ -183,9 +196,9 @@ class Service:
         email = validate_email(email)
         db = Account._meta.database
         with db.atomic():
-            taken = Account.select().where((Account.username == username) | (Account.email == email)).first()
+            taken = Account.select().where((_same_username(username)) | (Account.email == email)).first()
             if taken is not None:
-                what = "username" if taken.username == username else "email"
+                what = "username" if taken.username.lower() == username.lower() else "email"
                 raise AlreadyExists(f"That {what} is already registered; log in or pick another.", field=what)
             try:
                 account = Account.create(username=username, email=email, password_hash=password_hash,
@@ -202,8 +215,36 @@ class Service:
         if "@" in identifier:
             account = Account.get_or_none(Account.email == identifier.lower())
         else:
-            account = Account.get_or_none(Account.username == identifier)
+            account = _account_named(identifier)
         return None if account is None else (AccountInfo.of(account), account.password_hash)
+
+    def find_login(self, identifier: str, client_address: str) -> LoginCandidate | None:
+        """What a password login needs to know about `identifier`, in one trip: the account, its password
+        hash and whether a password login to it has come from `client_address` before."""
+        found = self.find_account(identifier)
+        if found is None:
+            return None
+        account, password_hash = found
+        known = LoginAddress.select().where((LoginAddress.account == account.id)
+                                            & (LoginAddress.tag == self.signer.address_tag(client_address))).exists()
+        return LoginCandidate(account, password_hash, known)
+
+    def record_login(self, account_id: int, client_address: str, checked_hash: str,
+                     upgraded_hash: str | None = None) -> None:
+        """After a right password: remembers the address (the newest _KNOWN_ADDRESSES per account) and
+        stores the upgraded hash, unless the password changed meanwhile (then `checked_hash` is stale)."""
+        now = time.time()
+        with Account._meta.database.atomic():
+            if upgraded_hash is not None:
+                Account.update(password_hash=upgraded_hash).where(
+                    (Account.id == account_id) & (Account.password_hash == checked_hash)).execute()
+            (LoginAddress.insert(account=account_id, tag=self.signer.address_tag(client_address), last_login_at=now)
+             .on_conflict(conflict_target=[LoginAddress.account, LoginAddress.tag],
+                          update={LoginAddress.last_login_at: now}).execute())
+            newest = (LoginAddress.select(LoginAddress.id).where(LoginAddress.account == account_id)
+                      .order_by(LoginAddress.last_login_at.desc()).limit(_KNOWN_ADDRESSES))
+            LoginAddress.delete().where((LoginAddress.account == account_id)
+                                        & LoginAddress.id.not_in(newest)).execute()
 
     def account(self, account_id: int) -> AccountInfo:
         account = Account.get_or_none(Account.id == account_id)
@@ -212,10 +253,21 @@ class Service:
         return AccountInfo.of(account)
 
     def account_by_username(self, username: str) -> AccountInfo:
-        account = Account.get_or_none(Account.username == username)
+        account = _account_named(username)
         if account is None:
-            raise NotFound(f"No account named {username!r}; see 'lockr-local user list'.")
+            raise NotFound(f"No account named {username!r} (names that differ only in case need the exact "
+                           "spelling); see 'lockr-local user list'.")
         return AccountInfo.of(account)
+
+    def rename_account(self, account_id: int, new_username: str) -> AccountInfo:
+        """Gives the account another username; 409 when another account has it in any case."""
+        new_username = validate_username(new_username)
+        with Account._meta.database.atomic():
+            if Account.select().where(_same_username(new_username) & (Account.id != account_id)).exists():
+                raise AlreadyExists("That username is already registered (in some case); pick another.",
+                                    field="username")
+            Account.update(username=new_username).where(Account.id == account_id).execute()
+        return self.account(account_id)
 
     def list_accounts(self) -> list[AccountInfo]:
         return [AccountInfo.of(a) for a in Account.select().order_by(Account.username)]
@@ -238,6 +290,7 @@ class Service:
             StoredFile.delete().where(StoredFile.owner == account_id).execute()
             UploadSession.delete().where(UploadSession.owner == account_id).execute()
             ApiToken.delete().where(ApiToken.account == account_id).execute()
+            LoginAddress.delete().where(LoginAddress.account == account_id).execute()
             Account.delete().where(Account.id == account_id).execute()
         # Bytes go after the rows: a crash in between leaves unlisted bytes for fsck, never a row without bytes.
         for row in rows:
@@ -497,6 +550,21 @@ class Service:
                       .where(UploadSession.owner.is_null(False)).group_by(UploadSession.owner))
             for row in totals:
                 Account.update(reserved_bytes=row.r).where(Account.id == row.owner_id).execute()
+
+
+def _same_username(username: str) -> peewee.Expression:
+    """Usernames are one identity whatever the case (ASCII only, so SQL lower() agrees with Python's);
+    matches the index on lower(username) (models.py)."""
+    return peewee.fn.LOWER(Account.username) == username.lower()
+
+
+def _account_named(username: str) -> Account | None:
+    """The account with this username in any case. A store from before schema 5 may hold names that
+    differ only in case (fsck reports them): then only the exact spelling finds one of them."""
+    found = list(Account.select().where(_same_username(username)).limit(10))
+    if len(found) == 1:
+        return found[0]
+    return next((account for account in found if account.username == username), None)
 
 
 def validate_username(username: object) -> str:

@@ -21,7 +21,9 @@ REPO = Path(__file__).resolve().parent.parent
 
 # Settings that keep tests fast and free of rate limits unless a test asks for them.
 TEST_ENV = {
-    "LOCKR_PASSWORD_KDF_N": "16384",
+    # OWASP's minimum argon2id cost (the lowest the settings accept), not the default's 64 MiB and 3 passes.
+    "LOCKR_PASSWORD_KDF_MEMORY": "19MiB",
+    "LOCKR_PASSWORD_KDF_TIME": "2",
     "LOCKR_RATE_GUEST": "10000",
     "LOCKR_RATE_GUEST_BURST": "100000",
     "LOCKR_RATE_ACCOUNT": "10000",

@@ -132,7 +132,7 @@ def read_password(args: argparse.Namespace, *, confirm: bool = True) -> str:
 
 
 def user_add(args: argparse.Namespace) -> int:
-    from lockr_local.server.security import hash_password
+    from lockr_local.server.security import PasswordCost, hash_password
 
     with local_store(args) as service:
         if args.password_stdin or sys.stdin.isatty():
@@ -143,7 +143,7 @@ def user_add(args: argparse.Namespace) -> int:
                   f"{args.name}'. The token below works now.", file=sys.stderr)
         quota = parse_size(args.quota) if args.quota else None
         account, token = service.create_account(args.name, args.email,
-                                                hash_password(password, service.settings.password_kdf_n), quota)
+                                                hash_password(password, PasswordCost.of(service.settings)), quota)
         print(f"Created account {account.username} ({format_size(account.quota)} quota). Its API token:",
               file=sys.stderr)
         print(token)
@@ -164,12 +164,12 @@ def user_list(args: argparse.Namespace) -> int:
 
 
 def user_passwd(args: argparse.Namespace) -> int:
-    from lockr_local.server.security import hash_password
+    from lockr_local.server.security import PasswordCost, hash_password
 
     with local_store(args) as service:
         account = service.account_by_username(args.name)
         password = read_password(args)
-        service.set_password_hash(account.id, hash_password(password, service.settings.password_kdf_n))
+        service.set_password_hash(account.id, hash_password(password, PasswordCost.of(service.settings)))
         print(f"Password of {account.username} changed.", file=sys.stderr)
     return 0
 
@@ -181,6 +181,15 @@ def user_quota(args: argparse.Namespace) -> int:
         service.set_quota(account.id, quota)
         print(f"Quota of {account.username} is now {format_size(quota)} "
               f"({format_size(account.used_bytes)} used).", file=sys.stderr)
+    return 0
+
+
+def user_rename(args: argparse.Namespace) -> int:
+    with local_store(args) as service:
+        account = service.account_by_username(args.name)
+        renamed = service.rename_account(account.id, args.new_name)
+        print(f"Account {account.username} is now {renamed.username}; its WebDAV folder is "
+              f"/dav/{renamed.username}/.", file=sys.stderr)
     return 0
 
 

@@ -14,11 +14,12 @@ class AccountHandler(BaseHandler):
     async def post(self) -> None:
         if not self.settings_.signup:
             raise SignupDisabled()
-        self.ctx.auth.limit_login("signup", self.client_address)
         body = self.json_body()
         username = validate_username(body.get("username"))
         email = validate_email(body.get("email"))
         password = validate_password(body.get("password"))
+        # After the checks that cost nothing, before the password hash and the database.
+        self.ctx.auth.limit_signup(self.client_address)
         password_hash = await self.ctx.auth.hash_password(password)
         account, token = await self.call(self.ctx.service.create_account, username, email, password_hash)
         self.write_json({"token": token, "username": account.username, "email": account.email,

@@ -81,7 +81,8 @@ class DavHandler(DownloadHandler):
         if principal.is_guest:
             raise Unauthorized("Sign in with your username and password, or an API token.",
                                headers={"WWW-Authenticate": CHALLENGE})
-        if self.path.account is not None and self.path.account != principal.username:
+        # A username is one identity whatever the case, so is its folder.
+        if self.path.account is not None and self.path.account.lower() != (principal.username or "").lower():
             raise Forbidden(f"/dav/{self.path.account}/ is not your folder; yours is /dav/{principal.username}/.")
         if method == "PUT":
             await self._open_upload()
@@ -293,7 +294,7 @@ class DavHandler(DownloadHandler):
 
     def _destination(self) -> str:
         target = webdav.parse_destination(self.request.headers.get("Destination"))
-        if target.account != self.principal.username:
+        if (target.account or "").lower() != (self.principal.username or "").lower():
             raise Forbidden("The destination must be inside your own folder /dav/"
                             f"{self.principal.username}/.")
         if not target.name:

@@ -29,6 +29,10 @@ from lockr_local.server.service import (
 SESSION_COOKIE = "lockr_session"
 SESSION_DAYS = 30
 SESSION_TOKEN_NAME = "web session"
+# Remembers (signed, not secret) which accounts logged in from this browser; it outlives logging out.
+DEVICE_COOKIE = "lockr_device"
+DEVICE_DAYS = 365
+DEVICE_MAX_ACCOUNTS = 10
 
 # Pages load only their own scripts and styles, may be framed by no one and post forms only to us.
 PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
@@ -100,6 +104,19 @@ class PageHandler(BaseHandler):
         self.set_signed_cookie(SESSION_COOKIE, token, expires_days=SESSION_DAYS, httponly=True, samesite="Lax",
                                secure=secure, path="/")
 
+    def device_accounts(self) -> frozenset[int]:
+        """The accounts this browser has logged in to before (the signed device cookie): password guesses
+        made elsewhere do not hold it back from them (Authenticator.limit_login)."""
+        value = self.get_signed_cookie(DEVICE_COOKIE, max_age_days=DEVICE_DAYS)
+        ids = (value or b"").decode("ascii", "replace").split(",")
+        return frozenset(int(i) for i in ids if i.isdigit())
+
+    def remember_device(self, account_id: int) -> None:
+        kept = [i for i in self.device_accounts() if i != account_id][:DEVICE_MAX_ACCOUNTS - 1]
+        self.set_signed_cookie(DEVICE_COOKIE, ",".join(map(str, [account_id, *kept])), expires_days=DEVICE_DAYS,
+                               httponly=True, samesite="Lax", secure=self.base_url().startswith("https://"),
+                               path="/account")
+
     def safe_next(self, default: str) -> str:
         """Where to go after signing in: only a path on this site (no open redirect)."""
         target = self.get_argument("next", "") or default
@@ -157,10 +174,10 @@ class SignupHandler(AccountPageHandler):
         try:
             if not self.settings_.signup:
                 raise SignupDisabled()
-            self.ctx.auth.limit_login("signup", self.client_address)
             username = validate_username(values["username"].strip())
             email = validate_email(values["email"])
             password = validate_password(self.get_body_argument("password", ""))
+            self.ctx.auth.limit_signup(self.client_address)
             password_hash = await self.ctx.auth.hash_password(password)
             account, api_token = await self.call(self.ctx.service.create_account, username, email, password_hash)
             session = await self.call(self.ctx.service.create_token, account.id, SESSION_TOKEN_NAME)
@@ -171,6 +188,7 @@ class SignupHandler(AccountPageHandler):
             self.render_account(error=exc.message, form="signup", values=values)
             return
         self.start_session(session)
+        self.remember_device(account.id)
         # Shown once on the next page: the token is stored only as a hash, so it cannot be shown later.
         self.set_signed_cookie("lockr_new_token", api_token, expires_days=None, httponly=True, samesite="Strict",
                                secure=self.base_url().startswith("https://"), path="/account")
@@ -186,13 +204,15 @@ class LoginPageHandler(AccountPageHandler):
         try:
             if not identifier or not password:
                 raise BadRequest("Enter your username or email and your password.")
-            account = await self.ctx.auth.verify_credentials(identifier, password, self.client_address)
+            account = await self.ctx.auth.verify_credentials(identifier, password, self.client_address,
+                                                             self.device_accounts())
             session = await self.call(self.ctx.service.create_token, account.id, SESSION_TOKEN_NAME)
         except (BadRequest, Unauthorized) as exc:
             self.set_status(exc.status)
             self.render_account(error=exc.message, form="login", values={"identifier": identifier})
             return
         self.start_session(session)
+        self.remember_device(account.id)
         self.redirect(self.safe_next("/files"))
 
 

@@ -207,9 +207,9 @@ def test_wrong_basic_passwords_meet_429_with_retry_after(server_factory):
     answers = [requests.get(f"{srv.url}/api/v1/files", auth=(account.username, "wrong password"))
                for _ in range(15)]
     codes = [r.status_code for r in answers]
-    # The address spent one attempt on the sign-up; the other nine are password guesses.
+    # Signing up spends an allowance of its own: all ten attempts of the burst are password guesses.
     first_refusal = codes.index(429)
-    assert codes[:first_refusal] == [401] * 9 and set(codes[first_refusal:]) == {429}, codes
+    assert codes[:first_refusal] == [401] * 10 and set(codes[first_refusal:]) == {429}, codes
     assert int(answers[first_refusal].headers["Retry-After"]) >= 1
 
 
@@ -258,6 +258,56 @@ def test_login_brute_force_meets_429(server_factory):
     assert 429 in codes
     limited = requests.post(f"{srv.url}/api/v1/login", json={"identifier": "victim", "password": "x"})
     assert limited.status_code == 429 and int(limited.headers["Retry-After"]) > 1
+
+
+def sign_up_status(url: str, address: str, username: str, password: str = "long enough pw") -> int:
+    return requests.post(f"{url}/api/v1/account", headers={"X-Forwarded-For": address}, timeout=30, json={
+        "username": username, "email": f"{username}@example.com", "password": password}).status_code
+
+
+def test_sign_up_bursts_from_one_address_leave_other_addresses_their_own_allowance(server_factory):
+    srv = server_factory(rate_login=0.01, rate_login_burst=3, trusted_proxies="127.0.0.1")
+    # Malformed sign-ups are refused before any allowance is spent: they cost the server nothing.
+    assert [sign_up_status(srv.url, "203.0.113.7", "bad name!") for _ in range(5)] == [400] * 5
+    noisy = [sign_up_status(srv.url, "203.0.113.7", f"noisy{i}") for i in range(5)]
+    assert noisy[:3] == [201] * 3 and set(noisy[3:]) == {429}, noisy
+    # Another client has an allowance of its own.
+    assert sign_up_status(srv.url, "203.0.113.8", "quiet") == 201
+
+
+def login_status(url: str, address: str, identifier: str, password: str) -> int:
+    return requests.post(f"{url}/api/v1/login", headers={"X-Forwarded-For": address}, timeout=30, json={
+        "identifier": identifier, "password": password}).status_code
+
+
+def test_a_user_named_signup_does_not_share_the_sign_up_allowance(server_factory):
+    srv = server_factory(rate_login=0.01, rate_login_burst=3, trusted_proxies="127.0.0.1")
+    create_account(srv.url, "signup", password="the real password")
+    codes = [sign_up_status(srv.url, "203.0.113.7", f"other{i}") for i in range(4)]
+    assert codes[-1] == 429, codes
+    assert login_status(srv.url, "203.0.113.9", "signup", "the real password") == 200
+
+
+def basic_status(url: str, address: str, identifier: str, password: str) -> int:
+    return requests.get(f"{url}/api/v1/files", auth=(identifier, password), headers={"X-Forwarded-For": address},
+                        timeout=30).status_code
+
+
+@pytest.mark.parametrize("attempt", [login_status, basic_status], ids=["api-login", "basic-auth"])
+def test_guessing_from_many_addresses_is_bounded_but_does_not_lock_the_owner_out(server_factory, attempt):
+    srv = server_factory(rate_login=0.01, rate_login_burst=3, trusted_proxies="127.0.0.1")
+    create_account(srv.url, "victim", password="the real password")
+    # The owner has logged in from home before.
+    assert attempt(srv.url, "198.51.100.1", "victim", "the real password") == 200
+    srv.ctx.auth.forget_cached_credentials()  # Basic answers from a short cache; make every check a real one
+    # Guesses from ten addresses (each with an allowance of its own) meet the account's allowance.
+    guesses = [attempt(srv.url, f"203.0.113.{i}", "victim", f"guess {i}") for i in range(10)]
+    assert guesses.count(401) <= 3 and set(guesses[3:]) == {429}, guesses
+    # The right password from an unknown address is held back too while someone guesses...
+    assert attempt(srv.url, "192.0.2.50", "victim", "the real password") == 429
+    # ...but the owner's known address still gets in, under any case of the name's letters too.
+    assert attempt(srv.url, "198.51.100.1", "victim", "the real password") == 200
+    assert attempt(srv.url, "198.51.100.1", "victim@example.com", "the real password") == 200
 
 
 def test_trickled_upload_body_is_cut_off_without_hurting_others(server_factory):

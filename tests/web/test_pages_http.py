@@ -136,3 +136,49 @@ def test_upload_page_without_guest_uploads_sends_people_to_sign_in(server_factor
     html = requests.get(server.url + "/upload").text
     assert "signed-in users only" in html and 'id="dropzone"' not in html
     assert '<a href="/upload"' not in requests.get(server.url + "/account").text
+
+
+def page_post(session: requests.Session, url: str, address: str, data: dict[str, str]) -> requests.Response:
+    """A form post from the client at `address` (the test server trusts 127.0.0.1 as its proxy)."""
+    return session.post(url, data={"_xsrf": session.cookies.get("_xsrf"), **data}, allow_redirects=False,
+                        headers={"X-Forwarded-For": address}, timeout=30)
+
+
+def test_page_sign_up_bursts_from_one_address_do_not_refuse_another(server_factory):
+    srv = server_factory(rate_login=0.01, rate_login_burst=3, trusted_proxies="127.0.0.1")
+    session, _ = page_session(srv.url)
+    form = {"email": "x@example.com", "password": "long enough pw"}
+    bad = [page_post(session, f"{srv.url}/account/signup", "203.0.113.7", {**form, "username": "bad name!"})
+           for _ in range(5)]
+    assert [r.status_code for r in bad] == [400] * 5
+    noisy = [page_post(session, f"{srv.url}/account/signup", "203.0.113.7",
+                       {**form, "username": f"noisy{i}", "email": f"noisy{i}@example.com"}).status_code
+             for i in range(5)]
+    assert noisy[:3] == [302] * 3 and set(noisy[3:]) == {429}, noisy
+    other, _ = page_session(srv.url)
+    answer = page_post(other, f"{srv.url}/account/signup", "203.0.113.8",
+                       {**form, "username": "quiet", "email": "quiet@example.com"})
+    assert answer.status_code == 302, answer.text
+
+
+def test_a_browser_that_logged_in_before_is_not_locked_out_by_guessing_elsewhere(server_factory):
+    srv = server_factory(rate_login=0.01, rate_login_burst=3, trusted_proxies="127.0.0.1")
+    create_account(srv.url, "victim", password="the real password")
+    owner, _ = page_session(srv.url)
+    login = {"identifier": "victim", "password": "the real password"}
+    assert page_post(owner, f"{srv.url}/account/login", "198.51.100.1", login).status_code == 302
+    page_post(owner, f"{srv.url}/account/logout", "198.51.100.1", {})
+    device = next(c for c in owner.cookies if c.name == "lockr_device")
+    assert device.has_nonstandard_attr("HttpOnly") and device.expires and device.path == "/account"
+    guesses = [requests.post(f"{srv.url}/api/v1/login", headers={"X-Forwarded-For": f"203.0.113.{i}"},
+                             json={"identifier": "victim", "password": f"guess {i}"}).status_code for i in range(8)]
+    assert 429 in guesses, guesses
+    # The owner's browser, now on another network, still gets in; a browser new to the account does not.
+    assert page_post(owner, f"{srv.url}/account/login", "192.0.2.60", login).status_code == 302
+    srv.ctx.auth.forget_cached_credentials()  # a right password is remembered briefly (for Basic auth)
+    stranger, _ = page_session(srv.url)
+    assert page_post(stranger, f"{srv.url}/account/login", "192.0.2.61", login).status_code == 429
+    # A device cookie names accounts, signed: it cannot be made up for someone else's account.
+    forged, _ = page_session(srv.url)
+    forged.cookies.set("lockr_device", "1", path="/account")
+    assert page_post(forged, f"{srv.url}/account/login", "192.0.2.62", login).status_code == 429
