@@ -15,10 +15,11 @@ from typing import Any, Callable
 
 import tornado.web
 
+from lockr_local.config import origin_of
 from lockr_local.errors import (
     BadRequest, TusChecksumMismatch, ChunkTooLarge, LockrError, TusVersionUnsupported, UnsupportedMediaType,
 )
-from lockr_local.server.handlers.base import BaseHandler
+from lockr_local.server.handlers.base import BaseHandler, ServerContext
 from lockr_local.server.handlers.sessions import ChunkReceiver, session_id_or_404
 from lockr_local.server.handlers.uploads import UNLIMITED_BODY, declared_length
 from lockr_local.server.resumable import Checksum
@@ -74,13 +75,40 @@ def http_date(timestamp: float) -> str:
 
 
 class TusHandler(BaseHandler):
-    """What every tus response carries: Tus-Resumable, and CORS so browser clients (Uppy) can read it."""
+    """What every tus response carries: Tus-Resumable, and for pages of an allowed origin (the server's
+    own, plus the `cors_origins` setting) the CORS grant that lets browser clients (Uppy) use it."""
+
+    def initialize(self, ctx: ServerContext) -> None:
+        super().initialize(ctx)
+        self.set_cors_headers()
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header("Tus-Resumable", TUS_VERSION)
-        self.set_header("Access-Control-Allow-Origin", "*")
-        self.set_header("Access-Control-Expose-Headers", _TUS_HEADERS)
+        if hasattr(self, "ctx"):
+            # clear() before an error answer resets the headers: the page may read the error too.
+            self.set_cors_headers()
+
+    def allowed_origin(self) -> str | None:
+        """The request's Origin when it may use tus from a browser, else None.
+
+        Only an origin in its canonical form (what browsers send) is echoed; any other page, including
+        one on the LAN user's browser that targets a home server, gets no grant, so its browser neither
+        sends the preflighted upload nor lets it read an answer."""
+        origin = self.request.headers.get("Origin")
+        if not origin or origin_of(origin) != origin:
+            return None
+        allowed = self.settings_.cors_origins
+        if "*" in allowed or origin in allowed or origin == origin_of(self.base_url(), allow_path=True):
+            return origin
+        return None
+
+    def set_cors_headers(self) -> None:
+        self.set_header("Vary", "Origin")
+        origin = self.allowed_origin()
+        if origin is not None:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Expose-Headers", _TUS_HEADERS)
 
     def check_version(self) -> None:
         if self.request.method == "OPTIONS":
@@ -94,9 +122,10 @@ class TusHandler(BaseHandler):
         self.set_header("Tus-Extension", TUS_EXTENSIONS)
         self.set_header("Tus-Max-Size", str(self.settings_.account_max_object))
         self.set_header("Tus-Checksum-Algorithm", ",".join(CHECKSUM_ALGORITHMS))
-        self.set_header("Access-Control-Allow-Methods", "POST, HEAD, PATCH, DELETE, OPTIONS")
-        self.set_header("Access-Control-Allow-Headers", _REQUEST_HEADERS)
-        self.set_header("Access-Control-Max-Age", "86400")
+        if self.allowed_origin() is not None:
+            self.set_header("Access-Control-Allow-Methods", "POST, HEAD, PATCH, DELETE, OPTIONS")
+            self.set_header("Access-Control-Allow-Headers", _REQUEST_HEADERS)
+            self.set_header("Access-Control-Max-Age", "86400")
         self.set_status(204)
         self.finish()
 
