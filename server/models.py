@@ -10,7 +10,10 @@ from playhouse.migrate import SchemaMigrator, migrate
 
 database_proxy = peewee.DatabaseProxy()
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+# A Meta key set when a store from before schema 5 is upgraded: its upload sessions still hold raw
+# keyHashes, which need the server secret to protect (sessions.protect_raw_session_keys, at start-up).
+RAW_SESSION_KEYS = "raw_session_keys"
 
 
 class BaseModel(peewee.Model):
@@ -161,6 +164,8 @@ def upgrade_schema(database: peewee.Database) -> None:
                                                                        field.column_name, field))
     if version < 4:
         StoredFile.update(inline=False).where(StoredFile.inline.is_null()).execute()
+    if version < 5:
+        Meta.insert(key=RAW_SESSION_KEYS, value="1").on_conflict_ignore().execute()
     if version < SCHEMA_VERSION:
         Meta.update(value=str(SCHEMA_VERSION)).where(Meta.key == "schema_version").execute()
 

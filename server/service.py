@@ -137,6 +137,8 @@ class NewFile:
     sha1: str = ""
     md5: str = ""
     check: StoredCheck = StoredCheck()
+    # True when key_hash is already the stored (HMAC'd) form: an upload session keeps only that.
+    key_protected: bool = False
 
     def with_digests(self, digests: Digests) -> "NewFile":
         return dataclasses.replace(self, sha256=digests.sha256, sha1=digests.sha1, md5=digests.md5,
@@ -373,7 +375,8 @@ class Service:
         Raises QuotaExceeded when the account filled up meanwhile; the caller then deletes the bytes.
         """
         db = StoredFile._meta.database
-        key_hash = self.signer.protect_key_hash(new.key_hash) if new.key_hash else None
+        key_hash = new.key_hash if new.key_protected else (
+            self.signer.protect_key_hash(new.key_hash) if new.key_hash else None)
         created_at = time.time()
         with db.atomic():
             if principal.account_id is not None:

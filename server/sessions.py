@@ -16,9 +16,9 @@ import peewee
 from lockr_local.errors import BadRequest, Gone, NotFound
 from lockr_local.names import normalize_name, validate_content_type, validate_key_hash
 from lockr_local.server.blobstore import Digests
-from lockr_local.server.models import Account, StoredFile, UploadSession
+from lockr_local.server.models import RAW_SESSION_KEYS, Account, Meta, StoredFile, UploadSession
 from lockr_local.server.prepared import Prepared
-from lockr_local.server.security import new_id
+from lockr_local.server.security import Signer, new_id
 from lockr_local.server.service import FileInfo, NewFile, Principal, Service, iso8601
 
 
@@ -45,7 +45,7 @@ class SessionInfo:
     size: int
     type: str
     region: str
-    key_hash: str | None
+    key_hash: str | None  # the stored (HMAC'd) form, as on the file row; the raw keyHash is never kept
     offset: int
     reserved: int
     created_at: float
@@ -75,7 +75,7 @@ class SessionInfo:
 
     def new_file(self, digests: Digests) -> NewFile:
         return NewFile(self.file_id, self.name, self.size, self.type, self.region, digests.sha256, self.key_hash,
-                       sha1=digests.sha1, md5=digests.md5, check=digests.check)
+                       sha1=digests.sha1, md5=digests.md5, check=digests.check, key_protected=True)
 
     @staticmethod
     def of(row: UploadSession) -> "SessionInfo":
@@ -125,6 +125,36 @@ def parse_session_request(name: object, size: object, content_type: object, regi
                           checked_key, dict(metadata or {}))
 
 
+def tus_metadata_without(raw: str, secret_keys: tuple[str, ...] = ("keyHash",)) -> str:
+    """A tus `Upload-Metadata` value without the named entries, kept to be echoed by HEAD: a keyHash
+    must not be stored or sent back as it came."""
+    pairs = [pair.strip() for pair in raw.split(",")]
+    return ",".join(pair for pair in pairs if pair and pair.partition(" ")[0] not in secret_keys)
+
+
+def protect_raw_session_keys(signer: Signer) -> int:
+    """Once, for a store from before schema 5 (whose sessions kept the raw keyHash and echoed it in their
+    tus metadata): stores the HMAC'd form instead and drops the keyHash from the metadata."""
+    if Meta.get_or_none(Meta.key == RAW_SESSION_KEYS) is None:
+        return 0
+    changed = 0
+    with UploadSession._meta.database.atomic():
+        for row in UploadSession.select().where(UploadSession.key_hash.is_null(False)
+                                                | UploadSession.metadata.contains("keyHash")):
+            try:
+                metadata = json.loads(row.metadata or "{}")
+            except ValueError:
+                metadata = {}
+            if isinstance(metadata, dict) and isinstance(metadata.get("tus"), str):
+                metadata["tus"] = tus_metadata_without(metadata["tus"])
+            key_hash = signer.protect_key_hash(row.key_hash.lower()) if row.key_hash else None
+            (UploadSession.update(key_hash=key_hash, metadata=json.dumps(metadata))
+             .where(UploadSession.session_id == row.session_id).execute())
+            changed += 1
+        Meta.delete().where(Meta.key == RAW_SESSION_KEYS).execute()
+    return changed
+
+
 # Every chunk reads its session and records its offset: their SQL is built once (prepared.py).
 _SESSION_BY_ID = Prepared(
     lambda session_id: (UploadSession.select(*_SESSION_COLUMNS)
@@ -161,7 +191,9 @@ class SessionStore:
                     raise service._quota_error(service.account(principal.account_id), request.size)
             row = UploadSession.create(
                 session_id=new_id(), file_id=new_id(), owner=principal.account_id, name=request.name,
-                size=request.size, content_type=request.type, region=region, key_hash=request.key_hash,
+                size=request.size, content_type=request.type, region=region,
+                # Only what the file row will hold: a session row lives for days, completed or not.
+                key_hash=service.signer.protect_key_hash(request.key_hash) if request.key_hash else None,
                 offset=0, reserved=reserved, metadata=json.dumps(request.metadata), created_at=now,
                 expires_at=now + self.settings.session_expiry)
         return SessionInfo.of(row)

@@ -24,7 +24,7 @@ from lockr_local.server.handlers.sessions import ChunkReceiver, session_id_or_40
 from lockr_local.server.handlers.uploads import UNLIMITED_BODY, declared_length
 from lockr_local.server.resumable import Checksum
 from lockr_local.server.service import FileInfo
-from lockr_local.server.sessions import SessionInfo, parse_session_request
+from lockr_local.server.sessions import SessionInfo, parse_session_request, tus_metadata_without
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination,expiration,checksum"
@@ -153,7 +153,7 @@ class TusCreationHandler(TusHandler):
         request = parse_session_request(
             metadata.get("filename") or metadata.get("name") or "upload", int(length_text),
             metadata.get("filetype") or metadata.get("type"), metadata.get("region"), metadata.get("keyHash"),
-            metadata={"tus": raw_metadata} if raw_metadata else {})
+            metadata={"tus": tus_metadata_without(raw_metadata)} if raw_metadata else {})
         session = await self.ctx.sessions.create(principal, request)
         if session.size == 0:
             # An empty upload is complete as created (tus clients send no PATCH for it).
