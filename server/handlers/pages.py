@@ -218,7 +218,13 @@ class FilesPageHandler(PageHandler):
 
 
 class DownloadPageHandler(PageHandler):
-    """GET /download/<id>: what the file is and a download button; nothing of the file is shown inline."""
+    """GET /download/<id>: what the file is and a download button; nothing of the file is shown inline.
+    For a keyed file, nothing derived from its content either (its SHA-256 would let anyone confirm a
+    guess of short content offline), except to its signed-in owner."""
+
+    def compute_etag(self) -> None:
+        # Tornado's default ETag hashes the page, so it would fingerprint whatever the page shows.
+        return None
 
     async def get(self, file_id: str) -> None:
         try:
@@ -226,9 +232,11 @@ class DownloadPageHandler(PageHandler):
             info: FileInfo = await self.call(self.ctx.service.file, checked_file_id(file_id.strip().lower()))
         except NotFound:
             self.set_status(404)
-            self.render("download.html", file=None, download_url="", page_title="File not found")
+            self.render("download.html", file=None, download_url="", page_title="File not found", show_digest=False)
             return
-        self.render("download.html", file=info, download_url=info.download_path(), page_title=info.name)
+        owner = self.account is not None and self.account.id == info.owner_id
+        self.render("download.html", file=info, download_url=info.download_path(), page_title=info.name,
+                    show_digest=not info.has_key or owner)
 
 
 MAX_NEXT_LENGTH = 2048
