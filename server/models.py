@@ -62,6 +62,9 @@ class StoredFile(BaseModel):
     crc32 = peewee.BigIntegerField(null=True)
     key_hash = peewee.CharField(max_length=64, null=True)
     key_version = peewee.IntegerField(default=0)
+    # Since schema 5: SHA-256 of a guest upload's claim token (only the uploader got the token), cleared
+    # when the file is registered. NULL: nobody can register it (account files; guest files from before).
+    claim_hash = peewee.CharField(max_length=64, null=True)
     mtime = peewee.DoubleField(null=True)
     created_at = peewee.DoubleField()
     # Since schema 4: the bytes are an InlineBlob row, committed with this row, rather than a blob file.
@@ -105,6 +108,7 @@ class UploadSession(BaseModel):
     content_type = peewee.CharField(max_length=255)
     region = peewee.CharField(max_length=64)
     key_hash = peewee.CharField(max_length=64, null=True)
+    claim_hash = peewee.CharField(max_length=64, null=True)  # a guest session's, handed to its file
     offset = peewee.BigIntegerField(default=0)
     reserved = peewee.BigIntegerField(default=0)
     metadata = peewee.TextField(default="{}")
@@ -156,12 +160,12 @@ def open_database(database_url: str) -> peewee.Database:
 def upgrade_schema(database: peewee.Database) -> None:
     """Brings a store made by an older version up to SCHEMA_VERSION, one additive step at a time."""
     version = int(Meta.get_by_id("schema_version").value)
-    columns = {column.name for column in database.get_columns(StoredFile._meta.table_name)}
     # Schema 4 also added the InlineBlob table, which create_tables makes when it is missing.
-    for since, field in ((2, StoredFile.crc32), (3, StoredFile.crc32c), (4, StoredFile.inline)):
-        if version < since and field.column_name not in columns:
-            migrate(SchemaMigrator.from_database(database).add_column(StoredFile._meta.table_name,
-                                                                       field.column_name, field))
+    for since, field in ((2, StoredFile.crc32), (3, StoredFile.crc32c), (4, StoredFile.inline),
+                         (5, StoredFile.claim_hash), (5, UploadSession.claim_hash)):
+        table = field.model._meta.table_name
+        if version < since and field.column_name not in {column.name for column in database.get_columns(table)}:
+            migrate(SchemaMigrator.from_database(database).add_column(table, field.column_name, field))
     if version < 4:
         StoredFile.update(inline=False).where(StoredFile.inline.is_null()).execute()
     if version < 5:

@@ -6,6 +6,7 @@ The rules only, with no Tornado and no file I/O: every method is synchronous and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from lockr_local.names import normalize_name, validate_content_type, validate_ke
 from lockr_local.server.blobstore import Digests
 from lockr_local.server.models import RAW_SESSION_KEYS, Account, Meta, StoredFile, UploadSession
 from lockr_local.server.prepared import Prepared
-from lockr_local.server.security import Signer, new_id
+from lockr_local.server.security import Signer, new_claim_token, new_id, token_hash
 from lockr_local.server.service import FileInfo, NewFile, Principal, Service, iso8601
 
 
@@ -31,7 +32,7 @@ def _attribute(field: peewee.Field) -> str:
 _SESSION_COLUMNS = (UploadSession.session_id, UploadSession.file_id, UploadSession.owner, UploadSession.name,
                     UploadSession.size, UploadSession.content_type, UploadSession.region, UploadSession.key_hash,
                     UploadSession.offset, UploadSession.reserved, UploadSession.created_at, UploadSession.expires_at,
-                    UploadSession.completed_at, UploadSession.metadata)
+                    UploadSession.completed_at, UploadSession.metadata, UploadSession.claim_hash)
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,9 @@ class SessionInfo:
     expires_at: float
     completed: bool
     metadata: dict[str, Any] = field(default_factory=dict)
+    claim_hash: str | None = None
+    # Only on the answer that opened a guest's session: the raw claim token (stored only hashed).
+    claim_token: str | None = None
 
     @property
     def principal(self) -> Principal:
@@ -70,12 +74,16 @@ class SessionInfo:
 
     def to_json(self, base_url: str) -> dict[str, Any]:
         """The body of `POST /api/v1/upload/session`'s 201."""
-        return {"id": self.file_id, "uploadUrl": base_url + self.upload_path(),
+        body = {"id": self.file_id, "uploadUrl": base_url + self.upload_path(),
                 "downloadUrl": base_url + self.download_path(), "expiresAt": iso8601(self.expires_at)}
+        if self.claim_token:
+            body["claimToken"] = self.claim_token
+        return body
 
     def new_file(self, digests: Digests) -> NewFile:
         return NewFile(self.file_id, self.name, self.size, self.type, self.region, digests.sha256, self.key_hash,
-                       sha1=digests.sha1, md5=digests.md5, check=digests.check, key_protected=True)
+                       sha1=digests.sha1, md5=digests.md5, check=digests.check, key_protected=True,
+                       claim_hash=self.claim_hash)
 
     @staticmethod
     def of(row: UploadSession) -> "SessionInfo":
@@ -84,7 +92,8 @@ class SessionInfo:
     @staticmethod
     def from_columns(session_id: str, file_id: str, owner_id: int | None, name: str, size: int, content_type: str,
                      region: str, key_hash: str | None, offset: int, reserved: int, created_at: float,
-                     expires_at: float, completed_at: float | None, metadata_json: str | None) -> "SessionInfo":
+                     expires_at: float, completed_at: float | None, metadata_json: str | None,
+                     claim_hash: str | None = None) -> "SessionInfo":
         """From the values of _SESSION_COLUMNS, in that order."""
         try:
             metadata = json.loads(metadata_json or "{}")
@@ -92,7 +101,7 @@ class SessionInfo:
             metadata = {}
         return SessionInfo(session_id, file_id, owner_id, name, size, content_type, region, key_hash, offset,
                            reserved, created_at, expires_at, completed_at is not None,
-                           metadata if isinstance(metadata, dict) else {})
+                           metadata if isinstance(metadata, dict) else {}, claim_hash)
 
 
 @dataclass(frozen=True)
@@ -178,6 +187,9 @@ class SessionStore:
         region = service.admit_upload(principal, request.region, request.size, request.key_hash)
         now = time.time() if now is None else now
         reserved = 0 if principal.account_id is None else request.size
+        # A guest's upload gets its claim token now, in the one answer only the uploader sees; the file
+        # row inherits the hash when the upload completes.
+        claim_token = new_claim_token() if principal.is_guest else None
         db = UploadSession._meta.database
         with db.atomic():
             if reserved:
@@ -195,8 +207,9 @@ class SessionStore:
                 # Only what the file row will hold: a session row lives for days, completed or not.
                 key_hash=service.signer.protect_key_hash(request.key_hash) if request.key_hash else None,
                 offset=0, reserved=reserved, metadata=json.dumps(request.metadata), created_at=now,
-                expires_at=now + self.settings.session_expiry)
-        return SessionInfo.of(row)
+                expires_at=now + self.settings.session_expiry,
+                claim_hash=token_hash(claim_token) if claim_token else None)
+        return dataclasses.replace(SessionInfo.of(row), claim_token=claim_token)
 
     def get(self, session_id: str, now: float | None = None) -> SessionInfo:
         """The session; 404 when unknown (or reaped), 410 once expired."""

@@ -33,7 +33,8 @@ CHECKSUM_ALGORITHMS: dict[str, Callable[[], Any]] = {
 }
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 _TUS_HEADERS = ("Location, Upload-Offset, Upload-Length, Upload-Expires, Upload-Metadata, Tus-Resumable, "
-                "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Lockr-File-Id, Lockr-Download-Url")
+                "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Lockr-File-Id, Lockr-Download-Url, "
+                "Lockr-Claim-Token")
 _REQUEST_HEADERS = ("Authorization, Content-Type, Tus-Resumable, Upload-Length, Upload-Metadata, Upload-Offset, "
                     "Upload-Checksum, Upload-Defer-Length")
 
@@ -163,6 +164,9 @@ class TusCreationHandler(TusHandler):
         self.set_header("Upload-Expires", http_date(session.expires_at))
         self.set_header("Lockr-File-Id", session.file_id)
         self.set_header("Lockr-Download-Url", base + session.download_path())
+        if session.claim_token:
+            # A guest's upload: the secret that lets its uploader add it to an account later.
+            self.set_header("Lockr-Claim-Token", session.claim_token)
         self.write_json(session.to_json(base), status=201)
 
 
