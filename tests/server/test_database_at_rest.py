@@ -151,3 +151,26 @@ def test_sessions_of_an_older_store_have_their_raw_keyhash_protected_at_start(tm
         assert requests.get(url, params={"keyHash": SESSION_KEY_HASH}, timeout=30).content == b"0123456789"
     finally:
         second.stop()
+
+
+def test_a_schema_4_store_gets_the_claim_columns_and_is_marked_for_the_session_key_step(tmp_path):
+    from lockr_local.server.models import RAW_SESSION_KEYS, SCHEMA_VERSION, Meta, StoredFile, open_database
+
+    path = tmp_path / "old.db"
+    database = open_database(f"sqlite:///{path}")
+    StoredFile.create(file_id="a" * 32, name="old.bin", size=3, content_type="application/octet-stream",
+                      region="local", sha256="0" * 64, created_at=1.0)
+    database.close()
+    with sqlite3.connect(path) as raw:  # as schema 4 left it: no claim columns
+        raw.execute("ALTER TABLE storedfile DROP COLUMN claim_hash")
+        raw.execute("ALTER TABLE uploadsession DROP COLUMN claim_hash")
+        raw.execute("UPDATE meta SET value = '4' WHERE key = 'schema_version'")
+    database = open_database(f"sqlite:///{path}")
+    try:
+        for table in ("storedfile", "uploadsession"):
+            assert "claim_hash" in {column.name for column in database.get_columns(table)}
+        assert Meta.get_by_id("schema_version").value == str(SCHEMA_VERSION)
+        assert Meta.get_or_none(Meta.key == RAW_SESSION_KEYS) is not None
+        assert StoredFile.get(StoredFile.file_id == "a" * 32).claim_hash is None  # no one can register it
+    finally:
+        database.close()
