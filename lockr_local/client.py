@@ -7,6 +7,7 @@ with exponential backoff that honours Retry-After; bodies are streamed in both d
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import html
 import mimetypes
@@ -34,6 +35,22 @@ TIMEOUT = (15.0, 120.0)  # (connect, between bytes); a chunk's fsync on a slow d
 _DOWNLOAD_PATH = re.compile(r"/api/v1/download/[^/?#]+/([0-9a-fA-F]{32,64})")
 _PAGE_PATH = re.compile(r"/download/([0-9a-fA-F]{32,64})/?$")
 _ID = re.compile(r"[0-9a-fA-F]{32,64}")
+
+def file_id_of(text: str) -> str | None:
+    """The file id in a share link (/download/ID), a download URL (/api/v1/download/REGION/ID/...) or bare."""
+    text = text.strip()
+    if _ID.fullmatch(text):
+        return text.lower()
+    path = urlsplit(text).path
+    match = _DOWNLOAD_PATH.search(path) or _PAGE_PATH.search(path)
+    return match.group(1).lower() if match else None
+
+
+def with_claim(file: RemoteFile, claim_token: str | None) -> RemoteFile:
+    """A session's file as its uploader should see it: with the claim token its creation gave (the
+    completing answer cannot carry it, since the server keeps only its hash)."""
+    return dataclasses.replace(file, claim_token=claim_token) if claim_token and not file.claim_token else file
+
 
 __all__ = ["AccountInfo", "Download", "LockrClient", "NewAccount", "RemoteFile", "UploadSession"]
 
@@ -110,8 +127,10 @@ class LockrClient:
     def file(self, file_id: str) -> RemoteFile:
         return RemoteFile.from_json(self._json("GET", f"/api/v1/files/{quote(file_id, safe='')}"))
 
-    def register(self, file_id: str) -> RemoteFile:
-        return RemoteFile.from_json(self._json("POST", "/api/v1/files/register", json={"id": file_id}))
+    def register(self, file_id: str, claim_token: str | None = None) -> RemoteFile:
+        """Attaches a guest upload to this account; `claim_token` is what its upload's answer carried."""
+        body = {"id": file_id, **({"claimToken": claim_token} if claim_token else {})}
+        return RemoteFile.from_json(self._json("POST", "/api/v1/files/register", json=body))
 
     def set_key(self, file_id: str, phrase: str) -> RemoteFile:
         return RemoteFile.from_json(self._json("POST", f"/api/v1/files/{quote(file_id, safe='')}/key",
@@ -155,7 +174,7 @@ class LockrClient:
                 return self._direct_upload(handle, size, name, content_type, region, hashed_key, progress)
             if on_session is not None:
                 on_session(session)
-            return self._send_chunks(session.upload_url, handle, size, 0, progress)
+            return with_claim(self._send_chunks(session.upload_url, handle, size, 0, progress), session.claim_token)
         finally:
             stack.close()
 
@@ -170,15 +189,17 @@ class LockrClient:
         # server reaps it (and its reservation) at expiry, and giving up on a cut would be worse.
         data = self._json("POST", "/api/v1/upload/session", expect=(201, 200), json=body)
         return UploadSession(str(data["id"]), urljoin(self.endpoint + "/", str(data["uploadUrl"])),
-                             str(data.get("downloadUrl", "")), str(data.get("expiresAt", "")))
+                             str(data.get("downloadUrl", "")), str(data.get("expiresAt", "")),
+                             data.get("claimToken"))
 
     def upload_status(self, session_url: str, size: int) -> int | RemoteFile:
         """Asks a session how far it got: the persisted byte count, or the file when it is complete."""
         return self._query_session(session_url, size)
 
     def resume_upload(self, session_url: str, source: str | os.PathLike[str] | BinaryIO, *,
-                      progress: ProgressCallback | None = None) -> RemoteFile:
-        """Finishes an interrupted session from the offset the server reports (NotFound/Gone if it is gone)."""
+                      progress: ProgressCallback | None = None, claim_token: str | None = None) -> RemoteFile:
+        """Finishes an interrupted session from the offset the server reports (NotFound/Gone if it is gone).
+        `claim_token`, the one the session's creation gave (a guest's), is put on the file it returns."""
         stack = ExitStack()
         try:
             handle, _ = self._open_source(source, "resumed", stack)
@@ -189,8 +210,8 @@ class LockrClient:
             if isinstance(status, RemoteFile):
                 if progress is not None:
                     progress(size, size)
-                return status
-            return self._send_chunks(session_url, handle, size, status, progress)
+                return with_claim(status, claim_token)
+            return with_claim(self._send_chunks(session_url, handle, size, status, progress), claim_token)
         finally:
             stack.close()
 

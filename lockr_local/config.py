@@ -10,6 +10,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
+from urllib.parse import urlsplit
 
 from lockr_local.errors import BadRequest
 
@@ -79,6 +80,38 @@ def parse_regions(text: str | Mapping[str, str]) -> tuple[tuple[str, str], ...]:
     return tuple(pairs)
 
 
+def origin_of(url: str, *, allow_path: bool = False) -> str | None:
+    """The web origin `scheme://host[:port]` of an http(s) URL, lower-cased and without a default port;
+    None when it is not one (a path, query or user name is refused unless `allow_path`)."""
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme = parts.scheme.lower()
+    if scheme not in ("http", "https") or not parts.hostname or parts.username is not None:
+        return None
+    if not allow_path and (parts.path not in ("", "/") or parts.query or parts.fragment):
+        return None
+    host = parts.hostname.lower()
+    if ":" in host:
+        host = f"[{host}]"
+    default_port = 443 if scheme == "https" else 80
+    return f"{scheme}://{host}" + (f":{port}" if port is not None and port != default_port else "")
+
+
+def parse_origins(text: str | list[str]) -> tuple[str, ...]:
+    """'https://app.example, http://localhost:3000' -> normalized origins; '*' stands for every origin."""
+    origins = []
+    for entry in parse_list(text):
+        origin = "*" if entry == "*" else origin_of(entry)
+        if origin is None:
+            raise SettingsError(f"{entry!r} is not a web origin such as https://app.example (scheme, host and "
+                                f"port only) or *")
+        origins.append(origin)
+    return tuple(origins)
+
+
 def parse_float(text: str | float) -> float:
     try:
         return float(text)
@@ -126,6 +159,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("public_url", "", "Base URL clients reach the server at (https://files.example.org); used for links."),
     Setting("trusted_proxies", "", "Comma-separated proxy addresses whose X-Forwarded-* headers are trusted.",
             parse_list),
+    Setting("cors_origins", "", "Comma-separated web origins (https://app.example) whose pages may use the tus "
+            "endpoint from the browser, besides the server's own origin (public_url, else the request's host); "
+            "* allows every origin.", parse_origins),
     Setting("regions", "", "Comma-separated NAME=PATH storage regions. Empty: one region 'local' in data_dir.",
             parse_regions),
     Setting("default_region", "local", "Region used when an upload names none and the account has no default."),
@@ -205,6 +241,7 @@ class Settings:
     database_url: str
     public_url: str
     trusted_proxies: tuple[str, ...]
+    cors_origins: tuple[str, ...]
     regions: tuple[tuple[str, str], ...]
     default_region: str
     guest_uploads: bool

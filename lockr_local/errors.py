@@ -93,6 +93,17 @@ class WrongKey(Forbidden):
     default_message = "The keyHash does not match this file's key."
 
 
+class ClaimRequired(Forbidden):
+    code = "claim_required"
+    default_message = ("Adding a guest upload to an account needs its claimToken, which only the upload's "
+                       "answer gave the uploader; a share link or id alone is not enough.")
+
+
+class WrongClaim(Forbidden):
+    code = "wrong_claim"
+    default_message = "That claimToken is not this file's; use the one its upload's answer gave."
+
+
 class GuestKeyForbidden(Forbidden):
     code = "guest_key_forbidden"
     default_message = "Guests cannot attach download keys; create an account at /account."

@@ -21,6 +21,8 @@ class RemoteFile:
     created_at: str
     download_url: str
     page_url: str | None = None
+    # Only on the answer to a guest's upload: the secret that lets its uploader register it later.
+    claim_token: str | None = None
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "RemoteFile":
@@ -28,7 +30,7 @@ class RemoteFile:
                    type=str(data.get("type") or "application/octet-stream"), region=str(data.get("region") or ""),
                    sha256=data.get("sha256"), has_key=bool(data.get("hasKey")),
                    created_at=str(data.get("createdAt") or ""), download_url=str(data["downloadUrl"]),
-                   page_url=data.get("pageUrl"))
+                   page_url=data.get("pageUrl"), claim_token=data.get("claimToken"))
 
     @property
     def share_url(self) -> str:
@@ -44,6 +46,7 @@ class UploadSession:
     upload_url: str
     download_url: str
     expires_at: str
+    claim_token: str | None = None  # a guest's session: see RemoteFile.claim_token
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ class PendingUpload:
     path: str
     size: int
     created: float
+    claim_token: str | None = None
 
 
 def upload_key(endpoint: str, path: str | os.PathLike[str], size: int, mtime_ns: int) -> str:
@@ -47,13 +48,15 @@ class UploadState:
         entry = read_json(self.path).get(key)
         if not isinstance(entry, dict) or not entry.get("session_url"):
             return None
+        claim = entry.get("claim_token")
         return PendingUpload(str(entry["session_url"]), str(entry.get("path", "")), int(entry.get("size", 0)),
-                             float(entry.get("created", 0)))
+                             float(entry.get("created", 0)), claim if isinstance(claim, str) else None)
 
-    def put(self, key: str, session_url: str, path: str | os.PathLike[str], size: int) -> None:
+    def put(self, key: str, session_url: str, path: str | os.PathLike[str], size: int,
+            claim_token: str | None = None) -> None:
         entries = self._fresh(read_json(self.path))
         entries[key] = {"session_url": session_url, "path": os.path.abspath(os.fspath(path)), "size": size,
-                        "created": time.time()}
+                        "created": time.time(), **({"claim_token": claim_token} if claim_token else {})}
         write_private_json(self.path, entries)
 
     def remove(self, key: str) -> None:

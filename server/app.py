@@ -26,6 +26,7 @@ from lockr_local.server.httpserver import SMALL_READ, LockrHTTPServer
 from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
 from lockr_local.server.security import Signer, load_or_create_secret
 from lockr_local.server.service import Service
+from lockr_local.server.sessions import protect_raw_session_keys
 
 access_log = logging.getLogger("lockr.access")
 
@@ -43,6 +44,7 @@ def build_context(settings: Settings) -> ServerContext:
     db = Database(settings.database_url)
     blobs = make_blob_store(settings)
     signer = Signer(load_or_create_secret(settings.secret_key, data_dir))
+    db.run_sync(protect_raw_session_keys, signer)
     faults = Faults(settings.crash_point)
     service = Service(settings, blobs, signer, faults)
     auth = Authenticator(settings, db, service)

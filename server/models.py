@@ -12,8 +12,12 @@ from playhouse.migrate import SchemaMigrator, migrate
 database_proxy = peewee.DatabaseProxy()
 log = logging.getLogger("lockr.server")
 
-# Schema 5: the LoginAddress table (create_tables makes it) and one username regardless of case.
+# Schema 5: the LoginAddress table (create_tables makes it), one username regardless of case, claim
+# hashes for guest uploads, and upload sessions that keep only the keyHash's HMAC.
 SCHEMA_VERSION = 5
+# A Meta key set when a store from before schema 5 is upgraded: its upload sessions still hold raw
+# keyHashes, which need the server secret to protect (sessions.protect_raw_session_keys, at start-up).
+RAW_SESSION_KEYS = "raw_session_keys"
 
 
 class BaseModel(peewee.Model):
@@ -74,6 +78,9 @@ class StoredFile(BaseModel):
     crc32 = peewee.BigIntegerField(null=True)
     key_hash = peewee.CharField(max_length=64, null=True)
     key_version = peewee.IntegerField(default=0)
+    # Since schema 5: SHA-256 of a guest upload's claim token (only the uploader got the token), cleared
+    # when the file is registered. NULL: nobody can register it (account files; guest files from before).
+    claim_hash = peewee.CharField(max_length=64, null=True)
     mtime = peewee.DoubleField(null=True)
     created_at = peewee.DoubleField()
     # Since schema 4: the bytes are an InlineBlob row, committed with this row, rather than a blob file.
@@ -117,6 +124,7 @@ class UploadSession(BaseModel):
     content_type = peewee.CharField(max_length=255)
     region = peewee.CharField(max_length=64)
     key_hash = peewee.CharField(max_length=64, null=True)
+    claim_hash = peewee.CharField(max_length=64, null=True)  # a guest session's, handed to its file
     offset = peewee.BigIntegerField(default=0)
     reserved = peewee.BigIntegerField(default=0)
     metadata = peewee.TextField(default="{}")
@@ -200,14 +208,16 @@ def ensure_username_index(database: peewee.Database) -> None:
 def upgrade_schema(database: peewee.Database) -> None:
     """Brings a store made by an older version up to SCHEMA_VERSION, one additive step at a time."""
     version = int(Meta.get_by_id("schema_version").value)
-    columns = {column.name for column in database.get_columns(StoredFile._meta.table_name)}
     # Schema 4 also added the InlineBlob table, which create_tables makes when it is missing.
-    for since, field in ((2, StoredFile.crc32), (3, StoredFile.crc32c), (4, StoredFile.inline)):
-        if version < since and field.column_name not in columns:
-            migrate(SchemaMigrator.from_database(database).add_column(StoredFile._meta.table_name,
-                                                                       field.column_name, field))
+    for since, field in ((2, StoredFile.crc32), (3, StoredFile.crc32c), (4, StoredFile.inline),
+                         (5, StoredFile.claim_hash), (5, UploadSession.claim_hash)):
+        table = field.model._meta.table_name
+        if version < since and field.column_name not in {column.name for column in database.get_columns(table)}:
+            migrate(SchemaMigrator.from_database(database).add_column(table, field.column_name, field))
     if version < 4:
         StoredFile.update(inline=False).where(StoredFile.inline.is_null()).execute()
+    if version < 5:
+        Meta.insert(key=RAW_SESSION_KEYS, value="1").on_conflict_ignore().execute()
     if version < SCHEMA_VERSION:
         Meta.update(value=str(SCHEMA_VERSION)).where(Meta.key == "schema_version").execute()
 

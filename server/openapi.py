@@ -34,6 +34,13 @@ def _errors(*codes: str) -> dict[str, Any]:
 FILE_ID = {"name": "id", "in": "path", "required": True,
            "schema": {"type": "string", "pattern": "^[0-9a-f]{32}$"}}
 
+# A share link (which carries the file id) gives read access only; attaching a guest upload to an account
+# takes this secret, which only the uploader got.
+CLAIM_TOKEN = {"type": "string", "description": (
+    "Only in the answer to a guest's upload (a direct upload, or the answer that opens a session; tus: the "
+    "Lockr-Claim-Token header): the secret that registers the file to an account with POST "
+    "/api/v1/files/register. Shown once; the server keeps only its hash. The share link is not enough.")}
+
 SCHEMAS: dict[str, Any] = {
     "Error": {
         "type": "object", "required": ["error"], "additionalProperties": False,
@@ -47,7 +54,7 @@ SCHEMAS: dict[str, Any] = {
             "id": {"type": "string"}, "name": {"type": "string"}, "size": {"type": "integer", "minimum": 0},
             "type": {"type": "string"}, "region": {"type": "string"}, "sha256": {"type": "string"},
             "hasKey": {"type": "boolean"}, "createdAt": {"type": "string"}, "downloadUrl": {"type": "string"},
-            "pageUrl": {"type": "string"},
+            "pageUrl": {"type": "string"}, "claimToken": CLAIM_TOKEN,
         },
     },
     "FileList": {
@@ -70,7 +77,7 @@ SCHEMAS: dict[str, Any] = {
     "Session": {
         "type": "object", "required": ["id", "uploadUrl", "downloadUrl", "expiresAt"],
         "properties": {"id": {"type": "string"}, "uploadUrl": {"type": "string"}, "downloadUrl": {"type": "string"},
-                       "expiresAt": {"type": "string"}},
+                       "expiresAt": {"type": "string"}, "claimToken": CLAIM_TOKEN},
     },
     "Link": {"type": "object", "required": ["url", "expiresAt"],
              "properties": {"url": {"type": "string"}, "expiresAt": {"type": "string"}}},
@@ -170,7 +177,9 @@ PATHS: dict[str, Any] = {
                                 {"name": "Upload-Length", "in": "header", "required": True,
                                  "schema": {"type": "integer", "minimum": 0}},
                                 {"name": "Upload-Metadata", "in": "header", "schema": {"type": "string"}}],
-                 "responses": {"201": {"description": "Created; Location is the upload URL."},
+                 "responses": {"201": {"description": ("Created; Location is the upload URL. A guest's upload also "
+                                                       "gets Lockr-Claim-Token (see File.claimToken)."),
+                                       "headers": {"Lockr-Claim-Token": {"schema": CLAIM_TOKEN}}},
                                "412": _error_response("Not tus 1.0.0."), **_errors("400", "401", "403", "413", "429"),
                                "507": _error_response("The server's disk is full.")}},
     },
@@ -224,7 +233,12 @@ PATHS: dict[str, Any] = {
     },
     "/api/v1/files/register": {
         "post": {"summary": "Attach a guest upload to your account",
-                 "requestBody": _json_body({"id": {"type": "string"}}, ["id"]),
+                 "description": ("Needs the claimToken the upload's answer gave the uploader (403 claim_required "
+                                 "without it, wrong_claim with another); the id alone, which every share link "
+                                 "carries, never suffices. Guest uploads from before claim tokens existed cannot "
+                                 "be registered. Registering a file you already own answers it again."),
+                 "requestBody": _json_body({"id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+                                            "claimToken": {"type": "string", "maxLength": 256}}, ["id"]),
                  "responses": {"200": _json("File", "The file, now yours."), **_errors("400", "401", "403", "404", "429")}},
     },
     "/api/v1/files/{id}": {

@@ -100,6 +100,19 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
+def new_claim_token() -> str:
+    """The secret that lets a guest uploader attach the upload to an account later: 192 random bits.
+    Stored only as `token_hash`; the share link (which carries the file id) is not enough."""
+    return secrets.token_urlsafe(24)
+
+
+def claim_matches(supplied: str, stored: str | None) -> bool:
+    """Constant-time check of a claim token against its stored hash (None: the file has no claim)."""
+    if stored is None:
+        return False
+    return hmac.compare_digest(token_hash(supplied).encode(), stored.encode())
+
+
 def sha256_text(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

@@ -17,8 +17,8 @@ import peewee
 
 from lockr_local.config import Settings, format_size
 from lockr_local.errors import (
-    AlreadyExists, BadRequest, GuestKeyForbidden, GuestUploadsDisabled, KeyRequired, NotFound,
-    QuotaExceeded, TooLarge, Unauthorized, WrongKey,
+    AlreadyExists, BadRequest, ClaimRequired, GuestKeyForbidden, GuestUploadsDisabled, KeyRequired, NotFound,
+    QuotaExceeded, TooLarge, Unauthorized, WrongClaim, WrongKey,
 )
 from lockr_local.server.blobstore import BlobLocation, BlobStore, Digests
 from lockr_local.server.checks import StoredCheck
@@ -26,7 +26,7 @@ from lockr_local.server.faults import Faults
 from lockr_local.server.inline import insert_inline
 from lockr_local.server.models import Account, ApiToken, LoginAddress, StoredFile, UploadSession
 from lockr_local.server.prepared import Prepared
-from lockr_local.server.security import Signer, new_token, token_hash
+from lockr_local.server.security import Signer, claim_matches, new_claim_token, new_token, token_hash
 
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,60}")
@@ -85,6 +85,8 @@ class FileInfo:
     check: StoredCheck = StoredCheck()
     # The bytes are in the database (inline.py), not the blob store.
     inline: bool = False
+    # Only on the answer to a guest's upload, right after it: the raw claim token (stored only hashed).
+    claim_token: str | None = None
 
     @property
     def has_key(self) -> bool:
@@ -109,6 +111,7 @@ class FileInfo:
             "createdAt": iso8601(self.created_at),
             "downloadUrl": base_url + self.download_path(),
             "pageUrl": f"{base_url}/download/{self.id}",
+            **({"claimToken": self.claim_token} if self.claim_token else {}),
         }
 
     @staticmethod
@@ -150,6 +153,10 @@ class NewFile:
     sha1: str = ""
     md5: str = ""
     check: StoredCheck = StoredCheck()
+    # True when key_hash is already the stored (HMAC'd) form: an upload session keeps only that.
+    key_protected: bool = False
+    # A guest session's claim hash (its token went to the uploader when the session opened).
+    claim_hash: str | None = None
 
     def with_digests(self, digests: Digests) -> "NewFile":
         return dataclasses.replace(self, sha256=digests.sha256, sha1=digests.sha1, md5=digests.md5,
@@ -171,11 +178,11 @@ _CHARGE_QUOTA = Prepared(
 # `inline` is passed as a plain Value: the BooleanField would turn its build-time marker into True.
 _INSERT_FILE = Prepared(
     lambda file_id, owner, name, size, content_type, region, sha256, sha1, md5, crc32c, crc32, key_hash, mtime,
-    created_at, inline: StoredFile.insert(file_id=file_id, owner=owner, name=name, size=size,
-                                          content_type=content_type, region=region, sha256=sha256, sha1=sha1,
-                                          md5=md5, crc32c=crc32c, crc32=crc32, key_hash=key_hash, mtime=mtime,
-                                          created_at=created_at, inline=peewee.Value(inline)),
-    str, int, str, int, str, str, str, str, str, int, int, str, float, float, int)
+    created_at, inline, claim_hash: StoredFile.insert(
+        file_id=file_id, owner=owner, name=name, size=size, content_type=content_type, region=region,
+        sha256=sha256, sha1=sha1, md5=md5, crc32c=crc32c, crc32=crc32, key_hash=key_hash, mtime=mtime,
+        created_at=created_at, inline=peewee.Value(inline), claim_hash=claim_hash),
+    str, int, str, int, str, str, str, str, str, int, int, str, float, float, int, str)
 
 
 class Service:
@@ -426,7 +433,13 @@ class Service:
         Raises QuotaExceeded when the account filled up meanwhile; the caller then deletes the bytes.
         """
         db = StoredFile._meta.database
-        key_hash = self.signer.protect_key_hash(new.key_hash) if new.key_hash else None
+        key_hash = new.key_hash if new.key_protected else (
+            self.signer.protect_key_hash(new.key_hash) if new.key_hash else None)
+        claim_token, claim_hash = None, new.claim_hash
+        if principal.is_guest and claim_hash is None:
+            # Only the uploader gets this answer; the share link alone must not let anyone register the file.
+            claim_token = new_claim_token()
+            claim_hash = token_hash(claim_token)
         created_at = time.time()
         with db.atomic():
             if principal.account_id is not None:
@@ -437,12 +450,13 @@ class Service:
                 UploadSession.delete().where(UploadSession.session_id == session_id).execute()
             _INSERT_FILE.execute(db, new.file_id, principal.account_id, new.name, new.size, new.type, new.region,
                                  new.sha256, new.sha1, new.md5, new.check.crc32c, new.check.crc32, key_hash, new.mtime,
-                                 created_at, data is not None)
+                                 created_at, data is not None, claim_hash)
             if data is not None:
                 insert_inline(db, new.file_id, data)
                 self.faults.hit("before_inline_commit")
         return FileInfo(new.file_id, new.name, new.size, new.type, new.region, new.sha256, key_hash, 0,
-                        principal.account_id, created_at, new.mtime, new.sha1, new.md5, new.check, data is not None)
+                        principal.account_id, created_at, new.mtime, new.sha1, new.md5, new.check, data is not None,
+                        claim_token)
 
     def authenticate_and_record_inline(self, token: str, region: str | None, new: NewFile, data: bytes,
                                        admit: Callable[[Principal], None]) -> tuple[Principal, FileInfo]:
@@ -482,8 +496,10 @@ class Service:
             raise NotFound("No file has that id; it may have been deleted.")
         return FileInfo.of(row)
 
-    def register_file(self, principal: Principal, file_id: str) -> FileInfo:
-        """Attaches a guest upload to the caller's account (charging its quota); idempotent for own files."""
+    def register_file(self, principal: Principal, file_id: str, claim_token: str | None) -> FileInfo:
+        """Attaches a guest upload to the caller's account (charging its quota) when `claim_token` is the one
+        its upload's answer gave; idempotent for own files. The id alone is in every share link, so it is
+        never enough: a file without a claim hash (from before schema 5) cannot be registered."""
         if principal.account_id is None:
             raise Unauthorized("Log in to attach files to an account.")
         db = StoredFile._meta.database
@@ -493,13 +509,19 @@ class Service:
                 raise NotFound("No unclaimed file has that id.")
             if row.owner_id == principal.account_id:
                 return FileInfo.of(row)
+            if not claim_token:
+                raise ClaimRequired()
+            if not claim_matches(claim_token, row.claim_hash):
+                raise WrongClaim() if row.claim_hash else ClaimRequired(
+                    "This guest upload was made before uploads got a claimToken; it cannot be added to an "
+                    "account. Its share link keeps working.")
             charged = (Account.update(used_bytes=Account.used_bytes + row.size)
                        .where((Account.id == principal.account_id)
                               & (Account.used_bytes + Account.reserved_bytes + row.size <= Account.quota))
                        .execute())
             if not charged:
                 raise self._quota_error(self.account(principal.account_id), row.size)
-            claimed = (StoredFile.update(owner=principal.account_id)
+            claimed = (StoredFile.update(owner=principal.account_id, claim_hash=None)
                        .where((StoredFile.file_id == file_id) & StoredFile.owner.is_null()).execute())
             if not claimed:
                 raise NotFound("No unclaimed file has that id.")

@@ -6,6 +6,7 @@ The rules only, with no Tornado and no file I/O: every method is synchronous and
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from dataclasses import dataclass, field
@@ -16,9 +17,9 @@ import peewee
 from lockr_local.errors import BadRequest, Gone, NotFound
 from lockr_local.names import normalize_name, validate_content_type, validate_key_hash
 from lockr_local.server.blobstore import Digests
-from lockr_local.server.models import Account, StoredFile, UploadSession
+from lockr_local.server.models import RAW_SESSION_KEYS, Account, Meta, StoredFile, UploadSession
 from lockr_local.server.prepared import Prepared
-from lockr_local.server.security import new_id
+from lockr_local.server.security import Signer, new_claim_token, new_id, token_hash
 from lockr_local.server.service import FileInfo, NewFile, Principal, Service, iso8601
 
 
@@ -31,7 +32,7 @@ def _attribute(field: peewee.Field) -> str:
 _SESSION_COLUMNS = (UploadSession.session_id, UploadSession.file_id, UploadSession.owner, UploadSession.name,
                     UploadSession.size, UploadSession.content_type, UploadSession.region, UploadSession.key_hash,
                     UploadSession.offset, UploadSession.reserved, UploadSession.created_at, UploadSession.expires_at,
-                    UploadSession.completed_at, UploadSession.metadata)
+                    UploadSession.completed_at, UploadSession.metadata, UploadSession.claim_hash)
 
 
 @dataclass(frozen=True)
@@ -45,13 +46,16 @@ class SessionInfo:
     size: int
     type: str
     region: str
-    key_hash: str | None
+    key_hash: str | None  # the stored (HMAC'd) form, as on the file row; the raw keyHash is never kept
     offset: int
     reserved: int
     created_at: float
     expires_at: float
     completed: bool
     metadata: dict[str, Any] = field(default_factory=dict)
+    claim_hash: str | None = None
+    # Only on the answer that opened a guest's session: the raw claim token (stored only hashed).
+    claim_token: str | None = None
 
     @property
     def principal(self) -> Principal:
@@ -70,12 +74,16 @@ class SessionInfo:
 
     def to_json(self, base_url: str) -> dict[str, Any]:
         """The body of `POST /api/v1/upload/session`'s 201."""
-        return {"id": self.file_id, "uploadUrl": base_url + self.upload_path(),
+        body = {"id": self.file_id, "uploadUrl": base_url + self.upload_path(),
                 "downloadUrl": base_url + self.download_path(), "expiresAt": iso8601(self.expires_at)}
+        if self.claim_token:
+            body["claimToken"] = self.claim_token
+        return body
 
     def new_file(self, digests: Digests) -> NewFile:
         return NewFile(self.file_id, self.name, self.size, self.type, self.region, digests.sha256, self.key_hash,
-                       sha1=digests.sha1, md5=digests.md5, check=digests.check)
+                       sha1=digests.sha1, md5=digests.md5, check=digests.check, key_protected=True,
+                       claim_hash=self.claim_hash)
 
     @staticmethod
     def of(row: UploadSession) -> "SessionInfo":
@@ -84,7 +92,8 @@ class SessionInfo:
     @staticmethod
     def from_columns(session_id: str, file_id: str, owner_id: int | None, name: str, size: int, content_type: str,
                      region: str, key_hash: str | None, offset: int, reserved: int, created_at: float,
-                     expires_at: float, completed_at: float | None, metadata_json: str | None) -> "SessionInfo":
+                     expires_at: float, completed_at: float | None, metadata_json: str | None,
+                     claim_hash: str | None = None) -> "SessionInfo":
         """From the values of _SESSION_COLUMNS, in that order."""
         try:
             metadata = json.loads(metadata_json or "{}")
@@ -92,7 +101,7 @@ class SessionInfo:
             metadata = {}
         return SessionInfo(session_id, file_id, owner_id, name, size, content_type, region, key_hash, offset,
                            reserved, created_at, expires_at, completed_at is not None,
-                           metadata if isinstance(metadata, dict) else {})
+                           metadata if isinstance(metadata, dict) else {}, claim_hash)
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,36 @@ def parse_session_request(name: object, size: object, content_type: object, regi
                           checked_key, dict(metadata or {}))
 
 
+def tus_metadata_without(raw: str, secret_keys: tuple[str, ...] = ("keyHash",)) -> str:
+    """A tus `Upload-Metadata` value without the named entries, kept to be echoed by HEAD: a keyHash
+    must not be stored or sent back as it came."""
+    pairs = [pair.strip() for pair in raw.split(",")]
+    return ",".join(pair for pair in pairs if pair and pair.partition(" ")[0] not in secret_keys)
+
+
+def protect_raw_session_keys(signer: Signer) -> int:
+    """Once, for a store from before schema 5 (whose sessions kept the raw keyHash and echoed it in their
+    tus metadata): stores the HMAC'd form instead and drops the keyHash from the metadata."""
+    if Meta.get_or_none(Meta.key == RAW_SESSION_KEYS) is None:
+        return 0
+    changed = 0
+    with UploadSession._meta.database.atomic():
+        for row in UploadSession.select().where(UploadSession.key_hash.is_null(False)
+                                                | UploadSession.metadata.contains("keyHash")):
+            try:
+                metadata = json.loads(row.metadata or "{}")
+            except ValueError:
+                metadata = {}
+            if isinstance(metadata, dict) and isinstance(metadata.get("tus"), str):
+                metadata["tus"] = tus_metadata_without(metadata["tus"])
+            key_hash = signer.protect_key_hash(row.key_hash.lower()) if row.key_hash else None
+            (UploadSession.update(key_hash=key_hash, metadata=json.dumps(metadata))
+             .where(UploadSession.session_id == row.session_id).execute())
+            changed += 1
+        Meta.delete().where(Meta.key == RAW_SESSION_KEYS).execute()
+    return changed
+
+
 # Every chunk reads its session and records its offset: their SQL is built once (prepared.py).
 _SESSION_BY_ID = Prepared(
     lambda session_id: (UploadSession.select(*_SESSION_COLUMNS)
@@ -148,6 +187,9 @@ class SessionStore:
         region = service.admit_upload(principal, request.region, request.size, request.key_hash)
         now = time.time() if now is None else now
         reserved = 0 if principal.account_id is None else request.size
+        # A guest's upload gets its claim token now, in the one answer only the uploader sees; the file
+        # row inherits the hash when the upload completes.
+        claim_token = new_claim_token() if principal.is_guest else None
         db = UploadSession._meta.database
         with db.atomic():
             if reserved:
@@ -161,10 +203,13 @@ class SessionStore:
                     raise service._quota_error(service.account(principal.account_id), request.size)
             row = UploadSession.create(
                 session_id=new_id(), file_id=new_id(), owner=principal.account_id, name=request.name,
-                size=request.size, content_type=request.type, region=region, key_hash=request.key_hash,
+                size=request.size, content_type=request.type, region=region,
+                # Only what the file row will hold: a session row lives for days, completed or not.
+                key_hash=service.signer.protect_key_hash(request.key_hash) if request.key_hash else None,
                 offset=0, reserved=reserved, metadata=json.dumps(request.metadata), created_at=now,
-                expires_at=now + self.settings.session_expiry)
-        return SessionInfo.of(row)
+                expires_at=now + self.settings.session_expiry,
+                claim_hash=token_hash(claim_token) if claim_token else None)
+        return dataclasses.replace(SessionInfo.of(row), claim_token=claim_token)
 
     def get(self, session_id: str, now: float | None = None) -> SessionInfo:
         """The session; 404 when unknown (or reaped), 410 once expired."""

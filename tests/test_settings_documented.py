@@ -38,6 +38,8 @@ def test_sources_are_layered_defaults_file_env_flags(tmp_path):
     ({"LOCKR_DEFAULT_QUOTA": "lots"}, "default_quota"),
     ({"LOCKR_REGIONS": "noequals"}, "regions"),
     ({"LOCKR_PUBLIC_URL": "files.example.org"}, "public_url"),
+    ({"LOCKR_CORS_ORIGINS": "app.example"}, "cors_origins"),
+    ({"LOCKR_CORS_ORIGINS": "https://app.example/path"}, "cors_origins"),
 ])
 def test_bad_setting_values_name_the_setting(tmp_path, env, fragment):
     with pytest.raises(SettingsError, match=fragment):

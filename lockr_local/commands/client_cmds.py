@@ -80,6 +80,15 @@ def add_commands(subparsers: argparse._SubParsersAction, client_options: Options
     remove.add_argument("ids", nargs="+", metavar="ID")
     remove.set_defaults(handler=rm_cmd)
 
+    register = subparsers.add_parser(
+        "register", help="add a guest upload to your account",
+        description="Add a file uploaded without an account (upload --guest, the /upload page) to your "
+                    "account, with the claim code its upload printed; the share link alone is not enough.")
+    client_options(register)
+    register.add_argument("target", metavar="ID_OR_LINK", help="the file id or its share link")
+    register.add_argument("--claim", metavar="CODE", required=True, help="the claim code the upload gave")
+    register.set_defaults(handler=register_cmd)
+
 
 # -- shared --------------------------------------------------------------------------------------
 
@@ -264,6 +273,9 @@ def upload_cmd(args: argparse.Namespace) -> int:
                 status = ExitStatus.ERROR
                 continue
             say(f"Uploaded {path.name} ({human_size(info.size)}).")
+            if info.claim_token:
+                # Shown once: the share link lets people download, only this code lets you keep the file.
+                say(f"To add it to an account later: lockr-local register {info.id} --claim {info.claim_token}")
             print(info.share_url, flush=True)
     return status
 
@@ -282,7 +294,8 @@ def upload_one(client: LockrClient, path: Path, args: argparse.Namespace) -> Rem
         info = resume_pending(client, state, key, path, size, bar)
         if info is None:
             info = client.upload(path, region=args.region, key_phrase=args.key, progress=bar,
-                                 on_session=lambda session: state.put(key, session.upload_url, path, size))
+                                 on_session=lambda session: state.put(key, session.upload_url, path, size,
+                                                                      session.claim_token))
         state.remove(key)
         return info
     finally:
@@ -291,7 +304,7 @@ def upload_one(client: LockrClient, path: Path, args: argparse.Namespace) -> Rem
 
 def resume_pending(client: LockrClient, state: UploadState, key: str, path: Path, size: int,
                    progress: ProgressCallback) -> RemoteFile | None:
-    from lockr_local.client import RemoteFile
+    from lockr_local.client import RemoteFile, with_claim
 
     pending = state.get(key)
     if pending is None:
@@ -300,10 +313,10 @@ def resume_pending(client: LockrClient, state: UploadState, key: str, path: Path
         status = client.upload_status(pending.session_url, size)
         if isinstance(status, RemoteFile):
             say(f"{path.name} had already finished uploading.")
-            return status
+            return with_claim(status, pending.claim_token)
         percent = 100.0 * status / size if size else 100.0
         say(f"Resuming {path.name} at byte {status} of {size} ({percent:.0f}% already on the server).")
-        return client.resume_upload(pending.session_url, path, progress=progress)
+        return client.resume_upload(pending.session_url, path, progress=progress, claim_token=pending.claim_token)
     except (NotFound, Gone):
         say(f"The earlier upload session of {path.name} has expired; starting over.")
         state.remove(key)
@@ -357,6 +370,20 @@ def file_json(info: RemoteFile) -> dict[str, Any]:
     return {"id": info.id, "name": info.name, "size": info.size, "type": info.type, "region": info.region,
             "sha256": info.sha256, "hasKey": info.has_key, "createdAt": info.created_at,
             "downloadUrl": info.download_url, "pageUrl": info.page_url}
+
+
+@reporting
+def register_cmd(args: argparse.Namespace) -> int:
+    from lockr_local.client import file_id_of
+
+    file_id = file_id_of(args.target)
+    if file_id is None:
+        raise CommandFailed(f"{args.target!r} is neither a file id nor a lockr share link.")
+    with client_for(args) as client:
+        info = client.register(file_id, args.claim)
+    say(f"Added {info.name} ({human_size(info.size)}) to your files.")
+    print(info.share_url, flush=True)
+    return ExitStatus.OK
 
 
 @reporting

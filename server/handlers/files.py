@@ -32,15 +32,24 @@ class FilesHandler(BaseHandler):
         self.write_json({"files": [f.to_json(base) for f in files], "next": next_cursor})
 
 
+MAX_CLAIM_TOKEN = 256
+
+
 class RegisterHandler(BaseHandler):
-    """POST /api/v1/files/register {"id"}: attaches a guest upload to the caller's account."""
+    """POST /api/v1/files/register {"id", "claimToken"}: attaches a guest upload to the caller's account.
+    The claimToken is what the upload's answer gave the uploader; the id alone is in every share link."""
 
     async def post(self) -> None:
         principal = await self.require_account()
-        file_id = self.json_body().get("id")
+        body = self.json_body()
+        file_id = body.get("id")
         if not isinstance(file_id, str) or not is_file_id(file_id):
-            raise BadRequest('Send {"id": "<32-character download id>"}.', field="id")
-        info = await self.call(self.ctx.service.register_file, principal, file_id)
+            raise BadRequest('Send {"id": "<32-character download id>", "claimToken": "..."}.', field="id")
+        claim_token = body.get("claimToken")
+        if claim_token is not None and (not isinstance(claim_token, str) or len(claim_token) > MAX_CLAIM_TOKEN
+                                        or not claim_token.isascii()):
+            raise BadRequest('"claimToken" must be the text the upload\'s answer gave.', field="claimToken")
+        info = await self.call(self.ctx.service.register_file, principal, file_id, claim_token or None)
         self.write_json(info.to_json(self.base_url()))
 
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from typing import Any
+from urllib.parse import urlsplit
 
 import tornado.web
 
@@ -119,10 +120,8 @@ class PageHandler(BaseHandler):
 
     def safe_next(self, default: str) -> str:
         """Where to go after signing in: only a path on this site (no open redirect)."""
-        target = self.get_argument("next", "") or default
-        if not target.startswith("/") or target.startswith("//") or "\\" in target:
-            return default
-        return target
+        # Unstripped: what was sent is judged, not a trimmed version of it.
+        return same_site_path(self.get_argument("next", "", strip=False)) or default
 
 
 class HomeHandler(PageHandler):
@@ -239,7 +238,13 @@ class FilesPageHandler(PageHandler):
 
 
 class DownloadPageHandler(PageHandler):
-    """GET /download/<id>: what the file is and a download button; nothing of the file is shown inline."""
+    """GET /download/<id>: what the file is and a download button; nothing of the file is shown inline.
+    For a keyed file, nothing derived from its content either (its SHA-256 would let anyone confirm a
+    guess of short content offline), except to its signed-in owner."""
+
+    def compute_etag(self) -> None:
+        # Tornado's default ETag hashes the page, so it would fingerprint whatever the page shows.
+        return None
 
     async def get(self, file_id: str) -> None:
         try:
@@ -247,9 +252,34 @@ class DownloadPageHandler(PageHandler):
             info: FileInfo = await self.call(self.ctx.service.file, checked_file_id(file_id.strip().lower()))
         except NotFound:
             self.set_status(404)
-            self.render("download.html", file=None, download_url="", page_title="File not found")
+            self.render("download.html", file=None, download_url="", page_title="File not found", show_digest=False)
             return
-        self.render("download.html", file=info, download_url=info.download_path(), page_title=info.name)
+        owner = self.account is not None and self.account.id == info.owner_id
+        self.render("download.html", file=info, download_url=info.download_path(), page_title=info.name,
+                    show_digest=not info.has_key or owner)
+
+
+MAX_NEXT_LENGTH = 2048
+
+
+def same_site_path(target: str) -> str | None:
+    """`target` if a browser would resolve it to a path on this site, else None.
+
+    Judged on what a browser makes of it, not on its prefix: WHATWG URL parsing drops tabs and newlines
+    anywhere and reads a backslash as a slash, so `/\t/evil.example` becomes `//evil.example`. Only
+    printable ASCII without backslashes passes (a control character in a header would also fail the
+    answer), then the parsed URL must have no scheme, no host and a path with exactly one leading slash.
+    """
+    if not target or len(target) > MAX_NEXT_LENGTH:
+        return None
+    if any(not "!" <= char <= "~" or char == "\\" for char in target):
+        return None
+    parts = urlsplit(target)
+    # urlsplit reads "///host" as the path "/host"; a browser reads it as the host.
+    if target.startswith("//") or parts.scheme or parts.netloc or not parts.path.startswith("/") \
+            or parts.path.startswith("//"):
+        return None
+    return target
 
 
 def format_date(timestamp: float) -> str:

@@ -15,15 +15,16 @@ from typing import Any, Callable
 
 import tornado.web
 
+from lockr_local.config import origin_of
 from lockr_local.errors import (
     BadRequest, TusChecksumMismatch, ChunkTooLarge, LockrError, TusVersionUnsupported, UnsupportedMediaType,
 )
-from lockr_local.server.handlers.base import BaseHandler
+from lockr_local.server.handlers.base import BaseHandler, ServerContext
 from lockr_local.server.handlers.sessions import ChunkReceiver, session_id_or_404
 from lockr_local.server.handlers.uploads import UNLIMITED_BODY, declared_length
 from lockr_local.server.resumable import Checksum
 from lockr_local.server.service import FileInfo
-from lockr_local.server.sessions import SessionInfo, parse_session_request
+from lockr_local.server.sessions import SessionInfo, parse_session_request, tus_metadata_without
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination,expiration,checksum"
@@ -32,7 +33,8 @@ CHECKSUM_ALGORITHMS: dict[str, Callable[[], Any]] = {
 }
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
 _TUS_HEADERS = ("Location, Upload-Offset, Upload-Length, Upload-Expires, Upload-Metadata, Tus-Resumable, "
-                "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Lockr-File-Id, Lockr-Download-Url")
+                "Tus-Version, Tus-Extension, Tus-Max-Size, Tus-Checksum-Algorithm, Lockr-File-Id, Lockr-Download-Url, "
+                "Lockr-Claim-Token")
 _REQUEST_HEADERS = ("Authorization, Content-Type, Tus-Resumable, Upload-Length, Upload-Metadata, Upload-Offset, "
                     "Upload-Checksum, Upload-Defer-Length")
 
@@ -74,13 +76,40 @@ def http_date(timestamp: float) -> str:
 
 
 class TusHandler(BaseHandler):
-    """What every tus response carries: Tus-Resumable, and CORS so browser clients (Uppy) can read it."""
+    """What every tus response carries: Tus-Resumable, and for pages of an allowed origin (the server's
+    own, plus the `cors_origins` setting) the CORS grant that lets browser clients (Uppy) use it."""
+
+    def initialize(self, ctx: ServerContext) -> None:
+        super().initialize(ctx)
+        self.set_cors_headers()
 
     def set_default_headers(self) -> None:
         super().set_default_headers()
         self.set_header("Tus-Resumable", TUS_VERSION)
-        self.set_header("Access-Control-Allow-Origin", "*")
-        self.set_header("Access-Control-Expose-Headers", _TUS_HEADERS)
+        if hasattr(self, "ctx"):
+            # clear() before an error answer resets the headers: the page may read the error too.
+            self.set_cors_headers()
+
+    def allowed_origin(self) -> str | None:
+        """The request's Origin when it may use tus from a browser, else None.
+
+        Only an origin in its canonical form (what browsers send) is echoed; any other page, including
+        one on the LAN user's browser that targets a home server, gets no grant, so its browser neither
+        sends the preflighted upload nor lets it read an answer."""
+        origin = self.request.headers.get("Origin")
+        if not origin or origin_of(origin) != origin:
+            return None
+        allowed = self.settings_.cors_origins
+        if "*" in allowed or origin in allowed or origin == origin_of(self.base_url(), allow_path=True):
+            return origin
+        return None
+
+    def set_cors_headers(self) -> None:
+        self.set_header("Vary", "Origin")
+        origin = self.allowed_origin()
+        if origin is not None:
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Expose-Headers", _TUS_HEADERS)
 
     def check_version(self) -> None:
         if self.request.method == "OPTIONS":
@@ -94,9 +123,10 @@ class TusHandler(BaseHandler):
         self.set_header("Tus-Extension", TUS_EXTENSIONS)
         self.set_header("Tus-Max-Size", str(self.settings_.account_max_object))
         self.set_header("Tus-Checksum-Algorithm", ",".join(CHECKSUM_ALGORITHMS))
-        self.set_header("Access-Control-Allow-Methods", "POST, HEAD, PATCH, DELETE, OPTIONS")
-        self.set_header("Access-Control-Allow-Headers", _REQUEST_HEADERS)
-        self.set_header("Access-Control-Max-Age", "86400")
+        if self.allowed_origin() is not None:
+            self.set_header("Access-Control-Allow-Methods", "POST, HEAD, PATCH, DELETE, OPTIONS")
+            self.set_header("Access-Control-Allow-Headers", _REQUEST_HEADERS)
+            self.set_header("Access-Control-Max-Age", "86400")
         self.set_status(204)
         self.finish()
 
@@ -124,7 +154,7 @@ class TusCreationHandler(TusHandler):
         request = parse_session_request(
             metadata.get("filename") or metadata.get("name") or "upload", int(length_text),
             metadata.get("filetype") or metadata.get("type"), metadata.get("region"), metadata.get("keyHash"),
-            metadata={"tus": raw_metadata} if raw_metadata else {})
+            metadata={"tus": tus_metadata_without(raw_metadata)} if raw_metadata else {})
         session = await self.ctx.sessions.create(principal, request)
         if session.size == 0:
             # An empty upload is complete as created (tus clients send no PATCH for it).
@@ -134,6 +164,9 @@ class TusCreationHandler(TusHandler):
         self.set_header("Upload-Expires", http_date(session.expires_at))
         self.set_header("Lockr-File-Id", session.file_id)
         self.set_header("Lockr-Download-Url", base + session.download_path())
+        if session.claim_token:
+            # A guest's upload: the secret that lets its uploader add it to an account later.
+            self.set_header("Lockr-Claim-Token", session.claim_token)
         self.write_json(session.to_json(base), status=201)
 
 

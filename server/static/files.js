@@ -86,6 +86,7 @@
 
   var registerForm = document.getElementById("register-form");
   var registerInput = document.getElementById("register-input");
+  var registerClaim = document.getElementById("register-claim");
   var registerMessage = document.getElementById("register-message");
 
   /* The id in a share link (/download/ID), a download URL (/api/v1/download/REGION/ID/...) or on its own. */
@@ -104,12 +105,20 @@
       registerInput.focus();
       return;
     }
+    // The claim code typed in, else the one the upload page of this browser kept (guest.js).
+    var claimKey = "lockr-claim:" + id;
+    var claim = registerClaim.value.trim();
+    if (!claim) { try { claim = localStorage.getItem(claimKey) || ""; } catch (ignored) { claim = ""; } }
+    var body = { id: id };
+    if (claim) body.claimToken = claim;
     var button = registerForm.querySelector("button[type=submit]");
     button.disabled = true;
-    Lockr.api("POST", "/api/v1/files/register", { id: id }).then(function (file) {
+    Lockr.api("POST", "/api/v1/files/register", body).then(function (file) {
+      try { localStorage.removeItem(claimKey); } catch (ignored) { /* nothing kept */ }
       show(file, true);
       refreshUsage();
       registerInput.value = "";
+      registerClaim.value = "";
       Lockr.say(registerMessage, "Added " + file.name + " to your files.", "ok");
     }, function (error) {
       Lockr.say(registerMessage, error.message, "error");

@@ -93,6 +93,9 @@
       if (answer.status !== 201) throw Lockr.parseError(answer.status, answer.body);
       var session = JSON.parse(answer.body);
       var saved = { uploadUrl: session.uploadUrl, expiresAt: session.expiresAt, id: session.id };
+      // A guest's session: the secret that lets the uploader add the file to an account later. Only
+      // this answer carries it, so it is kept with the session (the server stores only its hash).
+      if (session.claimToken) saved.claimToken = session.claimToken;
       remember(file, saved);
       return saved;
     });
@@ -129,6 +132,12 @@
     });
   }
 
+  /* The finished file with the claim token of the session that made it (the last answer cannot carry it). */
+  function withClaim(result, session) {
+    if (session && session.claimToken && !result.claimToken) result.claimToken = session.claimToken;
+    return result;
+  }
+
   /* Runs the session to the end, resuming after network errors from what the server reports stored. */
   function resumable(file, firstSession, options) {
     var session = firstSession;
@@ -153,7 +162,7 @@
         return wait(Math.min(10000, 250 * Math.pow(2, retries))).then(round);
       });
     }
-    return round();
+    return round().then(function (result) { return withClaim(result, session); });
   }
 
   function direct(file, options) {

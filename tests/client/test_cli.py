@@ -106,6 +106,24 @@ def test_not_logged_in_says_how_to_log_in(cli: Cli, server: ThreadedServer) -> N
     assert guest.returncode == 0 and guest.stdout.startswith(f"{server.url}/download/"), guest.stderr
 
 
+def test_a_guest_upload_prints_its_claim_code_and_register_adds_it_to_an_account(
+        cli: Cli, server: ThreadedServer, account: Account, tmp_path: Path) -> None:
+    source = tmp_path / "guest notes.txt"
+    source.write_text("kept for later")
+    guest = cli.run("upload", str(source), "--endpoint", server.url, "--guest")
+    assert guest.returncode == 0, guest.stderr
+    link = guest.stdout.strip()
+    hint = next(line for line in guest.stderr.splitlines() if "lockr-local register" in line)
+    file_id, claim = hint.split("lockr-local register ", 1)[1].split(" --claim ")
+    assert link.endswith(file_id)
+    env = {"LOCKR_TOKEN": account.token, "LOCKR_ENDPOINT": server.url}
+    stolen = cli.run("register", link, "--claim", "not-the-code", **env)
+    assert stolen.returncode != 0 and "claimToken" in stolen.stderr
+    done = cli.run("register", link, "--claim", claim.strip(), **env)
+    assert done.returncode == 0, done.stderr
+    assert [item["id"] for item in json.loads(cli.run("ls", "--json", **env).stdout)] == [file_id]
+
+
 def test_logout_forgets_the_token(cli: Cli, server: ThreadedServer, account: Account) -> None:
     login(cli, server.url, account)
     assert cli.run("ls").returncode == 0

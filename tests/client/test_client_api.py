@@ -76,8 +76,18 @@ def test_key_phrase_is_sent_only_as_its_hash_and_guards_downloads(client: LockrC
 def test_register_attaches_a_guest_upload(client: LockrClient, server: ThreadedServer) -> None:
     guest_file = LockrClient(server.url).upload(io.BytesIO(b"guest"), "g.txt")
     assert guest_file.id not in {f.id for f in client.list_files()}
-    assert client.register(guest_file.id).id == guest_file.id
+    assert guest_file.claim_token
+    with pytest.raises(errors.Forbidden):
+        client.register(guest_file.id)  # the id (in every share link) is not enough
+    assert client.register(guest_file.id, guest_file.claim_token).id == guest_file.id
     assert guest_file.id in {f.id for f in client.list_files()}
+
+
+def test_a_resumable_guest_upload_keeps_its_claim_token(client: LockrClient, server: ThreadedServer) -> None:
+    guest = LockrClient(server.url, direct_limit=1024, chunk_size=256 * 1024)
+    guest_file = guest.upload(io.BytesIO(b"s" * 300_000), "big.bin")
+    assert guest_file.claim_token
+    assert client.register(guest_file.id, guest_file.claim_token).size == 300_000
 
 
 def test_delete_removes_the_file(client: LockrClient) -> None:

@@ -158,8 +158,8 @@ def test_upload_with_key_hash_header_protects_the_file(server):
 def test_register_attaches_guest_upload_and_charges_quota(server):
     account = create_account(server.url)
     guest_file = upload(server.url, b"12345", "guest.txt").json()
-    response = requests.post(f"{server.url}/api/v1/files/register", json={"id": guest_file["id"]},
-                             headers=account.auth)
+    response = requests.post(f"{server.url}/api/v1/files/register",
+                             json={"id": guest_file["id"], "claimToken": guest_file["claimToken"]}, headers=account.auth)
     assert response.status_code == 200
     assert [f["id"] for f in requests.get(f"{server.url}/api/v1/files", headers=account.auth).json()["files"]] \
         == [guest_file["id"]]
@@ -167,7 +167,8 @@ def test_register_attaches_guest_upload_and_charges_quota(server):
     again = requests.post(f"{server.url}/api/v1/files/register", json={"id": guest_file["id"]}, headers=account.auth)
     assert again.status_code == 200
     other = create_account(server.url)
-    stolen = requests.post(f"{server.url}/api/v1/files/register", json={"id": guest_file["id"]}, headers=other.auth)
+    stolen = requests.post(f"{server.url}/api/v1/files/register",
+                           json={"id": guest_file["id"], "claimToken": guest_file["claimToken"]}, headers=other.auth)
     assert stolen.status_code == 404
 
 

@@ -198,17 +198,78 @@ def test_tus_upload_and_upload_url_are_the_same_session(server):
     assert download(finished.json()) == DATA
 
 
-def test_browser_clients_pass_cors_preflight_and_can_read_tus_headers(server):
+def preflight(url: str, origin: str) -> requests.Response:
+    return requests.options(url, headers={
+        "Origin": origin, "Access-Control-Request-Method": "PATCH",
+        "Access-Control-Request-Headers": "tus-resumable,upload-offset,content-type"}, timeout=10)
+
+
+def test_browser_clients_of_an_allowed_origin_pass_preflight_and_can_read_tus_headers(server_factory):
+    server = server_factory(cors_origins="https://app.example")
     url = tus_create(server.url, 10).headers["Location"]
-    preflight = requests.options(url, headers={
-        "Origin": "https://app.example", "Access-Control-Request-Method": "PATCH",
-        "Access-Control-Request-Headers": "tus-resumable,upload-offset,content-type"})
-    assert preflight.status_code == 204
-    assert preflight.headers["Access-Control-Allow-Origin"] == "*"
-    assert "PATCH" in preflight.headers["Access-Control-Allow-Methods"]
-    allowed = {h.strip().lower() for h in preflight.headers["Access-Control-Allow-Headers"].split(",")}
+    answer = preflight(url, "https://app.example")
+    assert answer.status_code == 204
+    assert answer.headers["Access-Control-Allow-Origin"] == "https://app.example"
+    assert "origin" in answer.headers["Vary"].lower()
+    assert "PATCH" in answer.headers["Access-Control-Allow-Methods"]
+    allowed = {h.strip().lower() for h in answer.headers["Access-Control-Allow-Headers"].split(",")}
     assert {"tus-resumable", "upload-offset", "content-type", "authorization", "upload-checksum"} <= allowed
-    patched = tus_patch(url, b"0123456789", 0)
+    patched = tus_patch(url, b"0123456789", 0, Origin="https://app.example")
+    assert patched.headers["Access-Control-Allow-Origin"] == "https://app.example"
     exposed = {h.strip().lower() for h in patched.headers["Access-Control-Expose-Headers"].split(",")}
     assert {"upload-offset", "location", "lockr-download-url"} <= exposed
     assert requests.get(patched.headers["Lockr-Download-Url"]).content == b"0123456789"
+    # Error answers carry it too, so the page can read why.
+    refused = tus_patch(url, b"x", 3, Origin="https://app.example")
+    assert refused.status_code == 409
+    assert refused.headers["Access-Control-Allow-Origin"] == "https://app.example"
+
+
+def assert_no_cors(answer: requests.Response) -> None:
+    granted = {name for name in answer.headers if name.lower().startswith("access-control-allow")}
+    assert not granted, f"a foreign origin was granted {granted}"
+    assert "access-control-expose-headers" not in {name.lower() for name in answer.headers}
+
+
+@pytest.mark.parametrize("origin", ["https://evil.example", "http://127.0.0.1:1", "null",
+                                    "http://127.0.0.1.evil.example"])
+def test_a_foreign_origin_gets_no_cors_grant_by_default(server, origin):
+    created = tus_create(server.url, 10, headers={"Origin": origin})
+    assert created.status_code == 201  # CORS only decides what a browser lets the page read
+    assert_no_cors(created)
+    url = created.headers["Location"]
+    assert_no_cors(preflight(url, origin))
+    assert_no_cors(preflight(f"{server.url}/api/v1/tus/", origin))
+    assert_no_cors(tus_patch(url, b"0123456789", 0, Origin=origin))
+    assert_no_cors(requests.head(url, headers={**TUS, "Origin": origin}, timeout=10))
+
+
+def test_the_servers_own_origin_is_allowed_by_default(server):
+    url = tus_create(server.url, 10).headers["Location"]
+    answer = preflight(url, server.url)
+    assert answer.headers["Access-Control-Allow-Origin"] == server.url
+    assert "PATCH" in answer.headers["Access-Control-Allow-Methods"]
+    assert tus_patch(url, b"0123456789", 0, Origin=server.url).headers["Access-Control-Allow-Origin"] == server.url
+
+
+def test_public_url_is_the_own_origin_and_listed_origins_are_added(server_factory):
+    server = server_factory(public_url="https://files.example.org/lockr",
+                            cors_origins="https://uppy.example.net, http://localhost:3000")
+    url = f"{server.url}/api/v1/tus/"
+    for origin in ("https://files.example.org", "https://uppy.example.net", "http://localhost:3000"):
+        assert preflight(url, origin).headers["Access-Control-Allow-Origin"] == origin
+    assert_no_cors(preflight(url, server.url))  # the public address is the server's origin now
+    assert_no_cors(preflight(url, "https://evil.example"))
+
+
+def test_cors_origins_star_opens_tus_to_every_origin(server_factory):
+    server = server_factory(cors_origins="*")
+    assert preflight(f"{server.url}/api/v1/tus/", "https://anywhere.example").headers[
+        "Access-Control-Allow-Origin"] == "https://anywhere.example"
+
+
+@pytest.mark.parametrize("path", ["/api/v1/upload/session", "/api/v1/upload", "/api/v1/files", "/api/v1/login"])
+def test_other_endpoints_grant_no_origin(server, path):
+    answer = requests.options(f"{server.url}{path}", headers={"Origin": "https://evil.example",
+                                                              "Access-Control-Request-Method": "POST"}, timeout=10)
+    assert_no_cors(answer)

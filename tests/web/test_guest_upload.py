@@ -100,6 +100,7 @@ def test_signed_in_user_adds_a_guest_upload_by_its_link_and_sees_it_listed(conte
     page.goto(f"{web_server.url}/files")
     page.wait_for_selector("#files-empty:not([hidden])")
     page.fill("#register-input", typed)
+    page.fill("#register-claim", guest_file["claimToken"])  # uploaded elsewhere: the code is typed in
     page.click("#register-form button[type=submit]")
     row = f'#files-table tr[data-id="{guest_file["id"]}"]'
     page.wait_for_selector(row)
@@ -124,9 +125,11 @@ def test_adding_an_unknown_or_claimed_id_says_why_and_lists_nothing(context, web
     cases = [("not a link at all", "neither a download link"), ("0" * 32, "No unclaimed file has that id")]
     first = upload(web_server.url, b"mine now", "claimed.txt").json()
     other = create_account(web_server.url)
-    assert requests.post(f"{web_server.url}/api/v1/files/register", json={"id": first["id"]}, headers=other.auth,
-                         timeout=10).status_code == 200
+    assert requests.post(f"{web_server.url}/api/v1/files/register", json={"id": first["id"], "claimToken":
+                         first["claimToken"]}, headers=other.auth, timeout=10).status_code == 200
     cases.append((first["pageUrl"], "No unclaimed file has that id"))
+    # Someone else's guest upload, known only by its share link: the link is not enough.
+    cases.append((upload(web_server.url, b"not yours", "theirs.txt").json()["pageUrl"], "needs its claimToken"))
     for typed, reason in cases:
         page.fill("#register-input", typed)
         page.click("#register-form button[type=submit]")
@@ -163,3 +166,37 @@ def test_upload_page_fits_a_phone_screen_with_its_share_links(chromium, web_serv
         check_screenshot(page, tmp_path / "phone-upload.png")
     finally:
         phone.close()
+
+
+def test_the_guest_uploader_adds_the_file_after_signing_in_and_a_stranger_with_the_link_cannot(
+        context, chromium, web_server):
+    page = context.new_page()
+    page.goto(f"{web_server.url}/upload")
+    drop_files(page, "#dropzone", {"keep me.txt": b"kept in an account later\n"})
+    item = '#upload-list li[data-name="keep me.txt"]'
+    page.wait_for_selector(f'{item}[data-state="done"] input.claim-code')
+    link = page.input_value(f"{item} input.share-link")
+    file_id = page.get_attribute(item, "data-id")
+    claim = page.input_value(f"{item} input.claim-code")
+    assert len(claim) >= 22 and claim not in link
+
+    stranger_ctx = chromium.new_context()
+    try:
+        stranger = stranger_ctx.new_page()
+        sign_up(stranger, web_server.url)
+        stranger.goto(f"{web_server.url}/files")
+        stranger.fill("#register-input", link)
+        stranger.click("#register-form button[type=submit]")
+        stranger.wait_for_selector("#register-message.error:has-text('needs its claimToken')")
+        assert stranger.locator("#files-table tr[data-id]").count() == 0
+    finally:
+        stranger_ctx.close()
+
+    username = sign_up(page, web_server.url)  # the same browser: it remembers the claim code
+    page.goto(f"{web_server.url}/files")
+    page.fill("#register-input", link)
+    page.click("#register-form button[type=submit]")
+    page.wait_for_selector(f'#files-table tr[data-id="{file_id}"]')
+    assert "Added keep me.txt" in page.inner_text("#register-message")
+    assert file_info(web_server.url, file_id, api_account(web_server.url, username).auth)["name"] == "keep me.txt"
+    assert page.evaluate(f"localStorage.getItem('lockr-claim:{file_id}')") is None  # spent, forgotten

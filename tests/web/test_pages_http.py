@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 import requests
@@ -88,6 +89,44 @@ def test_login_redirects_only_within_the_site(server, next_url, expected):
         "_xsrf": xsrf, "identifier": "walker", "password": "long enough pw", "next": next_url})
     assert response.status_code == 302
     assert response.headers["Location"] == expected
+
+
+# Browsers drop tabs and newlines from a URL (WHATWG) and read a backslash as a slash, so each of these
+# would leave the site if it came out in Location unchanged.
+HOSTILE_NEXT = [
+    "\t/evil.example/x", "/\t/evil.example/x", "/\n/evil.example/x", "\n/evil.example", "/\r\n/evil.example",
+    "/\\evil.example", "\\/evil.example", "//evil.example", "///evil.example", "https:evil.example",
+    "https://evil.example/", "javascript:alert(1)", "/\x00/evil.example", "/\x1b/evil.example", "/\x7f/x",
+    " //evil.example", "/\u00a0/evil.example", "/" + "a" * 5000, "evil.example", "?next=//evil",
+]
+
+
+@pytest.mark.parametrize("next_url", HOSTILE_NEXT)
+def test_login_with_a_hostile_next_lands_on_a_same_site_path(server, next_url):
+    create_account(server.url, "walker", password="long enough pw")
+    session, xsrf = page_session(server.url)
+    form = session.get(f"{server.url}/account", params={"next": next_url})
+    assert form.status_code == 200
+    response = session.post(f"{server.url}/account/login", allow_redirects=False, data={
+        "_xsrf": xsrf, "identifier": "walker", "password": "long enough pw", "next": next_url})
+    assert response.status_code == 302, response.text
+    location = response.headers["Location"]
+    assert location == "/files"
+    # What a browser would make of it: a path on this site.
+    parts = urlsplit(urljoin(server.url + "/account", location))
+    assert f"{parts.scheme}://{parts.netloc}" == server.url
+
+
+@pytest.mark.parametrize("next_url", ["/files", "/download/" + "a" * 32, "/%09/evil.example", "/files?x=1#top"])
+def test_login_keeps_a_plain_same_site_next(server, next_url):
+    create_account(server.url, "walker", password="long enough pw")
+    session, xsrf = page_session(server.url)
+    response = session.post(f"{server.url}/account/login", allow_redirects=False, data={
+        "_xsrf": xsrf, "identifier": "walker", "password": "long enough pw", "next": next_url})
+    assert response.status_code == 302
+    assert response.headers["Location"] == next_url
+    parts = urlsplit(urljoin(server.url + "/account", response.headers["Location"]))
+    assert f"{parts.scheme}://{parts.netloc}" == server.url
 
 
 def test_signup_disabled_shows_a_notice_and_refuses_the_form(server_factory):
