@@ -6,6 +6,7 @@ import asyncio
 import ipaddress
 import json
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
@@ -30,6 +31,9 @@ log = logging.getLogger("lockr.server")
 T = TypeVar("T")
 
 MAX_JSON_BODY = 64 * 1024
+# No request of the API nests deeper than 2 levels; the limit leaves room and keeps walks short.
+MAX_JSON_DEPTH = 32
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # A request refused before its body streams waits for a body up to this size, so the connection stays
 # usable; bigger bodies, and refusals in the middle of a body, get the lingering close instead.
 DRAIN_BEFORE_ERROR = 1024 * 1024
@@ -61,6 +65,39 @@ class ServerContext:
     sessions: ResumableUploads
     backfill: DigestBackfill
     watchdogs: BodyWatchdogs
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_json(body: bytes) -> Any:
+    """A request body as JSON, or a 400: the one place the server reads JSON from a client.
+
+    Besides what `json.loads` refuses, it refuses what Python's parser accepts but JSON does not allow or
+    the server cannot store: NaN and Infinity, nesting deeper than MAX_JSON_DEPTH (`[[[[...` would
+    otherwise end in a RecursionError, a 500 and a logged traceback per request), and strings that are
+    not Unicode text (a lone surrogate such as "\\ud800" cannot be encoded as UTF-8 later on).
+    """
+    try:
+        data = json.loads(body, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise BadRequest(f"The JSON body is nested too deeply (at most {MAX_JSON_DEPTH} levels).") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}.") from exc
+    pending: list[tuple[Any, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise BadRequest("The JSON body contains a string that is not valid Unicode (a lone surrogate "
+                                 "such as \\ud800).")
+        elif isinstance(value, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise BadRequest(f"The JSON body is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+    return data
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -253,10 +290,7 @@ class BaseHandler(tornado.web.RequestHandler):
             raise BadRequest("The JSON body is too large.")
         if not body.strip():
             return {}
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"The body is not valid JSON: {exc}.") from exc
+        data = parse_json(body)
         if not isinstance(data, dict):
             raise BadRequest("The JSON body must be an object, like {\"name\": ...}.")
         return data

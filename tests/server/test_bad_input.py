@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import json
+import logging
 import socket
 import statistics
 import time
@@ -357,3 +358,68 @@ def test_elapsed_time_is_reasonable_for_failed_logins(server):
     known, unknown = statistics.median(known_tries), statistics.median(unknown_tries)
     # Both paths run the KDF: neither is an order of magnitude faster than the other.
     assert unknown > known / 5 and known > unknown / 5
+
+
+# Every JSON endpoint, with a valid-looking body whose `field` the tests replace with hostile values.
+# {id} is one of the caller's files; "auth" says whether the request carries the account's token.
+JSON_FIELDS = [
+    ("/api/v1/login", {"identifier": "{user}", "password": "correct horse"}, "identifier", False),
+    ("/api/v1/login", {"identifier": "{user}", "password": "correct horse"}, "password", False),
+    ("/api/v1/account", {"username": "newbie", "email": "newbie@example.com", "password": "longenough"},
+     "username", False),
+    ("/api/v1/account", {"username": "newbie", "email": "newbie@example.com", "password": "longenough"},
+     "email", False),
+    ("/api/v1/account", {"username": "newbie", "email": "newbie@example.com", "password": "longenough"},
+     "password", False),
+    ("/api/v1/upload/session", {"name": "a.bin", "size": 3}, "name", True),
+    ("/api/v1/upload/session", {"name": "a.bin", "size": 3}, "type", True),
+    ("/api/v1/files/{id}/key", {"key": "phrase"}, "key", True),
+    ("/api/v1/files/register", {"id": "{id}"}, "id", True),
+    ("/api/v1/files/{id}/link", {"expiresIn": 60}, "expiresIn", True),
+    ("/api/v1/tokens", {"name": "laptop"}, "name", True),
+    ("/api/v1/account/password", {"currentPassword": "correct horse", "newPassword": "longenough2"},
+     "currentPassword", True),
+    ("/api/v1/account/password", {"currentPassword": "correct horse", "newPassword": "longenough2"},
+     "newPassword", True),
+]
+
+
+def _post_json_field(server, path, body, field, with_auth, value_json: str) -> requests.Response:
+    account = create_account(server.url)
+    file_id = upload(server.url, b"x", "a.txt", account=account).json()["id"]
+    fields = {k: (v.format(user=account.username, id=file_id) if isinstance(v, str) else v) for k, v in body.items()}
+    fields[field] = "__HOSTILE__"
+    raw = json.dumps(fields).replace('"__HOSTILE__"', value_json)
+    return requests.post(server.url + path.format(id=file_id), data=raw.encode(),
+                         headers={"Content-Type": "application/json", **(account.auth if with_auth else {})})
+
+
+@pytest.mark.parametrize("path,body,field,with_auth", JSON_FIELDS,
+                         ids=[f"{path} {field}" for path, _, field, _ in JSON_FIELDS])
+def test_a_lone_surrogate_in_a_json_string_returns_400(server, path, body, field, with_auth):
+    response = _post_json_field(server, path, body, field, with_auth, '"a\\ud800b"')
+    assert response.status_code == 400, response.text
+    assert error_code(response) == "bad_request"
+    assert "Unicode" in response.json()["error"]["message"]
+
+
+@pytest.mark.parametrize("path", sorted({path for path, *_ in JSON_FIELDS}))
+def test_deeply_nested_json_returns_400_and_logs_no_traceback(server, path, caplog):
+    account = create_account(server.url)
+    file_id = upload(server.url, b"x", "a.txt", account=account).json()["id"]
+    for nested in (b"[" * 60_000, b'{"a":' * 10_000 + b"1" + b"}" * 10_000, b'{"name": ' + b"[" * 40 + b"]" * 40 + b"}"):
+        with caplog.at_level(logging.WARNING):
+            response = requests.post(server.url + path.format(id=file_id), data=nested,
+                                     headers={"Content-Type": "application/json", **account.auth})
+        assert response.status_code == 400, response.text[:300]
+        assert error_code(response) == "bad_request"
+        assert "nested too deeply" in response.json()["error"]["message"]
+    assert [r for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize("constant", ["NaN", "Infinity", "-Infinity"])
+def test_nan_and_infinity_are_not_json_and_return_400(server, constant):
+    path, body, field, with_auth = JSON_FIELDS[9]  # expiresIn
+    response = _post_json_field(server, path, body, field, with_auth, constant)
+    assert response.status_code == 400, response.text
+    assert "not valid JSON" in response.json()["error"]["message"]
