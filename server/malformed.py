@@ -10,6 +10,7 @@ from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream
 
 from lockr_local.errors import error_body
+from lockr_local.server.numbers import saturating_count
 
 # What tornado/http1connection.py writes, and nothing else, when its parser raises HTTPInputError (a
 # garbage request line, a header line without a colon, a bad chunk size, ...): no headers, no body.
@@ -42,12 +43,12 @@ def body_too_large_answer(limit: int) -> bytes:
 
 
 _ANSWER = malformed_request_answer()
-_CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*(\d+)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+_CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*([0-9]+)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 
 
 def declared_length(header_block: bytes) -> int | None:
     match = _CONTENT_LENGTH.search(header_block)
-    return int(match.group(1)) if match else None
+    return saturating_count(match.group(1).decode("ascii")) if match else None
 
 
 class JsonErrorHTTPServer(HTTPServer):

@@ -123,7 +123,10 @@ def parse_destination(header: str | None) -> DavPath:
     """The Destination of MOVE/COPY: an absolute URL or path under /dav (the host is not trusted)."""
     if not header:
         raise BadRequest("MOVE and COPY need a Destination header.")
-    path = urlsplit(header.strip()).path
+    try:
+        path = urlsplit(header.strip()).path
+    except ValueError as exc:  # 'http://[::1' and other unparseable hosts
+        raise BadRequest(f"The Destination header is not a URL or a path under /dav/: {exc}.") from exc
     return parse_path(path)
 
 

@@ -25,6 +25,7 @@ from lockr_local.server.resumable import ResumableUploads
 from lockr_local.server.security import Signer
 from lockr_local.server.handlers.linger import LingeringClose
 from lockr_local.server.handlers.watchdog import BodyWatchdog, BodyWatchdogs
+from lockr_local.server.numbers import parse_count
 from lockr_local.server.service import Principal, Service
 
 log = logging.getLogger("lockr.server")
@@ -181,8 +182,8 @@ class BaseHandler(tornado.web.RequestHandler):
         """A streamed body that is still arriving but small enough to read and discard."""
         if not self._body_left_unread() or self._finished:
             return False
-        length = self.request.headers.get("Content-Length", "")
-        return length.isdigit() and int(length) <= DRAIN_BEFORE_ERROR
+        length = parse_count(self.request.headers.get("Content-Length"))
+        return length is not None and length <= DRAIN_BEFORE_ERROR
 
     def _answer_after_body(self, status_code: int, kwargs: dict[str, Any]) -> None:
         """Reads the rest of a small refused body, discards it, then answers on a connection that stays

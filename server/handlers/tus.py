@@ -21,6 +21,7 @@ from lockr_local.errors import (
 from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.handlers.sessions import ChunkReceiver, session_id_or_404
 from lockr_local.server.handlers.uploads import UNLIMITED_BODY, declared_length
+from lockr_local.server.numbers import parse_count
 from lockr_local.server.resumable import Checksum
 from lockr_local.server.service import FileInfo
 from lockr_local.server.sessions import SessionInfo, parse_session_request
@@ -116,13 +117,13 @@ class TusCreationHandler(TusHandler):
         if self.request.headers.get("Upload-Defer-Length") is not None:
             raise BadRequest("Send Upload-Length: this server needs the size up front to check quota.",
                              field="Upload-Length")
-        length_text = self.request.headers.get("Upload-Length", "").strip()
-        if not (length_text.isascii() and length_text.isdigit()):
+        length = parse_count(self.request.headers.get("Upload-Length"))
+        if length is None:
             raise BadRequest("Upload-Length must be the file's size in bytes.", field="Upload-Length")
         raw_metadata = self.request.headers.get("Upload-Metadata", "")
         metadata = parse_metadata(raw_metadata)
         request = parse_session_request(
-            metadata.get("filename") or metadata.get("name") or "upload", int(length_text),
+            metadata.get("filename") or metadata.get("name") or "upload", length,
             metadata.get("filetype") or metadata.get("type"), metadata.get("region"), metadata.get("keyHash"),
             metadata={"tus": raw_metadata} if raw_metadata else {})
         session = await self.ctx.sessions.create(principal, request)
@@ -155,10 +156,9 @@ class TusUploadHandler(TusHandler, ChunkReceiver):
         content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type != OFFSET_CONTENT_TYPE:
             raise UnsupportedMediaType(f"Send PATCH bodies as {OFFSET_CONTENT_TYPE}.")
-        offset_text = self.request.headers.get("Upload-Offset", "").strip()
-        if not (offset_text.isascii() and offset_text.isdigit()):
+        offset = parse_count(self.request.headers.get("Upload-Offset"))
+        if offset is None:
             raise BadRequest("Upload-Offset must be the byte offset this chunk starts at.", field="Upload-Offset")
-        offset = int(offset_text)
         checksum = parse_checksum(self.request.headers.get("Upload-Checksum"))
         length = declared_length(self)
         session = await self.ctx.sessions.session(session_id)

@@ -423,3 +423,108 @@ def test_nan_and_infinity_are_not_json_and_return_400(server, constant):
     response = _post_json_field(server, path, body, field, with_auth, constant)
     assert response.status_code == 400, response.text
     assert "not valid JSON" in response.json()["error"]["message"]
+
+
+BIG = "9" * 5000  # past int()'s 4300-digit limit
+PAST_64_BITS = "99999999999999999999"
+
+
+@pytest.mark.parametrize("cursor", [PAST_64_BITS, "9223372036854775808", BIG, "\u0663", "1_0", "-1"])
+def test_a_cursor_that_is_not_a_64_bit_count_returns_400(server, cursor):
+    account = create_account(server.url)
+    response = requests.get(f"{server.url}/api/v1/files", params={"cursor": cursor}, headers=account.auth)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["field"] == "cursor"
+
+
+def test_the_largest_64_bit_cursor_is_an_empty_page(server):
+    account = create_account(server.url)
+    upload(server.url, b"x", "a.txt", account=account)
+    response = requests.get(f"{server.url}/api/v1/files", params={"cursor": str(2**63 - 1)}, headers=account.auth)
+    assert response.json() == {"files": [], "next": None}
+
+
+@pytest.mark.parametrize("limit", [PAST_64_BITS, BIG, "\u0663", "1_0", "+5"])
+def test_a_listing_limit_that_is_not_ascii_digits_returns_400(server, limit):
+    account = create_account(server.url)
+    response = requests.get(f"{server.url}/api/v1/files", params={"limit": limit}, headers=account.auth)
+    assert response.status_code == 400, response.text
+    assert response.json()["error"]["field"] == "limit"
+
+
+@pytest.mark.parametrize("range_header, size, status, content_range", [
+    ("bytes=-5", 0, 416, "bytes */0"),
+    ("bytes=-" + PAST_64_BITS, 0, 416, "bytes */0"),
+    ("bytes=-5", 3, 206, "bytes 0-2/3"),
+    ("bytes=-" + BIG, 3, 206, "bytes 0-2/3"),
+    ("bytes=" + BIG + "-", 3, 416, "bytes */3"),
+    ("bytes=1-" + BIG, 3, 206, "bytes 1-2/3"),
+    ("bytes=" + PAST_64_BITS + "-" + BIG, 3, 416, "bytes */3"),
+])
+def test_ranges_with_huge_numbers_or_on_an_empty_file_answer_206_or_416(server, range_header, size, status,
+                                                                       content_range):
+    account = create_account(server.url)
+    file = upload(server.url, b"abc"[:size], "r.bin", account=account).json()
+    response = requests.get(file["downloadUrl"], headers={**account.auth, "Range": range_header})
+    assert response.status_code == status, response.text
+    assert response.headers["Content-Range"] == content_range
+    if status == 206:
+        first, last = map(int, content_range.split()[1].split("/")[0].split("-"))
+        assert response.content == b"abc"[first:last + 1]
+
+
+def _session_and_tus(server, account):
+    session = requests.post(f"{server.url}/api/v1/upload/session", json={"name": "s.bin", "size": 10},
+                            headers=account.auth).json()
+    tus = requests.post(f"{server.url}/api/v1/tus/", headers={"Tus-Resumable": "1.0.0", "Upload-Length": "10",
+                                                              **account.auth}).headers["Location"]
+    return "/" + session["uploadUrl"].split("/", 3)[3], "/" + tus.split("/", 3)[3]
+
+
+# Header values a client can send (raw bytes: '\xb2' is '²' once Tornado reads headers as latin-1).
+HOSTILE_NUMBER_HEADERS = {
+    "Content-Length superscript": ("POST {upload}", {"x-file-name": b"a.bin", "Content-Length": b"\xb2"}, 400),
+    "Content-Length 5000 digits": ("POST {upload}", {"x-file-name": b"a.bin", "Content-Length": BIG.encode()}, 413),
+    "Content-Length past 64 bits": ("POST {upload}", {"x-file-name": b"a.bin",
+                                                      "Content-Length": PAST_64_BITS.encode()}, 413),
+    "session Content-Length superscript": ("PUT {session}", {"Content-Range": b"bytes 0-4/10",
+                                                             "Content-Length": b"\xb2"}, 400),
+    "session Content-Range 5000 digits": ("PUT {session}", {"Content-Range": b"bytes 0-4/" + BIG.encode()}, 400),
+    "session Content-Range past 64 bits": ("PUT {session}",
+                                           {"Content-Range": f"bytes {PAST_64_BITS}-{PAST_64_BITS}/10".encode()}, 400),
+    "session status query 5000 digits": ("PUT {session}", {"Content-Range": b"bytes */" + BIG.encode(),
+                                                           "Content-Length": b"0"}, 400),
+    "X-Upload-Content-Length 5000 digits": ("POST /api/v1/upload/session",
+                                            {"X-Upload-Content-Length": BIG.encode(),
+                                             "Content-Type": b"application/json"}, 400),
+    "tus Upload-Length 5000 digits": ("POST /api/v1/tus/", {"Tus-Resumable": b"1.0.0",
+                                                            "Upload-Length": BIG.encode()}, 400),
+    "tus Upload-Offset 5000 digits": ("PATCH {tus}", {"Tus-Resumable": b"1.0.0", "Upload-Offset": BIG.encode(),
+                                                      "Content-Type": b"application/offset+octet-stream"}, 400),
+    "tus Upload-Offset superscript": ("PATCH {tus}", {"Tus-Resumable": b"1.0.0", "Upload-Offset": b"\xb2",
+                                                      "Content-Type": b"application/offset+octet-stream"}, 400),
+    "tus Content-Length superscript": ("PATCH {tus}", {"Tus-Resumable": b"1.0.0", "Upload-Offset": b"0",
+                                                       "Content-Type": b"application/offset+octet-stream",
+                                                       "Content-Length": b"\xb2"}, 400),
+    "WebDAV PUT Content-Length superscript": ("PUT /dav/{user}/x.bin", {"Content-Length": b"\xb2"}, 400),
+    "WebDAV PUT Content-Length 5000 digits": ("PUT /dav/{user}/x.bin", {"Content-Length": BIG.encode()}, 413),
+}
+
+
+@pytest.mark.parametrize("label", sorted(HOSTILE_NUMBER_HEADERS))
+def test_number_headers_past_64_bits_or_not_ascii_digits_get_a_json_4xx_and_no_traceback(server, label, caplog):
+    account = create_account(server.url)
+    session_path, tus_path = _session_and_tus(server, account)
+    line, headers, status = HOSTILE_NUMBER_HEADERS[label]
+    method, path = line.format(upload="/api/v1/upload", session=session_path, tus=tus_path,
+                               user=account.username).split()
+    headers = {"Content-Length": b"5", **headers}
+    request = (f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+               f"Authorization: Bearer {account.token}\r\n").encode()
+    request += b"".join(name.encode() + b": " + value + b"\r\n" for name, value in headers.items())
+    with caplog.at_level(logging.WARNING):
+        answer_status, answer_headers, body = raw_exchange(server.url, request + b"\r\nhello")
+    assert answer_status == status, body[:300]
+    assert answer_headers["content-type"].startswith("application/json")
+    assert set(json.loads(body)) == {"error"}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []

@@ -498,3 +498,14 @@ def test_xml_bodies_without_a_dtd_are_read_in_utf16_and_with_a_bom(server: Any, 
     response = dav(server, alice, "PROPFIND", "alice/a.txt", body=body, headers={"Depth": "0"})
     assert response.status_code == 207, response.text
     assert parse_multistatus(response.content)[0]["props"][f"{DAV}displayname"].text == "a.txt"
+
+
+@pytest.mark.parametrize("method", ["MOVE", "COPY"])
+@pytest.mark.parametrize("destination", ["http://[::1", "http://[::1/dav/alice/b.txt", "http://u:p@[zz]/dav/alice/b.txt"])
+def test_a_destination_that_is_not_a_url_is_400(server: Any, alice: Account, method: str, destination: str) -> None:
+    put(server, alice, "alice/a.txt", b"x")
+    response = dav(server, alice, method, "alice/a.txt", headers={"Destination": destination})
+    assert response.status_code == 400, response.text
+    assert error_code(response) == "bad_request"
+    assert "Destination" in response.json()["error"]["message"]
+    assert [f["name"] for f in api_files(server, alice)] == ["a.txt"]
