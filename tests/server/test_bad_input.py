@@ -528,3 +528,29 @@ def test_number_headers_past_64_bits_or_not_ascii_digits_get_a_json_4xx_and_no_t
     assert answer_headers["content-type"].startswith("application/json")
     assert set(json.loads(body)) == {"error"}
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
+
+
+@pytest.mark.parametrize("what", ["one long header", "many headers", "long query string"])
+def test_a_request_head_over_64_kib_gets_the_json_431(server, what):
+    if what == "one long header":
+        head = b"GET /api/v1/files HTTP/1.1\r\nHost: x\r\nX-Filler: " + b"a" * 70_000 + b"\r\n\r\n"
+    elif what == "many headers":
+        head = b"GET /api/v1/files HTTP/1.1\r\nHost: x\r\n" + b"".join(
+            b"X-Filler-%d: %s\r\n" % (i, b"b" * 100) for i in range(1000)) + b"\r\n"
+    else:
+        head = b"GET /api/v1/files?q=" + b"c" * 100_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n"
+    status, headers, body = raw_exchange(server.url, head)
+    assert status == 431
+    assert headers["content-type"].startswith("application/json")
+    assert headers["connection"] == "close"
+    error = json.loads(body)["error"]
+    assert error["code"] == "headers_too_large" and "64 KiB" in error["message"], error
+    # The server goes on serving.
+    assert requests.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_requests_sees_the_431_for_a_huge_header_rather_than_a_reset(server):
+    account = create_account(server.url)
+    response = requests.get(f"{server.url}/api/v1/files", headers={**account.auth, "X-Filler": "d" * 200_000})
+    assert response.status_code == 431
+    assert error_code(response) == "headers_too_large"
