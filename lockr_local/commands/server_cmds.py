@@ -24,12 +24,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(flags, config_file=getattr(args, "config", None))
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
-    logging.getLogger("tornado.access").setLevel(logging.WARNING)
-
-
 def serve(args: argparse.Namespace) -> int:
     """Runs the server until SIGINT or SIGTERM; prints the URL it listens on."""
     import asyncio
@@ -42,8 +36,10 @@ def serve(args: argparse.Namespace) -> int:
 
     from lockr_local.server.datalock import DataDirLock
 
+    from lockr_local.server.logsafe import configure_server_logging
+
     settings = settings_from_args(args)
-    configure_logging(settings.log_level)
+    configure_server_logging(settings.log_level, sys.stderr)
     Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
     lock = DataDirLock(Path(settings.data_dir)).acquire()
     ctx = build_context(settings)

@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import tornado.web
 from tornado.iostream import StreamClosedError
+from tornado.log import app_log
 
 from lockr_local.config import Settings
 from lockr_local.errors import BadRequest, LockrError, TooLarge, Unauthorized, error_body
@@ -21,6 +22,7 @@ from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import BlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
+from lockr_local.server.logsafe import loggable_path
 from lockr_local.server.resumable import ResumableUploads
 from lockr_local.server.security import Signer
 from lockr_local.server.handlers.linger import LingeringClose
@@ -206,11 +208,20 @@ class BaseHandler(tornado.web.RequestHandler):
         if isinstance(value, StreamClosedError):
             return
         if isinstance(value, LockrError):
-            log.error("%s %s failed: %s", self.request.method, self.request.path, value.message,
+            log.error("%s failed: %s", self._request_summary(), value.message,
                       exc_info=value.__cause__ is not None and (type(value.__cause__), value.__cause__,
                                                                 value.__cause__.__traceback__))
             return
-        super().log_exception(typ, value, tb)
+        if isinstance(value, tornado.web.HTTPError):
+            super().log_exception(typ, value, tb)  # a warning line, with _request_summary below
+            return
+        # Tornado's own line adds repr(self.request), which holds the whole URI with its query string.
+        app_log.error("Uncaught exception %s", self._request_summary(), exc_info=(typ, value, tb))
+
+    def _request_summary(self) -> str:
+        """The request as every log line of Tornado's and ours shows it: no query string (keyHash, sig),
+        capability ids cut short."""
+        return f"{self.request.method} {loggable_path(self.request.path)} ({self.request.remote_ip})"
 
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
