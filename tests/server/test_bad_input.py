@@ -554,3 +554,83 @@ def test_requests_sees_the_431_for_a_huge_header_rather_than_a_reset(server):
     response = requests.get(f"{server.url}/api/v1/files", headers={**account.auth, "X-Filler": "d" * 200_000})
     assert response.status_code == 431
     assert error_code(response) == "headers_too_large"
+
+
+# Names that hide or reorder text where nothing needs it: refused by the server's name check.
+HIDDEN_CHARACTER_NAMES = {
+    "ARABIC LETTER MARK": "invoice\u061c.pdf",
+    "WORD JOINER": "pay\u2060pal.pdf",
+    "ZERO WIDTH SPACE": "a\u200bb.txt",
+    "ZWNJ between Latin letters": "pay\u200cpal.txt",
+    "ZWJ between Latin letters": "pay\u200dpal.txt",
+    "ZWJ at the start": "\u200dnotes.txt",
+    "LRM": "a\u200eb.txt",
+    "RLO": "invoice\u202egpj.exe",
+    "LRI": "a\u2066b\u2069.txt",
+    "INVISIBLE PLUS": "a\u2064b.txt",
+    "FUNCTION APPLICATION": "a\u2061b.txt",
+    "BOM": "\ufeffreport.txt",
+    "MONGOLIAN VOWEL SEPARATOR": "a\u180eb.txt",
+    "HANGUL CHOSEONG FILLER": "\u115freport.txt",
+    "HANGUL JUNGSEONG FILLER": "a\u1160b.txt",
+    "HANGUL FILLER": "\u3164.txt",
+    "SOFT HYPHEN": "pass\u00adwords.txt",
+    "COMBINING GRAPHEME JOINER": "a\u034fb.txt",
+    "LINE SEPARATOR": "a\u2028b.txt",
+    "tag letters outside a flag": "a\U000e0041\U000e0042.txt",
+    "LANGUAGE TAG": "\U000e0001en.txt",
+    "flag tags without CANCEL TAG": "\U0001f3f4\U000e0067\U000e0062.txt",
+    "variation selector at the start": "\ufe0freport.txt",
+    "variation selector after a space": "a \ufe0fb.txt",
+    "two variation selectors": "\u2764\ufe0f\ufe0f.txt",
+    "interlinear annotation": "a\ufff9b\ufffbc.txt",
+}
+# Real names that need joiners, variation selectors or tags: accepted, and stored as given (NFC).
+JOINER_NAMES = {
+    "family emoji (ZWJ sequence)": "\U0001f468\u200d\U0001f469\u200d\U0001f467.jpg",
+    "technologist with skin tone": "\U0001f469\U0001f3fd\u200d\U0001f4bb notes.txt",
+    "rainbow flag (VS16 + ZWJ)": "\U0001f3f3\ufe0f\u200d\U0001f308.png",
+    "eye in speech bubble": "\U0001f441\ufe0f\u200d\U0001f5e8\ufe0f.png",
+    "red heart (VS16)": "\u2764\ufe0f.txt",
+    "keycap one": "1\ufe0f\u20e3.txt",
+    "Scotland flag (tag sequence)": "\U0001f3f4\U000e0067\U000e0062\U000e0073\U000e0063\U000e0074\U000e007f.png",
+    "Hindi half form (virama + ZWJ)": "\u0915\u094d\u200d\u0937.txt",
+    "Hindi explicit virama (virama + ZWNJ)": "\u0915\u094d\u200c\u0937.txt",
+    "Sinhala (al-lakuna + ZWJ)": "\u0dc1\u0dca\u200d\u0dbb\u0dd3.txt",
+    "Persian (ZWNJ between letters)": "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645.txt",
+    "Persian with a mark before the ZWNJ": "\u0645\u06cc\u064e\u200c\u062e\u0648\u0627\u0647\u0645.txt",
+    "Japanese with an ideographic variation selector": "\u845b\U000e0100\u57ce\u5e02.txt",
+    "Greek": "\u0395\u03bb\u03bb\u03b7\u03bd\u03b9\u03ba\u03ac.txt",
+    "accents": "na\u00efve caf\u00e9.txt",
+}
+
+
+def _upload_named(server, account, name: str) -> requests.Response:
+    encoded = requests.utils.quote(name.encode("utf-8"), safe="")
+    return requests.post(f"{server.url}/api/v1/upload", data=b"x",
+                         headers={"x-file-name": encoded, **account.auth})
+
+
+@pytest.mark.parametrize("label", sorted(HIDDEN_CHARACTER_NAMES))
+def test_names_with_invisible_or_bidi_characters_are_refused(server, label):
+    account = create_account(server.url)
+    name = HIDDEN_CHARACTER_NAMES[label]
+    response = _upload_named(server, account, name)
+    assert response.status_code == 400, response.text
+    assert error_code(response) == "invalid_name"
+    assert "U+" in response.json()["error"]["message"]
+    session = requests.post(f"{server.url}/api/v1/upload/session", json={"name": name, "size": 1},
+                            headers=account.auth)
+    assert session.status_code == 400 and error_code(session) == "invalid_name"
+    assert requests.get(f"{server.url}/api/v1/files", headers=account.auth).json()["files"] == []
+
+
+@pytest.mark.parametrize("label", sorted(JOINER_NAMES))
+def test_names_whose_script_or_emoji_needs_joiners_are_accepted(server, label):
+    account = create_account(server.url)
+    name = JOINER_NAMES[label]
+    response = _upload_named(server, account, name)
+    assert response.status_code == 201, response.text
+    assert response.json()["name"] == name
+    listed = requests.get(f"{server.url}/api/v1/files", headers=account.auth).json()["files"]
+    assert [f["name"] for f in listed] == [name]
