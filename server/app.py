@@ -23,6 +23,7 @@ from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
 from lockr_local.server.handlers.watchdog import BodyWatchdogs
 from lockr_local.server.httpserver import SMALL_READ, LockrHTTPServer
 from lockr_local.server.logsafe import loggable_path
+from lockr_local.server.private import make_private_dir
 from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
 from lockr_local.server.security import Signer, load_or_create_secret
 from lockr_local.server.service import Service
@@ -36,8 +37,7 @@ WEB_ROOT = Path(__file__).resolve().parent
 
 def build_context(settings: Settings) -> ServerContext:
     """Opens the store named by the settings: data folder, database, blob regions, secret."""
-    data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = make_private_dir(Path(settings.data_dir))
     db = Database(settings.database_url)
     blobs = make_blob_store(settings)
     signer = Signer(load_or_create_secret(settings.secret_key, data_dir))
