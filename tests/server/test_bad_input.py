@@ -634,3 +634,34 @@ def test_names_whose_script_or_emoji_needs_joiners_are_accepted(server, label):
     assert response.json()["name"] == name
     listed = requests.get(f"{server.url}/api/v1/files", headers=account.auth).json()["files"]
     assert [f["name"] for f in listed] == [name]
+
+
+# Header values with bytes past ASCII (Tornado reads them as latin-1: '\xe9' is 'é'), where base64 is
+# expected: base64.b64decode raises a plain ValueError for non-ASCII text, not binascii.Error.
+NON_ASCII_BASE64_HEADERS = {
+    "Basic credentials": ("GET /api/v1/files", {"Authorization": b"Basic \xe9\xe9\xe9\xe9"}, 401),
+    "tus Upload-Metadata": ("POST /api/v1/tus/", {"Tus-Resumable": b"1.0.0", "Upload-Length": b"5",
+                                                  "Upload-Metadata": b"filename \xe9\xe9\xe9\xe9"}, 400),
+    "tus Upload-Checksum": ("PATCH {tus}", {"Tus-Resumable": b"1.0.0", "Upload-Offset": b"0",
+                                            "Content-Type": b"application/offset+octet-stream",
+                                            "Upload-Checksum": b"sha1 \xe9\xe9\xe9\xe9"}, 400),
+    "WebDAV Basic credentials": ("PROPFIND /dav/", {"Authorization": b"Basic \xe9\xe9\xe9\xe9"}, 401),
+}
+
+
+@pytest.mark.parametrize("label", sorted(NON_ASCII_BASE64_HEADERS))
+def test_non_ascii_where_base64_is_expected_gets_a_json_4xx(server, label, caplog):
+    account = create_account(server.url)
+    _session, tus_path = _session_and_tus(server, account)
+    line, headers, status = NON_ASCII_BASE64_HEADERS[label]
+    method, path = line.format(tus=tus_path).split()
+    if "Authorization" not in headers:
+        headers = {"Authorization": f"Bearer {account.token}".encode(), **headers}
+    request = f"{method} {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 5\r\n".encode()
+    request += b"".join(name.encode() + b": " + value + b"\r\n" for name, value in headers.items())
+    with caplog.at_level(logging.WARNING):
+        answer_status, answer_headers, body = raw_exchange(server.url, request + b"\r\nhello")
+    assert answer_status == status, body[:300]
+    assert answer_headers["content-type"].startswith("application/json")
+    assert set(json.loads(body)) == {"error"}
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR] == []
