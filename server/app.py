@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -23,6 +22,8 @@ from lockr_local.server.handlers import (
 from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
 from lockr_local.server.handlers.watchdog import BodyWatchdogs
 from lockr_local.server.httpserver import SMALL_READ, LockrHTTPServer
+from lockr_local.server.logsafe import loggable_path
+from lockr_local.server.private import make_private_dir
 from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
 from lockr_local.server.security import Signer, load_or_create_secret
 from lockr_local.server.service import Service
@@ -32,15 +33,12 @@ access_log = logging.getLogger("lockr.access")
 
 FILE_ID = r"([0-9a-fA-F]{1,64})"
 REGION = r"([a-z0-9][a-z0-9-]{0,62})"
-# Upload session URLs are capabilities: the log keeps only enough of the id to tell sessions apart.
-_SESSION_URL = re.compile(r"(/api/v1/(?:upload/session|tus)/)([0-9a-f]{8})[0-9a-f]{24}")
 WEB_ROOT = Path(__file__).resolve().parent
 
 
 def build_context(settings: Settings) -> ServerContext:
     """Opens the store named by the settings: data folder, database, blob regions, secret."""
-    data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    data_dir = make_private_dir(Path(settings.data_dir))
     db = Database(settings.database_url)
     blobs = make_blob_store(settings)
     signer = Signer(load_or_create_secret(settings.secret_key, data_dir))
@@ -106,14 +104,15 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """One readable line per request; the query string is left out (it may carry keyHash or signatures)."""
+    """One readable line per request; the query string is left out (it may carry keyHash or signatures)
+    and capability ids (download, session and tus ids) are cut short."""
     status = handler.get_status()
     request = handler.request
     millis = 1000.0 * request.request_time()
     who = getattr(getattr(handler, "principal", None), "username", None) or "guest"
     client = getattr(handler, "client_address", request.remote_ip)
     level = logging.INFO if status < 500 else logging.ERROR
-    path = _SESSION_URL.sub(r"\1\2...", request.path)
+    path = loggable_path(request.path)
     access_log.log(level, "%s %s %s %d %.1fms %s", client, request.method, path, status, millis, who)
 
 

@@ -15,6 +15,7 @@ from lockr_local.errors import InsufficientStorage, NotFound, StorageError, Unkn
 from lockr_local.server.blobstore import (
     BlobLocation, BlobStore, BlobWriter, Digests, PartialBlob, StreamDigests, storage_errors,
 )
+from lockr_local.server.private import make_private_dir
 from lockr_local.server.writeback import SESSION_FLUSH_EVERY, BackgroundFlush
 
 log = logging.getLogger("lockr.sessions")
@@ -111,6 +112,7 @@ class FileBlobStore(BlobStore):
     def __init__(self, region_roots: dict[str, Path]) -> None:
         self._roots = {name: Path(root) for name, root in region_roots.items()}
         for root in self._roots.values():
+            make_private_dir(root)  # its listing names every file id, and ids are download capabilities
             for sub in ("objects", "tmp", "partial"):
                 (root / sub).mkdir(parents=True, exist_ok=True)
 

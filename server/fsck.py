@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Callable
+from pathlib import Path
+from typing import Callable, Sequence
 
 import peewee
 
+from lockr_local.config import Settings
 from lockr_local.server.blobstore import BlobLocation, BlobStore
 from lockr_local.server.inline import open_stored
 from lockr_local.server.models import (
-    Account, InlineBlob, StoredFile, UploadSession, integrity_ok, username_case_clashes,
+    Account, InlineBlob, StoredFile, UploadSession, integrity_ok, sqlite_file, username_case_clashes,
 )
+from lockr_local.server.private import fix_command, loose_permissions, tighten
 
 
 @dataclass
@@ -28,6 +31,8 @@ class FsckReport:
     quota_mismatches: list[str] = field(default_factory=list)
     temp_leftovers: int = 0
     database_ok: bool = True
+    loose_permissions: list[str] = field(default_factory=list)
+    permissions_fix: str = ""
     repaired: list[str] = field(default_factory=list)
     # Usernames that differ only in case (from before schema 5): a person picks which one is renamed.
     username_clashes: list[list[str]] = field(default_factory=list)
@@ -36,7 +41,7 @@ class FsckReport:
     def clean(self) -> bool:
         return not (self.missing_bytes or self.wrong_size or self.corrupt or self.orphan_objects
                     or self.quota_mismatches or self.temp_leftovers or not self.database_ok
-                    or self.username_clashes)
+                    or self.username_clashes or self.loose_permissions)
 
     def lines(self) -> list[str]:
         out = [f"checked {self.files_checked} files" + (f", verified {self.bytes_verified} bytes"
@@ -52,6 +57,11 @@ class FsckReport:
             out.append("DATABASE integrity_check failed")
         out += [f"USERNAMES differ only in case: {', '.join(group)} (each logs in only by its exact spelling; "
                 f"rename all but one: lockr-local user rename {group[-1]} NEW_NAME)" for group in self.username_clashes]
+        out += [f"PERMISSIONS {p}: other local users can read it" for p in self.loose_permissions[:20]]
+        if len(self.loose_permissions) > 20:
+            out.append(f"PERMISSIONS ... and {len(self.loose_permissions) - 20} more")
+        if self.loose_permissions:
+            out.append(f"  make the store private with: {self.permissions_fix}  (or fsck --repair)")
         out += [f"repaired: {r}" for r in self.repaired]
         out.append("clean" if self.clean else "problems found")
         return out
@@ -79,13 +89,25 @@ def stored_files_with_inline_lengths() -> peewee.ModelSelect:
             .join(InlineBlob, peewee.JOIN.LEFT_OUTER, on=(InlineBlob.file == StoredFile.file_id)))
 
 
+def private_roots(settings: Settings) -> list[Path]:
+    """What must be its owner's alone: the data folder, each region's folder, and the SQLite database
+    with its -wal and -shm files wherever `database_url` puts them."""
+    roots = [Path(settings.data_dir)] + [Path(path) for _name, path in settings.regions]
+    database = sqlite_file(settings.database_url)
+    if database is not None:
+        roots += [database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")]
+    return roots
+
+
 def check_store(database: peewee.Database, blobs: BlobStore, *, verify: bool = False, repair: bool = False,
-                progress: Callable[[int], None] | None = None) -> FsckReport:
+                progress: Callable[[int], None] | None = None, private: Sequence[Path] = ()) -> FsckReport:
     """Checks every promise the store makes; with repair, fixes what can be fixed without losing data:
-    orphan bytes and temp leftovers are removed, quota counters recomputed. Missing or corrupt bytes
+    orphan bytes and temp leftovers are removed, quota counters recomputed, folders and files under
+    `private` (see private_roots) that others may read made 0700 and 0600. Missing or corrupt bytes
     are only reported (a person decides)."""
     report = FsckReport()
     report.database_ok = integrity_ok(database)
+    _check_permissions(report, private, repair)
     known: dict[str, set[str]] = {region: set() for region in blobs.regions()}
     for row in stored_files_with_inline_lengths().iterator():
         report.files_checked += 1
@@ -123,6 +145,16 @@ def check_store(database: peewee.Database, blobs: BlobStore, *, verify: bool = F
         report.orphan_objects = []
         report.temp_leftovers = 0
     return report
+
+
+def _check_permissions(report: FsckReport, private: Sequence[Path], repair: bool) -> None:
+    loose = loose_permissions(private)
+    if repair and loose:
+        tighten(loose)
+        report.repaired.append(f"made {len(loose)} folders and files private (0700/0600)")
+        return
+    report.loose_permissions = [entry.describe() for entry in loose]
+    report.permissions_fix = fix_command(private)
 
 
 def _check_quota(report: FsckReport, repair: bool) -> None:

@@ -7,9 +7,11 @@ import re
 from typing import Any
 
 from tornado.httpserver import HTTPServer
-from tornado.iostream import IOStream
+from tornado.iostream import IOStream, UnsatisfiableReadError
 
 from lockr_local.errors import error_body
+from lockr_local.server.handlers.linger import LingeringClose
+from lockr_local.server.numbers import saturating_count
 
 # What tornado/http1connection.py writes, and nothing else, when its parser raises HTTPInputError (a
 # garbage request line, a header line without a colon, a bad chunk size, ...): no headers, no body.
@@ -41,13 +43,32 @@ def body_too_large_answer(limit: int) -> bytes:
                         f"The request body is too large for this endpoint (at most {size}).")
 
 
+def head_too_large_answer(limit: int) -> bytes:
+    return error_answer(b"431 Request Header Fields Too Large", "headers_too_large",
+                        f"The request line and headers are larger than {limit >> 10} KiB; send fewer or "
+                        "shorter headers (a long URL query or cookie, most likely).")
+
+
+def answer_and_linger(stream: IOStream, answer: bytes) -> None:
+    """Hands `answer` to the kernel on a connection Tornado is about to close without a word, and keeps
+    draining it (linger.py) so the client reads the answer rather than a reset."""
+    sock = stream.socket
+    if sock is None:
+        return
+    try:
+        sock.send(answer)  # a few hundred bytes: the send buffer of a fresh connection takes them whole
+        LingeringClose(sock).start()
+    except OSError:
+        pass
+
+
 _ANSWER = malformed_request_answer()
-_CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*(\d+)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
+_CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*([0-9]+)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 
 
 def declared_length(header_block: bytes) -> int | None:
     match = _CONTENT_LENGTH.search(header_block)
-    return int(match.group(1)) if match else None
+    return saturating_count(match.group(1).decode("ascii")) if match else None
 
 
 class JsonErrorHTTPServer(HTTPServer):
@@ -58,16 +79,20 @@ class JsonErrorHTTPServer(HTTPServer):
     """
 
     def handle_stream(self, stream: IOStream, address: tuple[Any, ...]) -> None:
-        write, read_headers = stream.write, stream.read_until_regex
+        write, read_headers, close = stream.write, stream.read_until_regex, stream.close
         limit = self.conn_params.max_body_size or 0
+        head_limit = self.conn_params.max_header_size or 65536
         last_head = [b""]  # the latest request head read on this connection
+        reading_head = [False]
 
         def keep(done: Any) -> None:
+            reading_head[0] = False
             last_head[0] = done.result() if not done.cancelled() and done.exception() is None else b""
             if last_head[0]:
                 self.on_request_head(stream, last_head[0])
 
         def remember_head(*args: Any, **kwargs: Any) -> Any:
+            reading_head[0] = True
             future = read_headers(*args, **kwargs)
             if future.done():  # already buffered: the caller goes on without yielding, so keep it now
                 keep(future)
@@ -83,8 +108,17 @@ class JsonErrorHTTPServer(HTTPServer):
                 data = body_too_large_answer(limit) if declared is not None and declared > limit else _ANSWER
             return write(data)
 
+        def close_with_answer(exc_info: Any = False) -> None:
+            # A head past max_header_size ends in the stream closing itself with UnsatisfiableReadError,
+            # and Tornado then drops the connection without an answer: give it the JSON 431 first.
+            if reading_head[0] and isinstance(exc_info, UnsatisfiableReadError) and not stream.closed():
+                reading_head[0] = False
+                answer_and_linger(stream, head_too_large_answer(head_limit))
+            close(exc_info)
+
         stream.write = write_json_error  # type: ignore[method-assign]
         stream.read_until_regex = remember_head  # type: ignore[method-assign]
+        stream.close = close_with_answer  # type: ignore[method-assign]
         super().handle_stream(stream, address)
 
     def on_request_head(self, stream: IOStream, head: bytes) -> None:

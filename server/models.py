@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 import peewee
 from playhouse.db_url import connect
 from playhouse.migrate import SchemaMigrator, migrate
+
+from lockr_local.server.private import create_private_file, make_private_dir
 
 database_proxy = peewee.DatabaseProxy()
 log = logging.getLogger("lockr.server")
@@ -156,6 +159,11 @@ def open_database(database_url: str) -> peewee.Database:
     other databases (postgresql://...) need only their driver installed.
     """
     options: dict[str, Any] = {}
+    path = sqlite_file(database_url)
+    if path is not None:
+        # Created 0600 before SQLite opens it: SQLite makes its -wal and -shm files with the same mode.
+        make_private_dir(path.parent)
+        create_private_file(path)
     if database_url.startswith("sqlite"):
         options["pragmas"] = {
             "journal_mode": "wal",
@@ -203,6 +211,15 @@ def ensure_username_index(database: peewee.Database) -> None:
         return
     database.execute_sql(f'DROP INDEX IF EXISTS "{_USERNAME_INDEX_NOT_UNIQUE}"')
     database.execute_sql(f'CREATE UNIQUE INDEX IF NOT EXISTS "{_USERNAME_INDEX}" ON "{table}" (lower("username"))')
+def sqlite_file(database_url: str) -> Path | None:
+    """The file of a SQLite database URL (sqlite:///relative, sqlite:////absolute); None for other
+    databases and in-memory ones."""
+    if not database_url.startswith("sqlite:///"):
+        return None
+    name = database_url[len("sqlite:///"):].split("?", 1)[0]
+    if not name or name == ":memory:":
+        return None
+    return Path(name)
 
 
 def upgrade_schema(database: peewee.Database) -> None:

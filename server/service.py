@@ -25,6 +25,7 @@ from lockr_local.server.checks import StoredCheck
 from lockr_local.server.faults import Faults
 from lockr_local.server.inline import insert_inline
 from lockr_local.server.models import Account, ApiToken, LoginAddress, StoredFile, UploadSession
+from lockr_local.server.numbers import parse_count
 from lockr_local.server.prepared import Prepared
 from lockr_local.server.security import Signer, claim_matches, new_claim_token, new_token, token_hash
 
@@ -474,10 +475,9 @@ class Service:
         """One page of the account's files, oldest first; `next` is the cursor of the following page."""
         query = StoredFile.select().where(StoredFile.owner == account_id)
         if cursor:
-            try:
-                after = int(cursor)
-            except ValueError as exc:
-                raise BadRequest("The cursor is not one this server gave out.", field="cursor") from exc
+            after = parse_count(cursor)  # a row's seq: past 64 bits SQLite would raise OverflowError
+            if after is None:
+                raise BadRequest("The cursor is not one this server gave out.", field="cursor")
             query = query.where(StoredFile.seq > after)
         rows = list(query.order_by(StoredFile.seq).limit(limit + 1))
         next_cursor = str(rows[limit - 1].seq) if len(rows) > limit else None

@@ -21,6 +21,9 @@ from typing import Iterable
 from urllib.parse import quote, unquote, urlsplit
 from xml.sax.saxutils import escape
 
+import defusedxml.ElementTree as SafeElementTree
+from defusedxml import DefusedXmlException
+
 from lockr_local.errors import BadRequest, InvalidName
 from lockr_local.names import normalize_name
 
@@ -120,7 +123,10 @@ def parse_destination(header: str | None) -> DavPath:
     """The Destination of MOVE/COPY: an absolute URL or path under /dav (the host is not trusted)."""
     if not header:
         raise BadRequest("MOVE and COPY need a Destination header.")
-    path = urlsplit(header.strip()).path
+    try:
+        path = urlsplit(header.strip()).path
+    except ValueError as exc:  # 'http://[::1' and other unparseable hosts
+        raise BadRequest(f"The Destination header is not a URL or a path under /dav/: {exc}.") from exc
     return parse_path(path)
 
 
@@ -207,12 +213,17 @@ def parse_overwrite(value: str | None) -> bool:
 def _parse_xml(body: bytes, what: str) -> ElementTree.Element | None:
     if not body.strip():
         return None
-    if b"<!DOCTYPE" in body or b"<!ENTITY" in body:
-        raise BadRequest(f"The {what} body may not declare a DOCTYPE or entities.")
+    # The parser itself refuses DTDs, entity declarations and external references, whatever the body's
+    # encoding (a byte search for '<!DOCTYPE' misses UTF-16): no entity expansion, no file or URL fetch.
     try:
-        return ElementTree.fromstring(body)
+        return SafeElementTree.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+    except DefusedXmlException as exc:
+        raise BadRequest(f"The {what} body may not declare a DOCTYPE, entities or external references.") from exc
     except ElementTree.ParseError as exc:
         raise BadRequest(f"The {what} body is not well-formed XML: {exc}.") from exc
+    except ValueError as exc:
+        # pyexpat's answer to an encoding it cannot read ("multi-byte encodings are not supported").
+        raise BadRequest(f"The {what} body's XML encoding is not supported ({exc}); send UTF-8.") from exc
 
 
 def _split(tag: str) -> Prop:

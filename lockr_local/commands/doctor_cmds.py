@@ -64,6 +64,29 @@ def checksum_backend() -> str:
     return "CRC-32 (zlib) - google-crc32c's compiled module is missing, uploads and downloads use more CPU"
 
 
+def _explain_store_permissions(data_dir: str) -> None:
+    """A store on this machine that other local users can read: the database holds small files' bytes and
+    every file id (a download link), so say so and how to close it."""
+    from pathlib import Path
+
+    from lockr_local.server.private import fix_command, loose_permissions
+
+    root = Path(data_dir)
+    if not root.is_dir():
+        return
+    loose = loose_permissions([root], shallow=True)
+    if not loose:
+        _line("store access", "private (owner only)")
+        return
+    _line("store access", f"OPEN to other local users ({len(loose)} folders or files)")
+    for entry in loose[:5]:
+        print(f"  {entry.describe()}")
+    print("  Other users of this machine can read the database, which holds small files' bytes and every")
+    print("  file's download id. Make the store private (the server may keep running):")
+    print(f"    {fix_command([root])}")
+    print("  `lockr-local fsck` checks every file of the store, blobs included.")
+
+
 def doctor(args: argparse.Namespace) -> int:
     from lockr_local.config import default_data_dir
     from lockr_local.credentials import SETTINGS_FILE, TOKEN_FILE, ClientSettings, TokenStore, config_dir, state_dir
@@ -83,7 +106,9 @@ def doctor(args: argparse.Namespace) -> int:
     _line("app settings", f"{config_path()}{'' if config_path().exists() else ' (not created yet)'}")
     _line("client settings", str(config_dir() / SETTINGS_FILE))
     _line("state folder", str(state_dir()))
-    _line("server data", os.environ.get("LOCKR_DATA_DIR") or default_data_dir())
+    server_data = os.environ.get("LOCKR_DATA_DIR") or default_data_dir()
+    _line("server data", server_data)
+    _explain_store_permissions(server_data)
     place = autostart_path()
     _line("autostart", f"{'on' if autostart_enabled() else 'off'} ({place})" if place else "not supported here")
     _line("sync folder", tray_config.folder or "(not set up)")

@@ -24,12 +24,6 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return load_settings(flags, config_file=getattr(args, "config", None))
 
 
-def configure_logging(level: str) -> None:
-    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
-                        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s", datefmt="%Y-%m-%d %H:%M:%S")
-    logging.getLogger("tornado.access").setLevel(logging.WARNING)
-
-
 def serve(args: argparse.Namespace) -> int:
     """Runs the server until SIGINT or SIGTERM; prints the URL it listens on."""
     import asyncio
@@ -41,10 +35,12 @@ def serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lockr_local.server.datalock import DataDirLock
+    from lockr_local.server.logsafe import configure_server_logging
+    from lockr_local.server.private import make_private_dir
 
     settings = settings_from_args(args)
-    configure_logging(settings.log_level)
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    configure_server_logging(settings.log_level, sys.stderr)
+    make_private_dir(Path(settings.data_dir))
     lock = DataDirLock(Path(settings.data_dir)).acquire()
     ctx = build_context(settings)
     startup_maintenance(ctx)
@@ -105,11 +101,12 @@ def local_store(args: argparse.Namespace) -> Iterator[Any]:
 
     from lockr_local.server.blobstore import make_blob_store
     from lockr_local.server.models import open_database
+    from lockr_local.server.private import make_private_dir
     from lockr_local.server.security import Signer, load_or_create_secret
     from lockr_local.server.service import Service
 
     settings = settings_from_args(args)
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    make_private_dir(Path(settings.data_dir))
     database = open_database(settings.database_url)
     try:
         signer = Signer(load_or_create_secret(settings.secret_key, Path(settings.data_dir)))
@@ -230,7 +227,7 @@ def fsck(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lockr_local.server.datalock import DataDirLock
-    from lockr_local.server.fsck import check_store
+    from lockr_local.server.fsck import check_store, private_roots
 
     settings = settings_from_args(args)
     lock = DataDirLock(Path(settings.data_dir)).acquire() if args.repair else None
@@ -238,7 +235,8 @@ def fsck(args: argparse.Namespace) -> int:
         with local_store(args) as service:
             from lockr_local.server.models import database_proxy
 
-            report = check_store(database_proxy.obj, service.blobs, verify=args.verify, repair=args.repair)
+            report = check_store(database_proxy.obj, service.blobs, verify=args.verify, repair=args.repair,
+                                 private=private_roots(settings))
     finally:
         if lock is not None:
             lock.release()

@@ -6,12 +6,14 @@ import asyncio
 import ipaddress
 import json
 import logging
+import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
 import tornado.web
 from tornado.iostream import StreamClosedError
+from tornado.log import app_log
 
 from lockr_local.config import Settings
 from lockr_local.errors import BadRequest, LockrError, TooLarge, Unauthorized, error_body
@@ -20,16 +22,21 @@ from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import BlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
+from lockr_local.server.logsafe import loggable_path
 from lockr_local.server.resumable import ResumableUploads
 from lockr_local.server.security import Signer
 from lockr_local.server.handlers.linger import LingeringClose
 from lockr_local.server.handlers.watchdog import BodyWatchdog, BodyWatchdogs
+from lockr_local.server.numbers import parse_count
 from lockr_local.server.service import Principal, Service
 
 log = logging.getLogger("lockr.server")
 T = TypeVar("T")
 
 MAX_JSON_BODY = 64 * 1024
+# No request of the API nests deeper than 2 levels; the limit leaves room and keeps walks short.
+MAX_JSON_DEPTH = 32
+_SURROGATE = re.compile("[\ud800-\udfff]")
 # A request refused before its body streams waits for a body up to this size, so the connection stays
 # usable; bigger bodies, and refusals in the middle of a body, get the lingering close instead.
 DRAIN_BEFORE_ERROR = 1024 * 1024
@@ -61,6 +68,39 @@ class ServerContext:
     sessions: ResumableUploads
     backfill: DigestBackfill
     watchdogs: BodyWatchdogs
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON value")
+
+
+def parse_json(body: bytes) -> Any:
+    """A request body as JSON, or a 400: the one place the server reads JSON from a client.
+
+    Besides what `json.loads` refuses, it refuses what Python's parser accepts but JSON does not allow or
+    the server cannot store: NaN and Infinity, nesting deeper than MAX_JSON_DEPTH (`[[[[...` would
+    otherwise end in a RecursionError, a 500 and a logged traceback per request), and strings that are
+    not Unicode text (a lone surrogate such as "\\ud800" cannot be encoded as UTF-8 later on).
+    """
+    try:
+        data = json.loads(body, parse_constant=_refuse_constant)
+    except RecursionError as exc:
+        raise BadRequest(f"The JSON body is nested too deeply (at most {MAX_JSON_DEPTH} levels).") from exc
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise BadRequest(f"The body is not valid JSON: {exc}.") from exc
+    pending: list[tuple[Any, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        if isinstance(value, str):
+            if _SURROGATE.search(value):
+                raise BadRequest("The JSON body contains a string that is not valid Unicode (a lone surrogate "
+                                 "such as \\ud800).")
+        elif isinstance(value, (dict, list)):
+            if depth > MAX_JSON_DEPTH:
+                raise BadRequest(f"The JSON body is nested too deeply (at most {MAX_JSON_DEPTH} levels).")
+            items = [*value.keys(), *value.values()] if isinstance(value, dict) else value
+            pending.extend((item, depth + 1) for item in items)
+    return data
 
 
 class BaseHandler(tornado.web.RequestHandler):
@@ -144,8 +184,8 @@ class BaseHandler(tornado.web.RequestHandler):
         """A streamed body that is still arriving but small enough to read and discard."""
         if not self._body_left_unread() or self._finished:
             return False
-        length = self.request.headers.get("Content-Length", "")
-        return length.isdigit() and int(length) <= DRAIN_BEFORE_ERROR
+        length = parse_count(self.request.headers.get("Content-Length"))
+        return length is not None and length <= DRAIN_BEFORE_ERROR
 
     def _answer_after_body(self, status_code: int, kwargs: dict[str, Any]) -> None:
         """Reads the rest of a small refused body, discards it, then answers on a connection that stays
@@ -168,11 +208,20 @@ class BaseHandler(tornado.web.RequestHandler):
         if isinstance(value, StreamClosedError):
             return
         if isinstance(value, LockrError):
-            log.error("%s %s failed: %s", self.request.method, self.request.path, value.message,
+            log.error("%s failed: %s", self._request_summary(), value.message,
                       exc_info=value.__cause__ is not None and (type(value.__cause__), value.__cause__,
                                                                 value.__cause__.__traceback__))
             return
-        super().log_exception(typ, value, tb)
+        if isinstance(value, tornado.web.HTTPError):
+            super().log_exception(typ, value, tb)  # a warning line, with _request_summary below
+            return
+        # Tornado's own line adds repr(self.request), which holds the whole URI with its query string.
+        app_log.error("Uncaught exception %s", self._request_summary(), exc_info=(typ, value, tb))
+
+    def _request_summary(self) -> str:
+        """The request as every log line of Tornado's and ours shows it: no query string (keyHash, sig),
+        capability ids cut short."""
+        return f"{self.request.method} {loggable_path(self.request.path)} ({self.request.remote_ip})"
 
     def write_json(self, body: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -253,10 +302,7 @@ class BaseHandler(tornado.web.RequestHandler):
             raise BadRequest("The JSON body is too large.")
         if not body.strip():
             return {}
-        try:
-            data = json.loads(body)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise BadRequest(f"The body is not valid JSON: {exc}.") from exc
+        data = parse_json(body)
         if not isinstance(data, dict):
             raise BadRequest("The JSON body must be an object, like {\"name\": ...}.")
         return data

@@ -18,13 +18,14 @@ from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.handlers.files import checked_file_id
 from lockr_local.server.inline import open_stored
 from lockr_local.server.links import check_download, link_to_missing_file
+from lockr_local.server.numbers import saturating_count
 from lockr_local.server.service import FileInfo
 from lockr_local.server.zerocopy import (ClientStalled, Expected, body_sent_by_sendfile, file_descriptor, sendfile_range,
                                          socket_for_sendfile)
 
 log = logging.getLogger("lockr.server")
 READ_CHUNK = 1024 * 1024
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
 
 
 def content_disposition(name: str) -> str:
@@ -46,15 +47,16 @@ def parse_range(header: str | None, size: int) -> tuple[int, int] | None:
         return None
     first_text, last_text = match.groups()
     if first_text:
-        first = int(first_text)
-        last = min(int(last_text), size - 1) if last_text else size - 1
-        if last_text and int(last_text) < first:
+        first = saturating_count(first_text)
+        last = min(saturating_count(last_text), size - 1) if last_text else size - 1
+        if last_text and saturating_count(last_text) < first:
             return None
         if first >= size:
             raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
         return first, last
-    suffix = int(last_text)
-    if suffix == 0:
+    suffix = saturating_count(last_text)
+    if suffix == 0 or size == 0:
+        # An empty file has no last N bytes to send (a 206 would claim 'bytes 0--1/0').
         raise RangeNotSatisfiable(headers={"Content-Range": f"bytes */{size}"})
     return max(0, size - suffix), size - 1
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lockr_local.errors import BadRequest, NotFound
 from lockr_local.names import is_file_id, validate_key_hash
 from lockr_local.server.handlers.base import BaseHandler
+from lockr_local.server.numbers import parse_count
 from lockr_local.server.security import sha256_text
 
 
@@ -19,11 +20,9 @@ class FilesHandler(BaseHandler):
 
     async def get(self) -> None:
         principal = await self.require_account()
-        limit_text = self.get_query_argument("limit", str(self.settings_.page_size))
-        try:
-            limit = int(limit_text)
-        except ValueError as exc:
-            raise BadRequest("limit must be a whole number.", field="limit") from exc
+        limit = parse_count(self.get_query_argument("limit", str(self.settings_.page_size)))
+        if limit is None:
+            raise BadRequest("limit must be a whole number.", field="limit")
         if not 1 <= limit <= self.settings_.max_page_size:
             raise BadRequest(f"limit must be between 1 and {self.settings_.max_page_size}.", field="limit")
         cursor = self.get_query_argument("cursor", None) or None

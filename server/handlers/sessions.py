@@ -17,6 +17,7 @@ from lockr_local.errors import (
 from lockr_local.names import is_file_id
 from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.handlers.uploads import UNLIMITED_BODY, declared_length
+from lockr_local.server.numbers import parse_count, saturating_count
 from lockr_local.server.resumable import ChunkWrite, stored_range_headers
 from lockr_local.server.service import FileInfo
 from lockr_local.server.sessions import SessionInfo, parse_session_request
@@ -28,7 +29,7 @@ log = logging.getLogger("lockr.sessions")
 # answer at once and the connection is closed.
 DISCARD_LIMIT = 16 * 1024 * 1024
 
-_CONTENT_RANGE = re.compile(r"bytes\s+(?:(\d+)-(\d+)|(\*))/(\d+|\*)")
+_CONTENT_RANGE = re.compile(r"bytes\s+(?:([0-9]+)-([0-9]+)|(\*))/([0-9]+|\*)")
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,11 @@ def parse_content_range(header: str | None) -> ContentRange | None:
         raise InvalidContentRange(f"Content-Range {header!r} is not 'bytes FIRST-LAST/TOTAL', "
                                   f"'bytes FIRST-LAST/*' or 'bytes */TOTAL'.")
     first_text, last_text, _star, total_text = match.groups()
-    total = None if total_text == "*" else int(total_text)
+    # Past 64 bits a number is larger than any session, which the size checks then refuse.
+    total = None if total_text == "*" else saturating_count(total_text)
     if first_text is None:
         return ContentRange(None, None, total)
-    first, last = int(first_text), int(last_text)
+    first, last = saturating_count(first_text), saturating_count(last_text)
     if last < first:
         raise InvalidContentRange(f"Content-Range {header!r} ends before it starts.")
     return ContentRange(first, last, total)
@@ -80,9 +82,9 @@ class CreateSessionHandler(BaseHandler):
         size: Any = body.get("size")
         header_size = self.request.headers.get("X-Upload-Content-Length")
         if size is None and header_size is not None:
-            if not (header_size.strip().isascii() and header_size.strip().isdigit()):
+            size = parse_count(header_size)
+            if size is None:
                 raise BadRequest("X-Upload-Content-Length must be a whole number of bytes.", field="size")
-            size = int(header_size)
         content_type = body.get("type") or self.request.headers.get("X-Upload-Content-Type")
         request = parse_session_request(body.get("name"), size, content_type, body.get("region"),
                                         body.get("keyHash"))
@@ -102,9 +104,9 @@ class ChunkReceiver(BaseHandler):
 
     def refuse_later_if_small(self, exc: LockrError) -> None:
         """Answers a refused request after reading its (small) body, else at once (closing the connection)."""
-        length = self.request.headers.get("Content-Length", "")
+        length = parse_count(self.request.headers.get("Content-Length"))
         expects_continue = self.request.headers.get("Expect", "").lower() == "100-continue"
-        if expects_continue or not length.strip().isdigit() or int(length) > DISCARD_LIMIT:
+        if expects_continue or length is None or length > DISCARD_LIMIT:
             raise exc
         self.rejected = exc
 

@@ -8,7 +8,6 @@ append at it and terminate. https://tus.io/protocols/resumable-upload
 from __future__ import annotations
 
 import base64
-import binascii
 import email.utils
 import hashlib
 from typing import Any, Callable
@@ -22,6 +21,7 @@ from lockr_local.errors import (
 from lockr_local.server.handlers.base import BaseHandler, ServerContext
 from lockr_local.server.handlers.sessions import ChunkReceiver, session_id_or_404
 from lockr_local.server.handlers.uploads import UNLIMITED_BODY, declared_length
+from lockr_local.server.numbers import parse_count
 from lockr_local.server.resumable import Checksum
 from lockr_local.server.service import FileInfo
 from lockr_local.server.sessions import SessionInfo, parse_session_request, tus_metadata_without
@@ -49,7 +49,7 @@ def parse_metadata(header: str | None) -> dict[str, str]:
         key, _, encoded = pair.partition(" ")
         try:
             metadata[key] = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as exc:
+        except (ValueError, UnicodeDecodeError) as exc:  # binascii.Error, and ValueError for non-ASCII text
             raise BadRequest(f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text.",
                              field="Upload-Metadata") from exc
     return metadata
@@ -66,7 +66,7 @@ def parse_checksum(header: str | None) -> Checksum | None:
                          f"{', '.join(CHECKSUM_ALGORITHMS)}.", field="Upload-Checksum")
     try:
         expected = base64.b64decode(encoded.strip(), validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, and a plain ValueError for non-ASCII text
         raise BadRequest("Upload-Checksum must be 'ALGORITHM BASE64DIGEST'.", field="Upload-Checksum") from exc
     return Checksum(algorithm, CHECKSUM_ALGORITHMS[algorithm](), expected)
 
@@ -146,13 +146,13 @@ class TusCreationHandler(TusHandler):
         if self.request.headers.get("Upload-Defer-Length") is not None:
             raise BadRequest("Send Upload-Length: this server needs the size up front to check quota.",
                              field="Upload-Length")
-        length_text = self.request.headers.get("Upload-Length", "").strip()
-        if not (length_text.isascii() and length_text.isdigit()):
+        length = parse_count(self.request.headers.get("Upload-Length"))
+        if length is None:
             raise BadRequest("Upload-Length must be the file's size in bytes.", field="Upload-Length")
         raw_metadata = self.request.headers.get("Upload-Metadata", "")
         metadata = parse_metadata(raw_metadata)
         request = parse_session_request(
-            metadata.get("filename") or metadata.get("name") or "upload", int(length_text),
+            metadata.get("filename") or metadata.get("name") or "upload", length,
             metadata.get("filetype") or metadata.get("type"), metadata.get("region"), metadata.get("keyHash"),
             metadata={"tus": tus_metadata_without(raw_metadata)} if raw_metadata else {})
         session = await self.ctx.sessions.create(principal, request)
@@ -188,10 +188,9 @@ class TusUploadHandler(TusHandler, ChunkReceiver):
         content_type = self.request.headers.get("Content-Type", "").split(";")[0].strip().lower()
         if content_type != OFFSET_CONTENT_TYPE:
             raise UnsupportedMediaType(f"Send PATCH bodies as {OFFSET_CONTENT_TYPE}.")
-        offset_text = self.request.headers.get("Upload-Offset", "").strip()
-        if not (offset_text.isascii() and offset_text.isdigit()):
+        offset = parse_count(self.request.headers.get("Upload-Offset"))
+        if offset is None:
             raise BadRequest("Upload-Offset must be the byte offset this chunk starts at.", field="Upload-Offset")
-        offset = int(offset_text)
         checksum = parse_checksum(self.request.headers.get("Upload-Checksum"))
         length = declared_length(self)
         session = await self.ctx.sessions.session(session_id)

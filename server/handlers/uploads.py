@@ -10,12 +10,13 @@ from typing import Any
 
 import tornado.web
 
-from lockr_local.errors import BadRequest, LockrError, QuotaExceeded
+from lockr_local.errors import BadRequest, LockrError, QuotaExceeded, TooLarge
 from lockr_local.names import decode_header_name, validate_content_type, validate_key_hash
 from lockr_local.server.auth import bearer_token
 from lockr_local.server.blobstore import BlobLocation, rclone_digests_inline
 from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.inline import InlineSink, digests_of, stores_inline
+from lockr_local.server.numbers import MAX_INT64, parse_count
 from lockr_local.server.security import new_id
 from lockr_local.server.service import NewFile
 from lockr_local.server.streaming import UploadSink
@@ -29,9 +30,12 @@ def declared_length(handler: tornado.web.RequestHandler) -> int | None:
     value = handler.request.headers.get("Content-Length")
     if value is None:
         return None
-    if not value.strip().isdigit():
+    length = parse_count(value)
+    if length is None:
+        if parse_count(value, maximum=MAX_INT64 + 1) is not None:  # digits, past 64 bits
+            raise TooLarge("The Content-Length is larger than any file this server can store.")
         raise BadRequest("Content-Length must be a whole number of bytes.")
-    return int(value)
+    return length
 
 
 @tornado.web.stream_request_body

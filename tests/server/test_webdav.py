@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import email.utils
 import hashlib
 import xml.etree.ElementTree as ElementTree
@@ -448,3 +449,63 @@ def test_a_crash_during_a_replacing_put_leaves_the_old_or_the_new_file(tmp_path:
         assert len(api_files(server, alice)) == 1
     finally:
         server.stop()
+
+
+# An internal entity the LOCK answer would echo back (inside <d:owner>) and a PROPPATCH would store.
+_DTD = '<!DOCTYPE d:x [<!ENTITY boom "ENTITY-EXPANDED">]>'
+_HOSTILE_BODIES = {
+    "PROPFIND": f'{_DTD}<d:propfind xmlns:d="DAV:"><d:prop><d:displayname/></d:prop></d:propfind>',
+    "PROPPATCH": (f'{_DTD}<d:propertyupdate xmlns:d="DAV:"><d:set><d:prop><d:lastmodified>1400000000'
+                  "</d:lastmodified><d:note>&boom;</d:note></d:prop></d:set></d:propertyupdate>"),
+    "LOCK": (f'{_DTD}<d:lockinfo xmlns:d="DAV:"><d:lockscope><d:exclusive/></d:lockscope>'
+             "<d:locktype><d:write/></d:locktype><d:owner>&boom;</d:owner></d:lockinfo>"),
+}
+_ENCODINGS = {
+    "utf-8": lambda text: text.encode("utf-8"),
+    "utf-8 with BOM": lambda text: codecs.BOM_UTF8 + text.encode("utf-8"),
+    "utf-16 LE with BOM": lambda text: codecs.BOM_UTF16_LE + text.encode("utf-16-le"),
+    "utf-16 BE with BOM": lambda text: codecs.BOM_UTF16_BE + text.encode("utf-16-be"),
+    "utf-16 LE declared, no BOM": lambda text: ('<?xml version="1.0" encoding="UTF-16LE"?>' + text).encode("utf-16-le"),
+    "utf-16-le declared (a name expat cannot read)":
+        lambda text: ('<?xml version="1.0" encoding="utf-16-le"?>' + text).encode("utf-16-le"),
+    "utf-32 with BOM": lambda text: codecs.BOM_UTF32_LE + text.encode("utf-32-le"),
+    "latin-1 declared": lambda text: ('<?xml version="1.0" encoding="iso-8859-1"?>' + text).encode("latin-1"),
+}
+
+
+@pytest.mark.parametrize("encoding", sorted(_ENCODINGS))
+@pytest.mark.parametrize("method, path", [("PROPFIND", "alice/a.txt"), ("PROPPATCH", "alice/a.txt"),
+                                          ("LOCK", "alice/a.txt"), ("LOCK", "alice/new.txt")])
+def test_xml_bodies_with_a_dtd_are_refused_in_every_encoding(server: Any, alice: Account, method: str, path: str,
+                                                             encoding: str) -> None:
+    put(server, alice, "alice/a.txt", b"x")
+    before = propfind(server, alice, "alice/a.txt", depth="0")[0]["props"][f"{DAV}getlastmodified"].text
+    body = _ENCODINGS[encoding](_HOSTILE_BODIES[method])
+    response = dav(server, alice, method, path, body=body, headers={"Depth": "0", "Content-Type": "application/xml"})
+    assert response.status_code == 400, (response.status_code, response.text)
+    assert error_code(response) == "bad_request"
+    assert b"ENTITY-EXPANDED" not in response.content
+    # Nothing was done: no lock-created file, no changed modification time.
+    assert [f["name"] for f in api_files(server, alice)] == ["a.txt"]
+    assert propfind(server, alice, "alice/a.txt", depth="0")[0]["props"][f"{DAV}getlastmodified"].text == before
+
+
+@pytest.mark.parametrize("encoding", ["utf-16 LE with BOM", "utf-16 BE with BOM", "utf-8 with BOM"])
+def test_xml_bodies_without_a_dtd_are_read_in_utf16_and_with_a_bom(server: Any, alice: Account,
+                                                                   encoding: str) -> None:
+    put(server, alice, "alice/a.txt", b"x")
+    body = _ENCODINGS[encoding]('<d:propfind xmlns:d="DAV:"><d:prop><d:displayname/></d:prop></d:propfind>')
+    response = dav(server, alice, "PROPFIND", "alice/a.txt", body=body, headers={"Depth": "0"})
+    assert response.status_code == 207, response.text
+    assert parse_multistatus(response.content)[0]["props"][f"{DAV}displayname"].text == "a.txt"
+
+
+@pytest.mark.parametrize("method", ["MOVE", "COPY"])
+@pytest.mark.parametrize("destination", ["http://[::1", "http://[::1/dav/alice/b.txt", "http://u:p@[zz]/dav/alice/b.txt"])
+def test_a_destination_that_is_not_a_url_is_400(server: Any, alice: Account, method: str, destination: str) -> None:
+    put(server, alice, "alice/a.txt", b"x")
+    response = dav(server, alice, method, "alice/a.txt", headers={"Destination": destination})
+    assert response.status_code == 400, response.text
+    assert error_code(response) == "bad_request"
+    assert "Destination" in response.json()["error"]["message"]
+    assert [f["name"] for f in api_files(server, alice)] == ["a.txt"]
