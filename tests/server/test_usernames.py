@@ -45,7 +45,7 @@ def test_login_basic_auth_and_webdav_find_the_account_by_any_case(server):
 def make_schema_4_store(data: Path, usernames: list[str]) -> Path:
     """A store as schema 4 left it: no LoginAddress table and no index on lower(username), so it may
     hold names that differ only in case."""
-    data.mkdir(parents=True)
+    data.mkdir(parents=True, mode=0o700)  # private, so that fsck's permission check stays out of these tests
     path = data / "lockr.db"
     database = open_database(f"sqlite:///{path}")
     for i, _ in enumerate(usernames):
