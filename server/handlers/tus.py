@@ -8,7 +8,6 @@ append at it and terminate. https://tus.io/protocols/resumable-upload
 from __future__ import annotations
 
 import base64
-import binascii
 import email.utils
 import hashlib
 from typing import Any, Callable
@@ -47,7 +46,7 @@ def parse_metadata(header: str | None) -> dict[str, str]:
         key, _, encoded = pair.partition(" ")
         try:
             metadata[key] = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (binascii.Error, UnicodeDecodeError) as exc:
+        except ValueError as exc:  # binascii.Error, UnicodeDecodeError, and non-ASCII text in the header
             raise BadRequest(f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text.",
                              field="Upload-Metadata") from exc
     return metadata
@@ -64,7 +63,7 @@ def parse_checksum(header: str | None) -> Checksum | None:
                          f"{', '.join(CHECKSUM_ALGORITHMS)}.", field="Upload-Checksum")
     try:
         expected = base64.b64decode(encoded.strip(), validate=True)
-    except binascii.Error as exc:
+    except ValueError as exc:  # binascii.Error, and non-ASCII text in the header
         raise BadRequest("Upload-Checksum must be 'ALGORITHM BASE64DIGEST'.", field="Upload-Checksum") from exc
     return Checksum(algorithm, CHECKSUM_ALGORITHMS[algorithm](), expected)
 
