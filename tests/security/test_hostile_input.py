@@ -130,7 +130,7 @@ class Target:
     def path_value(self, name: str) -> str:
         """Real values for the document's path parameters, so the body reaches the handler's logic."""
         return {"id": self.file["id"], "region": self.file["region"], "name": self.file["name"],
-                "sessionId": self.new_session()["id"], "tokenId": "1"}[name]
+                "sessionId": self.new_session()["uploadUrl"].rsplit("/", 1)[1], "tokenId": "1"}[name]
 
     def new_session(self) -> dict[str, Any]:
         response = self.http.post(f"{self.url}/api/v1/upload/session", json={"name": "s.bin", "size": 10},
