@@ -26,8 +26,12 @@ bench: $(STAMP)
 
 # The long kill harness: LOCKR_SOAK_KILLS random SIGKILLs (default 200) plus the named crash points;
 # LOCKR_SOAK_SEED replays a run. Its short mode runs inside `make test` (tests/soak).
+# Then the class tests of hostile input with many more random values, and schemathesis with at least
+# 5,000 generated cases (both run with smaller counts inside `make test`).
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak
+	LOCKR_HOSTILE_EXAMPLES=200 LOCKR_SCHEMATHESIS_EXAMPLES=250 LOCKR_SCHEMATHESIS_MIN_CASES=5000 \
+		$(BIN)/python -m pytest -q -p no:cacheprovider tests/security/test_hostile_input.py tests/security/test_openapi.py
 
 lint: $(STAMP)
 	$(BIN)/python -m compileall -q lockr_local server sync tray tests bench packaging

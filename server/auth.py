@@ -240,7 +240,7 @@ def bearer_token(authorization: str | None) -> str | None:
 def _decode_basic(value: str) -> tuple[str, str]:
     try:
         decoded = base64.b64decode(value, validate=True).decode("utf-8")
-    except (ValueError, UnicodeDecodeError) as exc:  # binascii.Error, and ValueError for non-ASCII text
+    except ValueError as exc:  # binascii.Error, UnicodeDecodeError, and non-ASCII text in the header
         raise Unauthorized("The Basic credentials are not valid base64 of 'user:password'.") from exc
     identifier, sep, password = decoded.partition(":")
     if not sep or not identifier:

@@ -298,6 +298,91 @@ PATHS["/api/v1/files/register"]["post"]["responses"]["200"]["links"] = FILE_LINK
 PATHS["/api/v1/files/{id}/key"]["post"]["responses"]["200"]["links"] = FILE_LINKS
 
 
+# -- what the handlers validate ------------------------------------------------------------------------
+# The document states the same rules the handlers enforce (service.validate_*, names.py, sessions.py), so
+# a client or a generated test (schemathesis) knows what is accepted and its requests reach the logic
+# behind validation. Kept here, apart from the paths above, so each rule is in one place.
+FILE_NAME = {"type": "string", "example": "report.pdf", "pattern": "^[A-Za-z0-9_-][A-Za-z0-9_.-]{0,99}$",
+             "description": "A relative name, 'docs/a.pdf' style, at most 1024 UTF-8 bytes (255 per folder or "
+                            "file name); no empty, '.' or '..' segments, backslashes, control or bidi "
+                            "characters. The pattern is a safe subset."}
+KEY_HASH = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$",
+            "description": "SHA-256 of the key phrase as 64 hex characters."}
+REGION_NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$", "example": "local",
+               "description": "One of the server's regions (GET /api/v1/account lists them)."}
+MIME_TYPE = {"type": "string", "maxLength": 255, "pattern": "^[!-~]+/[!-~]+$", "example": "application/pdf"}
+PASSWORD = {"type": "string", "minLength": 8, "maxLength": 1024, "example": "correct horse battery"}
+JSON_FIELD_RULES: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("/api/v1/account", "post"): {
+        "username": {"pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", "example": "alice"},
+        "email": {"pattern": r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,60}$", "example": "alice@example.com"},
+        "password": PASSWORD},
+    ("/api/v1/login", "post"): {
+        "identifier": {"pattern": r"\S", "example": "alice", "description": "Username or email."},
+        "password": {"example": "correct horse battery"},
+        "tokenName": {"type": "string", "maxLength": 100, "example": "laptop",
+                      "description": "A label for the new token (default 'login')."}},
+    ("/api/v1/upload/session", "post"): {
+        "name": FILE_NAME, "size": {"minimum": 0, "example": 10, "description": "Bytes; within the plan and quota."},
+        "type": MIME_TYPE, "region": REGION_NAME, "keyHash": KEY_HASH},
+    ("/api/v1/tokens", "post"): {"name": {"maxLength": 100, "example": "backup script"}},
+    ("/api/v1/account/password", "post"): {"currentPassword": {"example": "correct horse battery"},
+                                           "newPassword": PASSWORD},
+    ("/api/v1/files/register", "post"): {"id": {"pattern": "^[0-9a-f]{32}$"}},
+    ("/api/v1/files/{id}/key", "post"): {"key": {"maxLength": 1024, "example": "a key phrase"}},
+    ("/api/v1/files/{id}/link", "post"): {"expiresIn": {"example": 3600,
+                                                        "description": "Seconds, up to the server's max_link_lifetime."}},
+}
+PARAMETER_RULES: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
+    ("/api/v1/upload", "post"): {"x-file-name": FILE_NAME, "x-upload-region": REGION_NAME, "x-key-hash": KEY_HASH},
+    ("/api/v1/upload/session/{sessionId}", "put"): {
+        "Content-Range": {"pattern": r"^bytes (\*|[0-9]{1,19}-[0-9]{1,19})/([0-9]{1,19}|\*)$", "example": "bytes */*",
+                          "description": "'bytes FIRST-LAST/TOTAL' for a chunk, 'bytes */TOTAL' (or */*) asks "
+                                         "what is stored; without it the body is the whole file."}},
+    ("/api/v1/upload/session/{sessionId}", "delete"): {},
+}
+for (_path, _method), _rules in JSON_FIELD_RULES.items():
+    _properties = PATHS[_path][_method]["requestBody"]["content"]["application/json"]["schema"]["properties"]
+    for _name, _rule in _rules.items():
+        _properties[_name] = {**_properties.get(_name, {}), **_rule}
+for (_path, _method), _rules in PARAMETER_RULES.items():
+    PATHS[_path][_method]["parameters"] = [
+        {**parameter, "schema": {**parameter["schema"], **_rules[parameter["name"]]}}
+        if parameter["name"] in _rules else parameter for parameter in PATHS[_path][_method]["parameters"]]
+# Session and tus ids are 128-bit random hex; tus uploads are the same sessions as the JSON API's.
+SESSION_ID["schema"] = {"type": "string", "pattern": "^[0-9a-f]{32}$"}
+
+# Links from the calls that create ids to the calls that use them: clients (and schemathesis's stateful
+# tests) learn where an id goes. A session's id is the last part of its uploadUrl, and of the Location of
+# a tus creation: '#regex:' (a schemathesis extension of runtime expressions) cuts it out. tus uploads
+# are the same sessions as the JSON API's, so either creation links to both sets of operations.
+_SESSION_OPERATIONS = {
+    ("/api/v1/upload/session/{sessionId}", "put"): "putSession",
+    ("/api/v1/upload/session/{sessionId}", "delete"): "cancelSession",
+    ("/api/v1/tus/{sessionId}", "head"): "tusOffset",
+    ("/api/v1/tus/{sessionId}", "patch"): "tusAppend",
+    ("/api/v1/tus/{sessionId}", "delete"): "tusTerminate",
+}
+for (_path, _method), _operation_id in _SESSION_OPERATIONS.items():
+    PATHS[_path][_method]["operationId"] = _operation_id
+for _creation, _status, _session_id in (
+        (PATHS["/api/v1/upload/session"]["post"], "201", "$response.body#/uploadUrl#regex:([0-9a-f]+)$"),
+        (PATHS["/api/v1/tus/"]["post"], "201", "$response.header.Location#regex:([0-9a-f]+)$")):
+    _creation["responses"][_status]["links"] = {
+        _operation_id[0].upper() + _operation_id[1:]: {"operationId": _operation_id,
+                                                       "parameters": {"sessionId": _session_id}}
+        for _operation_id in _SESSION_OPERATIONS.values()}
+    # A PUT is valid only for the session's size and offset, which generated bytes rarely match: the links
+    # say what a client sends first, a status query (308) and a first one-byte chunk.
+    _links = _creation["responses"][_status]["links"]
+    del _links["PutSession"]
+    _links["SessionStatus"] = {"operationId": "putSession", "requestBody": "",
+                               "parameters": {"sessionId": _session_id, "header.Content-Range": "bytes */*"}}
+    _links["SessionFirstByte"] = {"operationId": "putSession", "requestBody": "x",
+                                  "parameters": {"sessionId": _session_id, "header.Content-Range": "bytes 0-0/*"}}
+FILE_LINKS["RegisterFile"] = {"operationId": "registerFile", "requestBody": {"id": "$response.body#/id"}}
+
+
 def openapi_document(server_url: str) -> dict[str, Any]:
     """The whole document; `server_url` is this server's public base URL."""
     return {

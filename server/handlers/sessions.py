@@ -174,9 +174,13 @@ class SessionUploadHandler(ChunkReceiver):
 
     async def _plan(self, session_id: str) -> None:
         """Validates the request against the session and claims it for writing when there are bytes."""
-        content_range = parse_content_range(self.request.headers.get("Content-Range"))
-        length = declared_length(self)
         uploads = self.ctx.sessions
+        try:
+            content_range = parse_content_range(self.request.headers.get("Content-Range"))
+        except InvalidContentRange:
+            await uploads.session(session_id)  # an unknown or expired session is said first: 404 or 410
+            raise
+        length = declared_length(self)
         if content_range is not None and content_range.is_status_query:
             session = await uploads.settled_session(session_id)
         else:

@@ -49,7 +49,7 @@ def parse_metadata(header: str | None) -> dict[str, str]:
         key, _, encoded = pair.partition(" ")
         try:
             metadata[key] = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
-        except (ValueError, UnicodeDecodeError) as exc:  # binascii.Error, and ValueError for non-ASCII text
+        except ValueError as exc:  # binascii.Error, UnicodeDecodeError, and non-ASCII text in the header
             raise BadRequest(f"Upload-Metadata value of {key!r} is not base64 of UTF-8 text.",
                              field="Upload-Metadata") from exc
     return metadata
@@ -66,7 +66,7 @@ def parse_checksum(header: str | None) -> Checksum | None:
                          f"{', '.join(CHECKSUM_ALGORITHMS)}.", field="Upload-Checksum")
     try:
         expected = base64.b64decode(encoded.strip(), validate=True)
-    except ValueError as exc:  # binascii.Error, and a plain ValueError for non-ASCII text
+    except ValueError as exc:  # binascii.Error, and non-ASCII text in the header
         raise BadRequest("Upload-Checksum must be 'ALGORITHM BASE64DIGEST'.", field="Upload-Checksum") from exc
     return Checksum(algorithm, CHECKSUM_ALGORITHMS[algorithm](), expected)
 
