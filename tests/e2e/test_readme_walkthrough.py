@@ -135,8 +135,10 @@ def test_readme_admin_commands_work_while_the_server_runs(tmp_path: Path):
         assert all(venv_bin + "lockr-local" in c for c in commands), commands
         env = clean_env(HOME=str(tmp_path))
         assert run_commands(commands, server.url, env, tmp_path) == len(commands)
-        login = requests.post(f"{server.url}/api/v1/login", json={"identifier": "bob", "password": "a long password"})
+        # The README's last command renamed bob to robert: the password and everything else came along.
+        login = requests.post(f"{server.url}/api/v1/login", json={"identifier": "robert", "password": "a long password"})
         assert login.status_code == 200, login.text
+        assert login.json()["username"] == "robert"
         auth = {"Authorization": f"Bearer {login.json()['token']}"}
         assert requests.get(f"{server.url}/api/v1/account", headers=auth).json()["quota"] == parse_size("500GB")
         # `user add` printed a first token, `token create` a second, which `token revoke` revoked; the
