@@ -274,7 +274,10 @@ def same_site_path(target: str) -> str | None:
         return None
     if any(not "!" <= char <= "~" or char == "\\" for char in target):
         return None
-    parts = urlsplit(target)
+    try:
+        parts = urlsplit(target)
+    except ValueError:  # e.g. "http://[::1", an unclosed IPv6 host
+        return None
     # urlsplit reads "///host" as the path "/host"; a browser reads it as the host.
     if target.startswith("//") or parts.scheme or parts.netloc or not parts.path.startswith("/") \
             or parts.path.startswith("//"):

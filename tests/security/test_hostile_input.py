@@ -423,6 +423,7 @@ READ_HEADERS: dict[str, tuple[str, ...]] = {
     "OC-Checksum": ("dav put",),
     "X-OC-Mtime": ("dav put", "dav move"),
     "Cookie": ("account page", "files page"),         # read through get_signed_cookie
+    "Origin": ("tus create", "tus head", "tus patch"),  # the CORS grant (cors_origins)
 }
 
 # Every query parameter a handler reads, and where.

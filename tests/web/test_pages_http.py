@@ -97,7 +97,7 @@ HOSTILE_NEXT = [
     "\t/evil.example/x", "/\t/evil.example/x", "/\n/evil.example/x", "\n/evil.example", "/\r\n/evil.example",
     "/\\evil.example", "\\/evil.example", "//evil.example", "///evil.example", "https:evil.example",
     "https://evil.example/", "javascript:alert(1)", "/\x00/evil.example", "/\x1b/evil.example", "/\x7f/x",
-    " //evil.example", "/\u00a0/evil.example", "/" + "a" * 5000, "evil.example", "?next=//evil",
+    " //evil.example", "/\u00a0/evil.example", "/" + "a" * 5000, "evil.example", "?next=//evil", "http://[::1",
 ]
 
 
