@@ -7,9 +7,6 @@ directly, as a machine on the same network would, and the links it reports must 
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 from pathlib import Path
 from typing import Iterator
 
@@ -17,7 +14,7 @@ import pytest
 import requests
 
 from tests.helpers import ServerProcess, create_account, wait_for
-from tests.packaging.test_reverse_proxy import accepts_connections, free_port
+from tests.nginx import free_port, nginx_binary, running_nginx
 from tests.sync.support import Agents, remote_files, write
 
 PREFIX = "/lockr"
@@ -26,26 +23,11 @@ PREFIX = "/lockr"
 @pytest.fixture
 def prefixed(tmp_path: Path) -> Iterator[tuple[ServerProcess, str]]:
     """(the server, its public base URL): nginx serves it under PREFIX, and public_url says so."""
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
-    if nginx is None:
-        pytest.skip("nginx is not installed")
+    nginx_binary()
     port = free_port()
     public = f"http://127.0.0.1:{port}{PREFIX}"
     server = ServerProcess(tmp_path / "data", env={"LOCKR_PUBLIC_URL": public}).start()
-    folder = tmp_path / "nginx"
-    folder.mkdir()
-    temp_paths = "\n".join(f"    {kind}_temp_path {folder / kind};" for kind in
-                           ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    (folder / "nginx.conf").write_text(f"""
-{'user root;' if os.geteuid() == 0 else ''}
-worker_processes 1;
-daemon off;
-pid {folder / 'nginx.pid'};
-error_log {folder / 'error.log'} info;
-events {{ worker_connections 64; }}
-http {{
-    access_log {folder / 'access.log'};
-{temp_paths}
+    block = f"""
     server {{
         listen 127.0.0.1:{port};
         client_max_body_size 0;
@@ -55,20 +37,11 @@ http {{
             proxy_request_buffering off;
             proxy_set_header Host $host;
         }}
-    }}
-}}
-""")
-    proc = subprocess.Popen([nginx, "-c", str(folder / "nginx.conf"), "-p", str(folder)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    }}"""
     try:
-        wait_for(lambda: accepts_connections(port) or proc.poll() is not None, timeout=15, message="nginx to listen")
-        assert proc.poll() is None, f"nginx did not start: {proc.stderr.read() if proc.stderr else ''}"
-        yield server, public
+        with running_nginx(tmp_path / "nginx", block, port):
+            yield server, public
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        if proc.stderr:
-            proc.stderr.close()
         server.stop()
 
 
