@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 
-
 class SyncState(enum.StrEnum):
     """What the agent is doing; a StrEnum, so the status file and `--status` show the plain word."""
 
