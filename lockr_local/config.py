@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
+from lockr_local import units
 from lockr_local.errors import BadRequest
 
 
@@ -36,14 +37,8 @@ def parse_size(text: str | int) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
-def format_size(size: int) -> str:
-    """1_500_000 -> '1.5 MB': sizes as people read them, in the decimal units of the plans."""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
+# Importers of config.format_size (server/) keep working; the formatter itself lives in lockr_local.units.
+format_size = units.format_size
 
 
 def parse_bool(text: str | bool) -> bool:

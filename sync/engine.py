@@ -17,6 +17,9 @@ Mirror semantics, in the order the rules are applied:
   a remote file with exactly the path's name, size and SHA-256 is adopted instead of uploading the
   same bytes again (this is what makes a lost index, or a crash between an upload's completion and
   its recording, end without duplicates).
+- A file still being written (`unstable`) or that cannot be read (`unreadable`) is present but not
+  ready: nothing is uploaded or adopted for it now (an unreadable one is reported as skipped), and it
+  is never taken for deleted; the agent looks at it again later.
 - Deletion guard: a missing folder, an empty folder whose index is not empty (an unmounted drive), or
   more remote deletions in one pass than `GuardSettings` allows, pauses deletions and reports why;
   uploads still happen, nothing is deleted until the user confirms (`allow_deletions=True`).
@@ -26,7 +29,7 @@ from __future__ import annotations
 
 import unicodedata
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Collection, Iterable, Mapping
 
 
 @dataclass(frozen=True)
@@ -188,13 +191,16 @@ def plan(local: Mapping[str, LocalFile], index: Mapping[str, IndexEntry], remote
          folder_present: bool = True, scope: frozenset[str] | None = None,
          pending_deletes: Mapping[str, str] | None = None,
          is_ignored: Callable[[str], bool] = lambda path: False,
-         guard: GuardSettings = GuardSettings(), allow_deletions: bool = False) -> Plan:
+         guard: GuardSettings = GuardSettings(), allow_deletions: bool = False,
+         unstable: Collection[str] = frozenset(), unreadable: Mapping[str, str] | None = None) -> Plan:
     """Decides what to do so the remote mirrors `local`.
 
     `local` holds the scan of every in-scope path (scope None = a full scan); `index` the whole index;
     `remote` the whole remote listing; `pending_deletes` maps remote ids already replaced by a newer
-    upload (their deletion was interrupted) to their paths.
+    upload (their deletion was interrupted) to their paths; `unstable` and `unreadable` (path -> why)
+    are the scanned paths not ready to be read now.
     """
+    unreadable = unreadable or {}
     result = Plan()
     if not folder_present:
         withheld = sum(1 for entry in index.values() if entry.remote_id)
@@ -206,9 +212,9 @@ def plan(local: Mapping[str, LocalFile], index: Mapping[str, IndexEntry], remote
     owned_ids = {entry.remote_id for entry in index.values() if entry.remote_id}
     owned_ids.update((pending_deletes or {}).keys())
     adoptable: dict[tuple[str, int, str], str] = {}
-    for entry in remote_by_id.values():
-        if entry.id not in owned_ids:
-            adoptable.setdefault((unicodedata.normalize("NFC", entry.name), entry.size, entry.sha256), entry.id)
+    for listed in remote_by_id.values():
+        if listed.id not in owned_ids:
+            adoptable.setdefault((unicodedata.normalize("NFC", listed.name), listed.size, listed.sha256), listed.id)
 
     for remote_id, path in sorted((pending_deletes or {}).items(), key=lambda item: item[1]):
         if remote_id in remote_by_id:
@@ -233,6 +239,8 @@ def plan(local: Mapping[str, LocalFile], index: Mapping[str, IndexEntry], remote
         if problem is not None:
             result.skips.append(Skip(path, problem))
             continue
+        if path in unstable or path in unreadable:
+            continue  # not ready: looked at again on a later pass
         if known is None:
             needs_upload.append((here, None, "new"))
         elif known.remote_id is None:
@@ -278,19 +286,21 @@ def plan(local: Mapping[str, LocalFile], index: Mapping[str, IndexEntry], remote
                  for group in vanished_by_content.values() for entry in group if entry.remote_id]
     deletions.sort(key=lambda action: action.path)
     tracked = sum(1 for entry in index.values() if entry.remote_id)
-    reason = None
+    paused_because = None
     if deletions and not allow_deletions:
         if scope is None and not local and tracked:
-            reason = "the folder is empty (an unmounted drive?)"
+            paused_because = "the folder is empty (an unmounted drive?)"
         elif len(deletions) > guard.max_count:
-            reason = f"{len(deletions)} remote deletions in one pass exceed the limit of {guard.max_count}"
+            paused_because = f"{len(deletions)} remote deletions in one pass exceed the limit of {guard.max_count}"
         elif len(deletions) >= guard.share_min_count and len(deletions) > guard.max_share * tracked:
-            reason = (f"{len(deletions)} of {tracked} synced files would be deleted remotely "
-                      f"(more than {guard.max_share:.0%})")
-    if reason is not None:
-        result.guard = PauseForDeletionGuard(reason + "; confirm with --allow-deletions", len(deletions))
+            paused_because = (f"{len(deletions)} of {tracked} synced files would be deleted remotely "
+                              f"(more than {guard.max_share:.0%})")
+    if paused_because is not None:
+        result.guard = PauseForDeletionGuard(paused_because + "; confirm with --allow-deletions", len(deletions))
     else:
         result.deletes.extend(deletions)
+    for path, why in unreadable.items():
+        result.skips.append(Skip(path, f"cannot be read ({why}); retrying"))
     return result
 
 

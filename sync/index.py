@@ -10,7 +10,7 @@ import hashlib
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import peewee
 
@@ -31,44 +31,45 @@ def index_path(state_dir: Path, folder: Path, endpoint: str, region: str | None)
     return state_dir / f"{folder.name or 'root'}-{hashlib.sha256(key.encode()).hexdigest()[:16]}.db"
 
 
-def _models(database: peewee.Database) -> tuple[type[peewee.Model], type[peewee.Model], type[peewee.Model]]:
-    """Model classes bound to this index's own database (so two indexes can be open in one process)."""
+class _Entry(peewee.Model):
+    path = peewee.TextField(primary_key=True)
+    size = peewee.BigIntegerField()
+    mtime_ns = peewee.BigIntegerField()
+    sha256 = peewee.CharField(max_length=64)
+    remote_id = peewee.CharField(max_length=64, null=True)
+    session_url = peewee.TextField(null=True)
+    session_offset = peewee.BigIntegerField(default=0)
+    pending_sha256 = peewee.CharField(max_length=64, null=True)
 
-    class Base(peewee.Model):
-        class Meta:
-            pass
+    class Meta:
+        table_name = "entry"
 
-    Base._meta.set_database(database)
 
-    class Entry(Base):
-        path = peewee.TextField(primary_key=True)
-        size = peewee.BigIntegerField()
-        mtime_ns = peewee.BigIntegerField()
-        sha256 = peewee.CharField(max_length=64)
-        remote_id = peewee.CharField(max_length=64, null=True)
-        session_url = peewee.TextField(null=True)
-        session_offset = peewee.BigIntegerField(default=0)
-        pending_sha256 = peewee.CharField(max_length=64, null=True)
+class _PendingDelete(peewee.Model):
+    remote_id = peewee.CharField(max_length=64, primary_key=True)
+    path = peewee.TextField()
+    since = peewee.FloatField()
 
-        class Meta:
-            table_name = "entry"
+    class Meta:
+        table_name = "pending_delete"
 
-    class PendingDelete(Base):
-        remote_id = peewee.CharField(max_length=64, primary_key=True)
-        path = peewee.TextField()
-        since = peewee.FloatField()
 
-        class Meta:
-            table_name = "pending_delete"
+class _MetaRow(peewee.Model):
+    key = peewee.CharField(primary_key=True)
+    value = peewee.TextField()
 
-    class Meta(Base):
-        key = peewee.CharField(primary_key=True)
-        value = peewee.TextField()
+    class Meta:
+        table_name = "meta"
 
-        class Meta:
-            table_name = "meta"
 
-    return Entry, PendingDelete, Meta
+ModelT = TypeVar("ModelT", bound=peewee.Model)
+
+
+def _bound(model: type[ModelT], database: peewee.Database) -> type[ModelT]:
+    """A subclass of `model` bound to this index's own database, so two indexes can be open in one process
+    (binding the declared model itself would move every open index to the newest database)."""
+    meta = type("Meta", (), {"database": database, "table_name": model._meta.table_name})
+    return cast("type[ModelT]", type(model.__name__, (model,), {"Meta": meta, "__module__": __name__}))
 
 
 class SyncIndex:
@@ -80,7 +81,9 @@ class SyncIndex:
         self._db = peewee.SqliteDatabase(str(path), pragmas={"journal_mode": "wal", "synchronous": "normal",
                                                              "busy_timeout": 10000}, check_same_thread=False)
         self._lock = threading.RLock()
-        self._Entry, self._PendingDelete, self._Meta = _models(self._db)
+        self._Entry = _bound(_Entry, self._db)
+        self._PendingDelete = _bound(_PendingDelete, self._db)
+        self._Meta = _bound(_MetaRow, self._db)
         with self._lock:
             self._db.connect(reuse_if_open=True)
             self._db.create_tables([self._Entry, self._PendingDelete, self._Meta])

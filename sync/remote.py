@@ -36,14 +36,38 @@ class ResumeState:
     offset: int
 
 
+HealthListener = Callable[[bool, str], None]
+
+
 class RemoteStore(Protocol):
-    def list_files(self) -> list[RemoteEntry]: ...
+    """Everything the agent asks of an endpoint; the agent uses nothing else (no probing for extras).
+
+    Failures: `RemoteUnavailable` when the endpoint cannot be reached (the agent goes offline and backs
+    off), a `LockrError` when it refuses (`Unauthorized`: the token; others: this file only).
+    """
+
+    def list_files(self) -> list[RemoteEntry]:
+        """The whole listing; each entry's `download_url` is the share link as the endpoint gives it."""
+        ...
 
     def upload(self, path: Path, name: str, size: int, *, resume: ResumeState | None = None,
                on_session: Callable[[ResumeState], None] = lambda state: None,
-               progress: Callable[[int], None] = lambda done: None) -> RemoteEntry: ...
+               progress: Callable[[int], None] = lambda done: None) -> RemoteEntry:
+        """Stores the file as `name` (resuming `resume` when given), reporting each session it opens and
+        the bytes sent; the entry's `download_url` is the endpoint's share link for it."""
+        ...
 
-    def delete(self, remote_id: str) -> None: ...
+    def delete(self, remote_id: str) -> None:
+        """Deletes a file; one already gone counts as deleted."""
+        ...
+
+    def watch_health(self, listener: HealthListener) -> None:
+        """`listener(ok, message)` is called whenever the endpoint goes from reachable to not, or back."""
+        ...
+
+    def cancel(self) -> None:
+        """The agent is stopping: requests in flight and retry waits end now with `RemoteUnavailable`."""
+        ...
 
 
 class Throttle:
@@ -75,7 +99,7 @@ class Throttle:
             time.sleep(debt)
 
 
-class ClientRemote:
+class ClientRemote(RemoteStore):
     """`RemoteStore` over `LockrClient` (lockr_local/client.py): its resumable sessions, retries and errors.
 
     Every upload goes through a resumable session when the endpoint offers them, small files too: a
@@ -89,8 +113,8 @@ class ClientRemote:
         self.client = client
         self.region = region
         self.throttle = throttle or Throttle()
-        self.stop_event = threading.Event()
-        self.on_health: Callable[[bool, str], None] | None = None
+        self._cancelled = threading.Event()
+        self._on_health: HealthListener | None = None
         self.bytes_sent = 0
         self.sessions_supported: bool | None = None
         self._sent_lock = threading.Lock()
@@ -100,15 +124,21 @@ class ClientRemote:
         client.retry = dataclasses.replace(client.retry, attempts=4, base_delay=0.25, max_delay=2.0,
                                            sleep=self._sleep)
 
+    def watch_health(self, listener: HealthListener) -> None:
+        self._on_health = listener
+
+    def cancel(self) -> None:
+        self._cancelled.set()
+
     def _sleep(self, seconds: float) -> None:
-        if self.stop_event.wait(seconds):
+        if self._cancelled.wait(seconds):
             raise RemoteUnavailable("the agent is stopping")
 
     def _health(self, ok: bool, message: str = "") -> None:
         if ok != self._healthy:
             self._healthy = ok
-            if self.on_health is not None:
-                self.on_health(ok, message)
+            if self._on_health is not None:
+                self._on_health(ok, message)
 
     def _call(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Runs a client call, translating unreachable/overloaded endpoints into RemoteUnavailable."""
@@ -132,7 +162,7 @@ class ClientRemote:
 
     def list_files(self) -> list[RemoteEntry]:
         files = self._call(self.client.list_files, page_size=PAGE_SIZE)
-        return [RemoteEntry(f.name, f.id, f.size, f.sha256 or "", f.share_url) for f in files]
+        return [_client_entry(f) for f in files]
 
     def delete(self, remote_id: str) -> None:
         from lockr_local.errors import NotFound
@@ -154,7 +184,7 @@ class ClientRemote:
         self.client.read_block = self.throttle.block_size()
 
         def on_progress(done: int, total: int | None) -> None:
-            if self.stop_event.is_set():
+            if self._cancelled.is_set():
                 raise RemoteUnavailable("the agent is stopping")  # aborts the request; the session stays
             if state["sent"] is None:
                 state["sent"] = state["recorded"] = done
@@ -200,9 +230,9 @@ def _client_entry(info: "RemoteFile") -> RemoteEntry:
 
 
 def make_remote(endpoint: str, token: str | None, *, region: str | None = None, throttle: Throttle | None = None,
-                chunk_size: int | None = None) -> RemoteStore:
+                chunk_size: int | None = None) -> ClientRemote:
     """The agent's RemoteStore: LockrClient with its resumable sessions."""
     from lockr_local.client import LockrClient
 
-    client = LockrClient(endpoint, token, **({"chunk_size": chunk_size} if chunk_size else {}))
+    client = LockrClient(endpoint, token, chunk_size=chunk_size) if chunk_size else LockrClient(endpoint, token)
     return ClientRemote(client, region=region, throttle=throttle)

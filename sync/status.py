@@ -1,8 +1,9 @@
-"""`SyncStatus`: the agent's state as an immutable snapshot, and its JSON file for other processes."""
+"""`SyncStatus`: the agent's state (`SyncState`) as an immutable snapshot, and its JSON file for other processes."""
 
 from __future__ import annotations
 
 import dataclasses
+import enum
 import json
 import os
 import tempfile
@@ -10,7 +11,24 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-STATES = ("idle", "syncing", "paused", "offline", "error", "not_configured")
+
+class SyncState(enum.StrEnum):
+    """What the agent is doing; a StrEnum, so the status file and `--status` show the plain word."""
+
+    IDLE = "idle"
+    SYNCING = "syncing"
+    PAUSED = "paused"
+    OFFLINE = "offline"
+    ERROR = "error"
+    NOT_CONFIGURED = "not_configured"
+
+
+class PauseCause(enum.StrEnum):
+    """Who paused syncing: the user (Pause, `pause()`), or the deletion guard (a missing or emptied folder,
+    too many deletions at once), whose reason is worth showing."""
+
+    USER = "user"
+    GUARD = "guard"
 
 
 @dataclass(frozen=True)
@@ -26,7 +44,7 @@ class RecentUpload:
 class SyncStatus:
     """What the tray and `lockr-local sync --status` show; produced by SyncAgent.status()."""
 
-    state: str = "not_configured"
+    state: SyncState = SyncState.NOT_CONFIGURED
     folder: str = ""
     endpoint: str = ""
     queue_length: int = 0
@@ -36,13 +54,23 @@ class SyncStatus:
     last_error: str | None = None
     last_sync: float | None = None
     paused_reason: str | None = None
+    paused_by: PauseCause | None = None
     skipped: tuple[str, ...] = ()
     recent_uploads: tuple[RecentUpload, ...] = field(default_factory=tuple)
     pid: int = 0
     updated: float = 0.0
 
+    def __post_init__(self) -> None:
+        # Values from JSON (or a caller's plain "idle") become the enums, so readers compare members.
+        object.__setattr__(self, "state", SyncState(self.state))
+        if self.paused_by is not None:
+            object.__setattr__(self, "paused_by", PauseCause(self.paused_by))
+
     def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        data["state"] = self.state.value
+        data["paused_by"] = self.paused_by.value if self.paused_by is not None else None
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "SyncStatus":
@@ -80,7 +108,7 @@ def describe(status: SyncStatus) -> str:
     """A few readable lines for `lockr-local sync --status`."""
     import time
 
-    lines = [f"{status.folder} -> {status.endpoint}", f"state: {status.state}"]
+    lines = [f"{status.folder} -> {status.endpoint}", f"state: {status.state.value}"]
     if status.paused_reason:
         lines.append(f"paused: {status.paused_reason}")
     lines.append(f"queue: {status.queue_length}")

@@ -15,11 +15,16 @@ from typing import Callable
 
 from watchdog.events import FileSystemEvent, FileSystemEventHandler
 from watchdog.observers import Observer
+from watchdog.observers.api import BaseObserver
 
 from lockr_local.sync.ignore import IGNORE_FILE, IgnoreRules
 from lockr_local.sync.scan import relative
 
 log = logging.getLogger("lockr.sync.watcher")
+
+# First delay before trying again to start a watcher that could not start (it doubles, up to the scan
+# interval): periodic scans cover the folder meanwhile, and each attempt costs a recursive walk.
+WATCH_RETRY = 5.0
 
 
 class DirtyPaths:
@@ -111,7 +116,7 @@ class FolderWatcher:
         self.root = root
         self.rules = rules
         self.dirty = dirty
-        self._observer: Observer | None = None
+        self._observer: BaseObserver | None = None
         self._overflow_log = _OverflowLog(dirty)
 
     def mark(self, absolute: str) -> None:
@@ -133,7 +138,7 @@ class FolderWatcher:
         vanished folder): the agent then relies on its periodic scans and tries again later."""
         self.stop()
         logging.getLogger("watchdog").addHandler(self._overflow_log)
-        observer: Observer | None = None
+        observer: BaseObserver | None = None
         try:
             # watchdog's inotify observer opens its inotify instance in the constructor: EMFILE comes from here.
             observer = Observer()
@@ -162,7 +167,49 @@ class FolderWatcher:
             self._observer = None
 
 
-def _discard(observer: Observer) -> None:
+class KeptWatcher:
+    """Keeps a FolderWatcher running for the sync loop: restarts one that died, and retries one that could
+    not start after a delay that doubles (up to `max_delay`). Not thread-safe: the loop alone calls it."""
+
+    def __init__(self, watcher: FolderWatcher, max_delay: float) -> None:
+        self.watcher = watcher
+        self.max_delay = max(WATCH_RETRY, max_delay)
+        self._watching = False
+        self._retry_at = 0.0
+        self._delay = WATCH_RETRY
+
+    def start(self) -> bool:
+        """Starts the watcher; after a failure, the next attempt waits longer."""
+        self._watching = self.watcher.start()
+        if self._watching:
+            self._delay = WATCH_RETRY
+        else:
+            self._retry_at = time.monotonic() + self._delay
+            self._delay = min(2 * self._delay, self.max_delay)
+        return self._watching
+
+    def reset(self) -> None:
+        """The folder was swapped out (removed, unmounted, replaced, back): the watcher watches the wrong thing."""
+        self.watcher.stop()
+        self._watching = False
+        self._retry_at, self._delay = 0.0, WATCH_RETRY
+
+    def missed_events(self, now: float) -> bool:
+        """Restarts a dead watcher when due; True when events may have been lost (a full scan is needed)."""
+        if self.watcher.alive:
+            return False
+        missed = False
+        if self._watching:
+            # The observer died (an inotify error, a crash in its thread): events since are lost.
+            log.warning("the watcher of %s stopped; rescanning and restarting it", self.watcher.root)
+            self._watching = False
+            missed = True
+        if now >= self._retry_at and self.start():
+            missed = True  # nothing watched the folder since it stopped (or since the last attempt)
+        return missed
+
+
+def _discard(observer: BaseObserver) -> None:
     """Releases what a half-started observer holds (its inotify instance and reader thread)."""
     try:
         observer.stop()

@@ -23,14 +23,17 @@ import time
 import webbrowser
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from lockr_local.errors import LockrError
-from lockr_local.sync.status import SyncStatus
+from lockr_local.sync.status import SyncState, SyncStatus
 from lockr_local.tray.config import TrayConfig
 from lockr_local.tray.icons import draw_icon
 from lockr_local.tray.model import Action, IconState, MenuEntry, TrayInput, TrayModel, TrayView
 from lockr_local.tray.setup import ControlServer, SetupForm, complete_setup
+
+if TYPE_CHECKING:  # the agent (watchdog, requests) loads when syncing starts
+    from lockr_local.sync.agent import SyncAgent
 
 log = logging.getLogger("lockr.tray")
 POLL_SECONDS = 0.5
@@ -83,7 +86,7 @@ class TrayApp:
     """Owns the agent's lifecycle, the tray icon and the local page; every action goes through `perform`."""
 
     def __init__(self, config: TrayConfig, *, open_browser: bool = True,
-                 agent_factory: Callable[[TrayConfig], Any] | None = None) -> None:
+                 agent_factory: Callable[[TrayConfig], "SyncAgent"] | None = None) -> None:
         self.config = config
         self.open_browser = open_browser
         self.agent_factory = agent_factory or make_agent
@@ -92,7 +95,7 @@ class TrayApp:
         self.backend = "none"
         self.has_menu = True
         self.has_notification = False
-        self._agent: Any = None
+        self._agent: SyncAgent | None = None
         self._agent_problem: str | None = None
         self._user_paused = False
         self._lock = threading.RLock()
@@ -163,8 +166,8 @@ class TrayApp:
         if agent is not None:
             return agent.status()
         if not self.config.configured:
-            return SyncStatus(state="not_configured")
-        return SyncStatus(state="error", folder=self.config.folder, endpoint=self.config.endpoint,
+            return SyncStatus(state=SyncState.NOT_CONFIGURED)
+        return SyncStatus(state=SyncState.ERROR, folder=self.config.folder, endpoint=self.config.endpoint,
                           last_error=problem or "the sync agent is not running")
 
     def start_agent(self) -> None:
@@ -473,15 +476,12 @@ def _step(progress: float | None) -> float | None:
     return None if progress is None else round(progress * 8) / 8
 
 
-def make_agent(config: TrayConfig) -> Any:
+def make_agent(config: TrayConfig) -> "SyncAgent":
     """A SyncAgent for the configured folder and endpoint, with the token from LOCKR_TOKEN or the keyring."""
     from lockr_local.config import load_settings
     from lockr_local.credentials import resolve_token
     from lockr_local.errors import Unauthorized
-    from lockr_local.sync.agent import AgentOptions, SyncAgent
-    from lockr_local.sync.engine import GuardSettings
-    from lockr_local.sync.index import default_state_dir
-    from lockr_local.sync.remote import Throttle, make_remote
+    from lockr_local.sync.agent import SyncAgent
 
     token = resolve_token(None, config.endpoint)
     if not token:
@@ -492,18 +492,7 @@ def make_agent(config: TrayConfig) -> Any:
             raise KeyringUnavailable("No usable keyring holds a token for this server: start lockr-local with "
                                      "LOCKR_TOKEN set, or sign in under Settings and keep the token in a private file.")
         raise Unauthorized(f"Not signed in to {config.endpoint}: open Settings to sign in.")
-    settings = load_settings()
-    # The sync_* settings belong to the sync part; defaults apply where this build has none of them.
-    state_dir = getattr(settings, "sync_state_dir", "") or ""
-    guard = GuardSettings()
-    if hasattr(settings, "sync_delete_max_count"):
-        guard = GuardSettings(max_count=settings.sync_delete_max_count, max_share=settings.sync_delete_max_share)
-    options = AgentOptions(concurrency=getattr(settings, "sync_concurrency", 4),
-                           scan_interval=getattr(settings, "sync_scan_interval", 600.0), guard=guard,
-                           watch=getattr(settings, "sync_watch", True),
-                           state_dir=Path(state_dir).expanduser() if state_dir else default_state_dir())
-    remote = make_remote(config.endpoint, token, throttle=Throttle(getattr(settings, "sync_bandwidth_limit", 0)))
-    return SyncAgent(Path(config.folder), remote, endpoint=config.endpoint, options=options)
+    return SyncAgent.from_settings(Path(config.folder), config.endpoint, token, load_settings())
 
 
 __all__ = ["TrayApp", "IconState", "load_pystray", "make_agent"]

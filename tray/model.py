@@ -10,7 +10,8 @@ import enum
 import os
 from dataclasses import dataclass
 
-from lockr_local.sync.status import RecentUpload, SyncStatus
+from lockr_local.sync.status import PauseCause, RecentUpload, SyncState, SyncStatus
+from lockr_local.units import format_size
 
 # How many recent uploads the menu lists (the agent keeps up to 20).
 RECENT_IN_MENU = 10
@@ -78,13 +79,12 @@ class TrayInput:
     web_url: str = ""
 
 
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
+_ICONS = {
+    SyncState.IDLE: IconState.IN_SYNC,
+    SyncState.SYNCING: IconState.SYNCING,
+    SyncState.OFFLINE: IconState.OFFLINE,
+    SyncState.ERROR: IconState.ERROR,
+}
 
 
 def _plural(count: int, word: str) -> str:
@@ -101,20 +101,15 @@ class TrayModel:
     # ----- the pure parts ------------------------------------------------------------------------
     @staticmethod
     def icon_state(status: SyncStatus, facts: TrayInput) -> IconState:
-        if not facts.configured or status.state == "not_configured":
+        if not facts.configured or status.state is SyncState.NOT_CONFIGURED:
             return IconState.NOT_SET_UP
-        if facts.user_paused or status.state == "paused":
+        if facts.user_paused or status.state is SyncState.PAUSED:
             return IconState.PAUSED
-        return {
-            "idle": IconState.IN_SYNC,
-            "syncing": IconState.SYNCING,
-            "offline": IconState.OFFLINE,
-            "error": IconState.ERROR,
-        }.get(status.state, IconState.ERROR)
+        return _ICONS.get(status.state, IconState.ERROR)
 
     @staticmethod
     def progress(status: SyncStatus) -> float | None:
-        if status.state != "syncing" or not status.current_file or status.current_size <= 0:
+        if status.state is not SyncState.SYNCING or not status.current_file or status.current_size <= 0:
             return None
         return max(0.0, min(1.0, status.current_done / status.current_size))
 
@@ -125,7 +120,8 @@ class TrayModel:
         if state is IconState.NOT_SET_UP:
             return "lockr-local: not set up yet" + (" - open Settings" if facts.has_menu else " - click to set up")
         if state is IconState.PAUSED:
-            if facts.user_paused or not status.paused_reason or status.paused_reason == "paused by the user":
+            # Only the guard's reason says something the user does not know (they paused it themselves).
+            if facts.user_paused or status.paused_by is not PauseCause.GUARD or not status.paused_reason:
                 return "lockr-local: paused"
             return f"lockr-local: paused - {status.paused_reason}"
         if state is IconState.SYNCING:
@@ -146,7 +142,7 @@ class TrayModel:
     def recent_entries(uploads: tuple[RecentUpload, ...]) -> tuple[MenuEntry, ...]:
         if not uploads:
             return (MenuEntry("No uploads yet", enabled=False),)
-        return tuple(MenuEntry(f"{upload.path} ({human_size(upload.size)})", Action.COPY_LINK,
+        return tuple(MenuEntry(f"{upload.path} ({format_size(upload.size)})", Action.COPY_LINK,
                                argument=upload.share_url)
                      for upload in uploads[:RECENT_IN_MENU])
 
@@ -171,7 +167,7 @@ class TrayModel:
     def default_action(status: SyncStatus, facts: TrayInput) -> Action:
         """A left click: Settings when not set up or when the backend has no menu (the page offers every
         action then), else Open folder."""
-        if not facts.configured or status.state == "not_configured" or not facts.has_menu:
+        if not facts.configured or status.state is SyncState.NOT_CONFIGURED or not facts.has_menu:
             return Action.SETTINGS
         return Action.OPEN_FOLDER
 

@@ -14,6 +14,7 @@ from lockr_local.cli import ExitStatus
 from lockr_local.credentials import ClientSettings, TokenStore, keyring_usable, resolve_endpoint, resolve_token
 from lockr_local.errors import Gone, KeyringUnavailable, LockrError, NotFound
 from lockr_local.transfer import DEFAULT_CHUNK_SIZE, ProgressCallback, chunk_size_checked
+from lockr_local.units import format_size
 
 if TYPE_CHECKING:  # requests and friends load only when a client command runs, keeping `serve` quick
     from lockr_local.client import LockrClient, RemoteFile
@@ -178,15 +179,6 @@ class ProgressBar:
             self.bar.close()
 
 
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
-
-
 # -- login / logout ------------------------------------------------------------------------------
 
 @reporting
@@ -272,7 +264,7 @@ def upload_cmd(args: argparse.Namespace) -> int:
                     return ExitStatus.AUTH
                 status = ExitStatus.ERROR
                 continue
-            say(f"Uploaded {path.name} ({human_size(info.size)}).")
+            say(f"Uploaded {path.name} ({format_size(info.size)}).")
             if info.claim_token:
                 # Shown once: the share link lets people download, only this code lets you keep the file.
                 say(f"To add it to an account later: lockr-local register {info.id} --claim {info.claim_token}")
@@ -341,7 +333,7 @@ def download_cmd(args: argparse.Namespace) -> int:
         finally:
             bar.close()
     resumed = f", resumed at byte {result.resumed_from}" if result.resumed_from else ""
-    say(f"Saved {result.path} ({human_size(result.size)}, sha256 verified{resumed}).")
+    say(f"Saved {result.path} ({format_size(result.size)}, sha256 verified{resumed}).")
     print(result.path, flush=True)
     return ExitStatus.OK
 
@@ -356,7 +348,7 @@ def ls_cmd(args: argparse.Namespace) -> int:
         print(json.dumps([file_json(f) for f in files], indent=1))
         return ExitStatus.OK
     rows = [("ID", "SIZE", "NAME", "KEY", "DATE")]
-    rows += [(f.id, human_size(f.size), f.name, "yes" if f.has_key else "-", f.created_at.replace("T", " ")[:16])
+    rows += [(f.id, format_size(f.size), f.name, "yes" if f.has_key else "-", f.created_at.replace("T", " ")[:16])
              for f in files]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -381,7 +373,7 @@ def register_cmd(args: argparse.Namespace) -> int:
         raise CommandFailed(f"{args.target!r} is neither a file id nor a lockr share link.")
     with client_for(args) as client:
         info = client.register(file_id, args.claim)
-    say(f"Added {info.name} ({human_size(info.size)}) to your files.")
+    say(f"Added {info.name} ({format_size(info.size)}) to your files.")
     print(info.share_url, flush=True)
     return ExitStatus.OK
 

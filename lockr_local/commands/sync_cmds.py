@@ -9,9 +9,12 @@ import signal
 import sys
 import threading
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from lockr_local.cli import ExitStatus
+
+if TYPE_CHECKING:  # the sync modules load only when `sync` runs
+    from lockr_local.sync.agent import SyncAgent
 
 
 def add_commands(commands: argparse._SubParsersAction, client_options: Callable[[argparse.ArgumentParser], None]) -> None:
@@ -41,12 +44,6 @@ def _settings(args: argparse.Namespace) -> Any:
                          config_file=args.config)
 
 
-def _state_dir(settings: Any) -> Path:
-    from lockr_local.sync.index import default_state_dir
-
-    return Path(settings.sync_state_dir).expanduser() if settings.sync_state_dir else default_state_dir()
-
-
 def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
     """--endpoint, then LOCKR_ENDPOINT, then the saved endpoint; --token, then LOCKR_TOKEN, then the keyring."""
     from lockr_local.credentials import resolve_endpoint, resolve_token
@@ -58,26 +55,22 @@ def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
 def sync_command(args: argparse.Namespace) -> int:
     settings = _settings(args)
     folder = Path(os.path.abspath(args.folder))
-    state_dir = _state_dir(settings)
     if args.status:
-        return _show_status(state_dir, folder)
+        from lockr_local.sync.options import state_dir
+
+        return _show_status(state_dir(settings), folder)
     endpoint, token = _credentials(args)
     if not endpoint:
         print("lockr-local sync: no endpoint; pass --endpoint URL or set LOCKR_ENDPOINT", file=sys.stderr)
         return ExitStatus.USAGE
     logging.basicConfig(level=logging.INFO if args.verbose or not args.once else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
-    from lockr_local.sync.agent import AgentOptions, SyncAgent
-    from lockr_local.sync.engine import GuardSettings
-    from lockr_local.sync.remote import RemoteUnavailable, Throttle, make_remote
+    from lockr_local.sync.agent import SyncAgent
+    from lockr_local.sync.remote import RemoteUnavailable
+    from lockr_local.sync.status import SyncState
 
-    remote = make_remote(endpoint, token, region=args.region, throttle=Throttle(settings.sync_bandwidth_limit))
-    options = AgentOptions(concurrency=settings.sync_concurrency, scan_interval=settings.sync_scan_interval,
-                           guard=GuardSettings(max_count=settings.sync_delete_max_count,
-                                               max_share=settings.sync_delete_max_share),
-                           allow_deletions=args.allow_deletions, state_dir=state_dir,
-                           watch=settings.sync_watch and not args.once)
-    agent = SyncAgent(folder, remote, endpoint=endpoint, region=args.region, options=options)
+    agent = SyncAgent.from_settings(folder, endpoint, token, settings, region=args.region,
+                                    allow_deletions=args.allow_deletions, once=args.once)
     if args.once:
         try:
             plan = agent.reconcile()
@@ -87,7 +80,7 @@ def sync_command(args: argparse.Namespace) -> int:
         finally:
             agent.close()
         status = agent.status()
-        if plan.in_sync and not plan.skips and status.state != "error":
+        if plan.in_sync and not plan.skips and status.state is not SyncState.ERROR:
             print(f"{folder}: in sync with {endpoint}")
             return ExitStatus.OK
         print(f"{folder}: not in sync: {plan.summary()}", file=sys.stderr)
@@ -99,7 +92,7 @@ def sync_command(args: argparse.Namespace) -> int:
     return _run_continuously(agent, folder, endpoint)
 
 
-def _run_continuously(agent: Any, folder: Path, endpoint: str) -> int:
+def _run_continuously(agent: "SyncAgent", folder: Path, endpoint: str) -> int:
     stopping = threading.Event()
 
     def on_signal(signum: int, frame: Any) -> None:

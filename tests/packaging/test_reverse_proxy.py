@@ -7,22 +7,16 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
-from tests.helpers import REPO, ServerProcess, wait_for
+from tests.helpers import REPO, ServerProcess
+from tests.nginx import free_port, nginx_binary, running_nginx
 
 HOST = "files.example.org"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def nginx_block_from_docs() -> str:
@@ -32,21 +26,13 @@ def nginx_block_from_docs() -> str:
     return match.group(1)
 
 
-def accepts_connections(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
 @pytest.fixture
 def proxied(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     """The server behind nginx as the docs configure it; yields (https base URL, CA cert, nginx folder)."""
-    nginx = shutil.which("nginx") or ("/usr/sbin/nginx" if os.path.exists("/usr/sbin/nginx") else None)
+    nginx_binary()  # skips before the certificate and the server are made, where nginx is missing
     openssl = shutil.which("openssl")
-    if nginx is None or openssl is None:
-        pytest.skip("nginx or openssl is not installed")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
     folder = tmp_path / "nginx"
     folder.mkdir()
     cert, key = folder / "cert.pem", folder / "key.pem"
@@ -64,33 +50,10 @@ def proxied(tmp_path: Path) -> Iterator[tuple[str, Path, Path]]:
     block = re.sub(r"ssl_certificate_key\s+\S+;", f"ssl_certificate_key {key};", block)
     assert "http://127.0.0.1:8080" in block
     block = block.replace("http://127.0.0.1:8080", f"http://127.0.0.1:{server.port}")
-    temp_paths = "\n".join(f"    {kind}_temp_path {folder / kind};" for kind in
-                           ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
-    (folder / "nginx.conf").write_text(f"""
-{'user root;' if os.geteuid() == 0 else ''}
-worker_processes 1;
-daemon off;
-pid {folder / 'nginx.pid'};
-error_log {folder / 'error.log'} info;
-events {{ worker_connections 64; }}
-http {{
-    access_log {folder / 'access.log'};
-{temp_paths}
-{block}
-}}
-""")
-    proc = subprocess.Popen([nginx, "-c", str(folder / "nginx.conf"), "-p", str(folder)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:
-        wait_for(lambda: accepts_connections(https_port) or proc.poll() is not None, timeout=15,
-                 message="nginx to listen")
-        assert proc.poll() is None, f"nginx did not start: {proc.stderr.read() if proc.stderr else ''}"
-        yield f"https://{HOST}:{https_port}", cert, folder
+        with running_nginx(folder, block, https_port):
+            yield f"https://{HOST}:{https_port}", cert, folder
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
-        if proc.stderr:
-            proc.stderr.close()
         server.stop()
 
 

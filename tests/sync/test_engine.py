@@ -275,6 +275,31 @@ def test_a_newly_ignored_file_is_forgotten_without_deleting_the_remote_copy() ->
     assert result.deletes == [] and [f.path for f in result.forgets] == ["notes.bak"]
 
 
+def test_a_file_still_being_written_is_neither_uploaded_adopted_nor_taken_for_deleted() -> None:
+    world = synced(a="one", b="bee")
+    world.write("a", "two, half written")
+    world.write("new.txt", "half")
+    world.add_foreign("copy.txt", "same bytes")
+    world.write("copy.txt", "same bytes")  # would be adopted, were it finished
+    result = world.plan(unstable={"a", "new.txt", "copy.txt"})
+    assert result.uploads == [] and result.adopts == [] and result.deletes == [] and result.skips == []
+    assert result.in_sync  # nothing to do now: the agent looks at them again once they settle
+    settled = world.sync()
+    assert sorted(u.path for u in settled.uploads) == ["a", "new.txt"]
+    assert [a.path for a in settled.adopts] == ["copy.txt"]
+
+
+def test_an_unreadable_file_is_skipped_with_its_reason_and_its_remote_copy_kept() -> None:
+    world = synced(a="one", b="bee")
+    world.write("a", "changed but locked")
+    result = world.plan(unreadable={"a": "Permission denied", "private/": "Permission denied"})
+    assert result.uploads == [] and result.deletes == []
+    assert [(s.path, s.reason) for s in result.skips] == [
+        ("a", "cannot be read (Permission denied); retrying"),
+        ("private/", "cannot be read (Permission denied); retrying")]
+    assert [u.path for u in world.sync().uploads] == ["a"]  # readable again: uploaded
+
+
 def test_names_the_server_would_refuse_are_skipped_and_reported() -> None:
     world = World()
     world.write("bad /name.txt", "x")

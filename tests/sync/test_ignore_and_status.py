@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -10,7 +11,7 @@ from lockr_local.sync.engine import LocalFile
 from lockr_local.sync.ignore import IgnoreRules
 from lockr_local.sync.index import SyncIndex, index_path
 from lockr_local.sync.scan import scan
-from lockr_local.sync.status import RecentUpload, SyncStatus, describe, read_status, write_status
+from lockr_local.sync.status import PauseCause, RecentUpload, SyncState, SyncStatus, describe, read_status, write_status
 
 
 @pytest.mark.parametrize("path, ignored", [
@@ -70,6 +71,17 @@ def test_status_file_round_trip_and_description(tmp_path: Path) -> None:
     text = describe(status)
     assert "state: syncing" in text and "a.bin (5/10 bytes)" in text and "http://x/download/id1" in text
     assert read_status(tmp_path / "missing.json") is None
+
+
+def test_the_status_file_keeps_state_and_pause_cause_as_plain_words_read_back_as_enums(tmp_path: Path) -> None:
+    path = tmp_path / "status.json"
+    write_status(path, SyncStatus(state=SyncState.PAUSED, paused_reason="the folder is missing",
+                                  paused_by=PauseCause.GUARD))
+    raw = json.loads(path.read_text())
+    assert (raw["state"], raw["paused_by"]) == ("paused", "guard")
+    status = read_status(path)
+    assert status is not None and status.state is SyncState.PAUSED and status.paused_by is PauseCause.GUARD
+    assert "state: paused" in describe(status)
 
 
 def test_the_index_keeps_state_across_restarts_and_sessions(tmp_path: Path) -> None:

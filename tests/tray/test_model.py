@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lockr_local.sync.status import RecentUpload, SyncStatus
+from lockr_local.sync.status import PauseCause, RecentUpload, SyncStatus
 from lockr_local.tray.model import RECENT_IN_MENU, Action, IconState, MenuEntry, TrayInput, TrayModel
 
 FOLDER = "/home/ann/Documents"
@@ -30,10 +30,13 @@ FACTS = TrayInput(configured=True, web_url=f"{ENDPOINT}/files")
      IconState.SYNCING, "Uploading 1 file, 33%"),
     (status("syncing", queue_length=2), FACTS, IconState.SYNCING, "Uploading 2 files"),
     (status("syncing"), FACTS, IconState.SYNCING, "lockr-local: syncing"),
-    (status("paused", paused_reason="paused by the user"), TrayInput(user_paused=True), IconState.PAUSED,
-     "lockr-local: paused"),
-    (status("paused", paused_reason="the folder is missing"), FACTS, IconState.PAUSED,
+    (status("paused", paused_reason="paused by the user", paused_by=PauseCause.USER), TrayInput(user_paused=True),
+     IconState.PAUSED, "lockr-local: paused"),
+    (status("paused", paused_reason="the folder is missing", paused_by=PauseCause.GUARD), FACTS, IconState.PAUSED,
      "lockr-local: paused - the folder is missing"),
+    # Told apart by who paused, not by the sentence: a user pause worded otherwise is still plain "paused".
+    (status("paused", paused_reason="angehalten", paused_by=PauseCause.USER), FACTS, IconState.PAUSED,
+     "lockr-local: paused"),
     (status("offline", last_error="connection refused"), FACTS, IconState.OFFLINE,
      f"lockr-local: offline - cannot reach {ENDPOINT}; retrying"),
     (status("error", last_error="quota exceeded"), FACTS, IconState.ERROR, "lockr-local: error - quota exceeded"),
