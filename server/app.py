@@ -16,6 +16,7 @@ from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import make_blob_store
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
+from lockr_local.server.filestore import durable_mkdir
 from lockr_local.server.fsck import reap_orphans
 from lockr_local.server.handlers import (
     accounts, dav, docs, downloads, files, links, pages, sessions, tokens, tus, uploads,
@@ -39,7 +40,7 @@ WEB_ROOT = Path(__file__).resolve().parent
 def build_context(settings: Settings) -> ServerContext:
     """Opens the store named by the settings: data folder, database, blob regions, secret."""
     data_dir = Path(settings.data_dir)
-    data_dir.mkdir(parents=True, exist_ok=True)
+    durable_mkdir(data_dir)
     db = Database(settings.database_url)
     blobs = make_blob_store(settings)
     signer = Signer(load_or_create_secret(settings.secret_key, data_dir))

@@ -33,6 +33,22 @@ def fsync_directory(path: Path) -> None:
         os.close(fd)
 
 
+def durable_mkdir(path: Path) -> None:
+    """Creates `path` and its missing parents, each new folder made durable in its parent: a power cut
+    right after the first upload must not lose the new data folder and everything in it."""
+    missing = []
+    probe = path
+    while not probe.exists():
+        missing.append(probe)
+        probe = probe.parent
+    for folder in reversed(missing):
+        try:
+            folder.mkdir()
+        except FileExistsError:
+            continue
+        fsync_directory(folder.parent)
+
+
 def publish(source: Path, final: Path) -> None:
     """Moves fsynced bytes into their object path and makes the rename durable (a new shard folder too).
     Callers translate OSError with storage_errors()."""
@@ -112,7 +128,7 @@ class FileBlobStore(BlobStore):
         self._roots = {name: Path(root) for name, root in region_roots.items()}
         for root in self._roots.values():
             for sub in ("objects", "tmp", "partial"):
-                (root / sub).mkdir(parents=True, exist_ok=True)
+                durable_mkdir(root / sub)
 
     def regions(self) -> list[str]:
         return list(self._roots)

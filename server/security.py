@@ -9,6 +9,8 @@ import os
 import secrets
 from pathlib import Path
 
+from lockr_local.server.filestore import fsync_directory
+
 _SCRYPT_R = 8
 _SCRYPT_P = 1
 TOKEN_PREFIX = "lkr_"
@@ -116,4 +118,5 @@ def load_or_create_secret(configured: str, data_dir: Path) -> bytes:
         secret = bytes.fromhex(path.read_text().strip())
     finally:
         os.unlink(temp)
+    fsync_directory(data_dir)  # a power cut must not bring a new secret (and invalidate every signed link)
     return secret

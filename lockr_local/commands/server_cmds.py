@@ -41,10 +41,11 @@ def serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lockr_local.server.datalock import DataDirLock
+    from lockr_local.server.filestore import durable_mkdir
 
     settings = settings_from_args(args)
     configure_logging(settings.log_level)
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    durable_mkdir(Path(settings.data_dir))
     lock = DataDirLock(Path(settings.data_dir)).acquire()
     ctx = build_context(settings)
     startup_maintenance(ctx)
@@ -104,12 +105,13 @@ def local_store(args: argparse.Namespace) -> Iterator[Any]:
     from pathlib import Path
 
     from lockr_local.server.blobstore import make_blob_store
+    from lockr_local.server.filestore import durable_mkdir
     from lockr_local.server.models import open_database
     from lockr_local.server.security import Signer, load_or_create_secret
     from lockr_local.server.service import Service
 
     settings = settings_from_args(args)
-    Path(settings.data_dir).mkdir(parents=True, exist_ok=True)
+    durable_mkdir(Path(settings.data_dir))
     database = open_database(settings.database_url)
     try:
         signer = Signer(load_or_create_secret(settings.secret_key, Path(settings.data_dir)))
