@@ -25,9 +25,12 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.sync
 
 # The long kill harness: LOCKR_SOAK_KILLS random SIGKILLs (default 200) plus the named crash points;
-# LOCKR_SOAK_SEED replays a run. Its short mode runs inside `make test` (tests/soak).
+# then the power-cut harness: LOCKR_POWERCUT_CUTS kills each followed by a power cut (default 1000) on a
+# FUSE filesystem that forgets unsynced writes. LOCKR_SOAK_SEED replays a run. Their short modes run inside
+# `make test` (tests/soak, tests/powercut).
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak
+	$(BIN)/python -m tests.powercut
 
 lint: $(STAMP)
 	$(BIN)/python -m compileall -q lockr_local server sync tray tests bench packaging

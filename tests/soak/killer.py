@@ -301,12 +301,17 @@ class KillHarness:
         if not self.gate.wait_parked(self.config.workers, 60):
             self.ledger.fail("a client did not stop within 60 s after the kill")
             return
+        self.after_kill(kind)
         self.server.start(self.server.port)
         self.check_store(full=False)
         figures.restarts_checked += 1
         with self.ledger.lock:
             self.ledger.resumable = list(self.ledger.sessions.values())
             self.rng.shuffle(self.ledger.resumable)
+
+    def after_kill(self, kind: str) -> None:
+        """Between the kill and the restart, with the server dead and the clients parked: nothing here;
+        the power-cut harness (tests/powercut/harness.py) cuts the power of the data folder's disk."""
 
     # -- the checks after a restart -----------------------------------------------------------------
 
