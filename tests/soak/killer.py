@@ -454,7 +454,11 @@ class KillHarness:
             upload = acked.get(file_id)
             if upload is None or file_id not in listed:
                 continue
-            response = self.get(listed[file_id]["downloadUrl"], headers=self.auth)
+            try:
+                response = self.get(listed[file_id]["downloadUrl"], headers=self.auth)
+            except requests.RequestException as exc:  # e.g. the stored bytes are shorter than the row says
+                self.expect(False, f"{upload.name} ({file_id}, {upload.size} bytes) breaks off downloading: {exc!r}")
+                continue
             if self.expect(response.status_code == 200 and sha256(response.content) == upload.sha256,
                            f"{upload.name} ({file_id}) downloads as {response.status_code}, "
                            f"{len(response.content)} bytes that do not match what was sent"):
