@@ -16,7 +16,7 @@ from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import make_blob_store
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
-from lockr_local.server.filestore import durable_mkdir
+from lockr_local.server.durable import durable_mkdir
 from lockr_local.server.fsck import reap_orphans
 from lockr_local.server.handlers import (
     accounts, dav, docs, downloads, files, links, pages, sessions, tokens, tus, uploads,

@@ -15,38 +15,12 @@ from lockr_local.errors import InsufficientStorage, NotFound, StorageError, Unkn
 from lockr_local.server.blobstore import (
     BlobLocation, BlobStore, BlobWriter, Digests, PartialBlob, StreamDigests, storage_errors,
 )
+from lockr_local.server.durable import durable_mkdir, fsync_directory
 from lockr_local.server.writeback import SESSION_FLUSH_EVERY, BackgroundFlush
 
 log = logging.getLogger("lockr.sessions")
 
 REHASH_BLOCK = 1024 * 1024
-
-
-def fsync_directory(path: Path) -> None:
-    """Makes a rename or a new entry in `path` durable."""
-    if os.name == "nt":  # Windows cannot open a folder to fsync it; NTFS journals the rename itself
-        return
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def durable_mkdir(path: Path) -> None:
-    """Creates `path` and its missing parents, each new folder made durable in its parent: a power cut
-    right after the first upload must not lose the new data folder and everything in it."""
-    missing = []
-    probe = path
-    while not probe.exists():
-        missing.append(probe)
-        probe = probe.parent
-    for folder in reversed(missing):
-        try:
-            folder.mkdir()
-        except FileExistsError:
-            continue
-        fsync_directory(folder.parent)
 
 
 def publish(source: Path, final: Path) -> None:

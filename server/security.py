@@ -9,7 +9,7 @@ import os
 import secrets
 from pathlib import Path
 
-from lockr_local.server.filestore import fsync_directory
+from lockr_local.server.durable import fsync_directory
 
 _SCRYPT_R = 8
 _SCRYPT_P = 1

@@ -41,7 +41,7 @@ def serve(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from lockr_local.server.datalock import DataDirLock
-    from lockr_local.server.filestore import durable_mkdir
+    from lockr_local.server.durable import durable_mkdir
 
     settings = settings_from_args(args)
     configure_logging(settings.log_level)
@@ -105,7 +105,7 @@ def local_store(args: argparse.Namespace) -> Iterator[Any]:
     from pathlib import Path
 
     from lockr_local.server.blobstore import make_blob_store
-    from lockr_local.server.filestore import durable_mkdir
+    from lockr_local.server.durable import durable_mkdir
     from lockr_local.server.models import open_database
     from lockr_local.server.security import Signer, load_or_create_secret
     from lockr_local.server.service import Service
