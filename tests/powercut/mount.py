@@ -8,6 +8,7 @@ a machine reboots. `unmount()` is a clean shutdown: everything written becomes d
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import json
 import os
@@ -35,6 +36,12 @@ def fuse_missing() -> str:
     return ""
 
 
+def _terminate_with_parent() -> None:
+    """In the daemon before it starts: SIGTERM (which unmounts) when the test process dies, so a killed
+    test run leaves no mount behind (Linux prctl PR_SET_PDEATHSIG)."""
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)
+
+
 class PowerCutMount:
     """One forgetfs store (`state`, a real folder) mounted at `mountpoint`, with power cuts on demand."""
 
@@ -56,7 +63,8 @@ class PowerCutMount:
         self.mountpoint.mkdir(parents=True, exist_ok=True)
         with self.log_path.open("ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "tests.powercut.forgetfs", str(self.state),
-                                          str(self.mountpoint)], stdout=log, stderr=log, cwd=REPO)
+                                          str(self.mountpoint)], stdout=log, stderr=log, cwd=REPO,
+                                         preexec_fn=_terminate_with_parent)
         try:
             wait_for(lambda: self.proc.poll() is not None or os.path.ismount(self.mountpoint), timeout=30,
                      message=f"forgetfs to mount {self.mountpoint}")
