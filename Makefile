@@ -25,11 +25,13 @@ bench: $(STAMP)
 	$(BIN)/python -m bench.sync
 
 # The long kill harness: LOCKR_SOAK_KILLS random SIGKILLs (default 200) plus the named crash points;
-# LOCKR_SOAK_SEED replays a run. Its short mode runs inside `make test` (tests/soak).
-# Then the class tests of hostile input with many more random values, and schemathesis with at least
-# 5,000 generated cases (both run with smaller counts inside `make test`).
+# LOCKR_SOAK_SEED replays a run. Then the power-cut harness: LOCKR_POWERCUT_CUTS kills, each followed by a
+# power cut (default 1000), on a FUSE filesystem that forgets unsynced writes. Then the class tests of
+# hostile input with many more random values, and schemathesis with at least 5,000 generated cases.
+# Each has a short mode inside `make test` (tests/soak, tests/powercut, tests/security).
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak
+	$(BIN)/python -m tests.powercut
 	LOCKR_HOSTILE_EXAMPLES=200 LOCKR_SCHEMATHESIS_EXAMPLES=250 LOCKR_SCHEMATHESIS_MIN_CASES=5000 \
 		$(BIN)/python -m pytest -q -p no:cacheprovider tests/security/test_hostile_input.py tests/security/test_openapi.py
 

@@ -15,23 +15,13 @@ from lockr_local.errors import InsufficientStorage, NotFound, StorageError, Unkn
 from lockr_local.server.blobstore import (
     BlobLocation, BlobStore, BlobWriter, Digests, PartialBlob, StreamDigests, storage_errors,
 )
+from lockr_local.server.durable import durable_mkdir, fsync_directory
 from lockr_local.server.private import make_private_dir
 from lockr_local.server.writeback import SESSION_FLUSH_EVERY, BackgroundFlush
 
 log = logging.getLogger("lockr.sessions")
 
 REHASH_BLOCK = 1024 * 1024
-
-
-def fsync_directory(path: Path) -> None:
-    """Makes a rename or a new entry in `path` durable."""
-    if os.name == "nt":  # Windows cannot open a folder to fsync it; NTFS journals the rename itself
-        return
-    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def publish(source: Path, final: Path) -> None:
@@ -114,7 +104,7 @@ class FileBlobStore(BlobStore):
         for root in self._roots.values():
             make_private_dir(root)  # its listing names every file id, and ids are download capabilities
             for sub in ("objects", "tmp", "partial"):
-                (root / sub).mkdir(parents=True, exist_ok=True)
+                durable_mkdir(root / sub)
 
     def regions(self) -> list[str]:
         return list(self._roots)

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator
 
+from lockr_local.server.durable import durable_mkdir
+
 PRIVATE_DIR = 0o700
 PRIVATE_FILE = 0o600
 # Bits that let anyone but the owner read, write or enter.
@@ -16,12 +18,14 @@ _OTHERS = 0o077
 
 
 def make_private_dir(path: Path) -> Path:
-    """Creates the folder `path` 0700 (missing parents as the umask says): the database, file ids (which
+    """Creates the folder `path` 0700, durably (missing parents as the umask says): the database, file ids (which
     are download capabilities) and small files' bytes live below it. An existing folder is left as it is;
     `fsck` reports it when others may enter it."""
     if not path.is_dir():
-        path.mkdir(parents=True, exist_ok=True, mode=PRIVATE_DIR)
-        os.chmod(path, PRIVATE_DIR)  # mkdir's mode passes through the umask
+        # Never looser than 0700 at any moment (the umask only takes bits away); a power cut right after
+        # the first upload must not lose the new store.
+        durable_mkdir(path, PRIVATE_DIR)
+        os.chmod(path, PRIVATE_DIR)  # exactly 0700, whatever the umask took away
     return path
 
 

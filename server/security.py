@@ -14,6 +14,8 @@ import argon2
 
 from lockr_local.config import Settings
 
+from lockr_local.server.durable import fsync_directory
+
 TOKEN_PREFIX = "lkr_"
 
 
@@ -171,4 +173,5 @@ def load_or_create_secret(configured: str, data_dir: Path) -> bytes:
         secret = bytes.fromhex(path.read_text().strip())
     finally:
         os.unlink(temp)
+    fsync_directory(data_dir)  # a power cut must not bring a new secret (and invalidate every signed link)
     return secret
