@@ -16,6 +16,7 @@ from lockr_local.server.blobstore import make_blob_store
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.fsck import reap_orphans
+from lockr_local.server.ingest import Ingest
 from lockr_local.server.handlers import (
     accounts, dav, docs, downloads, files, links, pages, sessions, tokens, tus, uploads,
 )
@@ -48,9 +49,10 @@ def build_context(settings: Settings) -> ServerContext:
     auth = Authenticator(settings, db, service)
     io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lockr-io")
     backfill = DigestBackfill(db, blobs)
-    uploads = ResumableUploads(db, service, blobs, io, faults, backfill)
+    ingest = Ingest(settings, db, blobs, io, faults, backfill)
+    uploads = ResumableUploads(db, service, blobs, io, ingest)
     return ServerContext(settings=settings, db=db, service=service, auth=auth, blobs=blobs, signer=signer,
-                         io=io, faults=faults, sessions=uploads, backfill=backfill,
+                         io=io, faults=faults, ingest=ingest, sessions=uploads, backfill=backfill,
                          watchdogs=BodyWatchdogs(settings.body_idle_timeout, settings.min_body_rate))
 
 

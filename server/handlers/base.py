@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
+import tornado.httputil
 import tornado.web
 from tornado.iostream import StreamClosedError
 from tornado.log import app_log
@@ -22,18 +23,22 @@ from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import BlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
+from lockr_local.server.ingest import Ingest
 from lockr_local.server.logsafe import loggable_path
 from lockr_local.server.resumable import ResumableUploads
 from lockr_local.server.security import Signer
 from lockr_local.server.handlers.linger import LingeringClose
 from lockr_local.server.handlers.watchdog import BodyWatchdog, BodyWatchdogs
-from lockr_local.server.numbers import parse_count
+from lockr_local.server.numbers import MAX_INT64, parse_count
 from lockr_local.server.service import Principal, Service
 
 log = logging.getLogger("lockr.server")
 T = TypeVar("T")
 
 MAX_JSON_BODY = 64 * 1024
+# Tornado's own body limit is replaced, for streamed bodies, by ours (the plan's object size), which
+# answers with JSON.
+UNLIMITED_BODY = 2**62
 # No request of the API nests deeper than 2 levels; the limit leaves room and keeps walks short.
 MAX_JSON_DEPTH = 32
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -65,9 +70,23 @@ class ServerContext:
     signer: Signer
     io: ThreadPoolExecutor
     faults: Faults
+    ingest: Ingest
     sessions: ResumableUploads
     backfill: DigestBackfill
     watchdogs: BodyWatchdogs
+
+
+def declared_length(headers: tornado.httputil.HTTPHeaders) -> int | None:
+    """A streamed request's Content-Length, or None for a chunked body; 400 for nonsense, 413 past 64 bits."""
+    value = headers.get("Content-Length")
+    if value is None:
+        return None
+    length = parse_count(value)
+    if length is None:
+        if parse_count(value, maximum=MAX_INT64 + 1) is not None:  # digits, past 64 bits
+            raise TooLarge("The Content-Length is larger than any file this server can store.")
+        raise BadRequest("Content-Length must be a whole number of bytes.")
+    return length
 
 
 def _refuse_constant(name: str) -> Any:
