@@ -15,6 +15,7 @@ from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import make_blob_store
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
+from lockr_local.server.filebytes import FileBytes
 from lockr_local.server.fsck import reap_orphans
 from lockr_local.server.ingest import Ingest
 from lockr_local.server.handlers import (
@@ -52,7 +53,7 @@ def build_context(settings: Settings) -> ServerContext:
     ingest = Ingest(settings, db, blobs, io, faults, backfill)
     uploads = ResumableUploads(db, service, blobs, io, ingest)
     return ServerContext(settings=settings, db=db, service=service, auth=auth, blobs=blobs, signer=signer,
-                         io=io, faults=faults, ingest=ingest, sessions=uploads, backfill=backfill,
+                         io=io, faults=faults, ingest=ingest, files=FileBytes(blobs, db, io), sessions=uploads, backfill=backfill,
                          watchdogs=BodyWatchdogs(settings.body_idle_timeout, settings.min_body_rate))
 
 

@@ -23,6 +23,7 @@ from lockr_local.errors import (
 from lockr_local.server.blobstore import BlobLocation, BlobStore, Digests
 from lockr_local.server.checks import StoredCheck
 from lockr_local.server.faults import Faults
+from lockr_local.server.filebytes import StoredAt
 from lockr_local.server.inline import insert_inline
 from lockr_local.server.models import Account, ApiToken, LoginAddress, StoredFile, UploadSession
 from lockr_local.server.numbers import parse_count
@@ -96,6 +97,11 @@ class FileInfo:
     @property
     def location(self) -> BlobLocation:
         return BlobLocation(self.region, self.id)
+
+    @property
+    def stored(self) -> StoredAt:
+        """Where the file's bytes are, for FileBytes."""
+        return StoredAt(self.location, self.inline)
 
     def download_path(self) -> str:
         return f"/api/v1/download/{self.region}/{self.id}/{quote(self.name, safe='/')}"

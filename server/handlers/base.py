@@ -23,6 +23,7 @@ from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import BlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
+from lockr_local.server.filebytes import FileBytes
 from lockr_local.server.ingest import Ingest
 from lockr_local.server.logsafe import loggable_path
 from lockr_local.server.resumable import ResumableUploads
@@ -71,6 +72,7 @@ class ServerContext:
     io: ThreadPoolExecutor
     faults: Faults
     ingest: Ingest
+    files: FileBytes
     sessions: ResumableUploads
     backfill: DigestBackfill
     watchdogs: BodyWatchdogs

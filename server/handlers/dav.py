@@ -23,6 +23,7 @@ from lockr_local.server import webdav
 from lockr_local.server.blobstore import BlobLocation, Digests
 from lockr_local.server.davstore import DavStore, checksum_mismatch
 from lockr_local.server.handlers.base import UNLIMITED_BODY, ServerContext, declared_length
+from lockr_local.server.filebytes import StoredAt
 from lockr_local.server.handlers.downloads import DownloadHandler
 from lockr_local.server.ingest import Committed, Sink
 from lockr_local.server.security import new_id
@@ -293,18 +294,15 @@ class DavHandler(DownloadHandler):
         depth = webdav.parse_depth(self.request.headers.get("Depth"), "infinity")
         mtime = webdav.parse_mtime(self.request.headers.get("X-OC-Mtime"))
         items, folders = await self.call(self.dav.plan_copy, self.account_id, source, target, depth)
-        clones: list[BlobLocation] = []
+        clones: list[StoredAt] = []
         try:
             for item in items:
-                if item.source.inline:
-                    continue  # its bytes are copied inside commit_copy's transaction
-                clone = BlobLocation(item.source.region, item.file_id)
-                await self.run_io(self.ctx.blobs.clone, item.source.location, clone)
-                clones.append(clone)
+                clones.append(await self.ctx.files.clone(item.source.stored, item.file_id))
             replaced, blobs = await self.call(self.dav.commit_copy, self.principal, source, target, overwrite,
                                               items, folders, mtime)
         except BaseException:
-            await self._delete_blobs(clones)
+            for clone in clones:
+                await self.ctx.files.delete(clone)
             raise
         await self._delete_blobs(blobs)
         self._accept_mtime(mtime)
