@@ -36,16 +36,6 @@ def parse_size(text: str | int) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
-def format_size(size: int) -> str:
-    """1_500_000 -> '1.5 MB': sizes as people read them, in the decimal units of the plans."""
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    raise AssertionError("unreachable")
-
-
 def parse_bool(text: str | bool) -> bool:
     if isinstance(text, bool):
         return text

@@ -15,7 +15,8 @@ from urllib.parse import quote
 
 import peewee
 
-from lockr_local.config import Settings, format_size
+from lockr_local.config import Settings
+from lockr_local.units import format_size
 from lockr_local.errors import (
     AlreadyExists, BadRequest, ClaimRequired, GuestKeyForbidden, GuestUploadsDisabled, KeyRequired, NotFound,
     QuotaExceeded, TooLarge, Unauthorized, WrongClaim, WrongKey,

@@ -11,7 +11,9 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from lockr_local.config import Settings, format_size, load_settings, parse_size
+from lockr_local.cli import ExitStatus
+from lockr_local.config import Settings, load_settings, parse_size
+from lockr_local.units import format_size
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -77,7 +79,7 @@ def serve(args: argparse.Namespace) -> int:
     finally:
         close_context(ctx)
         lock.release()
-    return 0
+    return ExitStatus.OK
 
 
 def ctx_background_tasks(ctx: Any) -> list[Any]:
@@ -144,7 +146,7 @@ def user_add(args: argparse.Namespace) -> int:
         print(f"Created account {account.username} ({format_size(account.quota)} quota). Its API token:",
               file=sys.stderr)
         print(token)
-    return 0
+    return ExitStatus.OK
 
 
 def user_list(args: argparse.Namespace) -> int:
@@ -152,12 +154,12 @@ def user_list(args: argparse.Namespace) -> int:
         accounts = service.list_accounts()
         if not accounts:
             print("No accounts yet; create one with 'lockr-local user add NAME --email E'.", file=sys.stderr)
-            return 0
+            return ExitStatus.OK
         print(f"{'USERNAME':<20} {'EMAIL':<32} {'USED':>10} {'QUOTA':>10}")
         for account in accounts:
             print(f"{account.username:<20} {account.email:<32} {format_size(account.used_bytes):>10} "
                   f"{format_size(account.quota):>10}")
-    return 0
+    return ExitStatus.OK
 
 
 def user_passwd(args: argparse.Namespace) -> int:
@@ -168,7 +170,7 @@ def user_passwd(args: argparse.Namespace) -> int:
         password = read_password(args)
         service.set_password_hash(account.id, hash_password(password, PasswordCost.of(service.settings)))
         print(f"Password of {account.username} changed.", file=sys.stderr)
-    return 0
+    return ExitStatus.OK
 
 
 def user_quota(args: argparse.Namespace) -> int:
@@ -178,7 +180,7 @@ def user_quota(args: argparse.Namespace) -> int:
         service.set_quota(account.id, quota)
         print(f"Quota of {account.username} is now {format_size(quota)} "
               f"({format_size(account.used_bytes)} used).", file=sys.stderr)
-    return 0
+    return ExitStatus.OK
 
 
 def user_rename(args: argparse.Namespace) -> int:
@@ -187,7 +189,7 @@ def user_rename(args: argparse.Namespace) -> int:
         renamed = service.rename_account(account.id, args.new_name)
         print(f"Account {account.username} is now {renamed.username}; its WebDAV folder is "
               f"/dav/{renamed.username}/.", file=sys.stderr)
-    return 0
+    return ExitStatus.OK
 
 
 def user_delete(args: argparse.Namespace) -> int:
@@ -200,26 +202,26 @@ def user_delete(args: argparse.Namespace) -> int:
                            "Type the username to confirm: ")
             if answer.strip() != account.username:
                 print("Nothing was deleted.", file=sys.stderr)
-                return 1
+                return ExitStatus.ERROR
         count = service.delete_account(account.id)
         print(f"Deleted {account.username} and {count} files.", file=sys.stderr)
-    return 0
+    return ExitStatus.OK
 
 
 def token_create(args: argparse.Namespace) -> int:
     with local_store(args) as service:
         account = service.account_by_username(args.name)
         print(service.create_token(account.id, args.label))
-    return 0
+    return ExitStatus.OK
 
 
 def token_revoke(args: argparse.Namespace) -> int:
     with local_store(args) as service:
         if not service.revoke_token(args.token.strip()):
             print("No such token; nothing was revoked.", file=sys.stderr)
-            return 1
+            return ExitStatus.ERROR
         print("Token revoked.", file=sys.stderr)
-    return 0
+    return ExitStatus.OK
 
 
 def fsck(args: argparse.Namespace) -> int:
@@ -245,4 +247,4 @@ def fsck(args: argparse.Namespace) -> int:
     if not report.clean:
         print("Run 'lockr-local fsck --repair' with the server stopped to remove leftovers and recompute "
               "quotas; missing or corrupt files are listed above for you to restore.", file=sys.stderr)
-    return 0 if report.clean else 1
+    return ExitStatus.OK if report.clean else ExitStatus.ERROR

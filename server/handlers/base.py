@@ -320,7 +320,7 @@ class BaseHandler(tornado.web.RequestHandler):
         """The request body as a JSON object, or a 400 that says what is wrong with it."""
         body = self.request.body or b""
         if len(body) > MAX_JSON_BODY:
-            raise BadRequest("The JSON body is too large.")
+            raise TooLarge(f"A JSON request body may have at most {MAX_JSON_BODY // 1024} KiB.")
         if not body.strip():
             return {}
         data = parse_json(body)
