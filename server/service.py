@@ -521,8 +521,10 @@ class Service:
          .where(StoredFile.file_id == file_id).execute())
         return self.file(file_id)
 
-    def delete_file(self, principal: Principal, file_id: str) -> None:
-        """Removes the row and releases the quota, then the bytes (so no row ever lacks its bytes)."""
+    def delete_file(self, principal: Principal, file_id: str) -> StoredAt:
+        """Removes the row and releases the quota; returns where the bytes are, for the caller to delete
+        next (FileBytes.delete, on an I/O thread: never a filesystem call on the database thread), so
+        that no row ever lacks its bytes."""
         info = self.owned_file(principal, file_id)
         assert principal.account_id is not None  # owned_file refuses guests
         db = StoredFile._meta.database
@@ -531,8 +533,7 @@ class Service:
             if not deleted:
                 raise NotFound("You have no file with that id.")
             charge_quota(principal.account_id, -info.size, must_fit=False)
-        if not info.inline:  # an inline file's bytes went with its row (ON DELETE CASCADE)
-            self.blobs.delete(info.location)
+        return info.stored
 
     def check_download_key(self, principal: Principal, info: FileInfo, key_hash: str | None) -> None:
         """Keyed files need a matching keyHash from anyone but their authenticated owner."""

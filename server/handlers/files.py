@@ -83,6 +83,7 @@ class FileHandler(BaseHandler):
 
     async def delete(self, file_id: str) -> None:
         principal = await self.require_account()
-        await self.call(self.ctx.service.delete_file, principal, checked_file_id(file_id))
+        stored = await self.call(self.ctx.service.delete_file, principal, checked_file_id(file_id))
+        await self.ctx.files.delete(stored)
         self.set_status(204)
         self.finish()
