@@ -30,12 +30,9 @@ def serve(args: argparse.Namespace) -> int:
     """Runs the server until SIGINT or SIGTERM; prints the URL it listens on."""
     import asyncio
 
-    from lockr_local.server.app import (
-        build_context, close_context, finish_background_work, make_app, make_http_server, startup_maintenance,
-    )
-
     from pathlib import Path
 
+    from lockr_local.server.app import Server
     from lockr_local.server.datalock import DataDirLock
     from lockr_local.server.logsafe import configure_server_logging
     from lockr_local.server.private import make_private_dir
@@ -44,14 +41,14 @@ def serve(args: argparse.Namespace) -> int:
     configure_server_logging(settings.log_level, sys.stderr)
     make_private_dir(Path(settings.data_dir))
     lock = DataDirLock(Path(settings.data_dir)).acquire()
-    ctx = build_context(settings)
-    startup_maintenance(ctx)
+    try:
+        server = Server(settings)
+    except BaseException:
+        lock.release()
+        raise
 
     async def run() -> None:
-        app = make_app(ctx)
-        server = make_http_server(app)
-        sockets = server.listen(settings.port, address=settings.host) or None
-        port = settings.port or _bound_port(server)
+        port = server.listen(settings.port, settings.host)
         host = settings.host if ":" not in settings.host else f"[{settings.host}]"
         print(f"lockr-local: store in {settings.data_dir}", file=sys.stderr)
         print(f"lockr-local listening on http://{host}:{port}", flush=True)
@@ -62,38 +59,19 @@ def serve(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, stop.set)
             except NotImplementedError:  # Windows' event loop has no signal handlers: plain signals then
                 signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
-        background = ctx_background_tasks(ctx)
+        server.start()
         await stop.wait()
         logging.getLogger("lockr.server").info("shutting down")
-        for task in background:
-            task.cancel()
-        server.stop()
-        await asyncio.wait_for(server.close_all_connections(), timeout=5)
-        await finish_background_work(ctx)
-        del sockets
+        await server.stop()
 
     try:
         asyncio.run(run())
     except asyncio.TimeoutError:
         pass
     finally:
-        close_context(ctx)
+        server.close()
         lock.release()
     return ExitStatus.OK
-
-
-def ctx_background_tasks(ctx: Any) -> list[Any]:
-    """Periodic maintenance that the server runs while it serves (session reaping, when present)."""
-    from lockr_local.server import app as app_module
-
-    starter = getattr(app_module, "start_background_tasks", None)
-    return list(starter(ctx)) if starter else []
-
-
-def _bound_port(server: Any) -> int:
-    for sock in server._sockets.values():
-        return int(sock.getsockname()[1])
-    raise RuntimeError("the server is not listening")
 
 
 @contextmanager
