@@ -10,6 +10,7 @@ from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream, UnsatisfiableReadError
 
 from lockr_local.errors import error_body
+from lockr_local.server import tornado_internals
 from lockr_local.server.handlers.linger import LingeringClose
 from lockr_local.server.numbers import saturating_count
 
@@ -116,9 +117,8 @@ class JsonErrorHTTPServer(HTTPServer):
                 answer_and_linger(stream, head_too_large_answer(head_limit))
             close(exc_info)
 
-        stream.write = write_json_error  # type: ignore[method-assign]
-        stream.read_until_regex = remember_head  # type: ignore[method-assign]
-        stream.close = close_with_answer  # type: ignore[method-assign]
+        tornado_internals.replace_stream_methods(stream, write=write_json_error, read_until_regex=remember_head,
+                                                 close=close_with_answer)
         super().handle_stream(stream, address)
 
     def on_request_head(self, stream: IOStream, head: bytes) -> None:

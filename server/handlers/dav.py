@@ -44,7 +44,7 @@ def unless_finished(method: Method) -> Method:
 
     @functools.wraps(method)
     async def wrapper(self: "DavHandler") -> None:
-        if not self._finished:
+        if not self.answered:
             await method(self)
 
     return wrapper
@@ -99,7 +99,7 @@ class DavHandler(DownloadHandler):
         return self.path.name
 
     async def data_received(self, chunk: bytes) -> None:
-        if self._finished:
+        if self.answered:
             return
         if self.sink is not None:
             try:

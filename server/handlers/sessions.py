@@ -130,7 +130,7 @@ class ChunkReceiver(BaseHandler):
         return write_op
 
     async def data_received(self, chunk: bytes) -> None:
-        if self.write_op is None or self._finished:
+        if self.write_op is None or self.answered:
             return
         if self._watchdog is not None:
             self._watchdog.received(len(chunk))
@@ -221,7 +221,7 @@ class SessionUploadHandler(ChunkReceiver):
         self.start_writing(await uploads.begin(session_id, first, expected))
 
     async def put(self, session_id: str) -> None:
-        if self._finished:
+        if self.answered:
             return
         if self.rejected is not None:
             raise self.rejected

@@ -196,7 +196,7 @@ class TusUploadHandler(TusHandler, ChunkReceiver):
                                                          checksum=checksum))
 
     async def patch(self, session_id: str) -> None:
-        if self._finished:
+        if self.answered:
             return
         if self.rejected is not None:
             raise self.rejected

@@ -57,7 +57,7 @@ class DirectUploadHandler(BaseHandler):
         return name, content_type, key_hash, declared_length(self.request.headers)
 
     async def data_received(self, chunk: bytes) -> None:
-        if self.sink is None or self._finished:
+        if self.sink is None or self.answered:
             return
         self.body_watchdog.received(len(chunk))
         try:
@@ -67,7 +67,7 @@ class DirectUploadHandler(BaseHandler):
             self.send_error(exc.status, exc_info=(type(exc), exc, exc.__traceback__))
 
     async def post(self) -> None:
-        if self._finished or self.sink is None:
+        if self.answered or self.sink is None:
             return
         info = await self.ctx.ingest.finish(self.sink, self.record)
         self.write_json(file_json(info, self.base_url()), status=201)
