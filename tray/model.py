@@ -11,6 +11,7 @@ import os
 from dataclasses import dataclass
 
 from lockr_local.sync.status import RecentUpload, SyncStatus
+from lockr_local.units import format_size
 
 # How many recent uploads the menu lists (the agent keeps up to 20).
 RECENT_IN_MENU = 10
@@ -79,12 +80,7 @@ class TrayInput:
 
 
 def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
+    return format_size(size)
 
 
 def _plural(count: int, word: str) -> str:

@@ -14,6 +14,7 @@ from lockr_local.cli import ExitStatus
 from lockr_local.credentials import ClientSettings, TokenStore, keyring_usable, resolve_endpoint, resolve_token
 from lockr_local.errors import Gone, KeyringUnavailable, LockrError, NotFound
 from lockr_local.transfer import DEFAULT_CHUNK_SIZE, ProgressCallback, chunk_size_checked
+from lockr_local.units import format_size
 
 if TYPE_CHECKING:  # requests and friends load only when a client command runs, keeping `serve` quick
     from lockr_local.client import LockrClient, RemoteFile
@@ -179,12 +180,7 @@ class ProgressBar:
 
 
 def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if value < 1000 or unit == "TB":
-            return f"{int(value)} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
+    return format_size(size)
 
 
 # -- login / logout ------------------------------------------------------------------------------
