@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 from urllib.parse import urlsplit
 
-from lockr_local import units
 from lockr_local.errors import BadRequest
 
 
@@ -35,10 +34,6 @@ def parse_size(text: str | int) -> int:
     if not match or match.group(2).lower() not in _SIZE_UNITS:
         raise SettingsError(f"{text!r} is not a size; write it like 1048576, 500MB, 100GB or 5GiB")
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
-
-
-# Importers of config.format_size (server/) keep working; the formatter itself lives in lockr_local.units.
-format_size = units.format_size
 
 
 def parse_bool(text: str | bool) -> bool:

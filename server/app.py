@@ -1,4 +1,4 @@
-"""make_app(): the server's only route table, and the Server that owns its resources."""
+"""make_app(): the server's only route table; and `Server`, which owns one server's resources and lifecycle."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+import tornado.netutil
 import tornado.web
 
 from lockr_local.config import Settings
@@ -15,7 +16,9 @@ from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import make_blob_store
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
+from lockr_local.server.filebytes import FileBytes
 from lockr_local.server.fsck import reap_orphans
+from lockr_local.server.ingest import Ingest
 from lockr_local.server.handlers import (
     accounts, dav, docs, downloads, files, links, pages, sessions, tokens, tus, uploads,
 )
@@ -48,9 +51,10 @@ def build_context(settings: Settings) -> ServerContext:
     auth = Authenticator(settings, db, service)
     io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lockr-io")
     backfill = DigestBackfill(db, blobs)
-    uploads = ResumableUploads(db, service, blobs, io, faults, backfill)
+    ingest = Ingest(settings, db, blobs, io, faults, backfill)
+    uploads = ResumableUploads(db, service, blobs, io, ingest)
     return ServerContext(settings=settings, db=db, service=service, auth=auth, blobs=blobs, signer=signer,
-                         io=io, faults=faults, sessions=uploads, backfill=backfill,
+                         io=io, faults=faults, ingest=ingest, files=FileBytes(blobs, db, io), sessions=uploads, backfill=backfill,
                          watchdogs=BodyWatchdogs(settings.body_idle_timeout, settings.min_body_rate))
 
 
@@ -176,3 +180,56 @@ def close_context(ctx: ServerContext) -> None:
     ctx.auth.close()
     ctx.io.shutdown(wait=True)
     ctx.db.close()
+
+
+class Server:
+    """One lockr-local server: its context (the database and its `lockr-db` thread, the I/O and KDF
+    threads, the blob store, the backfill), its HTTP server and listening sockets, its background tasks,
+    and the order they stop in. `lockr-local serve` and the tests' ThreadedServer both run it:
+
+        server = Server(settings)            # opens the store and reaps what a crash left
+        port = server.listen(0, "127.0.0.1")  # in the IOLoop's thread; 0 picks a free port
+        server.start()                       # background tasks, on the running loop
+        await server.stop()                  # no new connections, open ones closed, cut chunks recorded
+        server.close()                       # the threads and the database
+
+    Servers in one process are independent (models.ThreadBoundDatabase binds each database to its own
+    thread).
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.ctx = build_context(settings)
+        try:
+            startup_maintenance(self.ctx)
+            self.http = make_http_server(make_app(self.ctx))
+        except BaseException:
+            close_context(self.ctx)
+            raise
+        self.port: int | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def listen(self, port: int, address: str) -> int:
+        """Binds `address:port` (0: any free port) and serves on it; returns the port bound."""
+        sockets = tornado.netutil.bind_sockets(port, address=address)
+        self.http.add_sockets(sockets)
+        self.port = int(sockets[0].getsockname()[1])
+        return self.port
+
+    def start(self) -> None:
+        """Starts the background tasks on the running loop (start_background_tasks)."""
+        self._tasks = start_background_tasks(self.ctx)
+
+    async def stop(self, timeout: float = 5.0) -> None:
+        """Stops serving: background tasks cancelled, listening stopped, open connections closed (within
+        `timeout`, else asyncio.TimeoutError), then cut upload chunks record what they stored."""
+        for task in self._tasks:
+            task.cancel()
+        self._tasks = []
+        self.http.stop()
+        await asyncio.wait_for(self.http.close_all_connections(), timeout=timeout)
+        await finish_background_work(self.ctx)
+
+    def close(self) -> None:
+        """Shuts down the server's threads and closes its database; after stop(), off the loop."""
+        close_context(self.ctx)

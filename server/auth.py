@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import hashlib
 import secrets
 import threading
@@ -16,6 +17,16 @@ from lockr_local.errors import RateLimited, Unauthorized
 from lockr_local.server.db import Database
 from lockr_local.server.security import PasswordCost, check_password, dummy_password_hash, hash_password
 from lockr_local.server.service import AccountInfo, FileInfo, NewFile, Principal, Service
+
+
+@dataclass(frozen=True)
+class UploadAdmission:
+    """Who uploads and the region the file lands in; a deferred upload (admit_upload) knows neither yet:
+    `principal` is None, `region` the one asked for, and its token is checked with the record."""
+
+    principal: Principal | None
+    region: str | None
+    deferred_token: str | None = None
 
 
 @dataclass
@@ -170,11 +181,24 @@ class Authenticator:
         for the others, nor spend anyone's login allowance."""
         self.limiter.hit("signup-address:" + client_address, self.settings.rate_login, self.settings.rate_login_burst)
 
-    async def admit_bearer_upload(self, token: str, client_address: str, region: str | None, size: int | None,
-                                  key_hash: str | None) -> tuple[Principal, str]:
-        """A Bearer-token upload's one database trip before its body (service.authenticate_and_admit), with
-        the same accounting as principal(): wrong credentials spend the guest allowance, a known account
-        its own. Returns the principal and the region the upload lands in."""
+    async def admit_upload(self, authorization: str | None, client_address: str, region: str | None,
+                           size: int | None, key_hash: str | None, defer: bool = False) -> UploadAdmission:
+        """A direct upload's one database trip before its body, whatever its credentials: who (with the
+        burst check of principal() and limit_request), then service.admit_upload's refusals and region.
+
+        A Bearer token (the common case) is checked and the upload admitted in the same trip
+        (service.authenticate_and_admit): small uploads are mostly such round trips. With `defer` (a body
+        small enough to be stored inline) a Bearer token is not checked now: the one trip after the body,
+        record_deferred_upload, checks it, admits and records. Reading at most `inline_max` bytes before a
+        refusal costs less than a second trip, which is a tenth of a small upload's time."""
+        token = bearer_token(authorization)
+        if token is None:
+            principal = await self.principal(authorization, client_address)
+            self.limit_request(principal, client_address)
+            return UploadAdmission(principal, await self.db.run(self.service.admit_upload, principal, region,
+                                                                size, key_hash))
+        if defer:
+            return UploadAdmission(None, region, deferred_token=token)
         try:
             principal, upload_region = await self.db.run(self.service.authenticate_and_admit, token, region, size,
                                                          key_hash)
@@ -182,19 +206,22 @@ class Authenticator:
             self.refuse_credentials(exc, client_address)
             raise
         self.limit_request(principal, client_address)
-        return principal, upload_region
+        return UploadAdmission(principal, upload_region)
 
-    async def record_bearer_inline(self, token: str, client_address: str, region: str | None, new: NewFile,
-                                   data: bytes) -> tuple[Principal, FileInfo]:
-        """A small Bearer-token upload's only database trip, once its body is in: the token, the burst
-        check, the upload's refusals, then its row and bytes (service.authenticate_and_record_inline), with
-        the same accounting as admit_bearer_upload."""
+    def record_deferred_upload(self, admission: UploadAdmission, client_address: str, new: NewFile,
+                               data: bytes | None) -> tuple[Principal, FileInfo]:
+        """On the database thread, once a deferred upload's body is in (admit_upload): its token, the burst
+        check (before anything is stored), the upload's refusals, then its row and bytes, with the same
+        accounting as admit_upload. `new.region` is replaced by the region resolved here."""
+        assert admission.deferred_token is not None
         try:
-            return await self.db.run(self.service.authenticate_and_record_inline, token, region, new, data,
-                                     lambda principal: self.limit_request(principal, client_address))
+            principal, account = self.service.token_account(admission.deferred_token)
         except Unauthorized as exc:
             self.refuse_credentials(exc, client_address)
             raise
+        self.limit_request(principal, client_address)
+        region = self.service.admit_upload(principal, admission.region, new.size, new.key_hash, account)
+        return principal, self.service.record_file(principal, dataclasses.replace(new, region=region), data=data)
 
     def limit_request(self, principal: Principal, client_address: str, cost: float = 1.0) -> None:
         """Burst protection: accounts get a larger allowance than guests; cheap requests may cost less.

@@ -26,6 +26,7 @@ from lockr_local.server.activity import TRANSFERS
 from lockr_local.server.blobstore import BlobLocation, BlobStore, Digests, storage_errors
 from lockr_local.server.checks import RunningCheck, StoredCheck
 from lockr_local.server.db import Database
+from lockr_local.server.filebytes import FileBytes, StoredAt
 from lockr_local.server.models import StoredFile
 
 log = logging.getLogger("lockr.backfill")
@@ -96,7 +97,7 @@ def hash_stored_blob(blobs: BlobStore, item: PendingDigests,
     `stop` was set (the server is stopping)."""
     sha1, md5, check = hashlib.sha1(), hashlib.md5(), RunningCheck(item.sha256, item.stored)
     try:
-        with blobs.open(BlobLocation(item.region, item.file_id)) as handle:
+        with FileBytes(blobs).open(StoredAt(BlobLocation(item.region, item.file_id))) as handle:
             blocks = 0
             with storage_errors("read a stored file"):
                 while block := handle.read(READ_BLOCK):

@@ -11,13 +11,14 @@ from __future__ import annotations
 import errno
 import hashlib
 from abc import ABC, abstractmethod
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
 
 from lockr_local.errors import InsufficientStorage, StorageError
 from lockr_local.server.checks import RunningCrc, StoredCheck
+from lockr_local.server.pools import SharedPool
 
 if TYPE_CHECKING:
     from lockr_local.config import Settings
@@ -27,7 +28,7 @@ _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 # Large buffers are hashed on side threads, one stage behind the write (hashlib releases the GIL):
 # SHA-256 (and MD5 when it is computed) of buffer N overlaps buffer N's CRC-32C and disk write on the
 # writer's I/O thread and the receiving of buffer N+1.
-_SIDE_HASHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-hash")
+_SIDE_HASHING = SharedPool(2, "lockr-hash")
 _SIDE_HASH_MIN = 256 * 1024
 
 # SHA-1 and MD5 are only what rclone compares over WebDAV, and together they cost about 2.3 CPU-seconds

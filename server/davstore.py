@@ -23,7 +23,7 @@ from lockr_local.server.blobstore import BlobLocation, Digests
 from lockr_local.server.inline import copy_inline, insert_inline
 from lockr_local.server.models import Account, DavFolder, StoredFile
 from lockr_local.server.security import new_id
-from lockr_local.server.service import FileInfo, NewFile, Principal, Service
+from lockr_local.server.service import FileInfo, NewFile, Principal, Service, charge_quota
 from lockr_local.server.webdav import Quota, Resource
 
 
@@ -153,6 +153,13 @@ class DavStore:
         if not self.folder_exists(account_id, parent):
             raise Conflict(f"The folder {parent!r} does not exist; create it first (MKCOL).")
 
+    def admit_put(self, principal: Principal, name: str, size: int | None) -> str:
+        """A PUT's (or a LOCK's new empty file's) one database trip before its body: the region it lands in,
+        then check_put's refusals."""
+        region = self.service.upload_region(principal, None)
+        self.check_put(principal, name, size)
+        return region
+
     def check_put(self, principal: Principal, name: str, size: int | None) -> bool:
         """Refuses a PUT before its body is read: a folder in the way, no parent folder, the plan's
         object size, or a quota the new bytes would overflow (net of the file they replace).
@@ -171,15 +178,6 @@ class DavStore:
         return bool(existing)
 
     # -- writing ------------------------------------------------------------------------------
-
-    def commit_inline_put(self, principal: Principal, new: NewFile, data: bytes, checksums: dict[str, str],
-                          digests: Digests) -> tuple[FileInfo, bool, list[BlobLocation]]:
-        """A small PUT body with its `digests` (inline.digests_of): checked against OC-Checksum, then listed
-        with its bytes in one commit."""
-        mismatch = checksum_mismatch(checksums, digests)
-        if mismatch is not None:
-            raise mismatch
-        return self.commit_put(principal, new.with_digests(digests), data)
 
     def commit_put(self, principal: Principal, new: NewFile, data: bytes | None = None
                    ) -> tuple[FileInfo, bool, list[BlobLocation]]:
@@ -209,13 +207,8 @@ class DavStore:
 
     def _charge(self, principal: Principal, delta: int) -> None:
         """Adds `delta` bytes to the account's usage; growth must fit the quota."""
-        if delta <= 0:
-            Account.update(used_bytes=Account.used_bytes + delta).where(Account.id == principal.account_id).execute()
-            return
-        charged = (Account.update(used_bytes=Account.used_bytes + delta)
-                   .where((Account.id == principal.account_id)
-                          & (Account.used_bytes + Account.reserved_bytes + delta <= Account.quota)).execute())
-        if not charged:
+        assert principal.account_id is not None
+        if not charge_quota(principal.account_id, delta, must_fit=delta > 0):
             self.service.check_upload(principal, delta, None)
             raise QuotaExceeded()
 
@@ -242,7 +235,7 @@ class DavStore:
             return False, []
         StoredFile.delete().where(StoredFile.seq.in_([row.seq for row in rows])).execute()
         freed = sum(row.size for row in rows)
-        Account.update(used_bytes=Account.used_bytes - freed).where(Account.id == account_id).execute()
+        charge_quota(account_id, -freed, must_fit=False)
         return True, blob_files(rows)
 
     def delete(self, account_id: int, name: str) -> list[BlobLocation]:

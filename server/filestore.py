@@ -44,12 +44,12 @@ class FileBlobWriter(BlobWriter):
         self._hasher = StreamDigests(rclone_digests)
         self.bytes_written = 0
         self._fd: int | None = None
-        self._finished = False
+        self._done = False
         self._background = BackgroundFlush()
 
     def _open(self) -> int:
         """The temp file is created on first use, on the I/O thread that writes it."""
-        assert not self._finished, "write after commit or abort"
+        assert not self._done, "write after commit or abort"
         if self._fd is None:
             with storage_errors("create a temporary file"):
                 self._fd = os.open(self._temp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -81,14 +81,14 @@ class FileBlobWriter(BlobWriter):
                 os.fsync(fd)
                 os.close(fd)
                 self._fd = None
-                self._finished = True
+                self._done = True
                 publish(self._temp_path, self._final_path)
         except BaseException:
             self.abort()
             raise
 
     def abort(self) -> None:
-        self._finished = True
+        self._done = True
         self._fd = _close_quietly(self._fd)
         try:
             os.unlink(self._temp_path)

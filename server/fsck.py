@@ -11,7 +11,7 @@ import peewee
 
 from lockr_local.config import Settings
 from lockr_local.server.blobstore import BlobLocation, BlobStore
-from lockr_local.server.inline import open_stored
+from lockr_local.server.filebytes import FileBytes, StoredAt
 from lockr_local.server.models import (
     Account, InlineBlob, StoredFile, UploadSession, integrity_ok, sqlite_file, username_case_clashes,
 )
@@ -67,10 +67,10 @@ class FsckReport:
         return out
 
 
-def sha256_of(blobs: BlobStore, file_id: str, region: str, inline: bool) -> str:
+def sha256_of(files: FileBytes, at: StoredAt) -> str:
     """Reads a stored file's bytes wherever they live (fsck runs on the database thread, or alone)."""
     digest = hashlib.sha256()
-    with open_stored(blobs, file_id, region, inline) as handle:
+    with files.open(at) as handle:
         while block := handle.read(4 * 2**20):
             digest.update(block)
     return digest.hexdigest()
@@ -122,7 +122,7 @@ def check_store(database: peewee.Database, blobs: BlobStore, *, verify: bool = F
         elif size != row.size:
             report.wrong_size.append(row.file_id)
         elif verify:
-            if sha256_of(blobs, row.file_id, row.region, bool(row.inline)) != row.sha256:
+            if sha256_of(FileBytes(blobs), StoredAt(location, bool(row.inline))) != row.sha256:
                 report.corrupt.append(row.file_id)
             report.bytes_verified += size
         if progress:

@@ -7,7 +7,7 @@ import re
 
 from tornado.iostream import IOStream
 
-from lockr_local.server.malformed import JsonErrorHTTPServer, declared_length
+from lockr_local.server.malformed import JsonErrorHTTPServer, head_content_length
 
 # Tornado reads the socket into a fresh bytearray of `read_chunk_size`, zeroed first, on every recv. Small
 # reads keep a small request's cost down (1 MiB reads were a fifth of a 10 KiB upload's CPU); large reads
@@ -20,7 +20,7 @@ _CHUNKED = re.compile(rb"^transfer-encoding:[^\r\n]*chunked", re.IGNORECASE | re
 
 def read_size_for(head: bytes) -> int:
     """The socket read size for the body this request head announces."""
-    declared = declared_length(head)
+    declared = head_content_length(head)
     if declared is not None:
         return LARGE_READ if declared > LARGE_READ else SMALL_READ
     return LARGE_READ if _CHUNKED.search(head) else SMALL_READ

@@ -6,21 +6,20 @@ transaction (service.record_file, davstore.commit_put), so the one WAL fsync of 
 durable together, and a crash leaves both or neither. Writing a blob file durably costs an fsync of the
 file and of its folder besides the WAL's: for 10 KiB files that was three quarters of an upload's time.
 
-Every reader of stored bytes goes through `open_stored`, which knows the two places bytes live.
+Every reader of stored bytes goes through FileBytes (filebytes.py), which knows the two places bytes live.
 """
 
 from __future__ import annotations
 
 import asyncio
-import io
 from concurrent.futures import Executor
-from typing import BinaryIO, Callable
+from typing import Callable
 
 import peewee
 
 from lockr_local.errors import NotFound, TooLarge
 from lockr_local.server.activity import TRANSFERS
-from lockr_local.server.blobstore import BlobLocation, BlobStore, Digests, StreamDigests
+from lockr_local.server.blobstore import Digests, StreamDigests
 from lockr_local.server.models import InlineBlob
 from lockr_local.server.prepared import Prepared
 
@@ -99,12 +98,3 @@ def copy_inline(source_id: str, target_id: str) -> bool:
         return False
     insert_inline(InlineBlob._meta.database, target_id, bytes(data))
     return True
-
-
-def open_stored(blobs: BlobStore, file_id: str, region: str, inline: bool) -> BinaryIO:
-    """A readable, seekable handle on a stored file's bytes, wherever they live. Inline bytes come from the
-    database, so callers run this on the database thread for inline files (the blob store's on an I/O
-    thread); a BytesIO has no fileno(), so downloads stream it instead of using sendfile."""
-    if inline:
-        return io.BytesIO(inline_bytes(file_id))
-    return blobs.open(BlobLocation(region, file_id))

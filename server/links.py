@@ -17,7 +17,8 @@ from urllib.parse import urlencode
 
 from lockr_local.errors import BadRequest, LinkInvalid
 from lockr_local.server.security import Signer
-from lockr_local.server.service import FileInfo, iso8601
+from lockr_local.server.service import FileInfo
+from lockr_local.server.wire import iso8601
 
 # HEAD is answered like GET (same headers, no body), so a link signed for GET allows both.
 SIGNED_METHOD = "GET"

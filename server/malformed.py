@@ -10,6 +10,7 @@ from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream, UnsatisfiableReadError
 
 from lockr_local.errors import error_body
+from lockr_local.server import tornado_internals
 from lockr_local.server.handlers.linger import LingeringClose
 from lockr_local.server.numbers import saturating_count
 
@@ -66,7 +67,9 @@ _ANSWER = malformed_request_answer()
 _CONTENT_LENGTH = re.compile(rb"^content-length:[ \t]*([0-9]+)[ \t]*\r?$", re.IGNORECASE | re.MULTILINE)
 
 
-def declared_length(header_block: bytes) -> int | None:
+def head_content_length(header_block: bytes) -> int | None:
+    """The Content-Length a raw request head declares (saturating past 64 bits), before Tornado parses it;
+    handlers read theirs, strictly, with handlers.base.declared_length."""
     match = _CONTENT_LENGTH.search(header_block)
     return saturating_count(match.group(1).decode("ascii")) if match else None
 
@@ -104,7 +107,7 @@ class JsonErrorHTTPServer(HTTPServer):
             if len(data) == len(TORNADO_BARE_400) and bytes(data) == TORNADO_BARE_400:
                 # Tornado refuses a non-streamed body over max_body_size with the same bare 400 ("Content-
                 # Length too long"), before reading it: that one is a 413.
-                declared = declared_length(last_head[0])
+                declared = head_content_length(last_head[0])
                 data = body_too_large_answer(limit) if declared is not None and declared > limit else _ANSWER
             return write(data)
 
@@ -116,9 +119,8 @@ class JsonErrorHTTPServer(HTTPServer):
                 answer_and_linger(stream, head_too_large_answer(head_limit))
             close(exc_info)
 
-        stream.write = write_json_error  # type: ignore[method-assign]
-        stream.read_until_regex = remember_head  # type: ignore[method-assign]
-        stream.close = close_with_answer  # type: ignore[method-assign]
+        tornado_internals.replace_stream_methods(stream, write=write_json_error, read_until_regex=remember_head,
+                                                 close=close_with_answer)
         super().handle_stream(stream, address)
 
     def on_request_head(self, stream: IOStream, head: bytes) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,38 @@ from playhouse.migrate import SchemaMigrator, migrate
 
 from lockr_local.server.private import create_private_file, make_private_dir
 
-database_proxy = peewee.DatabaseProxy()
+
+
+class ThreadBoundDatabase(peewee.DatabaseProxy):
+    """The database the models speak to, bound per thread: `initialize(db)` binds `db` to the calling thread.
+
+    A server opens its database on its own `lockr-db` thread (db.py), where every query of it runs, so two
+    servers in one process (tests, an embedding application) each see only their own database. A thread
+    that bound none (the CLI's, a test's) sees the database bound last.
+    """
+
+    __slots__ = ("_local", "_last")
+
+    def __init__(self) -> None:
+        object.__setattr__(self, "_local", threading.local())
+        object.__setattr__(self, "_last", None)
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def obj(self) -> peewee.Database | None:
+        return getattr(self._local, "database", None) or self._last
+
+    @obj.setter
+    def obj(self, database: peewee.Database | None) -> None:
+        self._local.database = database
+        if database is not None:
+            object.__setattr__(self, "_last", database)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        object.__setattr__(self, name, value)
+
+
+database_proxy = ThreadBoundDatabase()
 log = logging.getLogger("lockr.server")
 
 # Schema 5: the LoginAddress table (create_tables makes it), one username regardless of case, claim
@@ -153,7 +185,8 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (Account, ApiToken, LoginAddress, Stor
 
 
 def open_database(database_url: str) -> peewee.Database:
-    """Connects the models to the database named by `database_url` and creates missing tables.
+    """Connects the models, on the calling thread (ThreadBoundDatabase), to the database named by
+    `database_url` and creates missing tables.
 
     SQLite runs in WAL mode with synchronous=FULL so that a committed row survives power loss;
     other databases (postgresql://...) need only their driver installed.

@@ -20,10 +20,9 @@ from lockr_local.errors import (
     TusChecksumMismatch, ChunkTooLarge, InvalidContentRange, LockrError, SessionBusy, SessionOffsetMismatch,
     StorageError,
 )
-from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import BlobLocation, BlobStore, PartialBlob, rclone_digests_inline
 from lockr_local.server.db import Database
-from lockr_local.server.faults import Faults
+from lockr_local.server.ingest import Committed, Ingest, Sink
 from lockr_local.server.service import FileInfo, Principal, Service
 from lockr_local.server.sessions import SessionInfo, SessionRequest, SessionStore
 from lockr_local.server.streaming import UploadSink
@@ -231,21 +230,11 @@ class ChunkWrite:
         self._file_closed = True
 
     async def _complete(self) -> FileInfo:
-        uploads, partial, session = self._uploads, self._partial, self.session
-        digests = partial.digests()
-        await uploads.run_io(partial.commit)
-        uploads.faults.hit("after_session_blob_commit")
-        try:
-            info = await uploads.db.run(uploads.store.complete, session.session_id, digests)
-        except BaseException:
-            # Nothing recorded the file: the bytes go back to partial/ and count as stored, so a
-            # status query (or the same chunk again) completes the upload once the cause is gone.
-            await uploads.run_io(partial.restore)
-            await uploads.db.run(uploads.store.record_offset, session.session_id, session.size)
-            uploads.live.state(session.session_id).adopt(partial.hasher, session.size)
-            raise
-        uploads.live.forget(session.session_id)
-        uploads.backfill.enqueue_if_missing(session.file_id, session.region, digests)
+        """The last byte is in: the session's bytes become the file, through the ingest pipeline."""
+        uploads, session_id = self._uploads, self.session.session_id
+        info = await uploads.ingest.finish(CompletedSession(uploads, self.session, self._partial),
+                                           lambda committed: uploads.store.complete(session_id, committed.digests))
+        uploads.live.forget(session_id)
         return info
 
     async def _close(self) -> None:
@@ -261,6 +250,35 @@ class ChunkWrite:
             self._uploads.live.release(self.session.session_id)
 
 
+class CompletedSession(Sink):
+    """A session whose every byte is durable in its partial blob: the ingest sink of its completion."""
+
+    crash_point = "after_session_blob_commit"
+
+    def __init__(self, uploads: "ResumableUploads", session: SessionInfo, partial: PartialBlob) -> None:
+        self.location = BlobLocation(session.region, session.file_id)
+        self._uploads = uploads
+        self._session = session
+        self._partial = partial
+
+    @property
+    def received(self) -> int:
+        return self._session.size
+
+    async def commit(self) -> Committed:
+        digests = self._partial.digests()
+        await self._uploads.run_io(self._partial.commit)
+        return Committed(self.location, self._session.size, digests)
+
+    async def undo(self) -> None:
+        """Nothing recorded the file: the bytes go back to partial/ and count as stored, so a status query
+        (or the same chunk again) completes the upload once the cause is gone."""
+        uploads, partial, session = self._uploads, self._partial, self._session
+        await uploads.run_io(partial.restore)
+        await uploads.db.run(uploads.store.record_offset, session.session_id, session.size)
+        uploads.live.state(session.session_id).adopt(partial.hasher, session.size)
+
+
 def _unused_too_large(_received: int) -> Any:
     raise AssertionError("ChunkWrite enforces its own limits")
 
@@ -268,14 +286,12 @@ def _unused_too_large(_received: int) -> Any:
 class ResumableUploads:
     """The server's entry point to sessions: create, look up, append, terminate, reap."""
 
-    def __init__(self, db: Database, service: Service, blobs: BlobStore, io: Executor, faults: Faults,
-                 backfill: DigestBackfill) -> None:
+    def __init__(self, db: Database, service: Service, blobs: BlobStore, io: Executor, ingest: Ingest) -> None:
         self.db = db
-        self.backfill = backfill
+        self.ingest = ingest
         self.store = SessionStore(service)
         self.blobs = blobs
         self.io = io
-        self.faults = faults
         self.live = LiveSessions()
 
     async def run_io(self, fn: Any, *args: Any) -> Any:

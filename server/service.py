@@ -10,12 +10,13 @@ import dataclasses
 import re
 import time
 from dataclasses import dataclass
-from typing import Any, Callable
+
 from urllib.parse import quote
 
 import peewee
 
-from lockr_local.config import Settings, format_size
+from lockr_local.config import Settings
+from lockr_local.units import format_size
 from lockr_local.errors import (
     AlreadyExists, BadRequest, ClaimRequired, GuestKeyForbidden, GuestUploadsDisabled, KeyRequired, NotFound,
     QuotaExceeded, TooLarge, Unauthorized, WrongClaim, WrongKey,
@@ -23,6 +24,7 @@ from lockr_local.errors import (
 from lockr_local.server.blobstore import BlobLocation, BlobStore, Digests
 from lockr_local.server.checks import StoredCheck
 from lockr_local.server.faults import Faults
+from lockr_local.server.filebytes import StoredAt
 from lockr_local.server.inline import insert_inline
 from lockr_local.server.models import Account, ApiToken, LoginAddress, StoredFile, UploadSession
 from lockr_local.server.numbers import parse_count
@@ -97,23 +99,13 @@ class FileInfo:
     def location(self) -> BlobLocation:
         return BlobLocation(self.region, self.id)
 
+    @property
+    def stored(self) -> StoredAt:
+        """Where the file's bytes are, for FileBytes."""
+        return StoredAt(self.location, self.inline)
+
     def download_path(self) -> str:
         return f"/api/v1/download/{self.region}/{self.id}/{quote(self.name, safe='/')}"
-
-    def to_json(self, base_url: str) -> dict[str, Any]:
-        return {
-            "id": self.id,
-            "name": self.name,
-            "size": self.size,
-            "type": self.type,
-            "region": self.region,
-            "sha256": self.sha256,
-            "hasKey": self.has_key,
-            "createdAt": iso8601(self.created_at),
-            "downloadUrl": base_url + self.download_path(),
-            "pageUrl": f"{base_url}/download/{self.id}",
-            **({"claimToken": self.claim_token} if self.claim_token else {}),
-        }
 
     @staticmethod
     def of(row: StoredFile) -> "FileInfo":
@@ -133,10 +125,6 @@ class LoginCandidate:
 
 # Addresses remembered per account for login (record_login): enough for home, work, phone and travel.
 _KNOWN_ADDRESSES = 20
-
-
-def iso8601(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
 
 
 @dataclass(frozen=True)
@@ -170,12 +158,24 @@ _TOKEN_ACCOUNT = Prepared(
                                     Account.email, Account.quota, Account.used_bytes, Account.reserved_bytes,
                                     Account.default_region, Account.created_at)
                     .join(Account).where(ApiToken.token_hash == digest).limit(1)), str)
-# The quota is charged only if the file still fits: rowcount 0 means it no longer does.
+# Every change of an account's used and reserved bytes (charge_quota). The check that the change still
+# fits and the change are one statement, so two uploads at once cannot both squeeze into the last free
+# bytes: rowcount 0 means it no longer fits.
 _CHARGE_QUOTA = Prepared(
-    lambda size, reserved, account_id: (
-        Account.update(used_bytes=Account.used_bytes + size, reserved_bytes=Account.reserved_bytes - reserved)
-        .where((Account.id == account_id) & (Account.used_bytes + Account.reserved_bytes - reserved + size
-                                             <= Account.quota))), int, int, int)
+    lambda used, reserved, must_fit, account_id: (
+        Account.update(used_bytes=Account.used_bytes + used, reserved_bytes=Account.reserved_bytes + reserved)
+        .where((Account.id == account_id)
+               & ((peewee.Value(must_fit) == 0)
+                  | (Account.used_bytes + Account.reserved_bytes + used + reserved <= Account.quota)))),
+    int, int, int, int)
+
+
+def charge_quota(account_id: int, used: int, reserved: int = 0, must_fit: bool = True) -> bool:
+    """Adds `used` bytes to the account's usage and `reserved` to its reservations (either may be negative;
+    a file stored against a reservation does both). With `must_fit`, only when the account's usage and
+    reservations then stay within its quota: False when they would not (nothing changed)."""
+    return bool(_CHARGE_QUOTA.execute(Account._meta.database, used, reserved, int(must_fit), account_id).rowcount)
+
 # `inline` is passed as a plain Value: the BooleanField would turn its build-time marker into True.
 _INSERT_FILE = Prepared(
     lambda file_id, owner, name, size, content_type, region, sha256, sha1, md5, crc32c, crc32, key_hash, mtime,
@@ -324,11 +324,8 @@ class Service:
             query = query.where(ApiToken.account == account_id)
         return query.execute() > 0
 
-    def list_tokens(self, account_id: int) -> list[dict[str, Any]]:
-        rows = ApiToken.select().where(ApiToken.account == account_id).order_by(ApiToken.id)
-        return [{"id": r.id, "prefix": r.prefix, "name": r.name, "createdAt": iso8601(r.created_at),
-                 "lastUsedAt": iso8601(r.last_used_at) if r.last_used_at else None, "revoked": r.revoked}
-                for r in rows]
+    def list_tokens(self, account_id: int) -> list[ApiToken]:
+        return list(ApiToken.select().where(ApiToken.account == account_id).order_by(ApiToken.id))
 
     def revoke_token_id(self, account_id: int, token_id: int) -> None:
         updated = (ApiToken.update(revoked=True)
@@ -338,9 +335,11 @@ class Service:
 
     def authenticate_token(self, token: str) -> Principal:
         """The account a Bearer token belongs to; 401 for unknown or revoked tokens."""
-        return self._token_account(token)[0]
+        return self.token_account(token)[0]
 
-    def _token_account(self, token: str) -> tuple[Principal, AccountInfo]:
+    def token_account(self, token: str) -> tuple[Principal, AccountInfo]:
+        """Who a Bearer token speaks for, with the account row joined in the same query (uploads read it
+        for their region and quota checks); 401 for unknown or revoked tokens."""
         db = ApiToken._meta.database
         row = _TOKEN_ACCOUNT.fetch_one(db, token_hash(token))
         if row is None:
@@ -361,7 +360,7 @@ class Service:
         Small uploads are dominated by round trips to the database thread, so the token's account
         row, already joined for authentication, is what the region and quota checks read.
         """
-        principal, account = self._token_account(token)
+        principal, account = self.token_account(token)
         return principal, self.admit_upload(principal, region, size, key_hash, account)
 
     # -- uploads ------------------------------------------------------------------------------
@@ -444,8 +443,7 @@ class Service:
         created_at = time.time()
         with db.atomic():
             if principal.account_id is not None:
-                charged = _CHARGE_QUOTA.execute(db, new.size, reserved, principal.account_id).rowcount
-                if not charged:
+                if not charge_quota(principal.account_id, new.size, -reserved):
                     raise self._quota_error(self.account(principal.account_id), new.size)
             if session_id is not None:
                 UploadSession.delete().where(UploadSession.session_id == session_id).execute()
@@ -458,16 +456,6 @@ class Service:
         return FileInfo(new.file_id, new.name, new.size, new.type, new.region, new.sha256, key_hash, 0,
                         principal.account_id, created_at, new.mtime, new.sha1, new.md5, new.check, data is not None,
                         claim_token)
-
-    def authenticate_and_record_inline(self, token: str, region: str | None, new: NewFile, data: bytes,
-                                       admit: Callable[[Principal], None]) -> tuple[Principal, FileInfo]:
-        """A small Bearer-token upload's only database trip, after its body: who, then `admit` (the caller's
-        burst check; it raises to refuse), admit_upload's refusals, and the row with its bytes in one commit.
-        `new.region` is ignored: the region is resolved here from `region`."""
-        principal, account = self._token_account(token)
-        admit(principal)
-        resolved = self.admit_upload(principal, region, new.size, new.key_hash, account)
-        return principal, self.record_file(principal, dataclasses.replace(new, region=resolved), data=data)
 
     # -- files --------------------------------------------------------------------------------
 
@@ -515,11 +503,7 @@ class Service:
                 raise WrongClaim() if row.claim_hash else ClaimRequired(
                     "This guest upload was made before uploads got a claimToken; it cannot be added to an "
                     "account. Its share link keeps working.")
-            charged = (Account.update(used_bytes=Account.used_bytes + row.size)
-                       .where((Account.id == principal.account_id)
-                              & (Account.used_bytes + Account.reserved_bytes + row.size <= Account.quota))
-                       .execute())
-            if not charged:
+            if not charge_quota(principal.account_id, row.size):
                 raise self._quota_error(self.account(principal.account_id), row.size)
             claimed = (StoredFile.update(owner=principal.account_id, claim_hash=None)
                        .where((StoredFile.file_id == file_id) & StoredFile.owner.is_null()).execute())
@@ -537,18 +521,19 @@ class Service:
          .where(StoredFile.file_id == file_id).execute())
         return self.file(file_id)
 
-    def delete_file(self, principal: Principal, file_id: str) -> None:
-        """Removes the row and releases the quota, then the bytes (so no row ever lacks its bytes)."""
+    def delete_file(self, principal: Principal, file_id: str) -> StoredAt:
+        """Removes the row and releases the quota; returns where the bytes are, for the caller to delete
+        next (FileBytes.delete, on an I/O thread: never a filesystem call on the database thread), so
+        that no row ever lacks its bytes."""
         info = self.owned_file(principal, file_id)
+        assert principal.account_id is not None  # owned_file refuses guests
         db = StoredFile._meta.database
         with db.atomic():
             deleted = StoredFile.delete().where(StoredFile.file_id == file_id).execute()
             if not deleted:
                 raise NotFound("You have no file with that id.")
-            Account.update(used_bytes=Account.used_bytes - info.size).where(
-                Account.id == principal.account_id).execute()
-        if not info.inline:  # an inline file's bytes went with its row (ON DELETE CASCADE)
-            self.blobs.delete(info.location)
+            charge_quota(principal.account_id, -info.size, must_fit=False)
+        return info.stored
 
     def check_download_key(self, principal: Principal, info: FileInfo, key_hash: str | None) -> None:
         """Keyed files need a matching keyHash from anyone but their authenticated owner."""

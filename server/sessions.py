@@ -17,10 +17,11 @@ import peewee
 from lockr_local.errors import BadRequest, Gone, NotFound
 from lockr_local.names import normalize_name, validate_content_type, validate_key_hash
 from lockr_local.server.blobstore import Digests
-from lockr_local.server.models import RAW_SESSION_KEYS, Account, Meta, StoredFile, UploadSession
+from lockr_local.server.models import RAW_SESSION_KEYS, Meta, StoredFile, UploadSession
 from lockr_local.server.prepared import Prepared
 from lockr_local.server.security import Signer, new_claim_token, new_id, token_hash
-from lockr_local.server.service import FileInfo, NewFile, Principal, Service, iso8601
+from lockr_local.server.service import FileInfo, NewFile, Principal, Service, charge_quota
+from lockr_local.server.wire import iso8601
 
 
 def _attribute(field: peewee.Field) -> str:
@@ -71,14 +72,6 @@ class SessionInfo:
     def download_path(self) -> str:
         return FileInfo(self.file_id, self.name, self.size, self.type, self.region, "", None, 0, self.owner_id,
                         self.created_at, None).download_path()
-
-    def to_json(self, base_url: str) -> dict[str, Any]:
-        """The body of `POST /api/v1/upload/session`'s 201."""
-        body = {"id": self.file_id, "uploadUrl": base_url + self.upload_path(),
-                "downloadUrl": base_url + self.download_path(), "expiresAt": iso8601(self.expires_at)}
-        if self.claim_token:
-            body["claimToken"] = self.claim_token
-        return body
 
     def new_file(self, digests: Digests) -> NewFile:
         return NewFile(self.file_id, self.name, self.size, self.type, self.region, digests.sha256, self.key_hash,
@@ -195,11 +188,8 @@ class SessionStore:
             if reserved:
                 # The check and the reservation are one conditional UPDATE, so two sessions opened at
                 # once cannot both squeeze into the last free bytes.
-                charged = (Account.update(reserved_bytes=Account.reserved_bytes + reserved)
-                           .where((Account.id == principal.account_id)
-                                  & (Account.used_bytes + Account.reserved_bytes + reserved <= Account.quota))
-                           .execute())
-                if not charged:
+                assert principal.account_id is not None
+                if not charge_quota(principal.account_id, 0, reserved):
                     raise service._quota_error(service.account(principal.account_id), request.size)
             row = UploadSession.create(
                 session_id=new_id(), file_id=new_id(), owner=principal.account_id, name=request.name,
@@ -284,5 +274,4 @@ class SessionStore:
     def _drop(session: SessionInfo) -> None:
         UploadSession.delete().where(UploadSession.session_id == session.session_id).execute()
         if session.reserved and session.owner_id is not None:
-            (Account.update(reserved_bytes=Account.reserved_bytes - session.reserved)
-             .where(Account.id == session.owner_id).execute())
+            charge_quota(session.owner_id, 0, -session.reserved, must_fit=False)

@@ -13,7 +13,6 @@ from __future__ import annotations
 import email.utils
 import math
 import re
-import time
 import unicodedata
 import xml.etree.ElementTree as ElementTree
 from dataclasses import dataclass
@@ -26,6 +25,7 @@ from defusedxml import DefusedXmlException
 
 from lockr_local.errors import BadRequest, InvalidName
 from lockr_local.names import normalize_name
+from lockr_local.server.wire import http_date, iso8601
 
 DAV = "DAV:"
 OC = "http://owncloud.org/ns"
@@ -145,15 +145,6 @@ def display_name(account: str | None, name: str) -> str:
 
 
 # -- headers ------------------------------------------------------------------------------------
-
-def http_date(timestamp: float) -> str:
-    """RFC 1123, as getlastmodified and Last-Modified need: 'Fri, 27 Nov 2026 02:16:27 GMT'."""
-    return email.utils.formatdate(timestamp, usegmt=True)
-
-
-def iso_date(timestamp: float) -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(timestamp))
-
 
 def parse_mtime(value: str | None) -> float | None:
     """X-OC-Mtime or a PROPPATCH'd lastmodified: unix seconds, or an HTTP date; 400 for nonsense."""
@@ -301,7 +292,7 @@ def _value(resource: Resource, prop: Prop, quota: Quota | None) -> str | None:
     if prop == LASTMODIFIED:
         return http_date(resource.mtime)
     if prop == CREATIONDATE:
-        return iso_date(resource.created if resource.created is not None else resource.mtime)
+        return iso8601(resource.created if resource.created is not None else resource.mtime)
     if prop == DISPLAYNAME:
         return escape(resource.name.rpartition("/")[2])
     if prop == SUPPORTEDLOCK:

@@ -8,8 +8,10 @@ import errno
 import logging
 import os
 import sys
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
+
+from lockr_local.server.pools import SharedPool
 
 # Bytes written between two pushes of a direct upload's file, and of a session chunk's (every chunk ends
 # with an fsync before its 308, so chunks push more often: the final fsync finds at most 1 MiB to write).
@@ -63,7 +65,7 @@ def _give_up_sync_file_range(exc: OSError) -> None:
     _sync_file_range = None
 
 
-_FLUSHING = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-flush")
+_FLUSHING = SharedPool(2, "lockr-flush")
 
 
 def _flush_duplicate(fd: int) -> None:

@@ -21,6 +21,7 @@ from tornado.http1connection import HTTP1Connection
 from tornado.iostream import IOStream, SSLIOStream
 
 from lockr_local.errors import IntegrityError
+from lockr_local.server import tornado_internals
 from lockr_local.server.activity import TRANSFERS
 from lockr_local.server.checks import RunningCheck, StoredCheck
 
@@ -46,7 +47,7 @@ def socket_for_sendfile(connection: Any) -> int | None:
     stream = getattr(connection, "stream", None)
     if not isinstance(connection, HTTP1Connection) or not isinstance(stream, IOStream):
         return None
-    if isinstance(stream, SSLIOStream) or stream.closed() or not hasattr(connection, "_expected_content_remaining"):
+    if isinstance(stream, SSLIOStream) or stream.closed() or not tornado_internals.counts_sent_body(connection):
         return None
     return os.dup(stream.socket.fileno())
 
@@ -55,11 +56,9 @@ def body_sent_by_sendfile(connection: HTTP1Connection, length: int) -> None:
     """Tells Tornado's HTTP/1 connection that the Content-Length it framed has gone out.
 
     Tornado counts body bytes only through its own write(); it has no public hook for bytes written
-    to the socket directly, so the counter is set here, in this one place.
+    to the socket directly (tornado_internals.py).
     """
-    remaining = connection._expected_content_remaining
-    if remaining is not None:
-        connection._expected_content_remaining = remaining - length
+    tornado_internals.body_sent_outside(connection, length)
 
 
 def file_descriptor(handle: Any) -> int | None:

@@ -131,30 +131,28 @@ class ThreadedServer:
         return self
 
     def _run(self) -> None:
-        from lockr_local.server.app import build_context, close_context, make_app, make_http_server, startup_maintenance
+        from lockr_local.server.app import Server
 
-        self.ctx = build_context(self.settings)
-        startup_maintenance(self.ctx)
+        server = Server(self.settings)
+        self.ctx = server.ctx
 
         async def main() -> None:
-            server = make_http_server(make_app(self.ctx))
-            server.listen(0, address="127.0.0.1")
-            port = next(iter(server._sockets.values())).getsockname()[1]
+            port = server.listen(0, "127.0.0.1")
+            server.start()
             self.url = f"http://127.0.0.1:{port}"
             self._loop = asyncio.get_running_loop()
             self._stop = asyncio.Event()
             self._ready.set()
             await self._stop.wait()
-            server.stop()
-            await server.close_all_connections()
+            await server.stop(timeout=15)
 
         try:
             asyncio.run(main())
         finally:
-            close_context(self.ctx)
+            server.close()
 
     def stop(self) -> None:
-        if self._loop is not None and self._stop is not None:
+        if self._loop is not None and self._stop is not None and self._thread.is_alive():
             self._loop.call_soon_threadsafe(self._stop.set)
         self._thread.join(15)
 

@@ -11,7 +11,9 @@ import sys
 from contextlib import contextmanager
 from typing import Any, Iterator
 
-from lockr_local.config import Settings, format_size, load_settings, parse_size
+from lockr_local.cli import ExitStatus
+from lockr_local.config import Settings, load_settings, parse_size
+from lockr_local.units import format_size
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -28,12 +30,9 @@ def serve(args: argparse.Namespace) -> int:
     """Runs the server until SIGINT or SIGTERM; prints the URL it listens on."""
     import asyncio
 
-    from lockr_local.server.app import (
-        build_context, close_context, finish_background_work, make_app, make_http_server, startup_maintenance,
-    )
-
     from pathlib import Path
 
+    from lockr_local.server.app import Server
     from lockr_local.server.datalock import DataDirLock
     from lockr_local.server.logsafe import configure_server_logging
     from lockr_local.server.private import make_private_dir
@@ -42,14 +41,14 @@ def serve(args: argparse.Namespace) -> int:
     configure_server_logging(settings.log_level, sys.stderr)
     make_private_dir(Path(settings.data_dir))
     lock = DataDirLock(Path(settings.data_dir)).acquire()
-    ctx = build_context(settings)
-    startup_maintenance(ctx)
+    try:
+        server = Server(settings)
+    except BaseException:
+        lock.release()
+        raise
 
     async def run() -> None:
-        app = make_app(ctx)
-        server = make_http_server(app)
-        sockets = server.listen(settings.port, address=settings.host) or None
-        port = settings.port or _bound_port(server)
+        port = server.listen(settings.port, settings.host)
         host = settings.host if ":" not in settings.host else f"[{settings.host}]"
         print(f"lockr-local: store in {settings.data_dir}", file=sys.stderr)
         print(f"lockr-local listening on http://{host}:{port}", flush=True)
@@ -60,38 +59,19 @@ def serve(args: argparse.Namespace) -> int:
                 loop.add_signal_handler(sig, stop.set)
             except NotImplementedError:  # Windows' event loop has no signal handlers: plain signals then
                 signal.signal(sig, lambda *_: loop.call_soon_threadsafe(stop.set))
-        background = ctx_background_tasks(ctx)
+        server.start()
         await stop.wait()
         logging.getLogger("lockr.server").info("shutting down")
-        for task in background:
-            task.cancel()
-        server.stop()
-        await asyncio.wait_for(server.close_all_connections(), timeout=5)
-        await finish_background_work(ctx)
-        del sockets
+        await server.stop()
 
     try:
         asyncio.run(run())
     except asyncio.TimeoutError:
         pass
     finally:
-        close_context(ctx)
+        server.close()
         lock.release()
-    return 0
-
-
-def ctx_background_tasks(ctx: Any) -> list[Any]:
-    """Periodic maintenance that the server runs while it serves (session reaping, when present)."""
-    from lockr_local.server import app as app_module
-
-    starter = getattr(app_module, "start_background_tasks", None)
-    return list(starter(ctx)) if starter else []
-
-
-def _bound_port(server: Any) -> int:
-    for sock in server._sockets.values():
-        return int(sock.getsockname()[1])
-    raise RuntimeError("the server is not listening")
+    return ExitStatus.OK
 
 
 @contextmanager
@@ -144,7 +124,7 @@ def user_add(args: argparse.Namespace) -> int:
         print(f"Created account {account.username} ({format_size(account.quota)} quota). Its API token:",
               file=sys.stderr)
         print(token)
-    return 0
+    return ExitStatus.OK
 
 
 def user_list(args: argparse.Namespace) -> int:
@@ -152,12 +132,12 @@ def user_list(args: argparse.Namespace) -> int:
         accounts = service.list_accounts()
         if not accounts:
             print("No accounts yet; create one with 'lockr-local user add NAME --email E'.", file=sys.stderr)
-            return 0
+            return ExitStatus.OK
         print(f"{'USERNAME':<20} {'EMAIL':<32} {'USED':>10} {'QUOTA':>10}")
         for account in accounts:
             print(f"{account.username:<20} {account.email:<32} {format_size(account.used_bytes):>10} "
                   f"{format_size(account.quota):>10}")
-    return 0
+    return ExitStatus.OK
 
 
 def user_passwd(args: argparse.Namespace) -> int:
@@ -168,7 +148,7 @@ def user_passwd(args: argparse.Namespace) -> int:
         password = read_password(args)
         service.set_password_hash(account.id, hash_password(password, PasswordCost.of(service.settings)))
         print(f"Password of {account.username} changed.", file=sys.stderr)
-    return 0
+    return ExitStatus.OK
 
 
 def user_quota(args: argparse.Namespace) -> int:
@@ -178,7 +158,7 @@ def user_quota(args: argparse.Namespace) -> int:
         service.set_quota(account.id, quota)
         print(f"Quota of {account.username} is now {format_size(quota)} "
               f"({format_size(account.used_bytes)} used).", file=sys.stderr)
-    return 0
+    return ExitStatus.OK
 
 
 def user_rename(args: argparse.Namespace) -> int:
@@ -187,7 +167,7 @@ def user_rename(args: argparse.Namespace) -> int:
         renamed = service.rename_account(account.id, args.new_name)
         print(f"Account {account.username} is now {renamed.username}; its WebDAV folder is "
               f"/dav/{renamed.username}/.", file=sys.stderr)
-    return 0
+    return ExitStatus.OK
 
 
 def user_delete(args: argparse.Namespace) -> int:
@@ -200,26 +180,26 @@ def user_delete(args: argparse.Namespace) -> int:
                            "Type the username to confirm: ")
             if answer.strip() != account.username:
                 print("Nothing was deleted.", file=sys.stderr)
-                return 1
+                return ExitStatus.ERROR
         count = service.delete_account(account.id)
         print(f"Deleted {account.username} and {count} files.", file=sys.stderr)
-    return 0
+    return ExitStatus.OK
 
 
 def token_create(args: argparse.Namespace) -> int:
     with local_store(args) as service:
         account = service.account_by_username(args.name)
         print(service.create_token(account.id, args.label))
-    return 0
+    return ExitStatus.OK
 
 
 def token_revoke(args: argparse.Namespace) -> int:
     with local_store(args) as service:
         if not service.revoke_token(args.token.strip()):
             print("No such token; nothing was revoked.", file=sys.stderr)
-            return 1
+            return ExitStatus.ERROR
         print("Token revoked.", file=sys.stderr)
-    return 0
+    return ExitStatus.OK
 
 
 def fsck(args: argparse.Namespace) -> int:
@@ -245,4 +225,4 @@ def fsck(args: argparse.Namespace) -> int:
     if not report.clean:
         print("Run 'lockr-local fsck --repair' with the server stopped to remove leftovers and recompute "
               "quotas; missing or corrupt files are listed above for you to restore.", file=sys.stderr)
-    return 0 if report.clean else 1
+    return ExitStatus.OK if report.clean else ExitStatus.ERROR

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, TypeVar
 
+import tornado.httputil
 import tornado.web
 from tornado.iostream import StreamClosedError
 from tornado.log import app_log
@@ -21,19 +22,25 @@ from lockr_local.server.auth import Authenticator
 from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import BlobStore
 from lockr_local.server.db import Database
+from lockr_local.server import tornado_internals
 from lockr_local.server.faults import Faults
+from lockr_local.server.filebytes import FileBytes
+from lockr_local.server.ingest import Ingest
 from lockr_local.server.logsafe import loggable_path
 from lockr_local.server.resumable import ResumableUploads
 from lockr_local.server.security import Signer
 from lockr_local.server.handlers.linger import LingeringClose
 from lockr_local.server.handlers.watchdog import BodyWatchdog, BodyWatchdogs
-from lockr_local.server.numbers import parse_count
+from lockr_local.server.numbers import MAX_INT64, parse_count
 from lockr_local.server.service import Principal, Service
 
 log = logging.getLogger("lockr.server")
 T = TypeVar("T")
 
 MAX_JSON_BODY = 64 * 1024
+# Tornado's own body limit is replaced, for streamed bodies, by ours (the plan's object size), which
+# answers with JSON.
+UNLIMITED_BODY = 2**62
 # No request of the API nests deeper than 2 levels; the limit leaves room and keeps walks short.
 MAX_JSON_DEPTH = 32
 _SURROGATE = re.compile("[\ud800-\udfff]")
@@ -65,9 +72,24 @@ class ServerContext:
     signer: Signer
     io: ThreadPoolExecutor
     faults: Faults
+    ingest: Ingest
+    files: FileBytes
     sessions: ResumableUploads
     backfill: DigestBackfill
     watchdogs: BodyWatchdogs
+
+
+def declared_length(headers: tornado.httputil.HTTPHeaders) -> int | None:
+    """A streamed request's Content-Length, or None for a chunked body; 400 for nonsense, 413 past 64 bits."""
+    value = headers.get("Content-Length")
+    if value is None:
+        return None
+    length = parse_count(value)
+    if length is None:
+        if parse_count(value, maximum=MAX_INT64 + 1) is not None:  # digits, past 64 bits
+            raise TooLarge("The Content-Length is larger than any file this server can store.")
+        raise BadRequest("Content-Length must be a whole number of bytes.")
+    return length
 
 
 def _refuse_constant(name: str) -> Any:
@@ -133,12 +155,16 @@ class BaseHandler(tornado.web.RequestHandler):
         self.finish(json.dumps(body))
 
     def _body_left_unread(self) -> bool:
-        body_future = getattr(self.request, "_body_future", None)
-        return body_future is not None and not body_future.done()
+        return tornado_internals.body_unread(self.request)
+
+    @property
+    def answered(self) -> bool:
+        """Whether this request has had its answer (finish() was called)."""
+        return tornado_internals.finished(self)
 
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:
         linger = None
-        if not self._headers_written and self._body_left_unread():
+        if not tornado_internals.headers_written(self) and self._body_left_unread():
             # Tornado closes a connection whose request body it did not read, but only after the answer,
             # without saying so: a client would send its next request on it (Go's, rclone's, does), and a
             # PUT there fails. Saying it keeps that request off this connection.
@@ -164,9 +190,9 @@ class BaseHandler(tornado.web.RequestHandler):
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, LockrError):
             status_code = exc.status
-        if self._headers_written:
+        if tornado_internals.headers_written(self):
             # A streamed download broke mid-way: the only honest signal left is closing the connection.
-            if self.request.connection is not None and not self._finished:
+            if self.request.connection is not None and not self.answered:
                 self.request.connection.close()
             return
         if self._unread_small_body() and self._refused_before_body():
@@ -177,12 +203,11 @@ class BaseHandler(tornado.web.RequestHandler):
     def _refused_before_body(self) -> bool:
         """True while prepare() runs: Tornado then never calls the verb method, so the answer may wait for
         the body. Mid-body (data_received) the verb method would run once the body ends, and race it."""
-        prepared = getattr(self, "_prepared_future", None)
-        return prepared is not None and not prepared.done()
+        return tornado_internals.preparing(self)
 
     def _unread_small_body(self) -> bool:
         """A streamed body that is still arriving but small enough to read and discard."""
-        if not self._body_left_unread() or self._finished:
+        if not self._body_left_unread() or self.answered:
             return False
         length = parse_count(self.request.headers.get("Content-Length"))
         return length is not None and length <= DRAIN_BEFORE_ERROR
@@ -193,11 +218,13 @@ class BaseHandler(tornado.web.RequestHandler):
         self.data_received = self._discard_body  # type: ignore[method-assign]
 
         def answer(body_future: Any) -> None:
-            if body_future.cancelled() or body_future.exception() is not None or self._finished:
+            if body_future.cancelled() or body_future.exception() is not None or self.answered:
                 return
             super(BaseHandler, self).send_error(status_code, **kwargs)
 
-        self.request._body_future.add_done_callback(answer)  # type: ignore[attr-defined]
+        future = tornado_internals.body_future(self.request)
+        assert future is not None  # _unread_small_body checked that the body is still arriving
+        future.add_done_callback(answer)
 
     def _discard_body(self, chunk: bytes) -> None:
         return None
@@ -299,7 +326,7 @@ class BaseHandler(tornado.web.RequestHandler):
         """The request body as a JSON object, or a 400 that says what is wrong with it."""
         body = self.request.body or b""
         if len(body) > MAX_JSON_BODY:
-            raise BadRequest("The JSON body is too large.")
+            raise TooLarge(f"A JSON request body may have at most {MAX_JSON_BODY // 1024} KiB.")
         if not body.strip():
             return {}
         data = parse_json(body)

@@ -1,8 +1,9 @@
 """WebDAV at /dav/ACCOUNT/...: each account's files as folders, for rclone and desktop file managers.
 
 Thin: `webdav.py` parses and builds the protocol, `davstore.py` decides what exists and changes it,
-and PUT streams through the same blob writer, limits and quota checks as the API's uploads (small
-bodies, up to `inline_max`, are stored inside the database with their row, as there: inline.py).
+and PUT (and the empty file a LOCK creates) is stored through the same pipeline as the API's uploads
+(ingest.py): the same sinks, limits and quota checks (small bodies, up to `inline_max`, are stored
+inside the database with their row, as there: inline.py).
 """
 
 from __future__ import annotations
@@ -19,15 +20,14 @@ from lockr_local.errors import (
 )
 from lockr_local.names import validate_content_type
 from lockr_local.server import webdav
-from lockr_local.server.blobstore import BlobLocation
+from lockr_local.server.blobstore import BlobLocation, Digests
 from lockr_local.server.davstore import DavStore, checksum_mismatch
-from lockr_local.server.handlers.base import ServerContext
+from lockr_local.server.handlers.base import UNLIMITED_BODY, ServerContext, declared_length
+from lockr_local.server.filebytes import StoredAt
 from lockr_local.server.handlers.downloads import DownloadHandler
-from lockr_local.server.handlers.uploads import UNLIMITED_BODY, declared_length
-from lockr_local.server.inline import InlineSink, digests_of, inline_digests, stores_inline
+from lockr_local.server.ingest import Committed, Sink
 from lockr_local.server.security import new_id
-from lockr_local.server.service import FileInfo, NewFile
-from lockr_local.server.streaming import UploadSink
+from lockr_local.server.service import FileInfo
 
 METHODS = ("OPTIONS", "PROPFIND", "PROPPATCH", "GET", "HEAD", "PUT", "DELETE", "MKCOL", "MOVE", "COPY",
            "LOCK", "UNLOCK")
@@ -44,7 +44,7 @@ def unless_finished(method: Method) -> Method:
 
     @functools.wraps(method)
     async def wrapper(self: "DavHandler") -> None:
-        if not self._finished:
+        if not self.answered:
             await method(self)
 
     return wrapper
@@ -59,7 +59,7 @@ class DavHandler(DownloadHandler):
     def initialize(self, ctx: ServerContext) -> None:  # type: ignore[override]
         super().initialize(ctx)
         self.dav = DavStore(ctx.service)
-        self.sink: UploadSink | InlineSink | None = None
+        self.sink: Sink | None = None
         self.body = bytearray()
 
     # -- request set-up -----------------------------------------------------------------------
@@ -99,7 +99,7 @@ class DavHandler(DownloadHandler):
         return self.path.name
 
     async def data_received(self, chunk: bytes) -> None:
-        if self._finished:
+        if self.answered:
             return
         if self.sink is not None:
             try:
@@ -208,11 +208,12 @@ class DavHandler(DownloadHandler):
     # -- PUT ----------------------------------------------------------------------------------
 
     async def _open_upload(self) -> None:
-        """Everything that can refuse a PUT is checked here, before a byte of the body is read."""
+        """Everything that can refuse a PUT is checked here, in one database trip, before a byte of the
+        body is read; then the ingest pipeline's sink for it."""
         name = self._object_name()
         if self.request.headers.get("Content-Range"):
             raise BadRequest("Partial PUT (Content-Range) is not supported; send the whole file.")
-        size = declared_length(self)
+        size = declared_length(self.request.headers)
         headers = self.request.headers
         self.put_checksums = webdav.parse_oc_checksum(headers.get("OC-Checksum"))
         self.put_mtime = webdav.parse_mtime(headers.get("X-OC-Mtime"))
@@ -220,31 +221,21 @@ class DavHandler(DownloadHandler):
             self.put_type = validate_content_type(headers.get("Content-Type") or mimetypes.guess_type(name)[0])
         except BadRequest:
             self.put_type = "application/octet-stream"
-        service = self.ctx.service
-        self.put_region = await self.call(service.upload_region, self.principal, None)
-        await self.call(self.dav.check_put, self.principal, name, size)
-        self.put_location = BlobLocation(self.put_region, new_id())
-        if size is not None and stores_inline(size, self.settings_.inline_max):
-            self.sink = InlineSink(size, self.body_too_large)
-            return
-        writer = await self.run_io(self.ctx.blobs.new_writer, self.put_location)
-        limit = size if size is not None else service.max_object_size(self.principal)
-        self.sink = UploadSink(writer, self.ctx.io, limit, self.body_too_large)
+        region = await self.call(self.dav.admit_put, self.principal, name, size)
+        limit = size if size is not None else self.ctx.service.max_object_size(self.principal)
+        self.sink = self.ctx.ingest.begin(BlobLocation(region, new_id()), size, limit, self.body_too_large)
 
     @unless_finished
     async def put(self) -> None:
-        sink = self.sink
-        assert sink is not None
-        location = self.put_location
-        if isinstance(sink, InlineSink):
-            new = NewFile(location.key, self.path.name, sink.received, self.put_type, location.region, "", None,
-                          mtime=self.put_mtime)
-            data = sink.data()
-            info, replaced, old = await self.call(self.dav.commit_inline_put, self.principal, new, data,
-                                                  self.put_checksums, await digests_of(data, self.ctx.io))
-        else:
-            info, replaced, old = await self._commit_blob_put(sink)
-        self.ctx.faults.hit("after_db_commit")
+        assert self.sink is not None
+        checksums = self.put_checksums
+
+        def check(digests: Digests) -> None:
+            mismatch = checksum_mismatch(checksums, digests)
+            if mismatch is not None:
+                raise mismatch
+
+        info, replaced, old = await self.ctx.ingest.finish(self.sink, self._record_put, check)
         await self._delete_blobs(old)
         self.set_header("ETag", f'"{info.sha256}"')
         self.set_header("OC-ETag", f'"{info.sha256}"')
@@ -253,27 +244,10 @@ class DavHandler(DownloadHandler):
         self.set_status(204 if replaced else 201)
         self.finish()
 
-    async def _commit_blob_put(self, sink: UploadSink) -> tuple[FileInfo, bool, list[BlobLocation]]:
-        """A PUT body streamed into a blob file: made durable, checked against OC-Checksum, then listed."""
-        try:
-            await sink.commit()
-        except BaseException:
-            sink.abort()
-            raise
-        digests = sink.writer.digests()
-        location = self.put_location
-        mismatch = checksum_mismatch(self.put_checksums, digests)
-        if mismatch is not None:
-            await self.run_io(self.ctx.blobs.delete, location)
-            raise mismatch
-        new = NewFile(location.key, self.path.name, sink.received, self.put_type, location.region, digests.sha256,
-                      None, mtime=self.put_mtime, sha1=digests.sha1, md5=digests.md5, check=digests.check)
-        self.ctx.faults.hit("after_blob_commit")
-        try:
-            return await self.call(self.dav.commit_put, self.principal, new)
-        except BaseException:
-            await self.run_io(self.ctx.blobs.delete, location)
-            raise
+    def _record_put(self, committed: Committed) -> tuple[FileInfo, bool, list[BlobLocation]]:
+        """On the database thread: the PUT's file listed under its name, replacing what was there."""
+        return self.dav.commit_put(self.principal, committed.new_file(self.path.name, self.put_type,
+                                                                      mtime=self.put_mtime), committed.data)
 
     # -- DELETE, MKCOL, MOVE, COPY ------------------------------------------------------------
 
@@ -320,18 +294,15 @@ class DavHandler(DownloadHandler):
         depth = webdav.parse_depth(self.request.headers.get("Depth"), "infinity")
         mtime = webdav.parse_mtime(self.request.headers.get("X-OC-Mtime"))
         items, folders = await self.call(self.dav.plan_copy, self.account_id, source, target, depth)
-        clones: list[BlobLocation] = []
+        clones: list[StoredAt] = []
         try:
             for item in items:
-                if item.source.inline:
-                    continue  # its bytes are copied inside commit_copy's transaction
-                clone = BlobLocation(item.source.region, item.file_id)
-                await self.run_io(self.ctx.blobs.clone, item.source.location, clone)
-                clones.append(clone)
+                clones.append(await self.ctx.files.clone(item.source.stored, item.file_id))
             replaced, blobs = await self.call(self.dav.commit_copy, self.principal, source, target, overwrite,
                                               items, folders, mtime)
         except BaseException:
-            await self._delete_blobs(clones)
+            for clone in clones:
+                await self.ctx.files.delete(clone)
             raise
         await self._delete_blobs(blobs)
         self._accept_mtime(mtime)
@@ -356,24 +327,11 @@ class DavHandler(DownloadHandler):
     async def _create_empty_file(self) -> None:
         """RFC 4918 7.3: LOCK on an unmapped path makes an empty file, which clients then PUT over."""
         name = self.path.name
-        await self.call(self.dav.check_put, self.principal, name, 0)
-        region = await self.call(self.ctx.service.upload_region, self.principal, None)
-        location = BlobLocation(region, new_id())
+        region = await self.call(self.dav.admit_put, self.principal, name, 0)
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        if stores_inline(0, self.settings_.inline_max):
-            empty = NewFile(location.key, name, 0, content_type, region, "", None)
-            await self.call(self.dav.commit_inline_put, self.principal, empty, b"", {}, inline_digests(b""))
-            return
-        writer = await self.run_io(self.ctx.blobs.new_writer, location)
-        await self.run_io(writer.commit)
-        digests = writer.digests()
-        new = NewFile(location.key, name, 0, content_type, region, digests.sha256, None, sha1=digests.sha1,
-                      md5=digests.md5, check=digests.check)
-        try:
-            await self.call(self.dav.commit_put, self.principal, new)
-        except BaseException:
-            await self.run_io(self.ctx.blobs.delete, location)
-            raise
+        sink = self.ctx.ingest.begin(BlobLocation(region, new_id()), 0, 0, self.body_too_large)
+        await self.ctx.ingest.finish(sink, lambda committed: self.dav.commit_put(
+            self.principal, committed.new_file(name, content_type), committed.data))
 
     @unless_finished
     async def unlock(self) -> None:

@@ -16,7 +16,6 @@ from lockr_local.names import validate_key_hash
 from lockr_local.server.activity import TRANSFERS
 from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.handlers.files import checked_file_id
-from lockr_local.server.inline import open_stored
 from lockr_local.server.links import check_download, link_to_missing_file
 from lockr_local.server.numbers import saturating_count
 from lockr_local.server.service import FileInfo
@@ -123,7 +122,7 @@ class DownloadHandler(BaseHandler):
         if not send_body or length == 0:
             self.finish()
             return
-        handle = await self.open_stored(info)
+        handle = await self.ctx.files.open_async(info.stored)
         verify = Expected(info.sha256, info.check) if byte_range is None else None
         fd = file_descriptor(handle)
         sock = socket_for_sendfile(self.request.connection) if fd is not None else None
@@ -144,12 +143,6 @@ class DownloadHandler(BaseHandler):
             handle.close()
         body_sent_by_sendfile(self.request.connection, length)
         self.finish()
-
-    async def open_stored(self, info: FileInfo) -> BinaryIO:
-        """The file's bytes: an inline file's from the database (on its thread, never the IOLoop's), the
-        others from the blob store on an I/O thread."""
-        run = self.call if info.inline else self.run_io
-        return await run(open_stored, self.ctx.blobs, info.id, info.region, info.inline)
 
     def cut_off(self, message: str, level: int) -> None:
         """Ends a response whose headers are out: closing the connection is the only honest signal left."""

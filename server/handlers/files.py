@@ -7,6 +7,7 @@ from lockr_local.names import is_file_id, validate_key_hash
 from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.numbers import parse_count
 from lockr_local.server.security import sha256_text
+from lockr_local.server.wire import file_json
 
 
 def checked_file_id(file_id: str) -> str:
@@ -28,7 +29,7 @@ class FilesHandler(BaseHandler):
         cursor = self.get_query_argument("cursor", None) or None
         files, next_cursor = await self.call(self.ctx.service.list_files, principal.account_id, limit, cursor)
         base = self.base_url()
-        self.write_json({"files": [f.to_json(base) for f in files], "next": next_cursor})
+        self.write_json({"files": [file_json(f, base) for f in files], "next": next_cursor})
 
 
 MAX_CLAIM_TOKEN = 256
@@ -49,7 +50,7 @@ class RegisterHandler(BaseHandler):
                                         or not claim_token.isascii()):
             raise BadRequest('"claimToken" must be the text the upload\'s answer gave.', field="claimToken")
         info = await self.call(self.ctx.service.register_file, principal, file_id, claim_token or None)
-        self.write_json(info.to_json(self.base_url()))
+        self.write_json(file_json(info, self.base_url()))
 
 
 class FileKeyHandler(BaseHandler):
@@ -69,7 +70,7 @@ class FileKeyHandler(BaseHandler):
         else:
             raise BadRequest('"key" must be a string phrase or null.', field="key")
         info = await self.call(self.ctx.service.set_key, principal, checked_file_id(file_id), key_hash)
-        self.write_json(info.to_json(self.base_url()))
+        self.write_json(file_json(info, self.base_url()))
 
 
 class FileHandler(BaseHandler):
@@ -78,10 +79,11 @@ class FileHandler(BaseHandler):
     async def get(self, file_id: str) -> None:
         principal = await self.require_account()
         info = await self.call(self.ctx.service.owned_file, principal, checked_file_id(file_id))
-        self.write_json(info.to_json(self.base_url()))
+        self.write_json(file_json(info, self.base_url()))
 
     async def delete(self, file_id: str) -> None:
         principal = await self.require_account()
-        await self.call(self.ctx.service.delete_file, principal, checked_file_id(file_id))
+        stored = await self.call(self.ctx.service.delete_file, principal, checked_file_id(file_id))
+        await self.ctx.files.delete(stored)
         self.set_status(204)
         self.finish()

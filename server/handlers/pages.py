@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 
 import tornado.web
 
-from lockr_local.config import format_size
+from lockr_local.units import format_size
 from lockr_local.errors import (
     BadRequest, LockrError, NotFound, RateLimited, SignupDisabled, Unauthorized,
 )

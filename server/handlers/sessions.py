@@ -15,12 +15,12 @@ from lockr_local.errors import (
     BadRequest, ChunkTooLarge, InvalidContentRange, LockrError, NotFound, SizeMismatch,
 )
 from lockr_local.names import is_file_id
-from lockr_local.server.handlers.base import BaseHandler
-from lockr_local.server.handlers.uploads import UNLIMITED_BODY, declared_length
+from lockr_local.server.handlers.base import UNLIMITED_BODY, BaseHandler, declared_length
 from lockr_local.server.numbers import parse_count, saturating_count
 from lockr_local.server.resumable import ChunkWrite, stored_range_headers
 from lockr_local.server.service import FileInfo
 from lockr_local.server.sessions import SessionInfo, parse_session_request
+from lockr_local.server.wire import file_json, session_json
 
 log = logging.getLogger("lockr.sessions")
 
@@ -89,7 +89,7 @@ class CreateSessionHandler(BaseHandler):
         request = parse_session_request(body.get("name"), size, content_type, body.get("region"),
                                         body.get("keyHash"))
         session = await self.ctx.sessions.create(principal, request)
-        payload = session.to_json(self.base_url())
+        payload = session_json(session, self.base_url())
         self.set_header("Location", payload["uploadUrl"])
         self.write_json(payload, status=201)
 
@@ -130,7 +130,7 @@ class ChunkReceiver(BaseHandler):
         return write_op
 
     async def data_received(self, chunk: bytes) -> None:
-        if self.write_op is None or self._finished:
+        if self.write_op is None or self.answered:
             return
         if self._watchdog is not None:
             self._watchdog.received(len(chunk))
@@ -180,7 +180,7 @@ class SessionUploadHandler(ChunkReceiver):
         except InvalidContentRange:
             await uploads.session(session_id)  # an unknown or expired session is said first: 404 or 410
             raise
-        length = declared_length(self)
+        length = declared_length(self.request.headers)
         if content_range is not None and content_range.is_status_query:
             session = await uploads.settled_session(session_id)
         else:
@@ -221,7 +221,7 @@ class SessionUploadHandler(ChunkReceiver):
         self.start_writing(await uploads.begin(session_id, first, expected))
 
     async def put(self, session_id: str) -> None:
-        if self._finished:
+        if self.answered:
             return
         if self.rejected is not None:
             raise self.rejected
@@ -229,7 +229,7 @@ class SessionUploadHandler(ChunkReceiver):
             write_op = self.take_write_op()
             result = await write_op.finish()
             if isinstance(result, FileInfo):
-                self.write_json(result.to_json(self.base_url()), status=201)
+                self.write_json(file_json(result, self.base_url()), status=201)
                 return
             if self.whole_body:
                 raise SizeMismatch(f"The body ended after {result} of the {write_op.session.size} declared bytes; "
@@ -241,7 +241,7 @@ class SessionUploadHandler(ChunkReceiver):
         assert session is not None
         if session.completed:
             info = await self.ctx.sessions.completed_file(session)
-            self.write_json(info.to_json(self.base_url()), status=201)
+            self.write_json(file_json(info, self.base_url()), status=201)
             return
         self._incomplete(session.offset, session.size)
 

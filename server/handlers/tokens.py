@@ -5,6 +5,7 @@ from __future__ import annotations
 from lockr_local.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.service import validate_password
+from lockr_local.server.wire import token_json
 
 
 class TokensHandler(BaseHandler):
@@ -13,7 +14,7 @@ class TokensHandler(BaseHandler):
     async def get(self) -> None:
         principal = await self.require_account()
         tokens = await self.call(self.ctx.service.list_tokens, principal.account_id)
-        self.write_json({"tokens": tokens})
+        self.write_json({"tokens": [token_json(token) for token in tokens]})
 
     async def post(self) -> None:
         principal = await self.require_account()

@@ -8,7 +8,6 @@ append at it and terminate. https://tus.io/protocols/resumable-upload
 from __future__ import annotations
 
 import base64
-import email.utils
 import hashlib
 from typing import Any, Callable
 
@@ -18,13 +17,13 @@ from lockr_local.config import origin_of
 from lockr_local.errors import (
     BadRequest, TusChecksumMismatch, ChunkTooLarge, LockrError, TusVersionUnsupported, UnsupportedMediaType,
 )
-from lockr_local.server.handlers.base import BaseHandler, ServerContext
+from lockr_local.server.handlers.base import UNLIMITED_BODY, BaseHandler, ServerContext, declared_length
 from lockr_local.server.handlers.sessions import ChunkReceiver, session_id_or_404
-from lockr_local.server.handlers.uploads import UNLIMITED_BODY, declared_length
 from lockr_local.server.numbers import parse_count
 from lockr_local.server.resumable import Checksum
 from lockr_local.server.service import FileInfo
 from lockr_local.server.sessions import SessionInfo, parse_session_request, tus_metadata_without
+from lockr_local.server.wire import http_date, session_json
 
 TUS_VERSION = "1.0.0"
 TUS_EXTENSIONS = "creation,termination,expiration,checksum"
@@ -69,10 +68,6 @@ def parse_checksum(header: str | None) -> Checksum | None:
     except ValueError as exc:  # binascii.Error, and non-ASCII text in the header
         raise BadRequest("Upload-Checksum must be 'ALGORITHM BASE64DIGEST'.", field="Upload-Checksum") from exc
     return Checksum(algorithm, CHECKSUM_ALGORITHMS[algorithm](), expected)
-
-
-def http_date(timestamp: float) -> str:
-    return email.utils.formatdate(timestamp, usegmt=True)
 
 
 class TusHandler(BaseHandler):
@@ -167,7 +162,7 @@ class TusCreationHandler(TusHandler):
         if session.claim_token:
             # A guest's upload: the secret that lets its uploader add it to an account later.
             self.set_header("Lockr-Claim-Token", session.claim_token)
-        self.write_json(session.to_json(base), status=201)
+        self.write_json(session_json(session, base), status=201)
 
 
 @tornado.web.stream_request_body
@@ -192,7 +187,7 @@ class TusUploadHandler(TusHandler, ChunkReceiver):
         if offset is None:
             raise BadRequest("Upload-Offset must be the byte offset this chunk starts at.", field="Upload-Offset")
         checksum = parse_checksum(self.request.headers.get("Upload-Checksum"))
-        length = declared_length(self)
+        length = declared_length(self.request.headers)
         session = await self.ctx.sessions.session(session_id)
         if length is not None and offset + length > session.size:
             raise ChunkTooLarge(f"The chunk reaches past the {session.size} bytes declared in Upload-Length.",
@@ -201,7 +196,7 @@ class TusUploadHandler(TusHandler, ChunkReceiver):
                                                          checksum=checksum))
 
     async def patch(self, session_id: str) -> None:
-        if self._finished:
+        if self.answered:
             return
         if self.rejected is not None:
             raise self.rejected

@@ -204,6 +204,14 @@ def test_a_json_body_over_the_limit_gets_413_before_it_is_sent(server):
     assert error["code"] == "too_large" and "1 MiB" in error["message"], error
 
 
+def test_a_json_body_over_64_kib_gets_413(server):
+    # Under the 1 MiB that Tornado refuses from the Content-Length, the handler reads the body, then refuses it.
+    answer = requests.post(f"{server.url}/api/v1/login", data=json.dumps({"username": "x" * 70_000}),
+                           headers={"Content-Type": "application/json"})
+    assert answer.status_code == 413, answer.text
+    assert answer.json()["error"]["code"] == "too_large" and "64 KiB" in answer.json()["error"]["message"]
+
+
 @pytest.mark.parametrize("length", ["-5", "abc", "1e3", ""])
 def test_upload_with_a_content_length_that_is_not_a_byte_count_returns_json_400(server, length):
     account = create_account(server.url)

@@ -68,6 +68,55 @@ def test_only_the_blob_store_modules_know_the_filesystem_backend():
     assert violations == []
 
 
+# The seam over every stored file's bytes, blob or inline (server/filebytes.py): only it opens them.
+BYTES_SEAM = REPO / "server" / "filebytes.py"
+
+
+def bytes_seam_violations(path: Path, root: Path = REPO) -> list[str]:
+    """Reading a file's bytes around FileBytes: a store's `open`, `inline_bytes`, or (in a handler) asking
+    whether a file is inline."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), str(path))
+    found = []
+    handler = "handlers" in path.relative_to(root).parts
+    for node in ast.walk(tree):
+        where = f"{path.relative_to(root)}:{getattr(node, 'lineno', '?')}"
+        if isinstance(node, ast.Attribute) and is_store(node.value) and node.attr == "open":
+            found.append(f"{where} opens a blob around FileBytes")
+        elif isinstance(node, ast.Name) and node.id == "inline_bytes":
+            found.append(f"{where} reads inline bytes around FileBytes")
+        elif handler and isinstance(node, ast.Attribute) and node.attr == "inline":
+            found.append(f"{where} asks where a file's bytes live")
+    return found
+
+
+def test_every_reader_of_stored_bytes_goes_through_file_bytes():
+    modules = [path for path in server_modules() if path != BYTES_SEAM]
+    assert REPO / "server" / "handlers" / "downloads.py" in modules and REPO / "server" / "backfill.py" in modules
+    assert [v for path in modules for v in bytes_seam_violations(path)] == []
+
+
+def test_the_bytes_guard_catches_reads_around_the_seam(tmp_path):
+    handlers = tmp_path / "handlers"
+    handlers.mkdir()
+    sample = handlers / "sample.py"
+    sample.write_text("from lockr_local.server.inline import inline_bytes\n"
+                      "async def get(self, info):\n"
+                      "    run = self.call if info.inline else self.run_io\n"
+                      "    return self.ctx.blobs.open(info.location) or inline_bytes(info.id)\n")
+    assert len(bytes_seam_violations(sample, tmp_path)) == 3
+
+
+@pytest.mark.parametrize("inline_max", ["64KiB", "0"], ids=["inline", "blob"])
+def test_file_bytes_open_a_file_wherever_its_bytes_live(server_factory, inline_max):
+    from lockr_local.server.filebytes import FileBytes
+
+    srv = server_factory(inline_max=inline_max)
+    stored = upload(srv.url, b"seam " * 100, "seam.txt", account=create_account(srv.url)).json()
+    info = srv.ctx.db.run_sync(srv.ctx.service.file, stored["id"])
+    assert info.inline == (inline_max != "0")
+    assert read_all(srv.ctx.db.run_sync(FileBytes(srv.ctx.blobs).open, info.stored)) == b"seam " * 100
+
+
 def test_the_guard_catches_filesystem_calls_and_backend_names(tmp_path):
     # The guard above passes only if it can fail: the shapes of the calls this seam replaced.
     sample = tmp_path / "sample.py"
