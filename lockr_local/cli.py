@@ -109,7 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     _server_options(check)
     check.set_defaults(handler=server_cmds.fsck)
 
-    from lockr_local.commands import rclone_cmds
+    from lockr_local.commands import backup_cmds, rclone_cmds
+
+    backup_cmds.add_commands(commands, _server_options)
 
     rclone_cmds.add_command(commands, rclone_cmds.rclone_config)
     _add_client_commands(commands)
