@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import html
+import logging
 import mimetypes
 import os
 import re
@@ -17,7 +18,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
-from urllib.parse import quote, urljoin, urlsplit
+from urllib.parse import parse_qsl, quote, urljoin, urlsplit
 
 import requests
 
@@ -25,13 +26,18 @@ from lockr_local import __version__
 from lockr_local.errors import (ConnectionFailed, LockrError, MethodNotAllowed, NotFound, RateLimited,
                                 SessionBusy, SessionOffsetMismatch, error_class_for)
 from lockr_local.remote import AccountInfo, Download, NewAccount, RemoteFile, UploadSession
-from lockr_local.transfer import (DEFAULT_CHUNK_SIZE, READ_BLOCK, FileWindow, ProgressCallback, RetryPolicy,
-                                  chunk_size_checked, hash_prefix, key_hash, persisted_offset, source_size)
+from lockr_local.transfer import (DEFAULT_CHUNK_SIZE, READ_BLOCK, FileWindow, NetworkFailure, ProgressCallback,
+                                  RetryPolicy, chunk_size_checked, hash_prefix, key_hash, network_failure,
+                                  persisted_offset, source_size)
 
 DIRECT_UPLOAD_LIMIT = 16 * 1024 * 1024
 # requests hands over a block only once it is complete, so a cut loses the partial block: keep it small.
 DOWNLOAD_BLOCK = 64 * 1024
 TIMEOUT = (15.0, 120.0)  # (connect, between bytes); a chunk's fsync on a slow disk can take a while
+# A fail-fast client's connect timeout until the server has answered once: it bounds the TLS handshake
+# too, which an https request to a plain-HTTP port never finishes (the server waits for a request line).
+FIRST_CONTACT_TIMEOUT = 5.0
+log = logging.getLogger("lockr.client")
 _DOWNLOAD_PATH = re.compile(r"/api/v1/download/[^/?#]+/([0-9a-fA-F]{32,64})")
 _PAGE_PATH = re.compile(r"/download/([0-9a-fA-F]{32,64})/?$")
 _ID = re.compile(r"[0-9a-fA-F]{32,64}")
@@ -72,6 +78,19 @@ class LockrClient:
         self.http.headers["User-Agent"] = f"lockr-local/{__version__}"
         # Settings like REQUESTS_CA_BUNDLE still apply; a netrc must not add credentials behind our back.
         self.http.trust_env = True
+        self.http.hooks["response"].append(self._on_response)
+        self.reached = False  # whether the server has answered this client yet
+
+    def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.reached = True
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s -> %d %s (%.2f s)", response.request.method, loggable_url(response.request.url or ""),
+                      response.status_code, response.reason, response.elapsed.total_seconds())
+
+    def _timeouts(self) -> tuple[float, float]:
+        if self.retry.fail_fast and not self.reached:
+            return min(self.timeout[0], FIRST_CONTACT_TIMEOUT), self.timeout[1]
+        return self.timeout
 
     def close(self) -> None:
         self.http.close()
@@ -260,7 +279,7 @@ class LockrClient:
                 headers = {"Content-Range": f"bytes {offset}-{offset + length - 1}/{size}"}
             try:
                 body = FileWindow(handle, offset, length, size, progress, base=base, block=self.read_block)
-                response = self.http.put(session_url, data=body, headers=headers, timeout=self.timeout,
+                response = self.http.put(session_url, data=body, headers=headers, timeout=self._timeouts(),
                                          allow_redirects=False)
             except requests.RequestException as exc:
                 failures = self._backoff(failures, exc)
@@ -330,8 +349,11 @@ class LockrClient:
     def _download_url_from_page(self, page_url: str) -> str | None:
         """Someone else's file: its download page names the downloadUrl (data-download-url)."""
         try:
-            response = self.http.get(page_url, headers=self._auth_headers(page_url), timeout=self.timeout)
-        except requests.RequestException:
+            response = self.http.get(page_url, headers=self._auth_headers(page_url), timeout=self._timeouts())
+        except requests.RequestException as exc:
+            failure = network_failure(exc)
+            if self.retry.fail_fast and not failure.clears_by_waiting(self.reached):
+                raise self._unreachable(page_url, failure) from exc
             return None
         if response.status_code != 200 or "html" not in response.headers.get("Content-Type", ""):
             return None
@@ -472,12 +494,18 @@ class LockrClient:
             if body is not None:
                 kwargs["data"] = body()
             try:
-                response = self.http.request(method, url, headers=all_headers, timeout=self.timeout,
+                response = self.http.request(method, url, headers=all_headers, timeout=self._timeouts(),
                                              allow_redirects=allow_redirects, **kwargs)
             except requests.RequestException as exc:
+                log.debug("%s %s -> %s", method, loggable_url(url), network_failure(exc).reason)
                 if not idempotent:
-                    raise ConnectionFailed(f"Could not reach {url}: {exc}") from exc
-                failures = self._backoff(failures, exc)
+                    failure = network_failure(exc)
+                    if self.retry.fail_fast and not failure.clears_by_waiting(self.reached):
+                        raise self._unreachable(url, failure) from exc
+                    raise ConnectionFailed(f"Lost the connection to {origin_of(url)} ({failure.reason}) before its "
+                                           f"answer to {method}; check whether it was carried out, then retry."
+                                           ) from exc
+                failures = self._backoff(failures, exc, url)
                 continue
             if response.status_code in expect:
                 return response
@@ -487,21 +515,60 @@ class LockrClient:
                 continue
             raise error
 
-    def _backoff(self, failures: int, cause: BaseException) -> int:
-        """Sleeps before the next attempt, or raises when the attempts are used up."""
+    def _backoff(self, failures: int, cause: BaseException, url: str | None = None) -> int:
+        """Sleeps before the next attempt (saying so to `retry.on_retry`), or raises: when the attempts
+        are used up, and at once (with `retry.fail_fast`) for what waiting cannot clear."""
         failures += 1
+        where = origin_of(url) if url else self.endpoint
+        if isinstance(cause, ConnectionFailed) and not cause.details.get("retryable", True):
+            raise cause
         if isinstance(cause, RateLimited):
             if failures > self.retry.attempts or cause.retry_after > self.retry.max_retry_after:
                 raise cause
+            self._tell(f"{where} is rate-limiting (429): waiting {cause.retry_after} s as it asks "
+                       f"(retry {failures} of {self.retry.attempts})")
             self.retry.sleep(cause.retry_after)
             return failures
+        failure = network_failure(cause) if isinstance(cause, requests.RequestException) else None
+        if failure is not None and self.retry.fail_fast and not failure.clears_by_waiting(self.reached):
+            raise self._unreachable(url or self.endpoint, failure) from cause
         if failures > self.retry.attempts:
             if isinstance(cause, LockrError):
                 raise cause
-            raise ConnectionFailed(f"Could not reach {self.endpoint} ({cause}); "
-                                   f"gave up after {self.retry.attempts} retries.") from cause
-        self.retry.sleep(self.retry.delay(failures))
+            reason = failure.reason if failure else str(cause)
+            raise ConnectionFailed(f"Gave up on {where} after {self.retry.attempts} retries ({reason}): check that "
+                                   "the server is up and your connection works, then run the command again."
+                                   ) from cause
+        delay = self.retry.delay(failures)
+        what = failure.reason if failure is not None else (getattr(cause, "message", None) or str(cause)).rstrip(".")
+        self._tell(f"{'' if what.startswith(where) else where + ': '}{what}; "
+                   f"retry {failures} of {self.retry.attempts} in {delay:.1f} s")
+        self.retry.sleep(delay)
         return failures
+
+    def _tell(self, message: str) -> None:
+        log.debug("%s", message)
+        if self.retry.on_retry is not None:
+            self.retry.on_retry(message)
+
+    def _unreachable(self, url: str, failure: NetworkFailure) -> ConnectionFailed:
+        """The one-line error for a server this client cannot reach, naming the URL and the next step."""
+        where = self.endpoint if url.startswith(self.endpoint) else origin_of(url)
+        parts = urlsplit(where)
+        if failure.kind == "dns":
+            hint = (f"check the host name {parts.hostname!r} in --endpoint (or LOCKR_ENDPOINT, or the endpoint "
+                    "'lockr-local login' saved)")
+        elif failure.kind == "tls":
+            plain = parts._replace(scheme="http").geturl()
+            if parts.scheme == "https" and speaks_plain_http(plain):
+                hint = f"that port speaks plain HTTP: use --endpoint {plain} (or put a TLS proxy in front)"
+            else:
+                hint = "check the scheme and port, or the certificate (REQUESTS_CA_BUNDLE names a private CA)"
+        elif failure.kind == "refused":
+            hint = "is the lockr server running on that port? Start it ('lockr-local serve') or fix --endpoint"
+        else:
+            hint = f"no answer within {self._timeouts()[0]:.0f} s; check the address, the network and any firewall"
+        return ConnectionFailed(f"Cannot reach {where}: {failure.reason}; {hint}.", retryable=False)
 
     def _error(self, response: requests.Response) -> LockrError:
         """The server's JSON error as its exception class (RateLimited with its Retry-After)."""
@@ -515,6 +582,29 @@ class LockrClient:
         if cls is RateLimited or response.status_code == 429:
             return RateLimited(retry_after_seconds(response.headers.get("Retry-After")), message or None)
         return cls(message or None)
+
+
+def origin_of(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
+
+
+def loggable_url(url: str) -> str:
+    """A URL for -v logs: the query's names without their values (signatures, key hashes)."""
+    parts = urlsplit(url)
+    if not parts.query:
+        return url
+    names = "&".join(f"{name}=..." for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return parts._replace(query=names).geturl()
+
+
+def speaks_plain_http(url: str) -> bool:
+    """Whether an address answers plain HTTP (to explain a TLS failure against it)."""
+    try:
+        requests.head(url, timeout=(2.0, 2.0), allow_redirects=False)
+    except requests.RequestException:
+        return False
+    return True
 
 
 def retry_after_seconds(value: str | None) -> float:

@@ -36,6 +36,12 @@ class RetryPolicy:
     max_delay: float = 30.0
     max_retry_after: float = 600.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    # Fail at once on what waiting cannot clear: a host name that does not resolve, a TLS mismatch, and
+    # a refused or unanswered connection to an endpoint this client has never reached. The CLI wants
+    # that (a person is waiting); the sync agent leaves it off and keeps trying in the background.
+    fail_fast: bool = False
+    # Hears a sentence before each retry (the CLI prints it on stderr), so waiting is never silent.
+    on_retry: Callable[[str], None] | None = field(default=None, repr=False)
 
     def delay(self, failures: int) -> float:
         """Exponential backoff with +-20% jitter, so many clients do not retry in lockstep."""
@@ -131,3 +137,63 @@ def hash_prefix(path: str | os.PathLike[str], length: int) -> "hashlib._Hash":
             digest.update(block)
             remaining -= len(block)
     return digest
+
+
+@dataclass(frozen=True)
+class NetworkFailure:
+    """Why a request got no answer, in words a person reads, and what kind of trouble it is.
+
+    `kind` is "dns" (the host name does not resolve), "tls" (no TLS spoken, or a certificate refused),
+    "refused" and "connect" (nothing accepted the connection), or "dropped" (an answer was cut off).
+    """
+
+    reason: str
+    kind: str
+
+    def clears_by_waiting(self, reached: bool) -> bool:
+        """Whether a retry can help: never for DNS and TLS; for a refused connection only when the
+        server answered before (it is restarting); always for a connection cut off mid-transfer."""
+        if self.kind in ("dns", "tls"):
+            return False
+        if self.kind in ("refused", "connect"):
+            return reached
+        return True
+
+
+def _exception_chain(exc: BaseException) -> Iterator[BaseException]:
+    """The exception and everything it wraps (requests -> urllib3 -> socket/ssl)."""
+    seen: set[int] = set()
+    pending: list[object] = [exc]
+    while pending:
+        item = pending.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        yield item
+        pending += [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args]
+
+
+def network_failure(exc: BaseException) -> NetworkFailure:
+    """Classifies a failed request (a requests exception) without showing urllib3's internals."""
+    import socket
+    import ssl
+
+    chain = list(_exception_chain(exc))
+    if any(isinstance(e, socket.gaierror) or type(e).__name__ == "NameResolutionError" for e in chain):
+        return NetworkFailure("its host name does not resolve", "dns")
+    for e in chain:
+        if isinstance(e, ssl.SSLCertVerificationError):
+            return NetworkFailure(f"its TLS certificate was refused: {e.verify_message or e.reason}", "tls")
+        if isinstance(e, ssl.SSLError):
+            return NetworkFailure(f"the TLS handshake failed ({e.reason or e})", "tls")
+        if isinstance(e, TimeoutError) and "handshake" in str(e):
+            return NetworkFailure("the TLS handshake got no answer", "tls")
+    if any(isinstance(e, ConnectionRefusedError) for e in chain):
+        return NetworkFailure("the connection was refused", "refused")
+    if any(type(e).__name__ in ("ConnectTimeout", "ConnectTimeoutError") for e in chain):
+        return NetworkFailure("the connection got no answer", "connect")
+    if any(isinstance(e, ConnectionResetError) for e in chain):
+        return NetworkFailure("the connection was reset", "dropped")
+    if any(isinstance(e, TimeoutError) or type(e).__name__ in ("ReadTimeout", "ReadTimeoutError") for e in chain):
+        return NetworkFailure("the server stopped answering", "dropped")
+    return NetworkFailure("the connection was cut off", "dropped")

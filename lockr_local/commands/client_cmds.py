@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 from lockr_local.cli import ExitStatus
 from lockr_local.credentials import ClientSettings, TokenStore, keyring_usable, resolve_endpoint, resolve_token
-from lockr_local.errors import Gone, KeyringUnavailable, LockrError, NotFound
-from lockr_local.transfer import DEFAULT_CHUNK_SIZE, ProgressCallback, chunk_size_checked
+from lockr_local.errors import ConnectionFailed, Gone, KeyringUnavailable, LockrError, NotFound
+from lockr_local.transfer import DEFAULT_CHUNK_SIZE, ProgressCallback, RetryPolicy, chunk_size_checked
 
 if TYPE_CHECKING:  # requests and friends load only when a client command runs, keeping `serve` quick
     from lockr_local.client import LockrClient, RemoteFile
@@ -22,7 +22,12 @@ if TYPE_CHECKING:  # requests and friends load only when a client command runs, 
 Options = Callable[[argparse.ArgumentParser], None]
 
 
-def add_commands(subparsers: argparse._SubParsersAction, client_options: Options) -> None:
+def add_commands(subparsers: argparse._SubParsersAction, endpoint_options: Options) -> None:
+    def client_options(parser: argparse.ArgumentParser) -> None:
+        endpoint_options(parser)
+        parser.add_argument("-v", "--verbose", action="store_true",
+                            help="log each request (method, URL, status, time) and each retry on stderr")
+
     login = subparsers.add_parser(
         "login", help="log in to a lockr endpoint and keep the token in the OS keyring",
         description="Exchange username-or-email and password for an API token (POST /api/v1/login) and keep "
@@ -151,7 +156,23 @@ def client_for(args: argparse.Namespace, *, need_token: bool = True, fallback_ur
                                             "or log in with --insecure-file-store)")
         raise CommandFailed(f"Not logged in to {endpoint}: run 'lockr-local login --endpoint {endpoint}', "
                             f"or set LOCKR_TOKEN{hint}{guest_hint}.", ExitStatus.AUTH)
-    return LockrClient(endpoint, token)
+    return LockrClient(endpoint, token, retry=cli_retry_policy(args))
+
+
+def cli_retry_policy(args: argparse.Namespace) -> RetryPolicy:
+    """A person is waiting: fail at once on what retrying cannot clear, and say each retry as it starts.
+    With -v, every request is logged too (lockr_local.client's `lockr.client` logger)."""
+    if getattr(args, "verbose", False):
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("lockr-local: %(message)s"))
+        logger = logging.getLogger("lockr.client")
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+    return RetryPolicy(fail_fast=True, on_retry=None if getattr(args, "verbose", False) else
+                       (lambda message: say(f"lockr-local: {message}")))
 
 
 class ProgressBar:
@@ -199,7 +220,7 @@ def login_cmd(args: argparse.Namespace) -> int:
         raise KeyringUnavailable()
     from lockr_local.client import LockrClient
 
-    with LockrClient(endpoint) as client:
+    with LockrClient(endpoint, retry=cli_retry_policy(args)) as client:
         if args.token:
             client.token = args.token
             username = client.account().username
@@ -266,6 +287,9 @@ def upload_cmd(args: argparse.Namespace) -> int:
                 if path.stat().st_size >= client.direct_limit:
                     say(f"Interrupted: run the same command again to resume {path.name}.")
                 raise
+            except ConnectionFailed as exc:
+                say(f"lockr-local: {exc.message}")  # the next files would meet the same
+                return ExitStatus.ERROR
             except LockrError as exc:
                 say(f"lockr-local: {name}: {exc.message}")
                 if exc.status == 401:
@@ -393,6 +417,9 @@ def rm_cmd(args: argparse.Namespace) -> int:
         for file_id in args.ids:
             try:
                 client.delete(file_id)
+            except ConnectionFailed as exc:
+                say(f"lockr-local: {exc.message}")
+                return ExitStatus.ERROR
             except LockrError as exc:
                 say(f"lockr-local: {file_id}: {exc.message}")
                 if exc.status == 401:
