@@ -36,12 +36,12 @@ def say(message: str) -> None:
 
 
 def backup_cmd(args: argparse.Namespace) -> int:
-    from lockr_local.commands.server_cmds import settings_from_args
+    from lockr_local.commands.server_cmds import existing_store
     from lockr_local.server.backup import backup_store
 
-    settings = settings_from_args(args)
+    settings = existing_store(args)
     dest = Path(args.dest).expanduser().resolve()
-    say(f"lockr-local: backing up the store in {settings.data_dir} to {dest}")
+    say(f"lockr-local: backing it up to {dest}")
     result = backup_store(settings, dest, say=lambda line: say(f"  {line}"))
     left_out = f"; {result.left_out} files deleted while it ran are left out" if result.left_out else ""
     secret = ("the secret (secret.key)" if result.secret_included else
@@ -63,7 +63,7 @@ def restore_cmd(args: argparse.Namespace) -> int:
     manifest = restore_store(source, settings)
     say(f"lockr-local: restored {manifest.get('files')} files from {source} into {settings.data_dir}; "
         "checking it (fsck --verify) ...")
-    with local_store(args) as service:
+    with local_store(args, settings) as service:
         report = check_store(database_proxy.obj, service.blobs, verify=True, private=private_roots(settings))
     for line in report.lines():
         print(line)
