@@ -18,7 +18,7 @@ import time
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
-from urllib.parse import parse_qsl, quote, urljoin, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import requests
 
@@ -26,9 +26,9 @@ from lockr_local import __version__
 from lockr_local.errors import (ConnectionFailed, LockrError, MethodNotAllowed, NotFound, RateLimited,
                                 SessionBusy, SessionOffsetMismatch, error_class_for)
 from lockr_local.remote import AccountInfo, Download, NewAccount, RemoteFile, UploadSession
-from lockr_local.transfer import (DEFAULT_CHUNK_SIZE, READ_BLOCK, FileWindow, NetworkFailure, ProgressCallback,
-                                  RetryPolicy, chunk_size_checked, hash_prefix, key_hash, network_failure,
-                                  persisted_offset, source_size)
+from lockr_local.netfail import NetworkFailure, loggable_url, network_failure, origin_of, unreachable_message
+from lockr_local.transfer import (DEFAULT_CHUNK_SIZE, READ_BLOCK, FileWindow, ProgressCallback, RetryPolicy,
+                                  chunk_size_checked, hash_prefix, key_hash, persisted_offset, source_size)
 
 DIRECT_UPLOAD_LIMIT = 16 * 1024 * 1024
 # requests hands over a block only once it is complete, so a cut loses the partial block: keep it small.
@@ -552,23 +552,8 @@ class LockrClient:
             self.retry.on_retry(message)
 
     def _unreachable(self, url: str, failure: NetworkFailure) -> ConnectionFailed:
-        """The one-line error for a server this client cannot reach, naming the URL and the next step."""
         where = self.endpoint if url.startswith(self.endpoint) else origin_of(url)
-        parts = urlsplit(where)
-        if failure.kind == "dns":
-            hint = (f"check the host name {parts.hostname!r} in --endpoint (or LOCKR_ENDPOINT, or the endpoint "
-                    "'lockr-local login' saved)")
-        elif failure.kind == "tls":
-            plain = parts._replace(scheme="http").geturl()
-            if parts.scheme == "https" and speaks_plain_http(plain):
-                hint = f"that port speaks plain HTTP: use --endpoint {plain} (or put a TLS proxy in front)"
-            else:
-                hint = "check the scheme and port, or the certificate (REQUESTS_CA_BUNDLE names a private CA)"
-        elif failure.kind == "refused":
-            hint = "is the lockr server running on that port? Start it ('lockr-local serve') or fix --endpoint"
-        else:
-            hint = f"no answer within {self._timeouts()[0]:.0f} s; check the address, the network and any firewall"
-        return ConnectionFailed(f"Cannot reach {where}: {failure.reason}; {hint}.", retryable=False)
+        return ConnectionFailed(unreachable_message(where, failure, self._timeouts()[0]), retryable=False)
 
     def _error(self, response: requests.Response) -> LockrError:
         """The server's JSON error as its exception class (RateLimited with its Retry-After)."""
@@ -582,29 +567,6 @@ class LockrClient:
         if cls is RateLimited or response.status_code == 429:
             return RateLimited(retry_after_seconds(response.headers.get("Retry-After")), message or None)
         return cls(message or None)
-
-
-def origin_of(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
-
-def loggable_url(url: str) -> str:
-    """A URL for -v logs: the query's names without their values (signatures, key hashes)."""
-    parts = urlsplit(url)
-    if not parts.query:
-        return url
-    names = "&".join(f"{name}=..." for name, _ in parse_qsl(parts.query, keep_blank_values=True))
-    return parts._replace(query=names).geturl()
-
-
-def speaks_plain_http(url: str) -> bool:
-    """Whether an address answers plain HTTP (to explain a TLS failure against it)."""
-    try:
-        requests.head(url, timeout=(2.0, 2.0), allow_redirects=False)
-    except requests.RequestException:
-        return False
-    return True
 
 
 def retry_after_seconds(value: str | None) -> float:
