@@ -159,6 +159,18 @@ class LockrClient:
         return RemoteFile.from_json(self._json("POST", f"/api/v1/files/{quote(file_id, safe='')}/key",
                                                json={"key": None}))
 
+    def share_link(self, file_id: str, expires_in: int) -> dict[str, Any]:
+        """A signed download link that works without a token for `expires_in` seconds: {url, expiresAt}."""
+        return self._json("POST", f"/api/v1/files/{quote(file_id, safe='')}/link", expect=(201, 200),
+                          json={"expiresIn": expires_in})
+
+    def tokens(self) -> list[dict[str, Any]]:
+        """The account's API tokens: id, prefix, name, createdAt, lastUsedAt, revoked (never the secret)."""
+        return list(self._json("GET", "/api/v1/tokens").get("tokens", []))
+
+    def revoke_token_id(self, token_id: int) -> None:
+        self._request("DELETE", self._url(f"/api/v1/tokens/{int(token_id)}"), expect=(204, 200))
+
     def delete(self, file_id: str) -> None:
         self._request("DELETE", self._url(f"/api/v1/files/{quote(file_id, safe='')}"), expect=(204, 200))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import socket
 import subprocess
 import sys
@@ -158,3 +159,31 @@ def test_the_packaged_config_file_is_read_when_nothing_names_a_store(tmp_path, m
     assert server_cmds.settings_from_args(flagged).data_dir == str(tmp_path / "mine")
     monkeypatch.setenv("LOCKR_DATA_DIR", str(tmp_path / "env"))
     assert server_cmds.settings_from_args(bare).data_dir == str(tmp_path / "env")
+
+
+def test_token_list_shows_prefixes_and_last_use_and_revoke_takes_an_id_or_prefix(tmp_path):
+    data = tmp_path / "data"
+    server = ServerProcess(data).start()
+    try:
+        first = cli("user", "add", "tess", "--email", "tess@example.com", "--password-stdin", data_dir=data,
+                    stdin="a long password\n").stdout.strip()
+        second = cli("token", "create", "tess", "--label", "laptop", data_dir=data).stdout.strip()
+        assert requests.get(f"{server.url}/api/v1/files", headers={"Authorization": f"Bearer {first}"}).ok
+        listed = cli("token", "list", "tess", data_dir=data)
+        assert listed.returncode == 0
+        lines = listed.stdout.splitlines()
+        assert lines[0].split() == ["ID", "PREFIX", "NAME", "CREATED", "LAST", "USED", "STATE"]
+        assert first[:10] in lines[1] and "never" not in lines[1] and second[:10] in lines[2] and "never" in lines[2]
+        assert first not in listed.stdout and second not in listed.stdout
+        tokens = json.loads(cli("token", "list", "tess", "--json", data_dir=data).stdout)
+        assert [t["name"] for t in tokens][1] == "laptop"
+
+        assert cli("token", "revoke", second[:10], data_dir=data).returncode == 0
+        assert cli("token", "revoke", str(tokens[0]["id"]), data_dir=data).returncode == 0
+        for token in (first, second):
+            assert requests.get(f"{server.url}/api/v1/files",
+                                headers={"Authorization": f"Bearer {token}"}).status_code == 401
+        again = cli("token", "revoke", second[:10], data_dir=data)
+        assert again.returncode == 1 and "No such active token" in again.stderr
+    finally:
+        server.stop()

@@ -268,10 +268,45 @@ def token_create(args: argparse.Namespace) -> int:
     return 0
 
 
-def token_revoke(args: argparse.Namespace) -> int:
+def token_list(args: argparse.Namespace) -> int:
+    """An account's tokens by id, prefix and name, with when each was last used; never the secrets."""
+    import json
+
     with local_store(args) as service:
-        if not service.revoke_token(args.token.strip()):
-            print("No such token; nothing was revoked.", file=sys.stderr)
+        account = service.account_by_username(args.name)
+        tokens = service.list_tokens(account.id)
+    if args.json:
+        print(json.dumps(tokens, indent=1))
+        return 0
+    rows = [("ID", "PREFIX", "NAME", "CREATED", "LAST USED", "STATE")]
+    rows += [(str(t["id"]), t["prefix"], t["name"] or "-", t["createdAt"][:16].replace("T", " "),
+              (t["lastUsedAt"] or "never")[:16].replace("T", " "), "revoked" if t["revoked"] else "active")
+             for t in tokens]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return 0
+
+
+def token_revoke(args: argparse.Namespace) -> int:
+    """Revokes by id or prefix (what 'token list' shows), or by the token itself."""
+    from lockr_local.server.models import ApiToken
+
+    text = args.token.strip()
+    with local_store(args) as service:
+        if text.isdigit() or len(text) <= len("lkr_") + 6:
+            match = ApiToken.id == int(text) if text.isdigit() else ApiToken.prefix == text
+            rows = list(ApiToken.select(ApiToken.id).where(match & (ApiToken.revoked == False)))  # noqa: E712
+            if len(rows) > 1:
+                print(f"{len(rows)} tokens have the prefix {text}; revoke one by its id ('lockr-local token "
+                      "list NAME' shows them). Nothing was revoked.", file=sys.stderr)
+                return 1
+            revoked = bool(rows) and ApiToken.update(revoked=True).where(ApiToken.id == rows[0].id).execute() > 0
+        else:
+            revoked = service.revoke_token(text)
+        if not revoked:
+            print("No such active token; nothing was revoked ('lockr-local token list NAME' shows the ids).",
+                  file=sys.stderr)
             return 1
         print("Token revoked.", file=sys.stderr)
     return 0
