@@ -167,7 +167,8 @@ def endpoint_from_page_url(url: str) -> str:
     path = parts.path.rstrip("/")
     for page in _PAGE_PATHS:
         cut = path.find(page.rstrip("/"))
-        if parts.scheme and cut >= 0 and (path[cut:] == page.rstrip("/") or page.endswith("/")):
+        rest = path[cut:]
+        if parts.scheme and cut >= 0 and (rest == page.rstrip("/") or (page.endswith("/") and rest.startswith(page))):
             endpoint = parts._replace(path=path[:cut], query="", fragment="").geturl()
             say(f"lockr-local: {url} is a web page of the server; using its endpoint {endpoint}")
             return endpoint
