@@ -94,8 +94,13 @@ def build_parser() -> argparse.ArgumentParser:
     create.add_argument("--label", default="cli", help="a note to recognise the token by")
     _server_options(create)
     create.set_defaults(handler=server_cmds.token_create)
-    revoke = tokens.add_parser("revoke", help="revoke a token")
-    revoke.add_argument("token")
+    token_listing = tokens.add_parser("list", help="list an account's tokens: id, prefix, name, last use")
+    token_listing.add_argument("name", help="the username")
+    token_listing.add_argument("--json", action="store_true", help="print the tokens as JSON")
+    _server_options(token_listing)
+    token_listing.set_defaults(handler=server_cmds.token_list)
+    revoke = tokens.add_parser("revoke", help="revoke a token by id or prefix (see 'token list'), or the token")
+    revoke.add_argument("token", metavar="ID_PREFIX_OR_TOKEN")
     _server_options(revoke)
     revoke.set_defaults(handler=server_cmds.token_revoke)
 
@@ -109,7 +114,9 @@ def build_parser() -> argparse.ArgumentParser:
     _server_options(check)
     check.set_defaults(handler=server_cmds.fsck)
 
-    from lockr_local.commands import rclone_cmds
+    from lockr_local.commands import backup_cmds, rclone_cmds
+
+    backup_cmds.add_commands(commands, _server_options)
 
     rclone_cmds.add_command(commands, rclone_cmds.rclone_config)
     _add_client_commands(commands)
@@ -142,10 +149,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler: Handler | None = getattr(args, "handler", None)
     if handler is None:
-        default = _default_command()
+        default = _default_command() if _has_display() else None
         if default is not None:
             return default(args)
         parser.print_help()
+        if not _has_display():
+            print("\nNo display here (over SSH?), so no desktop app: run one of the commands above.",
+                  file=sys.stderr)
         return ExitStatus.USAGE
     from lockr_local.config import SettingsError
     from lockr_local.errors import LockrError
@@ -161,6 +171,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     except LockrError as exc:
         print(f"lockr-local: {exc.message}", file=sys.stderr)
         return ExitStatus.AUTH if exc.status == 401 else ExitStatus.ERROR
+
+
+def _has_display() -> bool:
+    """Whether a tray icon could show: always on Windows and macOS; on Linux and BSD, an X11 or Wayland
+    session (started over SSH there is none, and the tray would only fail)."""
+    import os
+
+    if sys.platform in ("win32", "darwin"):
+        return True
+    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
 
 
 def _default_command() -> Handler | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import email.utils
 import html
+import logging
 import mimetypes
 import os
 import re
@@ -25,6 +26,7 @@ from lockr_local import __version__
 from lockr_local.errors import (ConnectionFailed, LockrError, MethodNotAllowed, NotFound, RateLimited,
                                 SessionBusy, SessionOffsetMismatch, error_class_for)
 from lockr_local.remote import AccountInfo, Download, NewAccount, RemoteFile, UploadSession
+from lockr_local.netfail import NetworkFailure, loggable_url, network_failure, origin_of, unreachable_message
 from lockr_local.transfer import (DEFAULT_CHUNK_SIZE, READ_BLOCK, FileWindow, ProgressCallback, RetryPolicy,
                                   chunk_size_checked, hash_prefix, key_hash, persisted_offset, source_size)
 
@@ -32,6 +34,10 @@ DIRECT_UPLOAD_LIMIT = 16 * 1024 * 1024
 # requests hands over a block only once it is complete, so a cut loses the partial block: keep it small.
 DOWNLOAD_BLOCK = 64 * 1024
 TIMEOUT = (15.0, 120.0)  # (connect, between bytes); a chunk's fsync on a slow disk can take a while
+# A fail-fast client's connect timeout until the server has answered once: it bounds the TLS handshake
+# too, which an https request to a plain-HTTP port never finishes (the server waits for a request line).
+FIRST_CONTACT_TIMEOUT = 5.0
+log = logging.getLogger("lockr.client")
 _DOWNLOAD_PATH = re.compile(r"/api/v1/download/[^/?#]+/([0-9a-fA-F]{32,64})")
 _PAGE_PATH = re.compile(r"/download/([0-9a-fA-F]{32,64})/?$")
 _ID = re.compile(r"[0-9a-fA-F]{32,64}")
@@ -72,6 +78,19 @@ class LockrClient:
         self.http.headers["User-Agent"] = f"lockr-local/{__version__}"
         # Settings like REQUESTS_CA_BUNDLE still apply; a netrc must not add credentials behind our back.
         self.http.trust_env = True
+        self.http.hooks["response"].append(self._on_response)
+        self.reached = False  # whether the server has answered this client yet
+
+    def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.reached = True
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("%s %s -> %d %s (%.2f s)", response.request.method, loggable_url(response.request.url or ""),
+                      response.status_code, response.reason, response.elapsed.total_seconds())
+
+    def _timeouts(self) -> tuple[float, float]:
+        if self.retry.fail_fast and not self.reached:
+            return min(self.timeout[0], FIRST_CONTACT_TIMEOUT), self.timeout[1]
+        return self.timeout
 
     def close(self) -> None:
         self.http.close()
@@ -139,6 +158,18 @@ class LockrClient:
     def clear_key(self, file_id: str) -> RemoteFile:
         return RemoteFile.from_json(self._json("POST", f"/api/v1/files/{quote(file_id, safe='')}/key",
                                                json={"key": None}))
+
+    def share_link(self, file_id: str, expires_in: int) -> dict[str, Any]:
+        """A signed download link that works without a token for `expires_in` seconds: {url, expiresAt}."""
+        return self._json("POST", f"/api/v1/files/{quote(file_id, safe='')}/link", expect=(201, 200),
+                          json={"expiresIn": expires_in})
+
+    def tokens(self) -> list[dict[str, Any]]:
+        """The account's API tokens: id, prefix, name, createdAt, lastUsedAt, revoked (never the secret)."""
+        return list(self._json("GET", "/api/v1/tokens").get("tokens", []))
+
+    def revoke_token_id(self, token_id: int) -> None:
+        self._request("DELETE", self._url(f"/api/v1/tokens/{int(token_id)}"), expect=(204, 200))
 
     def delete(self, file_id: str) -> None:
         self._request("DELETE", self._url(f"/api/v1/files/{quote(file_id, safe='')}"), expect=(204, 200))
@@ -260,7 +291,7 @@ class LockrClient:
                 headers = {"Content-Range": f"bytes {offset}-{offset + length - 1}/{size}"}
             try:
                 body = FileWindow(handle, offset, length, size, progress, base=base, block=self.read_block)
-                response = self.http.put(session_url, data=body, headers=headers, timeout=self.timeout,
+                response = self.http.put(session_url, data=body, headers=headers, timeout=self._timeouts(),
                                          allow_redirects=False)
             except requests.RequestException as exc:
                 failures = self._backoff(failures, exc)
@@ -330,8 +361,11 @@ class LockrClient:
     def _download_url_from_page(self, page_url: str) -> str | None:
         """Someone else's file: its download page names the downloadUrl (data-download-url)."""
         try:
-            response = self.http.get(page_url, headers=self._auth_headers(page_url), timeout=self.timeout)
-        except requests.RequestException:
+            response = self.http.get(page_url, headers=self._auth_headers(page_url), timeout=self._timeouts())
+        except requests.RequestException as exc:
+            failure = network_failure(exc)
+            if self.retry.fail_fast and not failure.clears_by_waiting(self.reached):
+                raise self._unreachable(page_url, failure) from exc
             return None
         if response.status_code != 200 or "html" not in response.headers.get("Content-Type", ""):
             return None
@@ -472,12 +506,18 @@ class LockrClient:
             if body is not None:
                 kwargs["data"] = body()
             try:
-                response = self.http.request(method, url, headers=all_headers, timeout=self.timeout,
+                response = self.http.request(method, url, headers=all_headers, timeout=self._timeouts(),
                                              allow_redirects=allow_redirects, **kwargs)
             except requests.RequestException as exc:
+                log.debug("%s %s -> %s", method, loggable_url(url), network_failure(exc).reason)
                 if not idempotent:
-                    raise ConnectionFailed(f"Could not reach {url}: {exc}") from exc
-                failures = self._backoff(failures, exc)
+                    failure = network_failure(exc)
+                    if self.retry.fail_fast and not failure.clears_by_waiting(self.reached):
+                        raise self._unreachable(url, failure) from exc
+                    raise ConnectionFailed(f"Lost the connection to {origin_of(url)} ({failure.reason}) before its "
+                                           f"answer to {method}; check whether it was carried out, then retry."
+                                           ) from exc
+                failures = self._backoff(failures, exc, url)
                 continue
             if response.status_code in expect:
                 return response
@@ -487,21 +527,45 @@ class LockrClient:
                 continue
             raise error
 
-    def _backoff(self, failures: int, cause: BaseException) -> int:
-        """Sleeps before the next attempt, or raises when the attempts are used up."""
+    def _backoff(self, failures: int, cause: BaseException, url: str | None = None) -> int:
+        """Sleeps before the next attempt (saying so to `retry.on_retry`), or raises: when the attempts
+        are used up, and at once (with `retry.fail_fast`) for what waiting cannot clear."""
         failures += 1
+        where = origin_of(url) if url else self.endpoint
+        if isinstance(cause, ConnectionFailed) and not cause.details.get("retryable", True):
+            raise cause
         if isinstance(cause, RateLimited):
             if failures > self.retry.attempts or cause.retry_after > self.retry.max_retry_after:
                 raise cause
+            self._tell(f"{where} is rate-limiting (429): waiting {cause.retry_after} s as it asks "
+                       f"(retry {failures} of {self.retry.attempts})")
             self.retry.sleep(cause.retry_after)
             return failures
+        failure = network_failure(cause) if isinstance(cause, requests.RequestException) else None
+        if failure is not None and self.retry.fail_fast and not failure.clears_by_waiting(self.reached):
+            raise self._unreachable(url or self.endpoint, failure) from cause
         if failures > self.retry.attempts:
             if isinstance(cause, LockrError):
                 raise cause
-            raise ConnectionFailed(f"Could not reach {self.endpoint} ({cause}); "
-                                   f"gave up after {self.retry.attempts} retries.") from cause
-        self.retry.sleep(self.retry.delay(failures))
+            reason = failure.reason if failure else str(cause)
+            raise ConnectionFailed(f"Gave up on {where} after {self.retry.attempts} retries ({reason}): check that "
+                                   "the server is up and your connection works, then run the command again."
+                                   ) from cause
+        delay = self.retry.delay(failures)
+        what = failure.reason if failure is not None else (getattr(cause, "message", None) or str(cause)).rstrip(".")
+        self._tell(f"{'' if what.startswith(where) else where + ': '}{what}; "
+                   f"retry {failures} of {self.retry.attempts} in {delay:.1f} s")
+        self.retry.sleep(delay)
         return failures
+
+    def _tell(self, message: str) -> None:
+        log.debug("%s", message)
+        if self.retry.on_retry is not None:
+            self.retry.on_retry(message)
+
+    def _unreachable(self, url: str, failure: NetworkFailure) -> ConnectionFailed:
+        where = self.endpoint if url.startswith(self.endpoint) else origin_of(url)
+        return ConnectionFailed(unreachable_message(where, failure, self._timeouts()[0]), retryable=False)
 
     def _error(self, response: requests.Response) -> LockrError:
         """The server's JSON error as its exception class (RateLimited with its Retry-After)."""

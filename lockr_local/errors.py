@@ -262,6 +262,13 @@ class KeyringUnavailable(ClientError):
                        "or log in with --insecure-file-store to keep it in a file only you can read (0600).")
 
 
+class StoreUnusable(ClientError):
+    """A local store this command will not open: made by a newer version, or not there at all."""
+
+    code = "store_unusable"
+    default_message = "The store cannot be used by this version of lockr-local."
+
+
 def all_error_classes() -> list[type[LockrError]]:
     """Every LockrError subclass, for the client's status/code -> class mapping and for tests."""
     found: list[type[LockrError]] = []

@@ -36,6 +36,12 @@ class RetryPolicy:
     max_delay: float = 30.0
     max_retry_after: float = 600.0
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
+    # Fail at once on what waiting cannot clear: a host name that does not resolve, a TLS mismatch, and
+    # a refused or unanswered connection to an endpoint this client has never reached. The CLI wants
+    # that (a person is waiting); the sync agent leaves it off and keeps trying in the background.
+    fail_fast: bool = False
+    # Hears a sentence before each retry (the CLI prints it on stderr), so waiting is never silent.
+    on_retry: Callable[[str], None] | None = field(default=None, repr=False)
 
     def delay(self, failures: int) -> float:
         """Exponential backoff with +-20% jitter, so many clients do not retry in lockstep."""
@@ -131,3 +137,4 @@ def hash_prefix(path: str | os.PathLike[str], length: int) -> "hashlib._Hash":
             digest.update(block)
             remaining -= len(block)
     return digest
+

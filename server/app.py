@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -211,7 +212,10 @@ class Server:
 
     def listen(self, port: int, address: str) -> int:
         """Binds `address:port` (0: any free port) and serves on it; returns the port bound."""
-        sockets = tornado.netutil.bind_sockets(port, address=address)
+        return self.serve_on(tornado.netutil.bind_sockets(port, address=address))
+
+    def serve_on(self, sockets: list[socket.socket]) -> int:
+        """Serves on sockets bound beforehand (`serve` binds before it creates a store); returns the port."""
         self.http.add_sockets(sockets)
         self.port = int(sockets[0].getsockname()[1])
         return self.port

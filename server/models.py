@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +13,7 @@ import peewee
 from playhouse.db_url import connect
 from playhouse.migrate import SchemaMigrator, migrate
 
+from lockr_local.errors import StoreUnusable
 from lockr_local.server.private import create_private_file, make_private_dir
 
 
@@ -207,12 +210,51 @@ def open_database(database_url: str) -> peewee.Database:
     database = connect(database_url, **options)
     database_proxy.initialize(database)
     database.connect(reuse_if_open=True)
+    version = stored_schema_version(database)
+    if version is not None:
+        check_schema_version(version, str(path or database_url))
+        if version < SCHEMA_VERSION and path is not None:
+            saved = save_before_upgrade(database, path, version)
+            log.warning("upgrading the store from schema %d to %d; the database as it was is saved in %s "
+                        "(to go back to the older lockr-local, stop the server and copy it over %s)",
+                        version, SCHEMA_VERSION, saved, path)
     with database.atomic():
         database.create_tables(ALL_MODELS, safe=True)
         Meta.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict_ignore().execute()
         upgrade_schema(database)
         ensure_username_index(database)
     return database
+
+
+def stored_schema_version(database: peewee.Database) -> int | None:
+    """The store's schema version, or None for a new database (no Meta table yet)."""
+    if not database.table_exists(Meta._meta.table_name):
+        return None
+    row = Meta.get_or_none(Meta.key == "schema_version")
+    return int(row.value) if row is not None else None
+
+
+def check_schema_version(version: int, where: str) -> None:
+    """Refuses a store made by a newer lockr-local: this version would misread or damage it."""
+    if version > SCHEMA_VERSION:
+        raise StoreUnusable(f"The store {where} has schema version {version}, made by a newer lockr-local; this "
+                            f"version knows schema {SCHEMA_VERSION} at most. Nothing was changed: install the "
+                            "newer lockr-local again, or restore a backup made by this version.")
+
+
+def save_before_upgrade(database: peewee.Database, path: Path, version: int) -> Path:
+    """Before a migration changes the schema: a copy of the database through SQLite's backup API in
+    DATA_DIR/backups/ (blobs are untouched by migrations, so the copy and the blobs are the old store)."""
+    folder = make_private_dir(path.parent / "backups")
+    target = folder / f"lockr-schema-{version}-{time.strftime('%Y%m%d-%H%M%S')}.db"
+    create_private_file(target)
+    copy = sqlite3.connect(target)
+    try:
+        database.connection().backup(copy)
+        copy.execute("PRAGMA journal_mode=delete")
+    finally:
+        copy.close()
+    return target
 
 
 # Usernames are one identity whatever their case: the unique index on lower(username) says so. A store

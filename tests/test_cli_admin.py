@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import argparse
+import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import requests
 
 from tests.helpers import REPO, ServerProcess, clean_env
@@ -55,8 +59,14 @@ def test_user_add_prints_a_token_that_the_running_server_accepts(tmp_path):
         server.stop()
 
 
+def new_store(data: Path) -> Path:
+    """A store as `serve` makes it (the only command that makes one)."""
+    ServerProcess(data).start().stop()
+    return data
+
+
 def test_user_add_with_taken_name_fails_with_a_clear_message(tmp_path):
-    data = tmp_path / "data"
+    data = new_store(tmp_path / "data")
     assert cli("user", "add", "eve", "--email", "eve@example.com", "--password-stdin", data_dir=data,
                stdin="a long password\n").returncode == 0
     again = cli("user", "add", "eve", "--email", "eve2@example.com", "--password-stdin", data_dir=data,
@@ -67,7 +77,7 @@ def test_user_add_with_taken_name_fails_with_a_clear_message(tmp_path):
 
 
 def test_unknown_user_gives_next_step(tmp_path):
-    result = cli("user", "quota", "nobody", "1GB", data_dir=tmp_path / "data")
+    result = cli("user", "quota", "nobody", "1GB", data_dir=new_store(tmp_path / "data"))
     assert result.returncode != 0
     assert "lockr-local user list" in result.stderr
 
@@ -84,3 +94,96 @@ def test_serve_stops_cleanly_on_sigterm(tmp_path):
     server = ServerProcess(tmp_path / "data").start()
     assert requests.get(f"{server.url}/healthz").ok
     assert server.stop() == 0
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_and_creates_nothing(tmp_path):
+    with socket.create_server(("127.0.0.1", 0)) as taken:
+        port = taken.getsockname()[1]
+        result = subprocess.run([sys.executable, "-m", "lockr_local", "serve", "--port", str(port),
+                                 "--data-dir", str(tmp_path / "data")], capture_output=True, text=True,
+                                env=clean_env(), cwd=REPO, timeout=30)
+    assert result.returncode == 1
+    assert result.stderr.strip() == (f"lockr-local: port 127.0.0.1:{port} is in use (another lockr-local or another "
+                                     "program); stop it, or pick a free port with --port (0 picks one).")
+    assert not (tmp_path / "data").exists()
+
+
+ADMIN_COMMANDS = [["user", "list"], ["user", "add", "ann", "--email", "ann@example.com", "--password-stdin"],
+                  ["user", "passwd", "ann", "--password-stdin"], ["user", "quota", "ann", "1GB"],
+                  ["user", "rename", "ann", "anna"], ["user", "delete", "ann", "--yes"], ["token", "create", "ann"],
+                  ["token", "revoke", "lkr_x"], ["fsck"], ["fsck", "--repair"], ["backup", "{tmp}/backup"]]
+
+
+@pytest.mark.parametrize("command", ADMIN_COMMANDS, ids=" ".join)
+@pytest.mark.parametrize("where", ["mistyped --data-dir", "no --data-dir"])
+def test_admin_commands_refuse_a_missing_store_and_create_none(tmp_path, command, where):
+    home = tmp_path / "home"
+    args = [part.replace("{tmp}", str(tmp_path)) for part in command]
+    if where == "mistyped --data-dir":
+        new_store(tmp_path / "data")
+        args += ["--data-dir", str(tmp_path / "dta")]
+    before = sorted(tmp_path.rglob("*"))
+    result = subprocess.run([sys.executable, "-m", "lockr_local", *args], input="a long password\n",
+                            capture_output=True, text=True, cwd=REPO, timeout=60,
+                            env=clean_env(HOME=str(home), XDG_DATA_HOME=str(home / "share")))
+    assert result.returncode == 1, result.stderr
+    assert result.stderr.startswith("lockr-local: No lockr-local store in "), result.stderr
+    assert "'lockr-local serve'" in result.stderr and "Traceback" not in result.stderr
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+def test_admin_commands_say_which_store_they_use(tmp_path):
+    data = new_store(tmp_path / "data")
+    listed = cli("user", "list", data_dir=data)
+    assert listed.returncode == 0
+    assert listed.stderr.splitlines()[0] == f"lockr-local: store in {data} (from --data-dir)"
+    config = tmp_path / "lockr.toml"
+    config.write_text(f'data_dir = "{data}"\n')
+    from_config = subprocess.run([sys.executable, "-m", "lockr_local", "user", "list"], capture_output=True,
+                                 text=True, env=clean_env(LOCKR_CONFIG=str(config)), cwd=REPO, timeout=60)
+    assert from_config.stderr.splitlines()[0] == f"lockr-local: store in {data} (from config {config})"
+
+
+def test_the_packaged_config_file_is_read_when_nothing_names_a_store(tmp_path, monkeypatch):
+    from lockr_local.commands import server_cmds
+
+    packaged = tmp_path / "config.toml"
+    packaged.write_text(f'data_dir = "{tmp_path / "packaged"}"\n')
+    monkeypatch.setattr(server_cmds, "DEFAULT_CONFIG_FILE", packaged)
+    for name in ("LOCKR_CONFIG", "LOCKR_DATA_DIR", "LOCKR_DATABASE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    bare = argparse.Namespace(config=None, data_dir=None)
+    assert server_cmds.settings_from_args(bare).data_dir == str(tmp_path / "packaged")
+    assert server_cmds.store_origin(server_cmds.settings_from_args(bare)) == f"config {packaged}"
+    flagged = argparse.Namespace(config=None, data_dir=str(tmp_path / "mine"))
+    assert server_cmds.settings_from_args(flagged).data_dir == str(tmp_path / "mine")
+    monkeypatch.setenv("LOCKR_DATA_DIR", str(tmp_path / "env"))
+    assert server_cmds.settings_from_args(bare).data_dir == str(tmp_path / "env")
+
+
+def test_token_list_shows_prefixes_and_last_use_and_revoke_takes_an_id_or_prefix(tmp_path):
+    data = tmp_path / "data"
+    server = ServerProcess(data).start()
+    try:
+        first = cli("user", "add", "tess", "--email", "tess@example.com", "--password-stdin", data_dir=data,
+                    stdin="a long password\n").stdout.strip()
+        second = cli("token", "create", "tess", "--label", "laptop", data_dir=data).stdout.strip()
+        assert requests.get(f"{server.url}/api/v1/files", headers={"Authorization": f"Bearer {first}"}).ok
+        listed = cli("token", "list", "tess", data_dir=data)
+        assert listed.returncode == 0
+        lines = listed.stdout.splitlines()
+        assert lines[0].split() == ["ID", "PREFIX", "NAME", "CREATED", "LAST", "USED", "STATE"]
+        assert first[:10] in lines[1] and "never" not in lines[1] and second[:10] in lines[2] and "never" in lines[2]
+        assert first not in listed.stdout and second not in listed.stdout
+        tokens = json.loads(cli("token", "list", "tess", "--json", data_dir=data).stdout)
+        assert [t["name"] for t in tokens][1] == "laptop"
+
+        assert cli("token", "revoke", second[:10], data_dir=data).returncode == 0
+        assert cli("token", "revoke", str(tokens[0]["id"]), data_dir=data).returncode == 0
+        for token in (first, second):
+            assert requests.get(f"{server.url}/api/v1/files",
+                                headers={"Authorization": f"Bearer {token}"}).status_code == 401
+        again = cli("token", "revoke", second[:10], data_dir=data)
+        assert again.returncode == 1 and "No such active token" in again.stderr
+    finally:
+        server.stop()

@@ -12,8 +12,8 @@ from urllib.parse import urlsplit
 
 from lockr_local.cli import ExitStatus
 from lockr_local.credentials import ClientSettings, TokenStore, keyring_usable, resolve_endpoint, resolve_token
-from lockr_local.errors import Gone, KeyringUnavailable, LockrError, NotFound
-from lockr_local.transfer import DEFAULT_CHUNK_SIZE, ProgressCallback, chunk_size_checked
+from lockr_local.errors import ConnectionFailed, Gone, KeyRequired, KeyringUnavailable, LockrError, NotFound, WrongKey
+from lockr_local.transfer import DEFAULT_CHUNK_SIZE, ProgressCallback, RetryPolicy, chunk_size_checked
 from lockr_local.units import format_size
 
 if TYPE_CHECKING:  # requests and friends load only when a client command runs, keeping `serve` quick
@@ -23,7 +23,14 @@ if TYPE_CHECKING:  # requests and friends load only when a client command runs, 
 Options = Callable[[argparse.ArgumentParser], None]
 
 
-def add_commands(subparsers: argparse._SubParsersAction, client_options: Options) -> None:
+def add_commands(subparsers: argparse._SubParsersAction, endpoint_options: Options) -> None:
+    def client_options(parser: argparse.ArgumentParser) -> None:
+        endpoint_options(parser)
+        parser.add_argument("-v", "--verbose", action="store_true",
+                            help="log each request (method, URL, status, time) and each retry on stderr")
+        parser.add_argument("--token-stdin", action="store_true",
+                            help="read the API token from standard input (keeps it out of ps and shell history)")
+
     login = subparsers.add_parser(
         "login", help="log in to a lockr endpoint and keep the token in the OS keyring",
         description="Exchange username-or-email and password for an API token (POST /api/v1/login) and keep "
@@ -36,8 +43,9 @@ def add_commands(subparsers: argparse._SubParsersAction, client_options: Options
                        help="keep the token in a file readable only by you (0600) when no OS keyring is usable")
     login.set_defaults(handler=login_cmd)
 
-    logout = subparsers.add_parser("logout", help="forget the stored token of an endpoint",
-                                   description="Forget the token stored for an endpoint.")
+    logout = subparsers.add_parser("logout", help="revoke the stored token on the server and forget it",
+                                   description="Revoke the token stored for an endpoint on the server "
+                                               "(DELETE /api/v1/tokens/ID), then forget it here.")
     client_options(logout)
     logout.set_defaults(handler=logout_cmd)
 
@@ -76,9 +84,10 @@ def add_commands(subparsers: argparse._SubParsersAction, client_options: Options
     listing.add_argument("--json", action="store_true", help="print the file objects as a JSON array")
     listing.set_defaults(handler=ls_cmd)
 
-    remove = subparsers.add_parser("rm", help="delete files", description="Delete files of your account by id.")
+    remove = subparsers.add_parser("rm", help="delete files",
+                                   description="Delete files of your account by id, or by name when one file has it.")
     client_options(remove)
-    remove.add_argument("ids", nargs="+", metavar="ID")
+    remove.add_argument("ids", nargs="+", metavar="ID_OR_NAME")
     remove.set_defaults(handler=rm_cmd)
 
     register = subparsers.add_parser(
@@ -89,6 +98,12 @@ def add_commands(subparsers: argparse._SubParsersAction, client_options: Options
     register.add_argument("target", metavar="ID_OR_LINK", help="the file id or its share link")
     register.add_argument("--claim", metavar="CODE", required=True, help="the claim code the upload gave")
     register.set_defaults(handler=register_cmd)
+
+    from lockr_local.commands import share_cmds
+
+    share_cmds.add_commands(subparsers, client_options)
+    for name in ("whoami", "share", "key"):
+        subparsers.choices[name].set_defaults(handler=reporting(subparsers.choices[name].get_default("handler")))
 
 
 # -- shared --------------------------------------------------------------------------------------
@@ -130,7 +145,13 @@ def chunk_size_arg(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{text!r}: use a multiple of 256K, such as 256K, 1M or 8M") from exc
 
 
+# The server's own web pages: an endpoint pasted from the browser's address bar ends in one of them.
+_PAGE_PATHS = ("/files", "/account", "/upload", "/download/", "/account/login", "/account/signup", "/dav/")
+
+
 def endpoint_of(args: argparse.Namespace, fallback_url: str | None = None) -> str:
+    if args.endpoint:
+        args.endpoint = endpoint_from_page_url(args.endpoint)
     endpoint = resolve_endpoint(args.endpoint)
     if endpoint is None and fallback_url and "://" in fallback_url:
         parts = urlsplit(fallback_url)
@@ -141,10 +162,33 @@ def endpoint_of(args: argparse.Namespace, fallback_url: str | None = None) -> st
     return endpoint
 
 
+def endpoint_from_page_url(url: str) -> str:
+    """A web page's URL (http://host/files, .../download/ID) stands for its server: say so and use that."""
+    parts = urlsplit(url.strip())
+    path = parts.path.rstrip("/")
+    for page in _PAGE_PATHS:
+        cut = path.find(page.rstrip("/"))
+        rest = path[cut:]
+        if parts.scheme and cut >= 0 and (rest == page.rstrip("/") or (page.endswith("/") and rest.startswith(page))):
+            endpoint = parts._replace(path=path[:cut], query="", fragment="").geturl()
+            say(f"lockr-local: {url} is a web page of the server; using its endpoint {endpoint}")
+            return endpoint
+    return url
+
+
+def token_from_stdin(args: argparse.Namespace) -> None:
+    if getattr(args, "token_stdin", False):
+        token = sys.stdin.readline().strip()
+        if not token:
+            raise CommandFailed("--token-stdin: standard input held no token.", ExitStatus.USAGE)
+        args.token = token
+
+
 def client_for(args: argparse.Namespace, *, need_token: bool = True, fallback_url: str | None = None,
                guest_hint: str = "") -> LockrClient:
     from lockr_local.client import LockrClient
 
+    token_from_stdin(args)
     endpoint = endpoint_of(args, fallback_url)
     token = resolve_token(args.token, endpoint)
     if token is None and need_token:
@@ -152,7 +196,23 @@ def client_for(args: argparse.Namespace, *, need_token: bool = True, fallback_ur
                                             "or log in with --insecure-file-store)")
         raise CommandFailed(f"Not logged in to {endpoint}: run 'lockr-local login --endpoint {endpoint}', "
                             f"or set LOCKR_TOKEN{hint}{guest_hint}.", ExitStatus.AUTH)
-    return LockrClient(endpoint, token)
+    return LockrClient(endpoint, token, retry=cli_retry_policy(args))
+
+
+def cli_retry_policy(args: argparse.Namespace) -> RetryPolicy:
+    """A person is waiting: fail at once on what retrying cannot clear, and say each retry as it starts.
+    With -v, every request is logged too (lockr_local.client's `lockr.client` logger)."""
+    if getattr(args, "verbose", False):
+        import logging
+
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("lockr-local: %(message)s"))
+        logger = logging.getLogger("lockr.client")
+        logger.addHandler(handler)
+        logger.setLevel(logging.DEBUG)
+        logger.propagate = False
+    return RetryPolicy(fail_fast=True, on_retry=None if getattr(args, "verbose", False) else
+                       (lambda message: say(f"lockr-local: {message}")))
 
 
 class ProgressBar:
@@ -191,7 +251,8 @@ def login_cmd(args: argparse.Namespace) -> int:
         raise KeyringUnavailable()
     from lockr_local.client import LockrClient
 
-    with LockrClient(endpoint) as client:
+    token_from_stdin(args)
+    with LockrClient(endpoint, retry=cli_retry_policy(args)) as client:
         if args.token:
             client.token = args.token
             username = client.account().username
@@ -229,11 +290,34 @@ def _read_password(from_stdin: bool) -> str:
 @reporting
 def logout_cmd(args: argparse.Namespace) -> int:
     endpoint = endpoint_of(args)
-    if TokenStore().delete(endpoint):
-        say(f"Logged out of {endpoint}; its token was removed from this machine.")
+    store = TokenStore()
+    token = store.get(endpoint)
+    revoked = ""
+    if token:
+        revoked = revoke_on_server(args, endpoint, token)
+    if store.delete(endpoint):
+        say(f"Logged out of {endpoint}: {revoked}its token was removed from this machine.")
     else:
         say(f"No token was stored for {endpoint}.")
     return ExitStatus.OK
+
+
+def revoke_on_server(args: argparse.Namespace, endpoint: str, token: str) -> str:
+    """Revokes the token where it works (found by its prefix among the account's tokens); says why not."""
+    from lockr_local.client import LockrClient
+
+    try:
+        with LockrClient(endpoint, token, retry=cli_retry_policy(args)) as client:
+            mine = [t for t in client.tokens() if t.get("prefix") == token[:10] and not t.get("revoked")]
+            if len(mine) == 1:
+                client.revoke_token_id(int(mine[0]["id"]))
+                return "the server revoked the token, and "
+    except LockrError as exc:
+        if exc.status == 401:
+            return "the token no longer worked on the server, and "
+        say(f"lockr-local: could not revoke the token on the server ({exc.message}); revoke it on the "
+            f"account page ({endpoint}/account) or with 'lockr-local token revoke {token[:10]}' there.")
+    return ""
 
 
 # -- upload --------------------------------------------------------------------------------------
@@ -248,6 +332,11 @@ def upload_cmd(args: argparse.Namespace) -> int:
     with client:
         for name in args.files:
             path = Path(name)
+            if path.is_dir():
+                say(f"lockr-local: {name} is a folder; upload its files, or keep it in step with "
+                    f"'lockr-local sync {name}'")
+                status = ExitStatus.ERROR
+                continue
             if not path.is_file():
                 say(f"lockr-local: {name}: no such file")
                 status = ExitStatus.ERROR
@@ -258,6 +347,9 @@ def upload_cmd(args: argparse.Namespace) -> int:
                 if path.stat().st_size >= client.direct_limit:
                     say(f"Interrupted: run the same command again to resume {path.name}.")
                 raise
+            except ConnectionFailed as exc:
+                say(f"lockr-local: {exc.message}")  # the next files would meet the same
+                return ExitStatus.ERROR
             except LockrError as exc:
                 say(f"lockr-local: {name}: {exc.message}")
                 if exc.status == 401:
@@ -327,6 +419,10 @@ def download_cmd(args: argparse.Namespace) -> int:
                                      progress=bar, overwrite=args.force)
         except FileExistsError as exc:
             raise CommandFailed(f"{exc}: pass --force to replace it, or -o PATH.") from exc
+        except (KeyRequired, WrongKey) as exc:
+            hint = "pass its key phrase with --key PHRASE" if isinstance(exc, KeyRequired) else \
+                "that --key is not this file's key phrase; check it"
+            raise CommandFailed(f"{args.target} is protected by a key: {hint}.") from exc
         except KeyboardInterrupt:
             say("Interrupted: run the same command again to resume the download.")
             raise
@@ -382,14 +478,44 @@ def register_cmd(args: argparse.Namespace) -> int:
 def rm_cmd(args: argparse.Namespace) -> int:
     status = ExitStatus.OK
     with client_for(args) as client:
-        for file_id in args.ids:
+        for target in args.ids:
+            from lockr_local.client import file_id_of
+
+            file_id = target
             try:
+                file_id = file_id_of(target) or file_by_name(client, target).id
                 client.delete(file_id)
+            except ConnectionFailed as exc:
+                say(f"lockr-local: {exc.message}")
+                return ExitStatus.ERROR
             except LockrError as exc:
                 say(f"lockr-local: {file_id}: {exc.message}")
                 if exc.status == 401:
                     return ExitStatus.AUTH
                 status = ExitStatus.ERROR
                 continue
-            say(f"Deleted {file_id}.")
+            say(f"Deleted {target}" + (f" ({file_id})." if file_id != target else "."))
     return status
+
+
+def file_by_id_or_name(client: LockrClient, target: str) -> RemoteFile:
+    """One of your files by id, share link, or name (refused when several files have that name)."""
+    from lockr_local.client import file_id_of
+
+    file_id = file_id_of(target)
+    if file_id is not None:
+        try:
+            return client.file(file_id)
+        except NotFound:
+            pass
+    return file_by_name(client, target)
+
+
+def file_by_name(client: LockrClient, target: str) -> RemoteFile:
+    named = [f for f in client.iter_files() if f.name == target]
+    if len(named) == 1:
+        return named[0]
+    if named:
+        ids = ", ".join(f.id for f in named)
+        raise NotFound(f"{len(named)} of your files are named {target!r} ({ids}); name one by its id.")
+    raise NotFound(f"No file of yours has the id or name {target!r}; 'lockr-local ls' lists them.")

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import getpass
 import logging
+import os
 import secrets
 import signal
 import sys
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Iterator
 
 from lockr_local.cli import ExitStatus
 from lockr_local.config import Settings, load_settings, parse_size
+from lockr_local.errors import StoreUnusable
 from lockr_local.units import format_size
+
+# Where the packaged server keeps its settings (packaging/lockr-local.service): read when a command names
+# no store itself, so that `sudo -u lockr lockr-local user add ...` finds the server's store.
+DEFAULT_CONFIG_FILE = Path("/etc/lockr-local/config.toml")
+_STORE_CHOOSERS = ("LOCKR_CONFIG", "LOCKR_DATA_DIR", "LOCKR_DATABASE_URL")
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -23,14 +32,62 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         "port": getattr(args, "port", None),
         "public_url": getattr(args, "public_url", None),
     }
-    return load_settings(flags, config_file=getattr(args, "config", None))
+    return load_settings(flags, config_file=config_file_of(args))
+
+
+def config_file_of(args: argparse.Namespace) -> str | None:
+    """--config; else, when neither a flag nor the environment names a store, the packaged default."""
+    if getattr(args, "config", None):
+        return str(args.config)
+    if getattr(args, "data_dir", None) or any(os.environ.get(name) for name in _STORE_CHOOSERS):
+        return None
+    return str(DEFAULT_CONFIG_FILE) if DEFAULT_CONFIG_FILE.is_file() else None
+
+
+def store_origin(settings: Settings) -> str:
+    """Why this store: the flag, a config file, the environment, or the platform default."""
+    source = settings.sources.get("data_dir", "default")
+    if source == "flag":
+        return "--data-dir"
+    if source.startswith(("file ", "env ")):
+        return source.replace("file ", "config ", 1).replace("env ", "", 1)
+    return "the default data folder; choose another with --data-dir or --config"
+
+
+def existing_store(args: argparse.Namespace) -> Settings:
+    """The settings of a store that exists, said on stderr; refuses (creating nothing) when it does not.
+    Only `serve` makes a new store: a mistyped --data-dir must not become an empty second one."""
+    from lockr_local.server.models import sqlite_file
+
+    settings = settings_from_args(args)
+    database = sqlite_file(settings.database_url)
+    if database is not None and not database.is_file():
+        raise StoreUnusable(f"No lockr-local store in {settings.data_dir} (no {database.name}; from "
+                            f"{store_origin(settings)}). Check the folder, pass --data-dir or --config "
+                            f"(the packaged server's: {DEFAULT_CONFIG_FILE}), or make a store with "
+                            "'lockr-local serve'.")
+    print(f"lockr-local: store in {settings.data_dir} (from {store_origin(settings)})", file=sys.stderr)
+    return settings
+
+
+def listening_sockets(settings: Settings) -> list[Any]:
+    """Binds the port before anything is created, so a port in use leaves nothing behind."""
+    from tornado.netutil import bind_sockets
+
+    try:
+        return bind_sockets(settings.port, address=settings.host)
+    except OSError as exc:
+        where = f"{settings.host}:{settings.port}"
+        if exc.errno == errno.EADDRINUSE:
+            raise SystemExit(f"lockr-local: port {where} is in use (another lockr-local or another program); "
+                             "stop it, or pick a free port with --port (0 picks one).") from exc
+        raise SystemExit(f"lockr-local: cannot listen on {where}: {exc.strerror or exc}; "
+                         "check --host and --port.") from exc
 
 
 def serve(args: argparse.Namespace) -> int:
     """Runs the server until SIGINT or SIGTERM; prints the URL it listens on."""
     import asyncio
-
-    from pathlib import Path
 
     from lockr_local.server.app import Server
     from lockr_local.server.datalock import DataDirLock
@@ -39,18 +96,21 @@ def serve(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     configure_server_logging(settings.log_level, sys.stderr)
+    bound = listening_sockets(settings)
     make_private_dir(Path(settings.data_dir))
     lock = DataDirLock(Path(settings.data_dir)).acquire()
     try:
         server = Server(settings)
     except BaseException:
+        for sock in bound:
+            sock.close()
         lock.release()
         raise
 
     async def run() -> None:
-        port = server.listen(settings.port, settings.host)
+        port = server.serve_on(bound)
         host = settings.host if ":" not in settings.host else f"[{settings.host}]"
-        print(f"lockr-local: store in {settings.data_dir}", file=sys.stderr)
+        print(f"lockr-local: store in {settings.data_dir} (from {store_origin(settings)})", file=sys.stderr)
         print(f"lockr-local listening on http://{host}:{port}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -75,17 +135,15 @@ def serve(args: argparse.Namespace) -> int:
 
 
 @contextmanager
-def local_store(args: argparse.Namespace) -> Iterator[Any]:
-    """The Service on the local store, for administration without a running server."""
-    from pathlib import Path
-
+def local_store(args: argparse.Namespace, settings: Settings | None = None) -> Iterator[Any]:
+    """The Service on an existing local store, for administration with or without a running server."""
     from lockr_local.server.blobstore import make_blob_store
     from lockr_local.server.models import open_database
     from lockr_local.server.private import make_private_dir
     from lockr_local.server.security import Signer, load_or_create_secret
     from lockr_local.server.service import Service
 
-    settings = settings_from_args(args)
+    settings = settings or existing_store(args)
     make_private_dir(Path(settings.data_dir))
     database = open_database(settings.database_url)
     try:
@@ -193,10 +251,45 @@ def token_create(args: argparse.Namespace) -> int:
     return ExitStatus.OK
 
 
-def token_revoke(args: argparse.Namespace) -> int:
+def token_list(args: argparse.Namespace) -> int:
+    """An account's tokens by id, prefix and name, with when each was last used; never the secrets."""
+    import json
+
     with local_store(args) as service:
-        if not service.revoke_token(args.token.strip()):
-            print("No such token; nothing was revoked.", file=sys.stderr)
+        account = service.account_by_username(args.name)
+        tokens = service.list_tokens(account.id)
+    if args.json:
+        print(json.dumps(tokens, indent=1))
+        return ExitStatus.OK
+    rows = [("ID", "PREFIX", "NAME", "CREATED", "LAST USED", "STATE")]
+    rows += [(str(t["id"]), t["prefix"], t["name"] or "-", t["createdAt"][:16].replace("T", " "),
+              (t["lastUsedAt"] or "never")[:16].replace("T", " "), "revoked" if t["revoked"] else "active")
+             for t in tokens]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip())
+    return ExitStatus.OK
+
+
+def token_revoke(args: argparse.Namespace) -> int:
+    """Revokes by id or prefix (what 'token list' shows), or by the token itself."""
+    from lockr_local.server.models import ApiToken
+
+    text = args.token.strip()
+    with local_store(args) as service:
+        if text.isdigit() or len(text) <= len("lkr_") + 6:
+            match = ApiToken.id == int(text) if text.isdigit() else ApiToken.prefix == text
+            rows = list(ApiToken.select(ApiToken.id).where(match & (ApiToken.revoked == False)))  # noqa: E712
+            if len(rows) > 1:
+                print(f"{len(rows)} tokens have the prefix {text}; revoke one by its id ('lockr-local token "
+                      "list NAME' shows them). Nothing was revoked.", file=sys.stderr)
+                return ExitStatus.ERROR
+            revoked = bool(rows) and ApiToken.update(revoked=True).where(ApiToken.id == rows[0].id).execute() > 0
+        else:
+            revoked = service.revoke_token(text)
+        if not revoked:
+            print("No such active token; nothing was revoked ('lockr-local token list NAME' shows the ids).",
+                  file=sys.stderr)
             return ExitStatus.ERROR
         print("Token revoked.", file=sys.stderr)
     return ExitStatus.OK
@@ -204,15 +297,13 @@ def token_revoke(args: argparse.Namespace) -> int:
 
 def fsck(args: argparse.Namespace) -> int:
     """Checks the store; with --repair (server stopped) removes leftovers and recomputes quotas."""
-    from pathlib import Path
-
     from lockr_local.server.datalock import DataDirLock
     from lockr_local.server.fsck import check_store, private_roots
 
-    settings = settings_from_args(args)
+    settings = existing_store(args)
     lock = DataDirLock(Path(settings.data_dir)).acquire() if args.repair else None
     try:
-        with local_store(args) as service:
+        with local_store(args, settings) as service:
             from lockr_local.server.models import database_proxy
 
             report = check_store(database_proxy.obj, service.blobs, verify=args.verify, repair=args.repair,

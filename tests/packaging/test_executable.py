@@ -146,6 +146,7 @@ def test_example_config_for_home_servers_loads_with_serve(executable: Path, exe_
 
 def test_runs_with_an_empty_environment_from_any_folder(executable: Path, exe_home: Path) -> None:
     env = {key: value for key, value in exe_env(exe_home).items() if key in ("PATH", "HOME")}
+    ExeServer(executable, exe_home, "--data-dir", str(exe_home / "store")).start().stop()  # only serve makes a store
     result = run_exe(executable, exe_home, "user", "list", "--data-dir", str(exe_home / "store"), env=env)
     assert result.returncode == 0, result.stderr
     assert "No accounts yet" in result.stderr

@@ -111,6 +111,7 @@ def test_a_store_holding_a_case_pair_starts_and_fsck_names_the_pair_with_the_nex
 
 def test_user_rename_refuses_a_name_taken_in_another_case(tmp_path):
     data = tmp_path / "data"
+    ServerProcess(data).start().stop()  # only serve makes a store
     for name in ("erin", "frank"):
         assert cli("user", "add", name, "--email", f"{name}@example.com", "--password-stdin", data_dir=data,
                    stdin="a long password\n").returncode == 0
