@@ -255,9 +255,11 @@ def token_list(args: argparse.Namespace) -> int:
     """An account's tokens by id, prefix and name, with when each was last used; never the secrets."""
     import json
 
+    from lockr_local.server.wire import token_json
+
     with local_store(args) as service:
         account = service.account_by_username(args.name)
-        tokens = service.list_tokens(account.id)
+        tokens = [token_json(token) for token in service.list_tokens(account.id)]
     if args.json:
         print(json.dumps(tokens, indent=1))
         return ExitStatus.OK

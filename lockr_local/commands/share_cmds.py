@@ -54,7 +54,8 @@ def add_commands(subparsers: argparse._SubParsersAction, client_options: Options
 
 
 def whoami_cmd(args: argparse.Namespace) -> int:
-    from lockr_local.commands.client_cmds import client_for, human_size
+    from lockr_local.commands.client_cmds import client_for
+    from lockr_local.units import format_size
 
     with client_for(args) as client:
         account = client.account()
@@ -63,8 +64,8 @@ def whoami_cmd(args: argparse.Namespace) -> int:
                           "quota": account.quota, "used": account.used, "reserved": account.reserved,
                           "defaultRegion": account.default_region, "regions": list(account.regions)}, indent=1))
         return ExitStatus.OK
-    print(f"{account.username} <{account.email}> at {client.endpoint}: {human_size(account.used)} of "
-          f"{human_size(account.quota)} used")
+    print(f"{account.username} <{account.email}> at {client.endpoint}: {format_size(account.used)} of "
+          f"{format_size(account.quota)} used")
     return ExitStatus.OK
 
 
