@@ -514,6 +514,9 @@ class LockrClient:
                     failure = network_failure(exc)
                     if self.retry.fail_fast and not failure.clears_by_waiting(self.reached):
                         raise self._unreachable(url, failure) from exc
+                    if failure.kind != "dropped":  # never reached the server, so nothing was carried out
+                        raise ConnectionFailed(unreachable_message(origin_of(url), failure, self._timeouts()[0])
+                                               ) from exc
                     raise ConnectionFailed(f"Lost the connection to {origin_of(url)} ({failure.reason}) before its "
                                            f"answer to {method}; check whether it was carried out, then retry."
                                            ) from exc
