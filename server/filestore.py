@@ -89,7 +89,8 @@ class FileBlobWriter(BlobWriter):
 
     def abort(self) -> None:
         self._done = True
-        self._fd = _close_quietly(self._fd)
+        _close_quietly(self._fd)
+        self._fd = None
         try:
             os.unlink(self._temp_path)
         except OSError:
@@ -310,17 +311,17 @@ class FilePartial(PartialBlob):
 
     def abort(self) -> None:
         """Closes the file; it stays in `partial/`."""
-        self._fd = _close_quietly(self._fd)
+        _close_quietly(self._fd)
+        self._fd = None
 
 
 def _close_quietly(fd: int | None) -> None:
-    """Closes `fd` if open; an abort must never raise. Returns None, the closed state to store."""
+    """Closes `fd` if open; an abort must never raise."""
     if fd is not None:
         try:
             os.close(fd)
         except OSError:
             pass
-    return None
 
 
 def _rehash(fd: int, length: int, rclone_digests: bool) -> StreamDigests:

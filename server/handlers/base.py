@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import tornado.httputil
 import tornado.web
+from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 from tornado.log import app_log
 
@@ -162,6 +163,13 @@ class BaseHandler(tornado.web.RequestHandler):
         """Whether this request has had its answer (finish() was called)."""
         return tornado_internals.finished(self)
 
+    @property
+    def http_connection(self) -> HTTP1Connection:
+        """The request's connection: always HTTP/1 (LockrHTTPServer), where Tornado's type says any."""
+        connection = self.request.connection
+        assert isinstance(connection, HTTP1Connection)
+        return connection
+
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:
         linger = None
         if not tornado_internals.headers_written(self) and self._body_left_unread():
@@ -192,8 +200,8 @@ class BaseHandler(tornado.web.RequestHandler):
             status_code = exc.status
         if tornado_internals.headers_written(self):
             # A streamed download broke mid-way: the only honest signal left is closing the connection.
-            if self.request.connection is not None and not self.answered:
-                self.request.connection.close()
+            if not self.answered:
+                self.http_connection.close()
             return
         if self._unread_small_body() and self._refused_before_body():
             self._answer_after_body(status_code, kwargs)
@@ -357,8 +365,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
         def cut_off() -> None:
             on_timeout()
-            if self.request.connection is not None:
-                self.request.connection.close()
+            self.http_connection.close()
 
         self._watchdog = self.ctx.watchdogs.watch(cut_off)
         return self._watchdog
