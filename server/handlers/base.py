@@ -21,7 +21,7 @@ from lockr_local.config import Settings
 from lockr_local.errors import BadRequest, LockrError, TooLarge, Unauthorized, error_body
 from lockr_local.server.auth import Authenticator
 from lockr_local.server.backfill import DigestBackfill
-from lockr_local.server.blobstore import BlobStore
+from lockr_local.server.blobstore import BlobStore, HelperThreads
 from lockr_local.server.db import Database
 from lockr_local.server import tornado_internals
 from lockr_local.server.faults import Faults
@@ -72,6 +72,7 @@ class ServerContext:
     blobs: BlobStore
     signer: Signer
     io: ThreadPoolExecutor
+    threads: HelperThreads  # the I/O threads above, and the side-hashing and flush threads of the blob store
     faults: Faults
     ingest: Ingest
     files: FileBytes
