@@ -38,6 +38,7 @@ soak: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/python -m compileall -q lockr_local server sync tray tests bench packaging
 	$(BIN)/python -m pyflakes lockr_local server sync tray tests bench packaging
+	$(BIN)/python -m tests.typecheck
 
 exe:
 	PYTHON=$(PYTHON) VENV=$(VENV) packaging/build.sh

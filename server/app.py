@@ -14,7 +14,7 @@ import tornado.web
 from lockr_local.config import Settings
 from lockr_local.server.auth import Authenticator
 from lockr_local.server.backfill import DigestBackfill
-from lockr_local.server.blobstore import make_blob_store
+from lockr_local.server.blobstore import HelperThreads, make_blob_store
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.filebytes import FileBytes
@@ -51,11 +51,15 @@ def build_context(settings: Settings) -> ServerContext:
     service = Service(settings, blobs, signer, faults)
     auth = Authenticator(settings, db, service)
     io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lockr-io")
+    # Threads appear on first use and end in close_context: this server's, none left behind by it.
+    threads = HelperThreads(hashing=ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-hash"),
+                            flushing=ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-flush"), io=io)
+    blobs.use_threads(threads)
     backfill = DigestBackfill(db, blobs)
-    ingest = Ingest(settings, db, blobs, io, faults, backfill)
+    ingest = Ingest(settings, db, blobs, io, faults, backfill, threads.hashing)
     uploads = ResumableUploads(db, service, blobs, io, ingest)
     return ServerContext(settings=settings, db=db, service=service, auth=auth, blobs=blobs, signer=signer,
-                         io=io, faults=faults, ingest=ingest, files=FileBytes(blobs, db, io), sessions=uploads, backfill=backfill,
+                         io=io, threads=threads, faults=faults, ingest=ingest, files=FileBytes(blobs, db, io), sessions=uploads, backfill=backfill,
                          watchdogs=BodyWatchdogs(settings.body_idle_timeout, settings.min_body_rate))
 
 
@@ -179,13 +183,13 @@ async def finish_background_work(ctx: ServerContext, timeout: float = 5.0) -> No
 def close_context(ctx: ServerContext) -> None:
     ctx.backfill.close()
     ctx.auth.close()
-    ctx.io.shutdown(wait=True)
+    ctx.threads.shutdown()
     ctx.db.close()
 
 
 class Server:
-    """One lockr-local server: its context (the database and its `lockr-db` thread, the I/O and KDF
-    threads, the blob store, the backfill), its HTTP server and listening sockets, its background tasks,
+    """One lockr-local server: its context (the database and its `lockr-db` thread, the I/O, hashing,
+    flush and KDF threads, the blob store, the backfill), its HTTP server and listening sockets, its background tasks,
     and the order they stop in. `lockr-local serve` and the tests' ThreadedServer both run it:
 
         server = Server(settings)            # opens the store and reaps what a crash left

@@ -20,6 +20,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass
+from typing import Iterable, cast
 
 from lockr_local.errors import LockrError
 from lockr_local.server.activity import TRANSFERS
@@ -63,11 +64,12 @@ class RcloneDigests:
 def files_missing_rclone_digests(after_seq: int, limit: int) -> list[tuple[int, PendingDigests]]:
     """The next `limit` stored files without an MD5 after row `after_seq`, oldest first, with their row
     numbers (the start-up scan; runs on the database thread)."""
-    rows = (StoredFile.select(StoredFile.seq, StoredFile.file_id, StoredFile.region, StoredFile.sha256,
-                              StoredFile.crc32c, StoredFile.crc32)
-            .where((StoredFile.seq > after_seq) & (StoredFile.md5 == "") & _BLOB_FILE).order_by(StoredFile.seq)
-            .limit(limit)
-            .tuples())
+    query = (StoredFile.select(StoredFile.seq, StoredFile.file_id, StoredFile.region, StoredFile.sha256,
+                               StoredFile.crc32c, StoredFile.crc32)
+             .where((StoredFile.seq > after_seq) & (StoredFile.md5 == "") & _BLOB_FILE).order_by(StoredFile.seq)
+             .limit(limit)
+             .tuples())
+    rows = cast("Iterable[tuple[int, str, str, str, int | None, int | None]]", query)  # stubs: rows are models
     return [(seq, PendingDigests(file_id, region, sha256, StoredCheck(crc32c, crc32)))
             for seq, file_id, region, sha256, crc32c, crc32 in rows]
 

@@ -10,25 +10,28 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import logging
+import threading
+import time
 from abc import ABC, abstractmethod
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, BinaryIO, Iterator
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator
 
 from lockr_local.errors import InsufficientStorage, StorageError
 from lockr_local.server.checks import RunningCrc, StoredCheck
-from lockr_local.server.pools import SharedPool
 
 if TYPE_CHECKING:
     from lockr_local.config import Settings
 
 _NO_SPACE = {errno.ENOSPC, errno.EDQUOT}
 
-# Large buffers are hashed on side threads, one stage behind the write (hashlib releases the GIL):
-# SHA-256 (and MD5 when it is computed) of buffer N overlaps buffer N's CRC-32C and disk write on the
-# writer's I/O thread and the receiving of buffer N+1.
-_SIDE_HASHING = SharedPool(2, "lockr-hash")
+log = logging.getLogger("lockr.server")
+
+# Large buffers are hashed on side threads (HelperThreads.hashing), one stage behind the write (hashlib
+# releases the GIL): SHA-256 (and MD5 when it is computed) of buffer N overlaps buffer N's CRC-32C and
+# disk write on the writer's I/O thread and the receiving of buffer N+1.
 _SIDE_HASH_MIN = 256 * 1024
 
 # SHA-1 and MD5 are only what rclone compares over WebDAV, and together they cost about 2.3 CPU-seconds
@@ -55,6 +58,25 @@ def storage_errors(action: str) -> Iterator[None]:
 
 
 @dataclass(frozen=True)
+class HelperThreads:
+    """The thread pools a store's writers hand short jobs to, owned by the server (app.Server makes them
+    and shuts them down): `hashing` for side hashing (StreamDigests), `flushing` for background flushes
+    (writeback.BackgroundFlush), `io` for free-space readings (FreeSpace). Without them (a store opened
+    outside a server: the CLI, fsck, unit tests) that work runs on the calling thread."""
+
+    hashing: Executor | None = None
+    flushing: Executor | None = None
+    io: Executor | None = None
+
+    def shutdown(self) -> None:
+        """Waits for the jobs in flight and ends the threads: the I/O threads first, since their writers
+        hand work to the others."""
+        for pool in (self.io, self.hashing, self.flushing):
+            if pool is not None:
+                pool.shutdown(wait=True)
+
+
+@dataclass(frozen=True)
 class Digests:
     """The hex digests of a blob, computed while it streamed in; sha1/md5 are "" when left to the backfill."""
 
@@ -69,11 +91,13 @@ class StreamDigests:
     `rclone_digests`, SHA-1 and MD5 (what rclone's ownCloud mode compares), updated as bytes stream in
     so that nothing is ever re-read.
 
-    For large immutable buffers SHA-256 (and MD5) run one stage behind on side threads, so the writer's
-    own thread is left with the disk write and the CRC; the next update (or the result) waits for them.
+    For large immutable buffers SHA-256 (and MD5) run one stage behind on the `side` threads (none: on the
+    caller's), so the writer's own thread is left with the disk write and the CRC; the next update (or
+    the result) waits for them.
     """
 
-    def __init__(self, rclone_digests: bool = True) -> None:
+    def __init__(self, rclone_digests: bool = True, side: Executor | None = None) -> None:
+        self._side = side
         self._sha256 = hashlib.sha256()
         self._sha1 = hashlib.sha1() if rclone_digests else None
         self._md5 = hashlib.md5() if rclone_digests else None
@@ -89,9 +113,10 @@ class StreamDigests:
         self.settle()
         side: list[Any] = [self._sha256] if self._md5 is None else [self._sha256, self._md5]
         inline: list[Any] = [self._crc] if self._sha1 is None else [self._crc, self._sha1]
-        if len(view) < _SIDE_HASH_MIN:
+        pool = self._side
+        if pool is None or len(view) < _SIDE_HASH_MIN:
             inline, side = inline + side, []
-        self._pending = [_SIDE_HASHING.submit(hasher.update, view) for hasher in side]
+        self._pending = [pool.submit(hasher.update, view) for hasher in side] if pool is not None else []
         try:
             for hasher in inline:
                 hasher.update(view)
@@ -119,7 +144,7 @@ class StreamDigests:
 
     def copy(self) -> "StreamDigests":
         self.settle()
-        twin = StreamDigests(self.rclone_digests)
+        twin = StreamDigests(self.rclone_digests, self._side)
         twin._sha256 = self._sha256.copy()
         if self._sha1 is not None and self._md5 is not None:
             twin._sha1, twin._md5 = self._sha1.copy(), self._md5.copy()
@@ -183,6 +208,57 @@ class PartialBlob(BlobWriter):
         the next `open_partial` cuts off what lies past it); never raises."""
 
 
+class FreeSpace:
+    """The free bytes of each region as last measured, for check_space on the database thread, which every
+    request waits for and which must make no filesystem call. A reading older than MAX_AGE seconds is
+    answered still, and a new one is taken on an I/O thread (without one, on the calling thread). The
+    first readings are taken when the store opens. A reading late by a moment only moves the refusal to
+    the write itself: a disk that fills up mid-upload fails it with 507 too (ENOSPC, storage_errors)."""
+
+    MAX_AGE = 0.5
+
+    def __init__(self, measure: Callable[[str], int], regions: Iterable[str]) -> None:
+        self._measure = measure
+        self._lock = threading.Lock()
+        self._readings: dict[str, tuple[int, float]] = {}  # region -> (free bytes, time.monotonic())
+        self._refreshing: set[str] = set()
+        for region in regions:
+            self._take(region)
+
+    def free(self, region: str, io: Executor | None) -> int:
+        """The last reading for `region` (a configured one), refreshed in the background once stale."""
+        free, taken = self._readings[region]
+        if time.monotonic() - taken > self.MAX_AGE:
+            if io is None:
+                return self._take(region)
+            with self._lock:
+                if region in self._refreshing:
+                    return free
+                self._refreshing.add(region)
+            try:
+                io.submit(self._refresh, region)
+            except RuntimeError:  # the server is shutting its threads down
+                with self._lock:
+                    self._refreshing.discard(region)
+        return free
+
+    def _take(self, region: str) -> int:
+        with storage_errors("check the free disk space"):
+            free = self._measure(region)
+        with self._lock:
+            self._readings[region] = (free, time.monotonic())
+        return free
+
+    def _refresh(self, region: str) -> None:
+        try:
+            self._take(region)
+        except StorageError as exc:  # the last reading stands; the next check tries again
+            log.warning("could not read the free space of region %s: %s", region, exc.__cause__ or exc)
+        finally:
+            with self._lock:
+                self._refreshing.discard(region)
+
+
 @dataclass(frozen=True)
 class BlobLocation:
     region: str
@@ -194,6 +270,14 @@ class BlobStore(ABC):
     S3-compatible object store later). Callers never assume files: everything the server does with
     bytes goes through these methods, and translated errors (storage_errors) come out of them."""
 
+    # The server's helper threads (use_threads); none until a server hands them over.
+    threads = HelperThreads()
+
+    def use_threads(self, threads: HelperThreads) -> None:
+        """Hands the store the helper threads of the server that owns it, before any writer is made. The
+        server shuts them down after the store's last use."""
+        self.threads = threads
+
     @abstractmethod
     def regions(self) -> list[str]:
         """The configured region names (an object store: one bucket, or prefix, per region)."""
@@ -204,8 +288,9 @@ class BlobStore(ABC):
 
     @abstractmethod
     def check_space(self, region: str, size: int) -> None:
-        """Refuses up front (InsufficientStorage, 507) an upload of `size` bytes that cannot fit. A store
-        that cannot tell its free space (an object store) returns: unknown counts as enough."""
+        """Refuses up front (InsufficientStorage, 507) an upload of `size` bytes that cannot fit. Called on
+        the database thread: it answers from a recent reading (FreeSpace), never from a filesystem call.
+        A store that cannot tell its free space (an object store) returns: unknown counts as enough."""
 
     @abstractmethod
     def new_writer(self, location: BlobLocation, rclone_digests: bool = True) -> BlobWriter:

@@ -12,13 +12,15 @@ import asyncio
 import io
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, Callable, TypeVar
 
 from lockr_local.server.blobstore import BlobLocation, BlobStore
 from lockr_local.server.inline import inline_bytes
 
 if TYPE_CHECKING:
     from lockr_local.server.db import Database
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -67,6 +69,6 @@ class FileBytes:
         if not at.inline:
             await self._run_io(self.blobs.delete, at.location)
 
-    async def _run_io(self, fn: object, *args: object) -> object:
+    async def _run_io(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._io is not None
-        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)  # type: ignore[arg-type]
+        return await asyncio.get_running_loop().run_in_executor(self._io, fn, *args)

@@ -8,12 +8,14 @@ import logging
 import os
 import secrets
 import shutil
+from concurrent.futures import Executor
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
 from lockr_local.errors import InsufficientStorage, NotFound, StorageError, UnknownRegion
 from lockr_local.server.blobstore import (
-    BlobLocation, BlobStore, BlobWriter, Digests, PartialBlob, StreamDigests, storage_errors,
+    BlobLocation, BlobStore, BlobWriter, Digests, FreeSpace, HelperThreads, PartialBlob, StreamDigests,
+    storage_errors,
 )
 from lockr_local.server.durable import durable_mkdir, fsync_directory
 from lockr_local.server.private import make_private_dir
@@ -38,14 +40,15 @@ def publish(source: Path, final: Path) -> None:
 class FileBlobWriter(BlobWriter):
     """Streams into `tmp/`, hashing as it goes; commit = fsync, os.replace, fsync the directory."""
 
-    def __init__(self, temp_path: Path, final_path: Path, rclone_digests: bool = True) -> None:
+    def __init__(self, temp_path: Path, final_path: Path, rclone_digests: bool = True,
+                 threads: HelperThreads = HelperThreads()) -> None:
         self._temp_path = temp_path
         self._final_path = final_path
-        self._hasher = StreamDigests(rclone_digests)
+        self._hasher = StreamDigests(rclone_digests, threads.hashing)
         self.bytes_written = 0
         self._fd: int | None = None
         self._done = False
-        self._background = BackgroundFlush()
+        self._background = BackgroundFlush(flushing=threads.flushing)
 
     def _open(self) -> int:
         """The temp file is created on first use, on the I/O thread that writes it."""
@@ -89,7 +92,8 @@ class FileBlobWriter(BlobWriter):
 
     def abort(self) -> None:
         self._done = True
-        self._fd = _close_quietly(self._fd)
+        _close_quietly(self._fd)
+        self._fd = None
         try:
             os.unlink(self._temp_path)
         except OSError:
@@ -105,6 +109,7 @@ class FileBlobStore(BlobStore):
             make_private_dir(root)  # its listing names every file id, and ids are download capabilities
             for sub in ("objects", "tmp", "partial"):
                 durable_mkdir(root / sub)
+        self._free = FreeSpace(lambda region: shutil.disk_usage(self._roots[region]).free, self._roots)
 
     def regions(self) -> list[str]:
         return list(self._roots)
@@ -128,16 +133,16 @@ class FileBlobStore(BlobStore):
         return self.root(region) / "partial"
 
     def check_space(self, region: str, size: int) -> None:
-        """Refuses up front (507) an upload that cannot fit on the region's disk."""
-        with storage_errors("check the free disk space"):
-            free = shutil.disk_usage(self.root(region)).free
+        """Refuses up front (507) an upload that cannot fit on the region's disk (as last measured)."""
+        self.check_region(region)
+        free = self._free.free(region, self.threads.io)
         if size > free:
             raise InsufficientStorage(f"The server's disk has {free} bytes free, too few for this "
                                       f"{size}-byte upload; nothing was stored.")
 
     def new_writer(self, location: BlobLocation, rclone_digests: bool = True) -> FileBlobWriter:
         temp = self.temp_dir(location.region) / f"{location.key}.{secrets.token_hex(8)}"
-        return FileBlobWriter(temp, self.path(location), rclone_digests)
+        return FileBlobWriter(temp, self.path(location), rclone_digests, self.threads)
 
     def open(self, location: BlobLocation) -> BinaryIO:
         try:
@@ -190,7 +195,7 @@ class FileBlobStore(BlobStore):
     def open_partial(self, location: BlobLocation, session_id: str, offset: int, hasher: StreamDigests | None,
                      rclone_digests: bool) -> FilePartial:
         return FilePartial.open(self.partial_path(location.region, session_id), self.path(location), session_id,
-                                offset, hasher, rclone_digests)
+                                offset, hasher, rclone_digests, self.threads)
 
     def partial_sessions(self, region: str) -> Iterator[str]:
         for entry in sorted(self.partial_dir(region).iterdir()):
@@ -228,18 +233,19 @@ class FileBlobStore(BlobStore):
 class FilePartial(PartialBlob):
     """A session's bytes in the region's `partial/` folder, opened at the recorded offset for appending."""
 
-    def __init__(self, fd: int, path: Path, final_path: Path, offset: int, hasher: StreamDigests) -> None:
+    def __init__(self, fd: int, path: Path, final_path: Path, offset: int, hasher: StreamDigests,
+                 flushing: Executor | None = None) -> None:
         self._fd: int | None = fd
         self.path = path
         self.final_path = final_path
         self.offset = offset
         self.hasher = hasher
         self.bytes_written = 0
-        self._background = BackgroundFlush(SESSION_FLUSH_EVERY)
+        self._background = BackgroundFlush(SESSION_FLUSH_EVERY, flushing)
 
     @classmethod
     def open(cls, path: Path, final: Path, session_id: str, offset: int, hasher: StreamDigests | None,
-             rclone_digests: bool) -> "FilePartial":
+             rclone_digests: bool, threads: HelperThreads = HelperThreads()) -> "FilePartial":
         """Opens (creating) the partial file at `offset`; bytes past it were never acknowledged and are
         cut off. Without a running `hasher` the durable prefix is re-hashed here, once."""
         with storage_errors("open the stored part of the upload"):
@@ -260,14 +266,14 @@ class FilePartial(PartialBlob):
                 if size > offset:
                     os.ftruncate(fd, offset)
                 if hasher is None:
-                    hasher = _rehash(fd, offset, rclone_digests)
+                    hasher = _rehash(fd, offset, StreamDigests(rclone_digests, threads.hashing))
                     if offset:
                         log.info("re-hashed %d stored bytes of session %s", offset, session_id[:8])
                 os.lseek(fd, offset, os.SEEK_SET)
             except BaseException:
                 os.close(fd)
                 raise
-        return cls(fd, path, final, offset, hasher)
+        return cls(fd, path, final, offset, hasher, threads.flushing)
 
     def write(self, data: bytes | memoryview) -> None:
         assert self._fd is not None, "write after close"
@@ -310,21 +316,20 @@ class FilePartial(PartialBlob):
 
     def abort(self) -> None:
         """Closes the file; it stays in `partial/`."""
-        self._fd = _close_quietly(self._fd)
+        _close_quietly(self._fd)
+        self._fd = None
 
 
 def _close_quietly(fd: int | None) -> None:
-    """Closes `fd` if open; an abort must never raise. Returns None, the closed state to store."""
+    """Closes `fd` if open; an abort must never raise."""
     if fd is not None:
         try:
             os.close(fd)
         except OSError:
             pass
-    return None
 
 
-def _rehash(fd: int, length: int, rclone_digests: bool) -> StreamDigests:
-    hasher = StreamDigests(rclone_digests)
+def _rehash(fd: int, length: int, hasher: StreamDigests) -> StreamDigests:
     position = 0
     with storage_errors("read the stored part of the upload"):
         while position < length:

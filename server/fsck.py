@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence, cast
 
 import peewee
 
@@ -81,7 +81,7 @@ def pending_session_file_ids() -> set[str]:
     return {row.file_id for row in UploadSession.select(UploadSession.file_id)}
 
 
-def stored_files_with_inline_lengths() -> peewee.ModelSelect:
+def stored_files_with_inline_lengths() -> peewee.ModelSelect[StoredFile]:
     """Every file row with the length of its inline bytes (None for blob files, or inline bytes gone), in
     one query: a lookup per row would cost a query per inline file."""
     return (StoredFile.select(StoredFile.file_id, StoredFile.region, StoredFile.size, StoredFile.sha256,
@@ -158,10 +158,12 @@ def _check_permissions(report: FsckReport, private: Sequence[Path], repair: bool
 
 
 def _check_quota(report: FsckReport, repair: bool) -> None:
-    used = dict(StoredFile.select(StoredFile.owner, peewee.fn.SUM(StoredFile.size))
-                .where(StoredFile.owner.is_null(False)).group_by(StoredFile.owner).tuples())
-    reserved = dict(UploadSession.select(UploadSession.owner, peewee.fn.SUM(UploadSession.reserved))
-                    .where(UploadSession.owner.is_null(False)).group_by(UploadSession.owner).tuples())
+    # Account id -> bytes. (Cast: peewee's stubs type the rows of .tuples() as model instances.)
+    used = dict(cast("Iterable[tuple[int, int]]", StoredFile.select(StoredFile.owner, peewee.fn.SUM(StoredFile.size))
+                .where(StoredFile.owner.is_null(False)).group_by(StoredFile.owner).tuples()))
+    reserved = dict(cast("Iterable[tuple[int, int]]", UploadSession.select(UploadSession.owner,
+                                                                           peewee.fn.SUM(UploadSession.reserved))
+                    .where(UploadSession.owner.is_null(False)).group_by(UploadSession.owner).tuples()))
     for account in Account.select():
         expected_used = int(used.get(account.id) or 0)
         expected_reserved = int(reserved.get(account.id) or 0)

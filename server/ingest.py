@@ -85,10 +85,11 @@ class InlineBytes(Sink):
     """A small body held in memory, stored inside the database with its row (inline.py)."""
 
     def __init__(self, location: BlobLocation, size: int, too_large: Callable[[int], TooLarge],
-                 io: Executor) -> None:
+                 io: Executor, hashing: Executor | None = None) -> None:
         self.location = location
         self._buffer = InlineSink(size, too_large)
         self._io = io
+        self._hashing = hashing
 
     @property
     def received(self) -> int:
@@ -100,7 +101,7 @@ class InlineBytes(Sink):
     async def commit(self) -> Committed:
         data = self._buffer.data()
         # Before the database trip and never on its thread, which every request waits for (inline.py).
-        return Committed(self.location, len(data), await digests_of(data, self._io), data)
+        return Committed(self.location, len(data), await digests_of(data, self._io, self._hashing), data)
 
     def abort(self) -> None:
         self._buffer.abort()
@@ -139,11 +140,12 @@ class Ingest:
     """The upload pipeline of one server (see the module docstring)."""
 
     def __init__(self, settings: Settings, db: Database, blobs: BlobStore, io: Executor, faults: Faults,
-                 backfill: DigestBackfill) -> None:
+                 backfill: DigestBackfill, hashing: Executor | None = None) -> None:
         self.settings = settings
         self.db = db
         self.blobs = blobs
         self.io = io
+        self.hashing = hashing  # side hashing of large inline bodies (StreamDigests)
         self.faults = faults
         self.backfill = backfill
 
@@ -157,7 +159,7 @@ class Ingest:
         bytes; `too_large` says why a body ran past it. SHA-1/MD5 are left to the backfill unless
         `rclone_digests` (inline bodies always get every digest)."""
         if size is not None and self.stores_inline(size):
-            return InlineBytes(location, size, too_large, self.io)
+            return InlineBytes(location, size, too_large, self.io, self.hashing)
         writer = self.blobs.new_writer(location, rclone_digests)
         return BlobBytes(location, UploadSink(writer, self.io, limit, too_large), self.blobs, self.io)
 

@@ -57,10 +57,10 @@ class InlineSink:
         self._chunks = []
 
 
-def inline_digests(data: bytes) -> Digests:
+def inline_digests(data: bytes, side: Executor | None = None) -> Digests:
     """Every digest a blob file would get as it streamed in, SHA-1/MD5 included (inline files are never
-    more than 16 MiB, and the backfill never reads them)."""
-    digests = StreamDigests(rclone_digests=True)
+    more than 16 MiB, and the backfill never reads them); SHA-256 and MD5 of a large body on `side`."""
+    digests = StreamDigests(rclone_digests=True, side=side)
     digests.update(data)
     return digests.digests()
 
@@ -70,11 +70,11 @@ def inline_digests(data: bytes) -> Digests:
 HASH_ON_LOOP_MAX = 128 * 1024
 
 
-async def digests_of(data: bytes, io_threads: Executor) -> Digests:
+async def digests_of(data: bytes, io_threads: Executor, side: Executor | None = None) -> Digests:
     """inline_digests(data), computed where it costs least (see HASH_ON_LOOP_MAX)."""
     if len(data) <= HASH_ON_LOOP_MAX:
         return inline_digests(data)
-    return await asyncio.get_running_loop().run_in_executor(io_threads, inline_digests, data)
+    return await asyncio.get_running_loop().run_in_executor(io_threads, inline_digests, data, side)
 
 
 def insert_inline(database: peewee.Database, file_id: str, data: bytes) -> None:

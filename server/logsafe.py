@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 import re
+from typing import TextIO
 
 # Download ids, upload-session ids and tus ids are 128-bit capabilities (32 hex characters): a log line
 # keeps the first 8, enough to tell them apart. Longer hex runs (sha256 digests) are left alone.
@@ -43,10 +44,10 @@ class RedactingFormatter(logging.Formatter):
         return redact(super().format(record))
 
 
-def configure_server_logging(level: str, stream: object) -> None:
+def configure_server_logging(level: str, stream: TextIO) -> None:
     """The `serve` command's logging: one redacting stream handler; SQL statements (peewee's debug lines,
     with key hashes and ids as parameters) are never logged."""
-    handler = logging.StreamHandler(stream)  # type: ignore[arg-type]
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(RedactingFormatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s",
                                             datefmt="%Y-%m-%d %H:%M:%S"))
     logging.basicConfig(level=getattr(logging, level.upper()), handlers=[handler])

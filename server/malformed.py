@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any
+from asyncio import Future
+from typing import Any, cast
 
 from tornado.httpserver import HTTPServer
 from tornado.iostream import IOStream, UnsatisfiableReadError
@@ -96,7 +97,8 @@ class JsonErrorHTTPServer(HTTPServer):
 
         def remember_head(*args: Any, **kwargs: Any) -> Any:
             reading_head[0] = True
-            future = read_headers(*args, **kwargs)
+            # Typed Awaitable; IOStream returns a Future, whose state is read here.
+            future = cast("Future[bytes]", read_headers(*args, **kwargs))
             if future.done():  # already buffered: the caller goes on without yielding, so keep it now
                 keep(future)
             else:

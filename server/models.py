@@ -33,7 +33,7 @@ class ThreadBoundDatabase(peewee.DatabaseProxy):
         object.__setattr__(self, "_last", None)
         super().__init__()
 
-    @property  # type: ignore[override]
+    @property
     def obj(self) -> peewee.Database | None:
         return getattr(self._local, "database", None) or self._last
 
@@ -59,11 +59,16 @@ RAW_SESSION_KEYS = "raw_session_keys"
 
 
 class BaseModel(peewee.Model):
+    """The models' base. Their bare annotations (`id: peewee.AutoField[int]`, `owner_id: int`) are for the
+    type checker only: they declare what peewee adds by itself and its stubs do not know, the `id` key of
+    a model that declares none and the `<name>_id` beside each foreign key `<name>`."""
+
     class Meta:
         database = database_proxy
 
 
 class Account(BaseModel):
+    id: peewee.AutoField[int]
     username = peewee.CharField(max_length=64, unique=True)
     email = peewee.CharField(max_length=254, unique=True)
     password_hash = peewee.CharField(max_length=255)
@@ -75,6 +80,8 @@ class Account(BaseModel):
 
 
 class ApiToken(BaseModel):
+    id: peewee.AutoField[int]
+    account_id: int
     account = peewee.ForeignKeyField(Account, backref="tokens", on_delete="CASCADE")
     token_hash = peewee.CharField(max_length=64, unique=True)
     prefix = peewee.CharField(max_length=16)
@@ -88,6 +95,8 @@ class LoginAddress(BaseModel):
     """An address a password login to the account came from (as a keyed hash, not the address itself):
     guesses made elsewhere do not hold such an address back (auth.py, Authenticator.limit_login)."""
 
+    id: peewee.AutoField[int]
+    account_id: int
     account = peewee.ForeignKeyField(Account, backref="login_addresses", on_delete="CASCADE")
     tag = peewee.CharField(max_length=64)
     last_login_at = peewee.DoubleField()
@@ -102,6 +111,7 @@ class StoredFile(BaseModel):
     seq = peewee.AutoField()
     file_id = peewee.CharField(max_length=32, unique=True)
     owner = peewee.ForeignKeyField(Account, backref="files", null=True, on_delete="CASCADE")
+    owner_id: int | None
     name = peewee.CharField(max_length=1024)
     size = peewee.BigIntegerField()
     content_type = peewee.CharField(max_length=255)
@@ -143,7 +153,9 @@ class DavFolder(BaseModel):
     """A folder made through WebDAV (MKCOL) or kept after its last file left; other folders are
     implied by names containing '/'."""
 
+    id: peewee.AutoField[int]
     owner = peewee.ForeignKeyField(Account, backref="folders", on_delete="CASCADE")
+    owner_id: int
     path = peewee.CharField(max_length=1024)
     created_at = peewee.DoubleField()
 
@@ -157,6 +169,7 @@ class UploadSession(BaseModel):
     session_id = peewee.CharField(max_length=32, primary_key=True)
     file_id = peewee.CharField(max_length=32, unique=True)
     owner = peewee.ForeignKeyField(Account, backref="sessions", null=True, on_delete="CASCADE")
+    owner_id: int | None
     name = peewee.CharField(max_length=1024)
     size = peewee.BigIntegerField(null=True)
     content_type = peewee.CharField(max_length=255)

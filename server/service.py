@@ -10,7 +10,7 @@ import dataclasses
 import re
 import time
 from dataclasses import dataclass
-
+from typing import Iterable, cast
 from urllib.parse import quote
 
 import peewee
@@ -553,10 +553,10 @@ class Service:
         db = Account._meta.database
         with db.atomic():
             Account.update(reserved_bytes=0).execute()
-            totals = (UploadSession.select(UploadSession.owner, peewee.fn.SUM(UploadSession.reserved).alias("r"))
-                      .where(UploadSession.owner.is_null(False)).group_by(UploadSession.owner))
-            for row in totals:
-                Account.update(reserved_bytes=row.r).where(Account.id == row.owner_id).execute()
+            totals = (UploadSession.select(UploadSession.owner, peewee.fn.SUM(UploadSession.reserved))
+                      .where(UploadSession.owner.is_null(False)).group_by(UploadSession.owner).tuples())
+            for owner_id, reserved in cast("Iterable[tuple[int, int]]", totals):  # stubs: rows are models
+                Account.update(reserved_bytes=reserved).where(Account.id == owner_id).execute()
 
 
 def _same_username(username: str) -> peewee.Expression:

@@ -8,10 +8,8 @@ import errno
 import logging
 import os
 import sys
-from concurrent.futures import Future
+from concurrent.futures import Executor, Future
 from typing import Any
-
-from lockr_local.server.pools import SharedPool
 
 # Bytes written between two pushes of a direct upload's file, and of a session chunk's (every chunk ends
 # with an fsync before its 308, so chunks push more often: the final fsync finds at most 1 MiB to write).
@@ -65,9 +63,6 @@ def _give_up_sync_file_range(exc: OSError) -> None:
     _sync_file_range = None
 
 
-_FLUSHING = SharedPool(2, "lockr-flush")
-
-
 def _flush_duplicate(fd: int) -> None:
     """fdatasync on a duplicate descriptor (the writer may close its own meanwhile), then close it.
 
@@ -83,10 +78,12 @@ def _flush_duplicate(fd: int) -> None:
 class BackgroundFlush:
     """One writer's push every `every` bytes written. On Linux start_writeback, on the writer's thread (it
     blocks only while the disk's queue is full, which slows the upload to the disk's pace). Elsewhere an
-    fdatasync on a flush thread, at most one in flight, whose error is the writer's error."""
+    fdatasync on a `flushing` thread (the server's; without one, none: the final fsync writes it all), at
+    most one in flight, whose error is the writer's error."""
 
-    def __init__(self, every: int = FLUSH_EVERY) -> None:
+    def __init__(self, every: int = FLUSH_EVERY, flushing: Executor | None = None) -> None:
         self._every = every
+        self._flushing = flushing
         self._flush: Future[None] | None = None
         self._flushed_upto = 0
 
@@ -103,12 +100,14 @@ class BackgroundFlush:
                 if exc.errno not in _UNSUPPORTED:
                     raise  # EIO and the like: this upload fails
                 _give_up_sync_file_range(exc)
+        if self._flushing is None:
+            return
         if self._flush is not None:
             if not self._flush.done():
                 return
             self._flush.result()  # a failed background writeback fails this upload, here
         self._flushed_upto = total
-        self._flush = _FLUSHING.submit(_flush_duplicate, os.dup(fd))
+        self._flush = self._flushing.submit(_flush_duplicate, os.dup(fd))
 
     def wait(self) -> None:
         """Before the fsync that acknowledges: the flush in flight has ended, and did not fail."""

@@ -119,8 +119,13 @@ def send_burst(sock: int, fd: int, offset: int, end: int) -> int:
 
 async def wait_writable(sock: int, timeout: float) -> None:
     loop = asyncio.get_running_loop()
-    ready = loop.create_future()
-    loop.add_writer(sock, lambda: ready.done() or ready.set_result(None))
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def writable() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_writer(sock, writable)
     try:
         await asyncio.wait_for(ready, timeout)
     except asyncio.TimeoutError:

@@ -13,6 +13,7 @@ from typing import Any, Awaitable, Callable, TypeVar
 
 import tornado.httputil
 import tornado.web
+from tornado.http1connection import HTTP1Connection
 from tornado.iostream import StreamClosedError
 from tornado.log import app_log
 
@@ -20,7 +21,7 @@ from lockr_local.config import Settings
 from lockr_local.errors import BadRequest, LockrError, TooLarge, Unauthorized, error_body
 from lockr_local.server.auth import Authenticator
 from lockr_local.server.backfill import DigestBackfill
-from lockr_local.server.blobstore import BlobStore
+from lockr_local.server.blobstore import BlobStore, HelperThreads
 from lockr_local.server.db import Database
 from lockr_local.server import tornado_internals
 from lockr_local.server.faults import Faults
@@ -71,6 +72,7 @@ class ServerContext:
     blobs: BlobStore
     signer: Signer
     io: ThreadPoolExecutor
+    threads: HelperThreads  # the I/O threads above, and the side-hashing and flush threads of the blob store
     faults: Faults
     ingest: Ingest
     files: FileBytes
@@ -162,6 +164,13 @@ class BaseHandler(tornado.web.RequestHandler):
         """Whether this request has had its answer (finish() was called)."""
         return tornado_internals.finished(self)
 
+    @property
+    def http_connection(self) -> HTTP1Connection:
+        """The request's connection: always HTTP/1 (LockrHTTPServer), where Tornado's type says any."""
+        connection = self.request.connection
+        assert isinstance(connection, HTTP1Connection)
+        return connection
+
     def finish(self, chunk: str | bytes | dict[str, Any] | None = None) -> Any:
         linger = None
         if not tornado_internals.headers_written(self) and self._body_left_unread():
@@ -192,8 +201,8 @@ class BaseHandler(tornado.web.RequestHandler):
             status_code = exc.status
         if tornado_internals.headers_written(self):
             # A streamed download broke mid-way: the only honest signal left is closing the connection.
-            if self.request.connection is not None and not self.answered:
-                self.request.connection.close()
+            if not self.answered:
+                self.http_connection.close()
             return
         if self._unread_small_body() and self._refused_before_body():
             self._answer_after_body(status_code, kwargs)
@@ -357,8 +366,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
         def cut_off() -> None:
             on_timeout()
-            if self.request.connection is not None:
-                self.request.connection.close()
+            self.http_connection.close()
 
         self._watchdog = self.ctx.watchdogs.watch(cut_off)
         return self._watchdog

@@ -54,9 +54,9 @@ def unless_finished(method: Method) -> Method:
 class DavHandler(DownloadHandler):
     """One handler for every WebDAV method; inherits `send_file` (ranges, ETags) from the downloads."""
 
-    SUPPORTED_METHODS = METHODS  # type: ignore[assignment]
+    SUPPORTED_METHODS = METHODS
 
-    def initialize(self, ctx: ServerContext) -> None:  # type: ignore[override]
+    def initialize(self, ctx: ServerContext) -> None:
         super().initialize(ctx)
         self.dav = DavStore(ctx.service)
         self.sink: Sink | None = None
@@ -67,7 +67,7 @@ class DavHandler(DownloadHandler):
     async def prepare(self) -> None:
         method = self.request.method or ""
         if method == "PUT":
-            self.request.connection.set_max_body_size(UNLIMITED_BODY)
+            self.http_connection.set_max_body_size(UNLIMITED_BODY)
         if method == "OPTIONS":
             return
         self.path = webdav.parse_path(self.request.path)
@@ -110,8 +110,8 @@ class DavHandler(DownloadHandler):
             return
         self.body.extend(chunk)
         if len(self.body) > webdav.MAX_XML_BODY:
-            exc = TooLarge("The request body is too large for a WebDAV request.")
-            self.send_error(exc.status, exc_info=(type(exc), exc, exc.__traceback__))
+            too_large = TooLarge("The request body is too large for a WebDAV request.")
+            self.send_error(too_large.status, exc_info=(type(too_large), too_large, None))
 
     def on_connection_close(self) -> None:
         if self.sink is not None:

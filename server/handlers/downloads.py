@@ -141,13 +141,13 @@ class DownloadHandler(BaseHandler):
         finally:
             os.close(sock)
             handle.close()
-        body_sent_by_sendfile(self.request.connection, length)
+        body_sent_by_sendfile(self.http_connection, length)
         self.finish()
 
     def cut_off(self, message: str, level: int) -> None:
         """Ends a response whose headers are out: closing the connection is the only honest signal left."""
         log.log(level, message)
-        self.request.connection.stream.close()
+        self.http_connection.stream.close()
 
     async def stream_body(self, info: FileInfo, reader: BlobReader) -> None:
         """The buffered path, for stores whose handles are not plain files and for TLS connections."""

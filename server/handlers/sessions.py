@@ -164,7 +164,7 @@ class SessionUploadHandler(ChunkReceiver):
     whole_body = False
 
     async def prepare(self) -> None:
-        self.request.connection.set_max_body_size(UNLIMITED_BODY)
+        self.http_connection.set_max_body_size(UNLIMITED_BODY)
         if self.request.method != "PUT":
             return
         try:

@@ -170,7 +170,7 @@ class TusUploadHandler(TusHandler, ChunkReceiver):
     """HEAD (offset), PATCH (append at exactly that offset), DELETE (termination) on one upload."""
 
     async def prepare(self) -> None:
-        self.request.connection.set_max_body_size(UNLIMITED_BODY)
+        self.http_connection.set_max_body_size(UNLIMITED_BODY)
         if self.request.method != "PATCH":
             return
         try:

@@ -26,7 +26,7 @@ class DirectUploadHandler(BaseHandler):
     sink: Sink | None = None
 
     async def prepare(self) -> None:
-        self.request.connection.set_max_body_size(UNLIMITED_BODY)
+        self.http_connection.set_max_body_size(UNLIMITED_BODY)
         if self.request.method != "POST":
             return
         try:

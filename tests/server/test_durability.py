@@ -5,9 +5,11 @@ from __future__ import annotations
 import errno
 import hashlib
 import os
+import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +17,7 @@ import pytest
 import requests
 
 from lockr_local.server import writeback
+from lockr_local.server.blobstore import FreeSpace
 from lockr_local.server.writeback import FLUSH_EVERY
 from tests.helpers import REPO, ServerProcess, clean_env, create_account, upload, wait_for
 
@@ -137,6 +140,29 @@ def test_disk_full_gives_507_and_keeps_existing_files(server_factory, small_disk
     assert requests.get(files[0]["downloadUrl"], headers=account.auth).content == b"k" * 1_000_000
     assert requests.get(f"{srv.url}/api/v1/account", headers=account.auth).json()["used"] == 1_000_000
     assert upload(srv.url, b"small", "fits.txt", account=account).status_code == 201
+
+
+def test_the_database_thread_never_reads_the_free_disk_space(server_factory, monkeypatch):
+    """Every upload's admission checks the free space on the database thread, which every request waits
+    for: it answers from a reading taken elsewhere (blobstore.FreeSpace), here renewed at every check."""
+    measured_on: list[str] = []
+    real = shutil.disk_usage
+
+    def recording(path: Any) -> Any:
+        measured_on.append(threading.current_thread().name)
+        return real(path)
+
+    monkeypatch.setattr(shutil, "disk_usage", recording)
+    monkeypatch.setattr(FreeSpace, "MAX_AGE", 0.0)
+    srv = server_factory()
+    account = create_account(srv.url)
+    opened = len(measured_on)
+    for name, size in (("small.txt", 100), ("big.bin", 300_000)):
+        assert upload(srv.url, os.urandom(size), name, account=account).status_code == 201
+    assert requests.post(f"{srv.url}/api/v1/upload/session", json={"name": "later.bin", "size": 10},
+                         headers=account.auth).status_code in (200, 201)
+    assert wait_for(lambda: len(measured_on) > opened, message="a new reading")
+    assert not [name for name in measured_on if name.startswith("lockr-db")], measured_on
 
 
 def test_disk_filling_up_mid_stream_stores_nothing_and_keeps_serving(server_factory, small_disk):

@@ -111,9 +111,9 @@ def test_small_files_are_never_hashed_on_the_database_thread(server_factory: Any
     hashed_on: list[str] = []
     real = inline.inline_digests
 
-    def recording(data: bytes) -> Any:
+    def recording(data: bytes, *side: Any) -> Any:
         hashed_on.append(threading.current_thread().name)
-        return real(data)
+        return real(data, *side)
 
     monkeypatch.setattr(inline, "inline_digests", recording)
     srv = server_factory(inline_max=1024 * 1024)

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import requests
 
+from lockr_local.server import writeback
 from tests.helpers import create_account, upload
 
 
@@ -38,3 +41,19 @@ def test_stopping_one_server_leaves_the_other_serving(server_factory):
     first.stop()
     assert upload(second.url, b"still here", "after.txt", account=account).status_code == 201
     assert requests.get(f"{second.url}/api/v1/account", headers=account.auth).json()["used"] == len(b"still here")
+
+
+def test_a_stopped_server_leaves_none_of_its_threads_alive(server_factory, monkeypatch):
+    # Where sync_file_range is missing, flush threads push big uploads to the disk: pretend so, so that the
+    # upload below starts every kind of thread a server has (Linux flushes on the writer's own thread).
+    monkeypatch.setattr(writeback, "_sync_file_range", None)
+    before = set(threading.enumerate())
+    server = server_factory(inline_max=0)
+    account = create_account(server.url)
+    assert upload(server.url, os.urandom(3 * writeback.FLUSH_EVERY), "big.bin", account=account).status_code == 201
+    started = {thread.name.rsplit("_", 1)[0] for thread in set(threading.enumerate()) - before}
+    assert {"lockr-db", "lockr-io", "lockr-kdf", "lockr-hash", "lockr-flush"} <= started, started
+
+    server.stop()
+    left = sorted(thread.name for thread in set(threading.enumerate()) - before if thread.name.startswith("lockr"))
+    assert left == []
