@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+import peewee
+
 from lockr_local.config import Settings
 from lockr_local.errors import BadRequest, Conflict, NotFound
 from lockr_local.server.durable import fsync_directory
@@ -168,7 +170,7 @@ def _columns(connection: sqlite3.Connection, table: str) -> set[str]:
     return {row[1] for row in connection.execute(f'PRAGMA table_info("{table}")')}
 
 
-def _count(connection: sqlite3.Connection, model: type) -> int:
+def _count(connection: sqlite3.Connection, model: type[peewee.Model]) -> int:
     return int(connection.execute(f'SELECT COUNT(*) FROM "{model._meta.table_name}"').fetchone()[0])
 
 

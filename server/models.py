@@ -50,6 +50,14 @@ class ThreadBoundDatabase(peewee.DatabaseProxy):
 database_proxy = ThreadBoundDatabase()
 log = logging.getLogger("lockr.server")
 
+
+def bound_database() -> peewee.Database:
+    """The database this thread's models speak to (open_database bound it); for the admin commands."""
+    database = database_proxy.obj
+    if database is None:
+        raise RuntimeError("no database is open: call open_database first")
+    return database
+
 # Schema 5: the LoginAddress table (create_tables makes it), one username regardless of case, claim
 # hashes for guest uploads, and upload sessions that keep only the keyHash's HMAC.
 SCHEMA_VERSION = 5

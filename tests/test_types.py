@@ -9,10 +9,6 @@ import pytest
 
 from tests.typecheck import CHECKED_PACKAGE, run_mypy
 
-# Files whose errors are being fixed by the CLI work of issue 18 on another branch: their errors are
-# tolerated here until it lands. Empty it then (the second test fails once a file listed here is clean).
-LEFT_TO_FIX = frozenset({"lockr_local/commands/server_cmds.py"})
-
 ERROR_LINE = re.compile(r"^(?P<path>[^:\s]+\.py):\d+: error: ")
 
 
@@ -31,10 +27,6 @@ def mypy_errors() -> dict[str, list[str]]:
 
 
 def test_mypy_finds_no_type_error(mypy_errors: dict[str, list[str]]) -> None:
-    found = {path: lines for path, lines in mypy_errors.items() if path not in LEFT_TO_FIX}
+    found = mypy_errors
     assert not found, f"mypy -p {CHECKED_PACKAGE}:\n" + "\n".join(line for lines in found.values() for line in lines)
 
-
-def test_files_left_to_fix_still_have_errors(mypy_errors: dict[str, list[str]]) -> None:
-    clean = sorted(LEFT_TO_FIX - set(mypy_errors))
-    assert not clean, f"now free of type errors, remove from LEFT_TO_FIX: {clean}"

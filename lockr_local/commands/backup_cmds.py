@@ -58,7 +58,7 @@ def restore_cmd(args: argparse.Namespace) -> int:
     from lockr_local.commands.server_cmds import local_store, settings_from_args
     from lockr_local.server.backup import restore_store
     from lockr_local.server.fsck import check_store, private_roots
-    from lockr_local.server.models import database_proxy
+    from lockr_local.server.models import bound_database
 
     settings = settings_from_args(args)
     source = Path(args.source).expanduser().resolve()
@@ -66,7 +66,7 @@ def restore_cmd(args: argparse.Namespace) -> int:
     say(f"lockr-local: restored {manifest.get('files')} files from {source} into {settings.data_dir}; "
         "checking it (fsck --verify) ...")
     with local_store(args, settings) as service:
-        report = check_store(database_proxy.obj, service.blobs, verify=True, private=private_roots(settings))
+        report = check_store(bound_database(), service.blobs, verify=True, private=private_roots(settings))
     for line in report.lines():
         print(line)
     if not report.clean:

@@ -306,9 +306,9 @@ def fsck(args: argparse.Namespace) -> int:
     lock = DataDirLock(Path(settings.data_dir)).acquire() if args.repair else None
     try:
         with local_store(args, settings) as service:
-            from lockr_local.server.models import database_proxy
+            from lockr_local.server.models import bound_database
 
-            report = check_store(database_proxy.obj, service.blobs, verify=args.verify, repair=args.repair,
+            report = check_store(bound_database(), service.blobs, verify=args.verify, repair=args.repair,
                                  private=private_roots(settings))
     finally:
         if lock is not None:
