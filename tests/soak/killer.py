@@ -375,7 +375,12 @@ class KillHarness:
         partial = {p.name for p in (blobs / "partial").iterdir()} if (blobs / "partial").exists() else set()
         with self.ledger.lock:
             open_sessions = set(self.ledger.sessions)
-        self.expect(partial <= open_sessions, f"partial files without an open session: {partial - open_sessions}")
+            # An empty tus upload is completed inside its creation: a kill before the 201 can leave its
+            # session (and an empty partial file) that the client never learnt the URL of.
+            empty_tus = any(u.kind == "tus" and u.size == 0 for u in self.ledger.in_flight.values())
+        unknown = {name for name in partial - open_sessions
+                   if not (empty_tus and (blobs / "partial" / name).stat().st_size == 0)}
+        self.expect(not unknown, f"partial files without an open session: {unknown}")
 
     def check_listing(self) -> dict[str, dict[str, Any]]:
         ledger = self.ledger
