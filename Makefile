@@ -26,12 +26,14 @@ bench: $(STAMP)
 
 # The long kill harness: LOCKR_SOAK_KILLS random SIGKILLs (default 200) plus the named crash points;
 # LOCKR_SOAK_SEED replays a run. Then the power-cut harness: LOCKR_POWERCUT_CUTS kills, each followed by a
-# power cut (default 1000), on a FUSE filesystem that forgets unsynced writes. Then the class tests of
+# power cut (default 1000), on a FUSE filesystem that forgets unsynced writes; then LOCKR_POWERCUT_SYNC_ROUNDS
+# rounds (default 200) of the sync agent SIGKILLed mid-sync and its disk's power cut. Then the class tests of
 # hostile input with many more random values, and schemathesis with at least 5,000 generated cases.
 # Each has a short mode inside `make test` (tests/soak, tests/powercut, tests/security).
 soak: $(STAMP)
 	$(BIN)/python -m tests.soak
 	$(BIN)/python -m tests.powercut
+	$(BIN)/python -m tests.powercut.sync_soak
 	LOCKR_HOSTILE_EXAMPLES=200 LOCKR_SCHEMATHESIS_EXAMPLES=250 LOCKR_SCHEMATHESIS_MIN_CASES=5000 \
 		$(BIN)/python -m pytest -q -p no:cacheprovider tests/security/test_hostile_input.py tests/security/test_openapi.py
 

@@ -22,6 +22,45 @@ from lockr_local.sync.watcher import DirtyPaths
 log = logging.getLogger("lockr.sync")
 
 
+def make_durable(root: Path, rel: str) -> None:
+    """fsyncs the file `rel` and every folder from its own up to `root`, so its content and its name are on
+    the disk before the agent uploads it and records it as synced: after a power cut the index must not
+    say "synced" for a file the disk no longer has, or the next pass takes the file for deleted and deletes
+    the remote copy, then the only one left."""
+    if os.name == "nt":  # Windows flushes only through a handle opened for writing; NTFS journals names
+        return
+    fd = os.open(root / rel, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    parts = rel.split("/")[:-1]
+    for depth in range(len(parts), -1, -1):
+        _fsync_folder(root.joinpath(*parts[:depth]))
+
+
+def make_deletion_durable(root: Path, rel: str) -> None:
+    """fsyncs the nearest folder that still holds the vanished `rel`, so the local deletion the agent is about
+    to mirror cannot be undone by a power cut (the file would come back and be uploaded again)."""
+    if os.name == "nt":
+        return
+    parts = rel.split("/")[:-1]
+    for depth in range(len(parts), -1, -1):
+        try:
+            _fsync_folder(root.joinpath(*parts[:depth]))
+            return
+        except FileNotFoundError:
+            continue
+
+
+def _fsync_folder(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_DIRECTORY", 0))
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 class PlanExecutor:
     """Owns the upload threads. `run(plan)` blocks until the plan is carried out and returns the files the
     endpoint refused (this file only: too large, over quota); an unreachable endpoint or a refused token
@@ -69,6 +108,11 @@ class PlanExecutor:
 
     def _adopt(self, action: Adopt) -> None:
         local = LocalFile(action.path, action.size, action.mtime_ns, action.sha256)
+        try:
+            make_durable(self.folder, action.path)
+        except OSError:
+            self.dirty.mark(action.path)  # gone or unreadable since the scan: look again
+            return
         self.index.record_synced(local, action.remote_id, action.replaces, forget=action.renamed_from)
         for old_id in action.replaces:
             self._delete(DeleteRemote(action.path, old_id, "replaced"))
@@ -76,6 +120,8 @@ class PlanExecutor:
     def _delete(self, action: DeleteRemote) -> None:
         if self._stopping.is_set():
             return
+        if not os.path.lexists(self.folder / action.path):
+            make_deletion_durable(self.folder, action.path)
         self.remote.delete(action.remote_id)
         self.index.delete_done(action.remote_id)
         log.info("deleted remotely: %s (%s)", action.path, action.reason)
@@ -90,6 +136,11 @@ class PlanExecutor:
             self.dirty.mark(action.path)  # gone or replaced since the scan: look again
             return
         if (before.st_size, before.st_mtime_ns) != (action.size, action.mtime_ns):
+            self.dirty.mark(action.path)
+            return
+        try:
+            make_durable(self.folder, action.path)
+        except OSError:
             self.dirty.mark(action.path)
             return
         local = LocalFile(action.path, action.size, action.mtime_ns, action.sha256)

@@ -26,5 +26,8 @@ def test_acknowledged_uploads_survive_power_cuts_after_kills_and_crash_points(tm
     assert figures.crash_point_kills == {point: 1 for point in CRASH_POINTS}
     assert figures.acknowledged >= 20 and figures.files_verified >= figures.acknowledged - figures.deleted
     assert figures.sessions_resumed > 0
+    # The whole workload ran: tus uploads, deletes (API and WebDAV), key changes checked by downloads.
+    assert figures.tus_started > 0 and figures.deletes_acked > 0 and figures.key_changes_acked > 0
+    assert figures.keys_verified > 0
     # The cuts did forget things: unsynced bytes and unsynced names (temp files, renames in flight).
     assert harness.lost["unsynced writes"] > 0 and harness.lost["unsynced directory changes"] > 0

@@ -1,4 +1,5 @@
-"""The kill harness in its short CI mode: random SIGKILLs and every named crash point, nothing lost."""
+"""The kill harness in its short CI mode: random SIGKILLs and every named crash point, nothing lost (uploads,
+tus, WebDAV replacements, deletes and key changes)."""
 
 from __future__ import annotations
 
@@ -15,3 +16,6 @@ def test_acknowledged_uploads_survive_random_kills_and_every_crash_point(tmp_pat
     assert figures.crash_point_kills == {point: 1 for point in CRASH_POINTS}
     assert figures.acknowledged >= 20 and figures.files_verified >= figures.acknowledged - figures.deleted
     assert figures.chunks_acknowledged > 0 and figures.sessions_resumed > 0
+    # The whole workload ran: tus uploads, deletes (API and WebDAV), key changes checked by downloads.
+    assert figures.tus_started > 0 and figures.deletes_acked > 0 and figures.key_changes_acked > 0
+    assert figures.keys_verified > 0

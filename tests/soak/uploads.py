@@ -1,8 +1,11 @@
-"""The harness's client side: direct uploads, chunked resumable sessions and WebDAV PUTs, each answer
-checked and written to the ledger the moment the server acknowledges it."""
+"""The harness's client side: direct uploads, chunked resumable sessions, tus uploads, WebDAV PUTs and
+DELETEs, API deletes and key changes, each answer checked and written to the ledger the moment the server
+acknowledges it."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import random
 from typing import Any, Callable
 
@@ -11,6 +14,7 @@ import requests
 from tests.soak.ledger import Ledger, Session, Upload, content, sha256
 
 Request = Callable[..., requests.Response]
+TUS = {"Tus-Resumable": "1.0.0"}
 
 
 class Interrupted(Exception):
@@ -29,6 +33,10 @@ def stored_offset(response: requests.Response) -> int:
     if not header.startswith("bytes=0-"):
         raise ProtocolFailure(f"308 with a malformed Range header {header!r}")
     return int(header.split("-", 1)[1]) + 1
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode("ascii")
 
 
 def boundary_sizes(chunk: int) -> list[int]:
@@ -116,6 +124,11 @@ class Uploader:
         skips what it already has (GCS overlap semantics)."""
         with self.ledger.lock:
             self.ledger.figures.sessions_resumed += 1
+        if session.tus:  # a tus PATCH must start exactly at the stored offset: always ask first
+            offset = self.status(session)
+            if offset is not None:
+                self.patch_from(session, offset)
+            return
         if session.upload.size and self.rng.random() < 0.3:
             self.send_from(session, session.acked)
             return
@@ -126,6 +139,8 @@ class Uploader:
     def status(self, session: Session) -> int | None:
         """`Content-Range: bytes */TOTAL`: the stored offset (checked against the ledger), or None when
         the answer was a 201 (the session had completed)."""
+        if session.tus:
+            return self.tus_status(session)
         total = "*" if self.rng.random() < 0.2 else str(session.upload.size)
         response = self.request("PUT", session.upload_url, headers={"Content-Range": f"bytes */{total}"})
         with self.ledger.lock:
@@ -177,6 +192,134 @@ class Uploader:
                 self.check_file_object(body, upload)
                 self.ledger.complete_session(session, body["id"])
             offset = end
+
+    # -- tus ----------------------------------------------------------------------------------------
+
+    def new_tus(self) -> None:
+        """POST /api/v1/tus/ (sometimes with a keyHash in the metadata), then PATCHes; an empty upload is
+        complete at creation, so until the 201 it counts as in flight like a direct upload."""
+        upload = self.new_upload("tus")
+        metadata = f"filename {b64(upload.name.encode())},filetype {b64(b'application/octet-stream')}"
+        if self.rng.random() < 0.2:
+            upload.key = self.new_key_hash()
+            metadata += f",keyHash {b64(upload.key.encode())}"
+        self.ledger.start_direct(upload)
+        response = self.request("POST", f"{self.base_url}/api/v1/tus/", headers={
+            **TUS, **self.auth, "Upload-Length": str(upload.size), "Upload-Metadata": metadata})
+        if response.status_code != 201 or not response.headers.get("Location"):
+            raise ProtocolFailure(f"tus creation of {upload.name} answered {response.status_code}: {response.text}")
+        upload.file_id = response.headers.get("Lockr-File-Id", "")
+        session = Session(upload, response.headers["Location"], tus=True)
+        if upload.size == 0:
+            self.ledger.ack_file(upload, upload.file_id)
+            return
+        self.ledger.open_session(session)
+        self.patch_from(session, 0)
+
+    def tus_status(self, session: Session) -> int | None:
+        """HEAD: the Upload-Offset (checked against the ledger), or None when it is the whole upload (the
+        last PATCH completed the file, whether or not its 204 arrived)."""
+        response = self.request("HEAD", session.upload_url, headers=TUS)
+        with self.ledger.lock:
+            self.ledger.figures.status_queries_checked += 1
+        name, size = session.upload.name, session.upload.size
+        if response.status_code != 200 or response.headers.get("Upload-Length") != str(size):
+            raise ProtocolFailure(f"tus HEAD of {name} answered {response.status_code} with Upload-Length "
+                                  f"{response.headers.get('Upload-Length')}, not 200 and {size}")
+        offset = int(response.headers["Upload-Offset"])
+        if offset < session.acked:
+            raise ProtocolFailure(f"tus upload {name} reports Upload-Offset {offset}, below the {session.acked} "
+                                  f"a PATCH acknowledged")
+        if offset > size:
+            raise ProtocolFailure(f"tus upload {name} reports Upload-Offset {offset}, more than its {size}")
+        if offset == size:
+            self.ledger.complete_session(session, session.upload.file_id)
+            return None
+        return offset
+
+    def patch_from(self, session: Session, offset: int) -> None:
+        """PATCHes from `offset` (sometimes with Upload-Checksum); each 204 must carry the chunk's end as
+        Upload-Offset, the last one also the file's id."""
+        upload = session.upload
+        data = upload.data()
+        while offset < upload.size:
+            end = min(offset + self.chunk, upload.size)
+            piece = data[offset:end]
+            headers = {**TUS, "Upload-Offset": str(offset), "Content-Type": "application/offset+octet-stream"}
+            if self.rng.random() < 0.3:
+                headers["Upload-Checksum"] = "sha256 " + b64(hashlib.sha256(piece).digest())
+            response = self.request("PATCH", session.upload_url, data=piece, headers=headers)
+            if response.status_code != 204 or response.headers.get("Upload-Offset") != str(end):
+                raise ProtocolFailure(f"tus PATCH {offset}-{end - 1} of {upload.name} answered "
+                                      f"{response.status_code} with Upload-Offset "
+                                      f"{response.headers.get('Upload-Offset')}: {response.text}")
+            if end < upload.size:
+                self.ledger.ack_chunk(session, end)
+            else:
+                if response.headers.get("Lockr-File-Id") != upload.file_id:
+                    raise ProtocolFailure(f"the last tus PATCH of {upload.name} names file "
+                                          f"{response.headers.get('Lockr-File-Id')}, not {upload.file_id}")
+                self.ledger.complete_session(session, upload.file_id)
+            offset = end
+
+    # -- key changes and deletes --------------------------------------------------------------------
+
+    def new_key_hash(self) -> str:
+        return sha256(f"phrase {self.rng.getrandbits(64)}".encode())
+
+    def change_key(self) -> None:
+        """POST /api/v1/files/:id/key: set (as a phrase or its hash), change or clear; 200 acknowledges."""
+        claim = self.ledger.claim_file(self.rng)
+        if claim is None:
+            return self.direct()
+        file_id, _upload = claim
+        current = self.ledger.key_of(file_id)
+        pick = self.rng.random()
+        if current is not None and pick < 0.35:
+            new, body = None, self.rng.choice([{}, {"key": None}])
+        elif pick < 0.7:
+            phrase = f"phrase {self.rng.getrandbits(64)}"
+            new, body = sha256(phrase.encode()), {"key": phrase}
+        else:
+            new = self.new_key_hash()
+            body = {"keyHash": new}
+        self.ledger.start_key(file_id, new)
+        response = self.request("POST", f"{self.base_url}/api/v1/files/{file_id}/key", json=body, headers=self.auth)
+        if response.status_code != 200:
+            raise ProtocolFailure(f"key change of {file_id} answered {response.status_code}: {response.text}")
+        answer = response.json()
+        if answer.get("id") != file_id or answer.get("hasKey") != (new is not None):
+            raise ProtocolFailure(f"key change of {file_id} to {'a key' if new else 'none'} answered {answer}")
+        self.ledger.ack_key(file_id, new)
+
+    def delete(self) -> None:
+        """DELETE /api/v1/files/:id of a file no other client is changing; 204 acknowledges."""
+        claim = self.ledger.claim_file(self.rng)
+        if claim is None:
+            return self.direct()
+        file_id, _upload = claim
+        self.ledger.start_delete(file_id)
+        response = self.request("DELETE", f"{self.base_url}/api/v1/files/{file_id}", headers=self.auth)
+        if response.status_code != 204:
+            raise ProtocolFailure(f"deleting {file_id} answered {response.status_code}: {response.text}")
+        self.ledger.ack_delete(file_id)
+
+    def dav_delete(self) -> None:
+        """WebDAV DELETE of one of this client's files (only this client replaces them); 204 acknowledges."""
+        with self.ledger.lock:
+            current = {upload.name: fid for fid, upload in self.ledger.acked.items() if upload.kind == "dav"}
+        self.dav_names = [n for n in self.dav_names if n in current]
+        if not self.dav_names:
+            return self.dav()
+        name = self.rng.choice(self.dav_names)
+        file_id = current[name]
+        self.ledger.claim_named(file_id)
+        self.ledger.start_delete(file_id)
+        response = self.request("DELETE", f"{self.dav_root}/{name}", headers=self.auth)
+        if response.status_code != 204:
+            raise ProtocolFailure(f"WebDAV DELETE of {name} answered {response.status_code}: {response.text}")
+        self.ledger.ack_delete(file_id)
+        self.dav_names.remove(name)
 
     @staticmethod
     def check_file_object(body: dict[str, Any], upload: Upload) -> None:
