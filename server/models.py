@@ -188,8 +188,9 @@ def open_database(database_url: str) -> peewee.Database:
     """Connects the models, on the calling thread (ThreadBoundDatabase), to the database named by
     `database_url` and creates missing tables.
 
-    SQLite runs in WAL mode with synchronous=FULL so that a committed row survives power loss;
-    other databases (postgresql://...) need only their driver installed.
+    SQLite runs in WAL mode with synchronous=FULL so that a committed row survives power loss.
+    PostgreSQL (postgresql://user:password@host:port/database) needs its driver, the `postgres` extra;
+    its durability is the server's (fsync and synchronous_commit on, as they are by default).
     """
     options: dict[str, Any] = {}
     path = sqlite_file(database_url)
@@ -204,11 +205,26 @@ def open_database(database_url: str) -> peewee.Database:
             "foreign_keys": 1,
             "busy_timeout": 10_000,
         }
-    database = connect(database_url, **options)
-    database_proxy.initialize(database)
-    database.connect(reuse_if_open=True)
+    elif is_postgresql(database_url):
+        # peewee picks psycopg2 over psycopg 3 when both are installed; the `postgres` extra installs (and
+        # the tests run) psycopg 3, the maintained one.
+        options["prefer_psycopg3"] = True
+    try:
+        database = connect(database_url, **options)
+        database_proxy.initialize(database)
+        database.connect(reuse_if_open=True)
+    except peewee.ImproperlyConfigured as exc:
+        raise peewee.ImproperlyConfigured(
+            f"{exc} database_url names PostgreSQL: install its driver with pip install 'lockr-local[postgres]'."
+        ) from exc
     with database.atomic():
+        if isinstance(database, peewee.PostgresqlDatabase):
+            # Several nodes may start at once: one at a time creates and upgrades the schema (the lock is
+            # released at commit). SQLite needs none: its write transaction already excludes the others.
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
         database.create_tables(ALL_MODELS, safe=True)
+        if isinstance(database, peewee.PostgresqlDatabase):
+            bytewise_names(database)
         Meta.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict_ignore().execute()
         upgrade_schema(database)
         ensure_username_index(database)
@@ -244,6 +260,32 @@ def ensure_username_index(database: peewee.Database) -> None:
         return
     database.execute_sql(f'DROP INDEX IF EXISTS "{_USERNAME_INDEX_NOT_UNIQUE}"')
     database.execute_sql(f'CREATE UNIQUE INDEX IF NOT EXISTS "{_USERNAME_INDEX}" ON "{table}" (lower("username"))')
+def is_postgresql(database_url: str) -> bool:
+    return database_url.split("://", 1)[0].split("+", 1)[0] in ("postgres", "postgresql", "psycopg3")
+
+
+# The advisory lock that serialises schema creation and upgrades between nodes starting together (any
+# fixed 64-bit number; "lockr" in ASCII).
+_SCHEMA_LOCK = 0x6C6F636B72
+
+# Names that are compared as ranges (a folder is every name from "docs/" up to "docs0", davstore.py):
+# byte order, as SQLite compares. PostgreSQL's default collation is the database's locale, in which
+# "Docs/x", "dócs/x" or (glibc, ignoring punctuation) "docs-old" fall into that range.
+_BYTEWISE_NAMES = (StoredFile.name, DavFolder.path)
+
+
+def bytewise_names(database: peewee.Database) -> None:
+    """Gives the name columns PostgreSQL's "C" collation (byte order), where they have another."""
+    for field in _BYTEWISE_NAMES:
+        table = field.model._meta.table_name
+        row = database.execute_sql(
+            "SELECT collation_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = %s AND column_name = %s", (table, field.column_name)).fetchone()
+        if row is None or row[0] != "C":
+            database.execute_sql(f'ALTER TABLE "{table}" ALTER COLUMN "{field.column_name}" '
+                                 f'TYPE VARCHAR({field.max_length}) COLLATE "C"')
+
+
 def sqlite_file(database_url: str) -> Path | None:
     """The file of a SQLite database URL (sqlite:///relative, sqlite:////absolute); None for other
     databases and in-memory ones."""

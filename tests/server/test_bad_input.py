@@ -14,6 +14,9 @@ import requests
 
 from tests.helpers import create_account, error_code, upload, wait_for
 
+# Every server here runs on SQLite and on PostgreSQL (tests/conftest.py, `database`).
+pytestmark = pytest.mark.both_databases
+
 
 def auth_variants(server, account):
     revoked = requests.post(f"{server.url}/api/v1/login",
