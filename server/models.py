@@ -184,6 +184,19 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (Account, ApiToken, LoginAddress, Stor
                                             DavFolder, Meta)
 
 
+def for_update(query: peewee.Select) -> peewee.Select:
+    """The query as `SELECT ... FOR UPDATE` where the database has row locks (PostgreSQL, which several
+    nodes may share): the rows read stay as read until the transaction ends, and a second transaction
+    that wants them waits. SQLite has none and needs none: one thread runs every transaction (db.py)."""
+    return query.for_update() if database_proxy.for_update else query
+
+
+def lock_account(account_id: int) -> None:
+    """Holds the account's row until the transaction ends, so that changes to the account's files that
+    read before they write (WebDAV's replace, move, copy, delete) run one at a time on every node."""
+    list(for_update(Account.select(Account.id).where(Account.id == account_id)))
+
+
 def open_database(database_url: str) -> peewee.Database:
     """Connects the models, on the calling thread (ThreadBoundDatabase), to the database named by
     `database_url` and creates missing tables.

@@ -274,7 +274,11 @@ class Service:
             if Account.select().where(_same_username(new_username) & (Account.id != account_id)).exists():
                 raise AlreadyExists("That username is already registered (in some case); pick another.",
                                     field="username")
-            Account.update(username=new_username).where(Account.id == account_id).execute()
+            try:
+                Account.update(username=new_username).where(Account.id == account_id).execute()
+            except peewee.IntegrityError as exc:  # taken meanwhile (another node, another process)
+                raise AlreadyExists("That username is already registered (in some case); pick another.",
+                                    field="username") from exc
         return self.account(account_id)
 
     def list_accounts(self) -> list[AccountInfo]:
