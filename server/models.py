@@ -222,6 +222,8 @@ def open_database(database_url: str) -> peewee.Database:
         # peewee picks psycopg2 over psycopg 3 when both are installed; the `postgres` extra installs (and
         # the tests run) psycopg 3, the maintained one.
         options["prefer_psycopg3"] = True
+        # As libpq reads a URL: a password with '@', ':' or '/' is written percent-encoded.
+        options["unquote_user"] = options["unquote_password"] = True
     try:
         database = connect(database_url, **options)
         database_proxy.initialize(database)
