@@ -21,7 +21,8 @@ from tests.server.session_tools import open_session
 
 @pytest.fixture
 def pg_url(postgres_cluster: Any) -> Iterator[str]:
-    name = postgres_cluster.create_database()
+    """A new, empty PostgreSQL database (no tables yet)."""
+    name = postgres_cluster.create_database(empty=True)
     yield str(postgres_cluster.url(name))
     postgres_cluster.drop_database(name)
 
