@@ -2,8 +2,9 @@
 
 Synchronous like `service.py`: every method runs on the `lockr-db` thread, so each is one transaction
 that no other request of this server interleaves with; each that reads before it writes first locks the
-account's row (lock_account), so that nodes sharing a PostgreSQL database do not interleave either. Methods return the blob locations to delete; the caller
-removes those bytes afterwards, on an I/O thread (rows go first, so no row ever lacks its bytes).
+account's row (lock_account), so that nodes sharing a PostgreSQL database do not interleave either.
+Methods return the blob locations to delete; the caller removes those bytes afterwards, on an I/O
+thread (rows go first, so no row ever lacks its bytes).
 
 A path is one file when rows carry that exact name (the API allows several rows with one name: the
 newest is shown, and WebDAV's PUT, DELETE and MOVE act on all of them, as a path is one thing here);

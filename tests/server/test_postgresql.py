@@ -107,6 +107,27 @@ def test_two_nodes_opening_a_new_database_at_once_make_one_schema(tmp_path: Path
     assert at_once([open_and_close] * 4) == [str(SCHEMA_VERSION)] * 4
 
 
+def test_a_schema_3_postgresql_database_is_upgraded_in_place(pg_url: str):
+    database = open_database(pg_url)
+    database.execute_sql("INSERT INTO storedfile (file_id, name, size, content_type, region, sha256, sha1, md5, "
+                         "key_version, created_at, inline) VALUES ('aaaa', 'old.bin', 3, 'text/plain', 'local', "
+                         "'0', '', '', 0, 1.0, false)")
+    for statement in ("DROP TABLE inlineblob", "ALTER TABLE storedfile DROP COLUMN inline",
+                      "ALTER TABLE storedfile DROP COLUMN claim_hash",
+                      "ALTER TABLE uploadsession DROP COLUMN claim_hash",
+                      "UPDATE meta SET value = '3' WHERE key = 'schema_version'"):
+        database.execute_sql(statement)
+    database.close()
+    database = open_database(pg_url)
+    try:
+        assert database.execute_sql("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()[0] == \
+            str(SCHEMA_VERSION)
+        assert database.execute_sql("SELECT inline, claim_hash FROM storedfile").fetchall() == [(False, None)]
+        assert {"inlineblob"} <= set(database.get_tables())
+    finally:
+        database.close()
+
+
 def cli(*args: str, config: Path, stdin: str = "") -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "lockr_local", *args, "--config", str(config)], input=stdin,
                           capture_output=True, text=True, env=clean_env(), cwd=REPO, timeout=120)
