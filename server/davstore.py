@@ -1,8 +1,10 @@
 """An account's files as a tree for WebDAV: folders derived from names with '/', renames, replacements.
 
 Synchronous like `service.py`: every method runs on the `lockr-db` thread, so each is one transaction
-that no other request interleaves with. Methods return the blob locations to delete; the caller
-removes those bytes afterwards, on an I/O thread (rows go first, so no row ever lacks its bytes).
+that no other request of this server interleaves with; each that reads before it writes first locks the
+account's row (lock_account), so that nodes sharing a PostgreSQL database do not interleave either.
+Methods return the blob locations to delete; the caller removes those bytes afterwards, on an I/O
+thread (rows go first, so no row ever lacks its bytes).
 
 A path is one file when rows carry that exact name (the API allows several rows with one name: the
 newest is shown, and WebDAV's PUT, DELETE and MOVE act on all of them, as a path is one thing here);
@@ -21,7 +23,7 @@ from lockr_local.errors import (
 )
 from lockr_local.server.blobstore import BlobLocation, Digests
 from lockr_local.server.inline import copy_inline, insert_inline
-from lockr_local.server.models import Account, DavFolder, StoredFile
+from lockr_local.server.models import Account, DavFolder, StoredFile, lock_account
 from lockr_local.server.security import new_id
 from lockr_local.server.service import FileInfo, NewFile, Principal, Service, charge_quota
 from lockr_local.server.webdav import Quota, Resource
@@ -190,6 +192,7 @@ class DavStore:
         account_id = principal.account_id
         db = StoredFile._meta.database
         with db.atomic():
+            lock_account(account_id)
             old = self._files(account_id, new.name)
             if not old and self.folder_exists(account_id, new.name):
                 raise MethodNotAllowed(f"{new.name!r} became a folder meanwhile; nothing was stored.")
@@ -214,10 +217,12 @@ class DavStore:
 
     def make_folder(self, account_id: int, path: str) -> None:
         """MKCOL: 405 when something exists there, 409 without a parent folder."""
-        if not path or self._files(account_id, path) or self.folder_exists(account_id, path):
-            raise MethodNotAllowed(f"{path or 'The account folder'!r} already exists.")
-        self._check_parent(account_id, path)
-        DavFolder.create(owner=account_id, path=path, created_at=time.time())
+        with DavFolder._meta.database.atomic():
+            lock_account(account_id)
+            if not path or self._files(account_id, path) or self.folder_exists(account_id, path):
+                raise MethodNotAllowed(f"{path or 'The account folder'!r} already exists.")
+            self._check_parent(account_id, path)
+            DavFolder.create(owner=account_id, path=path, created_at=time.time())
 
     def _keep_folder(self, account_id: int, path: str) -> None:
         """A folder stays when its last file leaves (as in a file system), so rclone can remove it later."""
@@ -243,6 +248,7 @@ class DavStore:
         if not name:
             raise Forbidden("The account folder itself cannot be deleted; delete what is inside it.")
         with StoredFile._meta.database.atomic():
+            lock_account(account_id)
             found, blobs = self._remove(account_id, name)
             if not found:
                 raise NotFound(f"Nothing exists at {name!r}.")
@@ -270,6 +276,7 @@ class DavStore:
         if not source:
             raise Forbidden("The account folder itself cannot be moved.")
         with StoredFile._meta.database.atomic():
+            lock_account(account_id)
             rows = self._files(account_id, source)
             if not rows and not self.folder_exists(account_id, source):
                 raise NotFound(f"Nothing exists at {source!r}.")
@@ -322,6 +329,7 @@ class DavStore:
         assert principal.account_id is not None
         account_id = principal.account_id
         with StoredFile._meta.database.atomic():
+            lock_account(account_id)
             replaced, blobs = self._prepare_target(account_id, source, target, overwrite)
             self._charge(principal, sum(item.source.size for item in items))
             now = time.time()

@@ -18,7 +18,9 @@ class Database:
     """Owns the connection and the `lockr-db` thread; `await db.run(fn, ...)` runs fn on that thread.
 
     One thread serialises writes (SQLite allows one writer) and keeps peewee's per-thread
-    connection state in one place; the IOLoop never blocks on the database.
+    connection state in one place; the IOLoop never blocks on the database. On PostgreSQL the same
+    holds: one connection per server, its queries one at a time (what must hold against other servers
+    sharing the database is locked in the queries themselves: models.for_update, lock_account).
     """
 
     def __init__(self, database_url: str) -> None:

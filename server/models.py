@@ -8,6 +8,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import peewee
 from playhouse.db_url import connect
@@ -208,12 +209,26 @@ ALL_MODELS: tuple[type[BaseModel], ...] = (Account, ApiToken, LoginAddress, Stor
                                             DavFolder, Meta)
 
 
+def for_update(query: peewee.Select) -> peewee.Select:
+    """The query as `SELECT ... FOR UPDATE` where the database has row locks (PostgreSQL, which several
+    nodes may share): the rows read stay as read until the transaction ends, and a second transaction
+    that wants them waits. SQLite has none and needs none: one thread runs every transaction (db.py)."""
+    return query.for_update() if database_proxy.for_update else query
+
+
+def lock_account(account_id: int) -> None:
+    """Holds the account's row until the transaction ends, so that changes to the account's files that
+    read before they write (WebDAV's replace, move, copy, delete) run one at a time on every node."""
+    list(for_update(Account.select(Account.id).where(Account.id == account_id)))
+
+
 def open_database(database_url: str) -> peewee.Database:
     """Connects the models, on the calling thread (ThreadBoundDatabase), to the database named by
     `database_url` and creates missing tables.
 
-    SQLite runs in WAL mode with synchronous=FULL so that a committed row survives power loss;
-    other databases (postgresql://...) need only their driver installed.
+    SQLite runs in WAL mode with synchronous=FULL so that a committed row survives power loss.
+    PostgreSQL (postgresql://user:password@host:port/database) needs its driver, the `postgres` extra;
+    its durability is the server's (fsync and synchronous_commit on, as they are by default).
     """
     options: dict[str, Any] = {}
     path = sqlite_file(database_url)
@@ -228,23 +243,49 @@ def open_database(database_url: str) -> peewee.Database:
             "foreign_keys": 1,
             "busy_timeout": 10_000,
         }
-    database = connect(database_url, **options)
-    database_proxy.initialize(database)
-    database.connect(reuse_if_open=True)
+    elif is_postgresql(database_url):
+        # peewee picks psycopg2 over psycopg 3 when both are installed; the `postgres` extra installs (and
+        # the tests run) psycopg 3, the maintained one.
+        options["prefer_psycopg3"] = True
+        # As libpq reads a URL: a password with '@', ':' or '/' is written percent-encoded.
+        options["unquote_user"] = options["unquote_password"] = True
+    try:
+        database = connect(database_url, **options)
+        database_proxy.initialize(database)
+        database.connect(reuse_if_open=True)
+    except peewee.ImproperlyConfigured as exc:
+        raise peewee.ImproperlyConfigured(
+            f"{exc} database_url names PostgreSQL: install its driver with pip install 'lockr-local[postgres]'."
+        ) from exc
     version = stored_schema_version(database)
     if version is not None:
-        check_schema_version(version, str(path or database_url))
+        check_schema_version(version, str(path) if path is not None else without_password(database_url))
         if version < SCHEMA_VERSION and path is not None:
             saved = save_before_upgrade(database, path, version)
             log.warning("upgrading the store from schema %d to %d; the database as it was is saved in %s "
                         "(to go back to the older lockr-local, stop the server and copy it over %s)",
                         version, SCHEMA_VERSION, saved, path)
     with database.atomic():
+        if isinstance(database, peewee.PostgresqlDatabase):
+            # Several nodes may start at once: one at a time creates and upgrades the schema (the lock is
+            # released at commit). SQLite needs none: its write transaction already excludes the others.
+            database.execute_sql("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
         database.create_tables(ALL_MODELS, safe=True)
+        if isinstance(database, peewee.PostgresqlDatabase):
+            bytewise_names(database)
         Meta.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict_ignore().execute()
         upgrade_schema(database)
         ensure_username_index(database)
     return database
+
+
+def without_password(database_url: str) -> str:
+    """`database_url` fit for a message: its password replaced by ***."""
+    parts = urlsplit(database_url)
+    if parts.password is None:
+        return database_url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
 
 
 def stored_schema_version(database: peewee.Database) -> int | None:
@@ -307,6 +348,32 @@ def ensure_username_index(database: peewee.Database) -> None:
         return
     database.execute_sql(f'DROP INDEX IF EXISTS "{_USERNAME_INDEX_NOT_UNIQUE}"')
     database.execute_sql(f'CREATE UNIQUE INDEX IF NOT EXISTS "{_USERNAME_INDEX}" ON "{table}" (lower("username"))')
+def is_postgresql(database_url: str) -> bool:
+    return database_url.split("://", 1)[0].split("+", 1)[0] in ("postgres", "postgresql", "psycopg3")
+
+
+# The advisory lock that serialises schema creation and upgrades between nodes starting together (any
+# fixed 64-bit number; "lockr" in ASCII).
+_SCHEMA_LOCK = 0x6C6F636B72
+
+# Names that are compared as ranges (a folder is every name from "docs/" up to "docs0", davstore.py):
+# byte order, as SQLite compares. PostgreSQL's default collation is the database's locale, in which
+# "Docs/x", "dócs/x" or (glibc, ignoring punctuation) "docs-old" fall into that range.
+_BYTEWISE_NAMES = (StoredFile.name, DavFolder.path)
+
+
+def bytewise_names(database: peewee.Database) -> None:
+    """Gives the name columns PostgreSQL's "C" collation (byte order), where they have another."""
+    for field in _BYTEWISE_NAMES:
+        table = field.model._meta.table_name
+        row = database.execute_sql(
+            "SELECT collation_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = %s AND column_name = %s", (table, field.column_name)).fetchone()
+        if row is None or row[0] != "C":
+            database.execute_sql(f'ALTER TABLE "{table}" ALTER COLUMN "{field.column_name}" '
+                                 f'TYPE VARCHAR({field.max_length}) COLLATE "C"')
+
+
 def sqlite_file(database_url: str) -> Path | None:
     """The file of a SQLite database URL (sqlite:///relative, sqlite:////absolute); None for other
     databases and in-memory ones."""

@@ -54,7 +54,9 @@ class Prepared:
         self._lock = threading.Lock()
 
     def _for(self, database: peewee.Database) -> _Compiled:
-        kind = type(database)
+        # By the kind of the database behind the models' proxy: SQLite and PostgreSQL stores may serve in one
+        # process (tests, `migrate`), and their SQL differs (placeholders, quoting).
+        kind = type(getattr(database, "obj", None) or database)
         compiled = self._compiled.get(kind)
         if compiled is None:
             with self._lock:

@@ -32,7 +32,11 @@ from lockr_local.server.prepared import Prepared
 from lockr_local.server.security import Signer, claim_matches, new_claim_token, new_token, token_hash
 
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
-_EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,60}")
+# No control characters (PostgreSQL text cannot even hold NUL) and at most 254 characters (RFC 5321's
+# limit, and the column's).
+_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,189}\.[^@\s\x00-\x1f\x7f]{1,60}")
+_EMAIL_MAX = 254
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -220,6 +224,8 @@ class Service:
     def find_account(self, identifier: str) -> tuple[AccountInfo, str] | None:
         """(account, password hash) by username or email, or None."""
         identifier = identifier.strip()
+        if len(identifier) > _EMAIL_MAX or _CONTROL.search(identifier):
+            return None  # no account has such a name (and PostgreSQL refuses a NUL in a query)
         if "@" in identifier:
             account = Account.get_or_none(Account.email == identifier.lower())
         else:
@@ -274,7 +280,11 @@ class Service:
             if Account.select().where(_same_username(new_username) & (Account.id != account_id)).exists():
                 raise AlreadyExists("That username is already registered (in some case); pick another.",
                                     field="username")
-            Account.update(username=new_username).where(Account.id == account_id).execute()
+            try:
+                Account.update(username=new_username).where(Account.id == account_id).execute()
+            except peewee.IntegrityError as exc:  # taken meanwhile (another node, another process)
+                raise AlreadyExists("That username is already registered (in some case); pick another.",
+                                    field="username") from exc
         return self.account(account_id)
 
     def list_accounts(self) -> list[AccountInfo]:
@@ -310,6 +320,8 @@ class Service:
     # -- tokens -------------------------------------------------------------------------------
 
     def _insert_token(self, account: Account | int, name: str) -> str:
+        if _CONTROL.search(name):
+            raise BadRequest("A token's name is a label without control characters.", field="name")
         token = new_token()
         ApiToken.create(account=account, token_hash=token_hash(token), prefix=token[:10], name=name[:100],
                         created_at=time.time())
@@ -582,7 +594,7 @@ def validate_username(username: object) -> str:
 
 
 def validate_email(email: object) -> str:
-    if not isinstance(email, str) or not _EMAIL.fullmatch(email.strip()):
+    if not isinstance(email, str) or len(email.strip()) > _EMAIL_MAX or not _EMAIL.fullmatch(email.strip()):
         raise BadRequest("That does not look like an email address.", field="email")
     return email.strip().lower()
 

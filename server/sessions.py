@@ -17,7 +17,7 @@ import peewee
 from lockr_local.errors import BadRequest, Gone, NotFound
 from lockr_local.names import normalize_name, validate_content_type, validate_key_hash
 from lockr_local.server.blobstore import Digests
-from lockr_local.server.models import RAW_SESSION_KEYS, Meta, StoredFile, UploadSession
+from lockr_local.server.models import RAW_SESSION_KEYS, Meta, StoredFile, UploadSession, for_update
 from lockr_local.server.prepared import Prepared
 from lockr_local.server.security import Signer, new_claim_token, new_id, token_hash
 from lockr_local.server.service import FileInfo, NewFile, Principal, Service, charge_quota
@@ -221,7 +221,8 @@ class SessionStore:
         the file row, the quota charge, the reservation released and the session marked complete."""
         db = UploadSession._meta.database
         with db.atomic():
-            row = UploadSession.get_or_none(UploadSession.session_id == session_id)
+            # Locked: a termination or a second completion on another node waits, then finds it gone or done.
+            row = for_update(UploadSession.select().where(UploadSession.session_id == session_id)).first()
             if row is None or row.completed_at is not None:
                 raise NotFound("The upload session disappeared before it could complete; start a new one.")
             session = SessionInfo.of(row)
@@ -241,7 +242,7 @@ class SessionStore:
         """Deletes an unfinished session and releases its reservation (tus termination, GCS cancel)."""
         db = UploadSession._meta.database
         with db.atomic():
-            row = UploadSession.get_or_none(UploadSession.session_id == session_id)
+            row = for_update(UploadSession.select().where(UploadSession.session_id == session_id)).first()
             if row is None:
                 raise NotFound("No upload session has that URL.")
             session = SessionInfo.of(row)
@@ -272,6 +273,7 @@ class SessionStore:
 
     @staticmethod
     def _drop(session: SessionInfo) -> None:
-        UploadSession.delete().where(UploadSession.session_id == session.session_id).execute()
-        if session.reserved and session.owner_id is not None:
+        deleted = UploadSession.delete().where(UploadSession.session_id == session.session_id).execute()
+        # Only the transaction that deleted the row releases its reservation (nodes may reap at once).
+        if deleted and session.reserved and session.owner_id is not None:
             charge_quota(session.owner_id, 0, -session.reserved, must_fit=False)

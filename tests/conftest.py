@@ -1,4 +1,5 @@
-"""Fixtures: settings on a temp data folder, the real app on a loopback port, and the CI skip guard."""
+"""Fixtures: settings on a temp data folder, the real app on a loopback port, the database each server
+uses (SQLite, or PostgreSQL for modules marked `both_databases`), and the CI skip guard."""
 
 from __future__ import annotations
 
@@ -11,6 +12,9 @@ import pytest
 from lockr_local.config import Settings, load_settings
 from tests.helpers import TEST_ENV, ThreadedServer
 
+# The databases a `both_databases` module runs on; LOCKR_TEST_DATABASES=sqlite narrows a local run.
+DATABASES = ("sqlite", "postgresql")
+
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> Iterator[None]:
@@ -21,6 +25,65 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
         report.outcome = "failed"
         report.longrepr = f"skipped under LOCKR_REQUIRE_ALL=1 (CI must run everything): {reason}"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test of a module marked `both_databases` whose servers come from the `database` fixture runs
+    once per database (the fixtures are parametrized; the tests are not copied)."""
+    if "database" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_databases"):
+        wanted = os.environ.get("LOCKR_TEST_DATABASES", ",".join(DATABASES)).split(",")
+        metafunc.parametrize("database", [kind for kind in DATABASES if kind in wanted], indirect=True)
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster() -> Iterator[Any]:
+    """One private PostgreSQL cluster for the whole run (started on first use, removed at the end)."""
+    from tests.postgres import PostgresCluster, postgres_bin_dir
+
+    bin_dir = postgres_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL is not installed (Debian: apt-get install postgresql)")
+    cluster = PostgresCluster(bin_dir).start()
+    yield cluster
+    cluster.stop()
+
+
+class TestDatabases:
+    """The database a test's servers use: `new_url()` is "" for SQLite (lockr.db in the data folder, the
+    default) or the URL of a fresh PostgreSQL database, dropped when the test ends."""
+
+    __test__ = False
+
+    def __init__(self, kind: str, request: pytest.FixtureRequest) -> None:
+        self.kind = kind
+        self._request = request
+        self._made: list[str] = []
+
+    def new_url(self) -> str:
+        if self.kind == "sqlite":
+            return ""
+        cluster = self._request.getfixturevalue("postgres_cluster")
+        name = cluster.create_database()
+        self._made.append(name)
+        return str(cluster.url(name))
+
+    def settings(self, data_dir: Path, **overrides: Any) -> Settings:
+        url = self.new_url()
+        return make_settings(data_dir, **({"database_url": url} if url else {}), **overrides)
+
+    def drop_all(self) -> None:
+        if self._made:
+            cluster = self._request.getfixturevalue("postgres_cluster")
+            for name in self._made:
+                cluster.drop_database(name)
+
+
+@pytest.fixture
+def database(request: pytest.FixtureRequest) -> Iterator[TestDatabases]:
+    """SQLite unless the module is marked `both_databases` (then each test runs on both)."""
+    databases = TestDatabases(getattr(request, "param", "sqlite"), request)
+    yield databases
+    databases.drop_all()
 
 
 def make_settings(data_dir: Path, **overrides: Any) -> Settings:
@@ -68,20 +131,21 @@ def base_url(http_port: int) -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ThreadedServer]:
+def server(tmp_path: Path, database: TestDatabases) -> Iterator[ThreadedServer]:
     """The real app in a background thread, for tests written with blocking clients (requests, CLI)."""
-    threaded = ThreadedServer(make_settings(tmp_path / "data")).start()
+    threaded = ThreadedServer(database.settings(tmp_path / "data")).start()
     yield threaded
     threaded.stop()
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Any]:
-    """Builds threaded servers with setting overrides: server_factory(rate_guest=1, ...)."""
+def server_factory(tmp_path: Path, database: TestDatabases) -> Iterator[Any]:
+    """Builds threaded servers with setting overrides: server_factory(rate_guest=1, ...); each has a store
+    (and database) of its own."""
     started: list[ThreadedServer] = []
 
     def factory(**overrides: Any) -> ThreadedServer:
-        threaded = ThreadedServer(make_settings(tmp_path / f"data{len(started)}", **overrides)).start()
+        threaded = ThreadedServer(database.settings(tmp_path / f"data{len(started)}", **overrides)).start()
         started.append(threaded)
         return threaded
 

@@ -14,6 +14,9 @@ import requests
 
 from tests.helpers import create_account, error_code, upload, wait_for
 
+# Every server here runs on SQLite and on PostgreSQL (tests/conftest.py, `database`).
+pytestmark = pytest.mark.both_databases
+
 
 def auth_variants(server, account):
     revoked = requests.post(f"{server.url}/api/v1/login",
@@ -273,11 +276,35 @@ def test_bad_cursor_returns_400(server):
     {"username": "../x", "email": "x@example.com", "password": "longenough"},
     {"username": "ok", "email": "x@example.com", "password": "short"},
     {"username": 5, "email": "x@example.com", "password": "longenough"},
+    {"username": "ok", "email": "x" * 64 + "@" + "y" * 189 + ".com", "password": "longenough"},  # over 254
+    {"username": "ok", "email": "a\x00b@example.com", "password": "longenough"},
+    {"username": "ok", "email": "a\tb@example.com", "password": "longenough"},
     {},
 ])
 def test_bad_signup_fields_return_400(server, body):
     response = requests.post(f"{server.url}/api/v1/account", json=body)
     assert response.status_code == 400
+    assert error_code(response) == "bad_request"
+
+
+@pytest.mark.parametrize("identifier", ["al\x00ice", "a\x00b@example.com", "x" * 300 + "@example.com"])
+def test_a_login_naming_no_possible_account_returns_401(server, identifier):
+    """Identifiers no account can have (NUL, which PostgreSQL cannot even compare; over-long) are wrong
+    credentials like any other."""
+    create_account(server.url, "alice")
+    login = requests.post(f"{server.url}/api/v1/login", json={"identifier": identifier, "password": "correct horse"})
+    assert login.status_code == 401 and error_code(login) == "unauthorized"
+    basic = requests.request("PROPFIND", f"{server.url}/dav/alice/", auth=(identifier, "correct horse"),
+                             headers={"Depth": "0"})
+    assert basic.status_code == 401 and error_code(basic) == "unauthorized"
+
+
+@pytest.mark.parametrize("path,field", [("/api/v1/tokens", "name"), ("/api/v1/login", "tokenName")])
+def test_a_token_label_with_control_characters_returns_400(server, path, field):
+    account = create_account(server.url)
+    body = {field: "my\x00laptop", "identifier": account.username, "password": account.password}
+    response = requests.post(f"{server.url}{path}", json=body, headers=account.auth)
+    assert response.status_code == 400 and error_code(response) == "bad_request"
 
 
 def send_raw(url: str, payload: bytes, *, close_after: bool = True, read: bool = True) -> bytes:

@@ -11,6 +11,9 @@ import requests
 
 from tests.helpers import create_account, error_code, upload
 
+# Every server here runs on SQLite and on PostgreSQL (tests/conftest.py, `database`).
+pytestmark = pytest.mark.both_databases
+
 
 def test_signup_returns_token_that_authenticates(server):
     account = create_account(server.url, "alice")

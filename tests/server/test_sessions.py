@@ -16,6 +16,9 @@ from tests.server.session_tools import (
     ChunkUploader, download, open_session, put_chunk, sha256, status, stored_offset,
 )
 
+# Every server here runs on SQLite and on PostgreSQL (tests/conftest.py, `database`).
+pytestmark = pytest.mark.both_databases
+
 KIB = 1024
 DATA = bytes(range(256)) * (4 * KIB) + b"odd tail"  # 1 MiB + 8 bytes
 

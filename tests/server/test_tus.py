@@ -15,6 +15,9 @@ from tests.faultproxy import FaultProxy
 from tests.helpers import create_account, error_code, wait_for
 from tests.server.session_tools import download, put_chunk, sha256
 
+# Every server here runs on SQLite and on PostgreSQL (tests/conftest.py, `database`).
+pytestmark = pytest.mark.both_databases
+
 KIB = 1024
 DATA = bytes((i * 13 + i // 509) % 256 for i in range(1024 * KIB + 999))
 TUS = {"Tus-Resumable": "1.0.0"}

@@ -15,6 +15,9 @@ import requests
 from lockr_local.server.models import InlineBlob
 from tests.helpers import Account, create_account, error_code, upload
 
+# Every server here runs on SQLite and on PostgreSQL (tests/conftest.py, `database`).
+pytestmark = pytest.mark.both_databases
+
 DAV = "{DAV:}"
 OC = "{http://owncloud.org/ns}"
 
@@ -129,6 +132,19 @@ def test_propfind_of_a_folder_lists_itself_first_then_its_children(server: Any, 
     assert hrefs(entries) == ["/dav/alice/", "/dav/alice/a.txt", "/dav/alice/docs/"]
     assert [is_dir(e) for e in entries] == [True, False, True]
     assert hrefs(propfind(server, alice, "alice/docs/deep")) == ["/dav/alice/docs/deep/", "/dav/alice/docs/deep/b.txt"]
+
+
+def test_a_folder_holds_only_names_below_it_in_its_exact_spelling(server: Any, alice: Account) -> None:
+    """Folders are ranges of names in byte order on every database (PostgreSQL's collations would put
+    "Docs/x" or "docs-old" between "docs/" and "docs0")."""
+    for folder in ("alice/docs", "alice/Docs", "alice/d\u00f3cs"):
+        assert dav(server, alice, "MKCOL", folder).status_code == 201
+    for name in ("docs/in.txt", "Docs/upper.txt", "d\u00f3cs/accent.txt", "docs-old.txt", "docs.txt"):
+        assert put(server, alice, f"alice/{name}", b"x").status_code == 201
+    assert hrefs(propfind(server, alice, "alice/docs")) == ["/dav/alice/docs/", "/dav/alice/docs/in.txt"]
+    assert dav(server, alice, "DELETE", "alice/docs").status_code == 204
+    assert sorted(f["name"] for f in api_files(server, alice)) == sorted(
+        ["Docs/upper.txt", "d\u00f3cs/accent.txt", "docs-old.txt", "docs.txt"])
 
 
 @pytest.mark.parametrize("path", ["alice/docs", "alice/docs/"])
