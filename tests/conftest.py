@@ -68,23 +68,63 @@ def base_url(http_port: int) -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[ThreadedServer]:
+def server(tmp_path: Path, blob_regions: dict[str, str]) -> Iterator[ThreadedServer]:
     """The real app in a background thread, for tests written with blocking clients (requests, CLI)."""
-    threaded = ThreadedServer(make_settings(tmp_path / "data")).start()
+    threaded = ThreadedServer(make_settings(tmp_path / "data", **blob_regions)).start()
     yield threaded
     threaded.stop()
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path) -> Iterator[Any]:
+def server_factory(tmp_path: Path, blob_regions: dict[str, str]) -> Iterator[Any]:
     """Builds threaded servers with setting overrides: server_factory(rate_guest=1, ...)."""
     started: list[ThreadedServer] = []
 
     def factory(**overrides: Any) -> ThreadedServer:
-        threaded = ThreadedServer(make_settings(tmp_path / f"data{len(started)}", **overrides)).start()
+        settings = {**(blob_regions if "regions" not in overrides else {}), **overrides}
+        threaded = ThreadedServer(make_settings(tmp_path / f"data{len(started)}", **settings)).start()
         started.append(threaded)
         return threaded
 
     yield factory
     for threaded in started:
         threaded.stop()
+
+
+# -- Where the blob regions of `server` and `server_factory` live ---------------------------------------
+# A module marked `pytestmark = pytest.mark.blob_backends("folder", "s3")` runs each of its server tests
+# twice: with the region `local` in a folder (the default, and the only kind for unmarked tests), and in a
+# bucket of an S3-compatible server run as a separate process (tests/objectstore.py). A test marked
+# blob_backends("folder") inside such a module stays on folders (it looks at files on disk).
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    marker = metafunc.definition.get_closest_marker("blob_backends")
+    if marker is not None and "blob_backend" in metafunc.fixturenames and len(marker.args) > 1:
+        metafunc.parametrize("blob_backend", marker.args, indirect=True)
+
+
+@pytest.fixture
+def blob_backend(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "folder"))
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """An S3-compatible server (moto's, over HTTP) for the whole run; skips where moto is not installed."""
+    pytest.importorskip("moto.server", reason="the object-store tests need moto[server] (the test extra)")
+    pytest.importorskip("boto3", reason="the object-store tests need boto3 (the s3 extra)")
+    from tests.objectstore import S3Server
+
+    started = S3Server().start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def blob_regions(request: pytest.FixtureRequest, blob_backend: str) -> dict[str, str]:
+    """Setting overrides that put the default region where `blob_backend` says (none: a folder in data_dir)."""
+    if blob_backend == "folder":
+        return {}
+    s3 = request.getfixturevalue("s3_server")
+    return {"regions": f"local={s3.region_url()}"}
