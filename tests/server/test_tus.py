@@ -15,6 +15,9 @@ from tests.faultproxy import FaultProxy
 from tests.helpers import create_account, error_code, wait_for
 from tests.server.session_tools import download, put_chunk, sha256
 
+# Run on a folder region and on a bucket region (tests/conftest.py).
+pytestmark = pytest.mark.blob_backends("folder", "s3")
+
 KIB = 1024
 DATA = bytes((i * 13 + i // 509) % 256 for i in range(1024 * KIB + 999))
 TUS = {"Tus-Resumable": "1.0.0"}
@@ -163,7 +166,7 @@ def test_termination_deletes_the_upload_and_releases_the_reservation(server):
     assert requests.delete(url, headers=TUS).status_code == 204
     assert tus_head(url).status_code == 404
     assert reserved() == 0
-    assert list(server.ctx.blobs.partial_dir("local").iterdir()) == []
+    assert list(server.ctx.blobs.partial_sessions("local")) == []
 
 
 @pytest.mark.parametrize("headers,status_code,code", [
