@@ -10,7 +10,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from lockr_local.errors import BadRequest
 
@@ -64,10 +64,74 @@ def parse_regions(text: str | Mapping[str, str]) -> tuple[tuple[str, str], ...]:
             if not sep or not name.strip() or not path.strip():
                 raise SettingsError(f"region {part!r} must be written as NAME=PATH")
             pairs.append((name.strip(), path.strip()))
-    for name, _ in pairs:
+    for name, where in pairs:
         if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,62}", name):
             raise SettingsError(f"region name {name!r} may use only a-z, 0-9 and '-'")
+        check_region_location(name, where)
     return tuple(pairs)
+
+
+# The query parameters a bucket region's URL may carry (the rest of the AWS conventions, the
+# AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY/AWS_REGION variables and ~/.aws profiles, apply as boto3 reads them).
+BUCKET_OPTIONS = ("endpoint", "region", "profile", "access_key_id", "secret_access_key", "session_token",
+                  "addressing_style", "presigned_downloads")
+
+
+@dataclass(frozen=True)
+class BucketRegion:
+    """A region kept in an S3-compatible bucket: `s3://BUCKET[/PREFIX][?endpoint=...&region=...]`."""
+
+    bucket: str
+    prefix: str  # "" or ending in "/"
+    endpoint: str | None = None
+    region: str | None = None
+    profile: str | None = None
+    access_key_id: str | None = None
+    secret_access_key: str | None = field(default=None, repr=False)
+    session_token: str | None = field(default=None, repr=False)
+    addressing_style: str | None = None
+    presigned_downloads: bool | None = None  # None: the global presigned_downloads setting
+
+
+def parse_bucket_url(url: str) -> BucketRegion:
+    """`s3://bucket/prefix?endpoint=https://s3.example.net&region=eu-1` -> BucketRegion; SettingsError if not one."""
+    parts = urlsplit(url)
+    if parts.scheme != "s3" or not parts.netloc or parts.fragment:
+        raise SettingsError(f"{url!r} is not a bucket URL such as s3://BUCKET/PREFIX?endpoint=https://HOST")
+    if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", parts.netloc):
+        raise SettingsError(f"{parts.netloc!r} is not a bucket name (3-63 characters of a-z, 0-9, '.' and '-')")
+    prefix = parts.path.strip("/")
+    options: dict[str, Any] = {}
+    for pair in parts.query.split("&") if parts.query else []:
+        key, sep, value = pair.partition("=")
+        if not sep or key not in BUCKET_OPTIONS:
+            raise SettingsError(f"unknown bucket option {key!r} in {parts.scheme}://{parts.netloc}; "
+                                f"known: {', '.join(BUCKET_OPTIONS)}")
+        options[key] = unquote(value)
+    if "endpoint" in options and origin_of(options["endpoint"], allow_path=True) is None:
+        raise SettingsError(f"bucket endpoint {options['endpoint']!r} is not an http(s) URL")
+    if options.get("addressing_style", "auto") not in ("auto", "path", "virtual"):
+        raise SettingsError("bucket option addressing_style must be auto, path or virtual")
+    if "presigned_downloads" in options:
+        options["presigned_downloads"] = parse_bool(options["presigned_downloads"])
+    return BucketRegion(parts.netloc, prefix + "/" if prefix else "", **options)
+
+
+def check_region_location(name: str, where: str) -> None:
+    """A region is an absolute folder or a supported URL (s3://); anything else is refused at start, so that a
+    typo or an unsupported scheme never becomes a folder named 's3:' in the working directory."""
+    scheme = re.match(r"([A-Za-z][A-Za-z0-9+.-]*):", where)
+    if scheme and scheme.group(1).lower() == "s3":
+        try:
+            parse_bucket_url(where)
+        except SettingsError as exc:
+            raise SettingsError(f"region {name}: {exc}") from None
+        return
+    if not Path(where).is_absolute():
+        hint = (f"the URL scheme {scheme.group(1)!r} is not supported" if scheme and len(scheme.group(1)) > 1
+                else "a relative folder would depend on the working directory")
+        raise SettingsError(f"region {name}={where!r} is neither an absolute folder nor a supported URL "
+                            f"(s3://BUCKET/PREFIX): {hint}")
 
 
 def origin_of(url: str, *, allow_path: bool = False) -> str | None:
@@ -152,8 +216,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("cors_origins", "", "Comma-separated web origins (https://app.example) whose pages may use the tus "
             "endpoint from the browser, besides the server's own origin (public_url, else the request's host); "
             "* allows every origin.", parse_origins),
-    Setting("regions", "", "Comma-separated NAME=PATH storage regions. Empty: one region 'local' in data_dir.",
+    Setting("regions", "", "Comma-separated NAME=WHERE storage regions, each an absolute folder or a bucket "
+            "(s3://BUCKET/PREFIX?endpoint=https://HOST, see the README). Empty: one region 'local' in data_dir.",
             parse_regions),
+    Setting("presigned_downloads", False, "Whether an authorised download of a file in a bucket region answers 302 "
+            "to a short-lived presigned URL of the object store, so its bytes do not pass through the server (a "
+            "region's ?presigned_downloads= overrides it); off: the server streams them. Folder regions always "
+            "stream.", parse_bool),
     Setting("default_region", "local", "Region used when an upload names none and the account has no default."),
     Setting("guest_uploads", True, "Whether uploads without credentials are accepted (lockr's guest tier).",
             parse_bool),
@@ -233,6 +302,7 @@ class Settings:
     trusted_proxies: tuple[str, ...]
     cors_origins: tuple[str, ...]
     regions: tuple[tuple[str, str], ...]
+    presigned_downloads: bool
     default_region: str
     guest_uploads: bool
     signup: bool
@@ -273,7 +343,13 @@ class Settings:
 
     @property
     def region_paths(self) -> dict[str, Path]:
-        return {name: Path(path) for name, path in self.regions}
+        """The regions kept in folders."""
+        return {name: Path(path) for name, path in self.regions if not path.startswith("s3:")}
+
+    @property
+    def bucket_regions(self) -> dict[str, BucketRegion]:
+        """The regions kept in buckets (s3://)."""
+        return {name: parse_bucket_url(path) for name, path in self.regions if path.startswith("s3:")}
 
 
 def load_settings(flags: Mapping[str, Any] | None = None, *, config_file: str | None = None,

@@ -53,7 +53,8 @@ def build_context(settings: Settings) -> ServerContext:
     io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lockr-io")
     # Threads appear on first use and end in close_context: this server's, none left behind by it.
     threads = HelperThreads(hashing=ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-hash"),
-                            flushing=ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-flush"), io=io)
+                            flushing=ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-flush"), io=io,
+                            uploads=ThreadPoolExecutor(max_workers=8, thread_name_prefix="lockr-s3-part"))
     blobs.use_threads(threads)
     backfill = DigestBackfill(db, blobs)
     ingest = Ingest(settings, db, blobs, io, faults, backfill, threads.hashing)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import logging
+import struct
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -19,8 +20,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator
 
-from lockr_local.errors import InsufficientStorage, StorageError
+from lockr_local.errors import InsufficientStorage, StorageError, UnknownRegion
 from lockr_local.server.checks import RunningCrc, StoredCheck
+from lockr_local.server.hashstate import SavableHash
 
 if TYPE_CHECKING:
     from lockr_local.config import Settings
@@ -61,17 +63,19 @@ def storage_errors(action: str) -> Iterator[None]:
 class HelperThreads:
     """The thread pools a store's writers hand short jobs to, owned by the server (app.Server makes them
     and shuts them down): `hashing` for side hashing (StreamDigests), `flushing` for background flushes
-    (writeback.BackgroundFlush), `io` for free-space readings (FreeSpace). Without them (a store opened
+    (writeback.BackgroundFlush), `io` for free-space readings (FreeSpace), `uploads` for an object
+    store's part uploads, one behind the part that fills (s3store.py). Without them (a store opened
     outside a server: the CLI, fsck, unit tests) that work runs on the calling thread."""
 
     hashing: Executor | None = None
     flushing: Executor | None = None
     io: Executor | None = None
+    uploads: Executor | None = None
 
     def shutdown(self) -> None:
         """Waits for the jobs in flight and ends the threads: the I/O threads first, since their writers
         hand work to the others."""
-        for pool in (self.io, self.hashing, self.flushing):
+        for pool in (self.io, self.uploads, self.hashing, self.flushing):
             if pool is not None:
                 pool.shutdown(wait=True)
 
@@ -86,6 +90,9 @@ class Digests:
     check: StoredCheck = StoredCheck()
 
 
+_HASHLIB = {"sha256": hashlib.sha256, "sha1": hashlib.sha1, "md5": hashlib.md5}
+
+
 class StreamDigests:
     """SHA-256 (the file's identity), the CRC that downloads check (checks.py) and, when
     `rclone_digests`, SHA-1 and MD5 (what rclone's ownCloud mode compares), updated as bytes stream in
@@ -96,13 +103,41 @@ class StreamDigests:
     the result) waits for them.
     """
 
-    def __init__(self, rclone_digests: bool = True, side: Executor | None = None) -> None:
+    def __init__(self, rclone_digests: bool = True, side: Executor | None = None, *, savable: bool = False) -> None:
         self._side = side
-        self._sha256 = hashlib.sha256()
-        self._sha1 = hashlib.sha1() if rclone_digests else None
-        self._md5 = hashlib.md5() if rclone_digests else None
+        # `savable`: OpenSSL contexts whose state `save` can write out and `load` read back (hashstate.py),
+        # for session bytes that live where they cannot be re-read (an object store's unfinished upload).
+        new: Any = SavableHash if savable else (lambda name: _HASHLIB[name]())
+        self._sha256 = new("sha256")
+        self._sha1 = new("sha1") if rclone_digests else None
+        self._md5 = new("md5") if rclone_digests else None
         self._crc = RunningCrc()
         self._pending: list[Future[None]] = []
+
+    def save(self) -> bytes:
+        """The running state (a savable instance's only): CRC kind and value, then each context's bytes."""
+        self.settle()
+        hashers = [h for h in (self._sha256, self._sha1, self._md5) if h is not None]
+        if not all(isinstance(h, SavableHash) for h in hashers):
+            raise TypeError("only StreamDigests(savable=True) can save its state")
+        crc = self._crc.stored()
+        header = struct.pack(">BBI", 1 if crc.crc32c is not None else 0, len(hashers),
+                             crc.crc32c if crc.crc32c is not None else crc.crc32 or 0)
+        return header + b"".join(h.state() for h in hashers)
+
+    @classmethod
+    def load(cls, saved: bytes) -> "StreamDigests":
+        """A savable StreamDigests at the state `save` wrote."""
+        use_crc32c, count, crc = struct.unpack(">BBI", saved[:6])
+        digests = cls(rclone_digests=count == 3, savable=True)
+        digests._crc = RunningCrc(bool(use_crc32c), crc)
+        position = 6
+        for attribute, name, size in (("_sha256", "sha256", 112), ("_sha1", "sha1", 96), ("_md5", "md5", 92))[:count]:
+            setattr(digests, attribute, SavableHash.from_state(name, saved[position:position + size]))
+            position += size
+        if position != len(saved):
+            raise ValueError("a saved digest state has the wrong length")
+        return digests
 
     @property
     def rclone_digests(self) -> bool:
@@ -144,7 +179,7 @@ class StreamDigests:
 
     def copy(self) -> "StreamDigests":
         self.settle()
-        twin = StreamDigests(self.rclone_digests, self._side)
+        twin = StreamDigests(self.rclone_digests, self._side)  # the copies below keep the hashers' kind
         twin._sha256 = self._sha256.copy()
         if self._sha1 is not None and self._md5 is not None:
             twin._sha1, twin._md5 = self._sha1.copy(), self._md5.copy()
@@ -351,11 +386,107 @@ class BlobStore(ABC):
         """Deletes a session's stored bytes (an object store: aborts its multipart upload); already
         gone is not an error."""
 
+    @abstractmethod
+    def download_url(self, location: BlobLocation, disposition: str, content_type: str) -> str | None:
+        """A short-lived URL at which a client authorised for the blob fetches it directly, served with
+        `disposition` and `content_type` (an object store with presigned downloads on: a presigned GET);
+        None when the server must stream the bytes itself (the filesystem, always)."""
+
+    @abstractmethod
+    def reap_abandoned(self) -> int:
+        """While serving: removes writes abandoned long ago (an object store: multipart uploads no session
+        owns, older than the session lifetime, which a node that died mid-upload left behind); returns
+        how many. The filesystem has none: one process owns its folders and clears `tmp/` at start."""
+
+
+class RegionStores(BlobStore):
+    """Regions kept by different backends, mixed freely (some folders, some buckets): each call goes to
+    the store that keeps its region."""
+
+    def __init__(self, stores: dict[str, BlobStore]) -> None:
+        self._stores = stores
+        self._backends = list({id(store): store for store in stores.values()}.values())
+
+    def use_threads(self, threads: HelperThreads) -> None:
+        self.threads = threads
+        for store in self._stores.values():
+            store.use_threads(threads)
+
+    def _store(self, region: str) -> BlobStore:
+        self.check_region(region)
+        return self._stores[region]
+
+    def regions(self) -> list[str]:
+        return list(self._stores)
+
+    def check_region(self, region: str) -> None:
+        if region not in self._stores:
+            valid = sorted(self._stores)
+            raise UnknownRegion(f"Unknown region {region!r}; valid regions: {', '.join(valid)}.", validRegions=valid)
+
+    def check_space(self, region: str, size: int) -> None:
+        self._store(region).check_space(region, size)
+
+    def new_writer(self, location: BlobLocation, rclone_digests: bool = True) -> BlobWriter:
+        return self._store(location.region).new_writer(location, rclone_digests)
+
+    def open(self, location: BlobLocation) -> BinaryIO:
+        return self._store(location.region).open(location)
+
+    def size(self, location: BlobLocation) -> int | None:
+        return self._store(location.region).size(location)
+
+    def delete(self, location: BlobLocation) -> None:
+        self._store(location.region).delete(location)
+
+    def clone(self, source: BlobLocation, target: BlobLocation) -> None:
+        self._store(source.region).clone(source, target)
+
+    def iter_objects(self, region: str) -> Iterator[str]:
+        return self._store(region).iter_objects(region)
+
+    def temp_leftovers(self, region: str) -> int:
+        return self._store(region).temp_leftovers(region)
+
+    def clear_temp(self) -> int:
+        return sum(store.clear_temp() for store in self._backends)
+
+    def open_partial(self, location: BlobLocation, session_id: str, offset: int, hasher: StreamDigests | None,
+                     rclone_digests: bool) -> PartialBlob:
+        return self._store(location.region).open_partial(location, session_id, offset, hasher, rclone_digests)
+
+    def partial_sessions(self, region: str) -> Iterator[str]:
+        return self._store(region).partial_sessions(region)
+
+    def delete_partial(self, region: str, session_id: str) -> None:
+        self._store(region).delete_partial(region, session_id)
+
+    def download_url(self, location: BlobLocation, disposition: str, content_type: str) -> str | None:
+        return self._store(location.region).download_url(location, disposition, content_type)
+
+    def reap_abandoned(self) -> int:
+        return sum(store.reap_abandoned() for store in self._backends)
+
 
 def make_blob_store(settings: Settings) -> BlobStore:
-    """The blob store the settings describe: the one place that constructs a backend. Today that is
-    the filesystem store over `regions`; an object-store backend would be chosen here by a setting.
-    The backend module is imported here, so a backend's client library loads only when it is used."""
+    """The blob store the settings describe: the one place that constructs a backend. Folder regions are
+    the filesystem store, bucket regions (s3://) the object store (s3store.py); both kinds together are
+    a RegionStores. Backend modules are imported here, so boto3 loads only when a bucket is configured."""
     from lockr_local.server.filestore import FileBlobStore
 
-    return FileBlobStore(settings.region_paths)
+    folders, buckets = settings.region_paths, settings.bucket_regions
+    if not buckets:
+        return FileBlobStore(folders)
+    try:
+        from lockr_local.server.s3store import S3BlobStore
+    except ImportError as exc:
+        from lockr_local.config import SettingsError
+
+        raise SettingsError(f"regions {', '.join(buckets)} are buckets, which need boto3: install "
+                            f"lockr-local[s3] ({exc})") from exc
+    objects = S3BlobStore(buckets, presigned_downloads=settings.presigned_downloads,
+                          stale_after=settings.session_expiry)
+    if not folders:
+        return objects
+    files = FileBlobStore(folders)
+    return RegionStores({name: files if name in folders else objects for name, _where in settings.regions})

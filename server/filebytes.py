@@ -64,6 +64,13 @@ class FileBytes:
             await self._run_io(self.blobs.clone, source.location, target.location)
         return target
 
+    async def download_url(self, at: StoredAt, disposition: str, content_type: str) -> str | None:
+        """A short-lived URL where the store serves the bytes itself (BlobStore.download_url); None when the
+        server streams them (inline bytes, folders, buckets without presigned downloads)."""
+        if at.inline:
+            return None
+        return await self._run_io(self.blobs.download_url, at.location, disposition, content_type)
+
     async def delete(self, at: StoredAt) -> None:
         """Deletes the bytes of a file whose row is gone (inline bytes went with their row: nothing to do)."""
         if not at.inline:

@@ -208,6 +208,12 @@ class FileBlobStore(BlobStore):
             except FileNotFoundError:
                 pass
 
+    def download_url(self, location: BlobLocation, disposition: str, content_type: str) -> str | None:
+        return None  # a folder cannot sign URLs: the server streams (sendfile)
+
+    def reap_abandoned(self) -> int:
+        return 0  # tmp/ is cleared at start, when no write is in flight (one process owns the folder)
+
     def iter_objects(self, region: str) -> Iterator[str]:
         for shard in sorted((self.root(region) / "objects").iterdir()):
             if shard.is_dir():

@@ -92,7 +92,7 @@ def stored_files_with_inline_lengths() -> peewee.ModelSelect[StoredFile]:
 def private_roots(settings: Settings) -> list[Path]:
     """What must be its owner's alone: the data folder, each region's folder, and the SQLite database
     with its -wal and -shm files wherever `database_url` puts them."""
-    roots = [Path(settings.data_dir)] + [Path(path) for _name, path in settings.regions]
+    roots = [Path(settings.data_dir)] + list(settings.region_paths.values())  # a bucket has no folder
     database = sqlite_file(settings.database_url)
     if database is not None:
         roots += [database, database.with_name(database.name + "-wal"), database.with_name(database.name + "-shm")]

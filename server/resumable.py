@@ -398,6 +398,13 @@ class ResumableUploads:
                             exc.message)
         if reaped:
             log.info("reaped %d expired upload sessions", len(reaped))
+        try:
+            abandoned = await self.run_io(self.blobs.reap_abandoned)
+        except LockrError as exc:
+            log.warning("could not reap abandoned uploads: %s", exc.message)
+        else:
+            if abandoned:
+                log.info("aborted %d uploads abandoned by a crash", abandoned)
         return len(reaped)
 
     def reap_at_startup(self) -> int:

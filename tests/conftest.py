@@ -1,5 +1,6 @@
-"""Fixtures: settings on a temp data folder, the real app on a loopback port, the database each server
-uses (SQLite, or PostgreSQL for modules marked `both_databases`), and the CI skip guard."""
+"""Fixtures: settings on a temp data folder, the real app on a loopback port, the database and the blob
+store each server uses (SQLite and a folder; PostgreSQL and an S3 bucket for marked modules), and the CI
+skip guard."""
 
 from __future__ import annotations
 
@@ -28,11 +29,34 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    """Every test of a module marked `both_databases` whose servers come from the `database` fixture runs
-    once per database (the fixtures are parametrized; the tests are not copied)."""
-    if "database" in metafunc.fixturenames and metafunc.definition.get_closest_marker("both_databases"):
-        wanted = os.environ.get("LOCKR_TEST_DATABASES", ",".join(DATABASES)).split(",")
-        metafunc.parametrize("database", [kind for kind in DATABASES if kind in wanted], indirect=True)
+    """Runs the tests of marked modules on more than one stack; the fixtures are parametrized, the tests
+    are not copied. `both_databases`: SQLite and PostgreSQL (the `database` fixture); `blob_backends(...)`:
+    the region in a folder and in an S3 bucket (`blob_backend`). A module with both runs on two stacks, not
+    on every pairing: SQLite + folder (the single box) and PostgreSQL + bucket (the scaled-out one); a test
+    marked blob_backends("folder") there (it looks at files on disk) runs on SQLite and on PostgreSQL, each
+    with a folder."""
+    names = [name for name in ("database", "blob_backend") if name in metafunc.fixturenames]
+    databases_marker = metafunc.definition.get_closest_marker("both_databases")
+    backends_marker = metafunc.definition.get_closest_marker("blob_backends")
+    wanted = os.environ.get("LOCKR_TEST_DATABASES", ",".join(DATABASES)).split(",")
+    databases = [kind for kind in DATABASES if kind in wanted] if databases_marker else ["sqlite"]
+    backends = list(backends_marker.args) if backends_marker else ["folder"]
+    if "database" not in names:
+        databases = ["sqlite"]
+    if "blob_backend" not in names:
+        backends = ["folder"]
+    count = max(len(databases), len(backends))
+    if count < 2:
+        return
+    # Pair the n-th database with the n-th backend; the shorter list repeats its last entry.
+    stacks = [(databases[min(i, len(databases) - 1)], backends[min(i, len(backends) - 1)]) for i in range(count)]
+    ids = [f"{database}+{backend}" for database, backend in stacks]
+    if names == ["database", "blob_backend"]:
+        metafunc.parametrize(names, stacks, indirect=True, ids=ids)
+    elif names == ["database"]:
+        metafunc.parametrize("database", [database for database, _ in stacks], indirect=True)
+    else:
+        metafunc.parametrize("blob_backend", [backend for _, backend in stacks], indirect=True)
 
 
 @pytest.fixture(scope="session")
@@ -131,24 +155,58 @@ def base_url(http_port: int) -> str:
 
 
 @pytest.fixture
-def server(tmp_path: Path, database: TestDatabases) -> Iterator[ThreadedServer]:
+def server(tmp_path: Path, database: TestDatabases, blob_regions: dict[str, str]) -> Iterator[ThreadedServer]:
     """The real app in a background thread, for tests written with blocking clients (requests, CLI)."""
-    threaded = ThreadedServer(database.settings(tmp_path / "data")).start()
+    threaded = ThreadedServer(database.settings(tmp_path / "data", **blob_regions)).start()
     yield threaded
     threaded.stop()
 
 
 @pytest.fixture
-def server_factory(tmp_path: Path, database: TestDatabases) -> Iterator[Any]:
+def server_factory(tmp_path: Path, database: TestDatabases, blob_regions: dict[str, str]) -> Iterator[Any]:
     """Builds threaded servers with setting overrides: server_factory(rate_guest=1, ...); each has a store
     (and database) of its own."""
     started: list[ThreadedServer] = []
 
     def factory(**overrides: Any) -> ThreadedServer:
-        threaded = ThreadedServer(database.settings(tmp_path / f"data{len(started)}", **overrides)).start()
+        settings = {**(blob_regions if "regions" not in overrides else {}), **overrides}
+        threaded = ThreadedServer(database.settings(tmp_path / f"data{len(started)}", **settings)).start()
         started.append(threaded)
         return threaded
 
     yield factory
     for threaded in started:
         threaded.stop()
+
+
+# -- Where the blob regions of `server` and `server_factory` live ---------------------------------------
+# A module marked `pytestmark = pytest.mark.blob_backends("folder", "s3")` runs each of its server tests
+# twice: with the region `local` in a folder (the default, and the only kind for unmarked tests), and in a
+# bucket of an S3-compatible server run as a separate process (tests/objectstore.py). A test marked
+# blob_backends("folder") inside such a module stays on folders (it looks at files on disk).
+
+
+@pytest.fixture
+def blob_backend(request: pytest.FixtureRequest) -> str:
+    return str(getattr(request, "param", "folder"))
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """An S3-compatible server (moto's, over HTTP) for the whole run; skips where moto is not installed."""
+    pytest.importorskip("moto.server", reason="the object-store tests need moto[server] (the test extra)")
+    pytest.importorskip("boto3", reason="the object-store tests need boto3 (the s3 extra)")
+    from tests.objectstore import S3Server
+
+    started = S3Server().start()
+    yield started
+    started.stop()
+
+
+@pytest.fixture
+def blob_regions(request: pytest.FixtureRequest, blob_backend: str) -> dict[str, str]:
+    """Setting overrides that put the default region where `blob_backend` says (none: a folder in data_dir)."""
+    if blob_backend == "folder":
+        return {}
+    s3 = request.getfixturevalue("s3_server")
+    return {"regions": f"local={s3.region_url()}"}

@@ -68,8 +68,9 @@ def corrupt_message(info: FileInfo) -> str:
 class DownloadHandler(BaseHandler):
     """/api/v1/download/REGION/ID/NAME: the bytes, as an attachment, never rendered in our origin.
 
-    `?expires=&sig=` makes it a signed link (server/links.py). The filesystem store cannot sign URLs
-    of its own, so authenticated downloads are streamed here directly rather than redirected.
+    `?expires=&sig=` makes it a signed link (server/links.py). A bucket region with presigned_downloads
+    answers an authorised GET with 302 to a short-lived presigned URL of the object store; otherwise (and
+    always for folders, which cannot sign URLs of their own) the bytes are streamed from here.
     """
 
     async def head(self, region: str, file_id: str) -> None:
@@ -93,6 +94,14 @@ class DownloadHandler(BaseHandler):
             key_hash = self.get_query_argument("keyHash", None)
             await self.call(self.ctx.service.check_download_key, principal,
                             info, validate_key_hash(key_hash) if key_hash else None)
+        if send_body and "If-None-Match" not in self.request.headers:
+            # Authorised: a bucket with presigned downloads serves the bytes itself (a GET-only URL, so
+            # HEAD and conditional requests are answered here).
+            url = await self.ctx.files.download_url(info.stored, content_disposition(info.name), info.type)
+            if url is not None:
+                self.set_header("Cache-Control", "no-store")
+                self.redirect(url, status=302)
+                return
         await self.send_file(info, send_body)
 
     async def send_file(self, info: FileInfo, send_body: bool) -> None:

@@ -11,8 +11,9 @@ import requests
 
 from tests.helpers import create_account, error_code, upload
 
-# Every server here runs on SQLite and on PostgreSQL (tests/conftest.py, `database`).
-pytestmark = pytest.mark.both_databases
+# Every server here runs on two stacks: SQLite + a folder region, PostgreSQL + a bucket region
+# (tests/conftest.py, `database` and `blob_backend`).
+pytestmark = [pytest.mark.both_databases, pytest.mark.blob_backends("folder", "s3")]
 
 
 def test_signup_returns_token_that_authenticates(server):
@@ -183,8 +184,7 @@ def test_delete_removes_bytes_and_releases_quota(server):
     assert response.status_code == 204
     assert requests.get(f"{server.url}/api/v1/account", headers=account.auth).json()["used"] == 0
     assert requests.get(file["downloadUrl"], headers=account.auth).status_code == 404
-    blob_files = [p for p in (server.ctx.blobs.root("local") / "objects").rglob("*") if p.is_file()]
-    assert blob_files == []
+    assert list(server.ctx.blobs.iter_objects("local")) == []
 
 
 def test_listing_pages_with_cursor_until_next_is_null(server):

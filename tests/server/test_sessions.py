@@ -16,8 +16,9 @@ from tests.server.session_tools import (
     ChunkUploader, download, open_session, put_chunk, sha256, status, stored_offset,
 )
 
-# Every server here runs on SQLite and on PostgreSQL (tests/conftest.py, `database`).
-pytestmark = pytest.mark.both_databases
+# Every server here runs on two stacks: SQLite + a folder region, PostgreSQL + a bucket region
+# (tests/conftest.py, `database` and `blob_backend`).
+pytestmark = [pytest.mark.both_databases, pytest.mark.blob_backends("folder", "s3")]
 
 KIB = 1024
 DATA = bytes(range(256)) * (4 * KIB) + b"odd tail"  # 1 MiB + 8 bytes
@@ -305,10 +306,9 @@ def test_cancel_deletes_partial_bytes_and_releases_the_reservation(server):
     session = open_session(server.url, len(DATA), account=account)
     url = session["uploadUrl"]
     assert put_chunk(url, DATA[:256 * KIB], 0, len(DATA)).status_code == 308
-    partial_dir = server.ctx.blobs.partial_dir("local")
-    assert [p.stat().st_size for p in partial_dir.iterdir()] == [256 * KIB]
+    assert len(list(server.ctx.blobs.partial_sessions("local"))) == 1
     assert requests.delete(url).status_code == 204
-    assert list(partial_dir.iterdir()) == []
+    assert list(server.ctx.blobs.partial_sessions("local")) == []
     assert account_info(server.url, account)["reserved"] == 0
     assert put_chunk(url, DATA[:10], 0, len(DATA)).status_code == 404
 

@@ -15,8 +15,9 @@ from tests.faultproxy import FaultProxy
 from tests.helpers import create_account, error_code, wait_for
 from tests.server.session_tools import download, put_chunk, sha256
 
-# Every server here runs on SQLite and on PostgreSQL (tests/conftest.py, `database`).
-pytestmark = pytest.mark.both_databases
+# Every server here runs on two stacks: SQLite + a folder region, PostgreSQL + a bucket region
+# (tests/conftest.py, `database` and `blob_backend`).
+pytestmark = [pytest.mark.both_databases, pytest.mark.blob_backends("folder", "s3")]
 
 KIB = 1024
 DATA = bytes((i * 13 + i // 509) % 256 for i in range(1024 * KIB + 999))
@@ -166,7 +167,7 @@ def test_termination_deletes_the_upload_and_releases_the_reservation(server):
     assert requests.delete(url, headers=TUS).status_code == 204
     assert tus_head(url).status_code == 404
     assert reserved() == 0
-    assert list(server.ctx.blobs.partial_dir("local").iterdir()) == []
+    assert list(server.ctx.blobs.partial_sessions("local")) == []
 
 
 @pytest.mark.parametrize("headers,status_code,code", [

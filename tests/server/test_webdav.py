@@ -15,8 +15,9 @@ import requests
 from lockr_local.server.models import InlineBlob
 from tests.helpers import Account, create_account, error_code, upload
 
-# Every server here runs on SQLite and on PostgreSQL (tests/conftest.py, `database`).
-pytestmark = pytest.mark.both_databases
+# Every server here runs on two stacks: SQLite + a folder region, PostgreSQL + a bucket region
+# (tests/conftest.py, `database` and `blob_backend`).
+pytestmark = [pytest.mark.both_databases, pytest.mark.blob_backends("folder", "s3")]
 
 DAV = "{DAV:}"
 OC = "{http://owncloud.org/ns}"
@@ -76,10 +77,9 @@ def api_files(server: Any, account: Account) -> list[dict[str, Any]]:
 
 
 def blob_count(server: Any) -> int:
-    """How many files' bytes the store holds: blob files on disk plus small files kept in the database."""
-    root = Path(server.settings.data_dir) / "blobs" / "objects"
-    on_disk = sum(1 for path in root.rglob("*") if path.is_file())
-    return on_disk + server.ctx.db.run_sync(InlineBlob.select().count)
+    """How many files' bytes the store holds: blobs in the region plus small files kept in the database."""
+    blobs = sum(1 for _key in server.ctx.blobs.iter_objects("local"))
+    return blobs + server.ctx.db.run_sync(InlineBlob.select().count)
 
 
 @pytest.fixture
