@@ -14,8 +14,9 @@ import requests
 
 from tests.helpers import create_account, error_code, upload, wait_for
 
-# Every server here runs on SQLite and on PostgreSQL (tests/conftest.py, `database`).
-pytestmark = pytest.mark.both_databases
+# Every server here runs on two stacks: SQLite + a folder region, PostgreSQL + a bucket region
+# (tests/conftest.py, `database` and `blob_backend`).
+pytestmark = [pytest.mark.both_databases, pytest.mark.blob_backends("folder", "s3")]
 
 
 def auth_variants(server, account):
@@ -132,8 +133,7 @@ def test_bad_file_names_are_refused_with_invalid_name(server, label):
     else:
         assert error_code(response) == "invalid_name"
     assert requests.get(f"{server.url}/api/v1/files", headers=account.auth).json()["files"] == []
-    temp = server.ctx.blobs.temp_dir("local")
-    assert wait_for(lambda: list(temp.iterdir()) == [], message="temp folder empty")
+    assert wait_for(lambda: server.ctx.blobs.temp_leftovers("local") == 0, message="no unfinished write left")
 
 
 def raw_upload(url: str, raw_name: bytes, token: str) -> requests.Response:
@@ -185,9 +185,8 @@ def test_requests_the_http_parser_refuses_get_the_json_400(server, label):
     assert set(error) == {"error"} and error["error"]["code"] == "bad_request", error
     assert "malformed" in error["error"]["message"]
     # Nothing of a refused chunked upload is kept.
-    temp = server.ctx.blobs.temp_dir("local")
-    assert wait_for(lambda: list(temp.iterdir()) == [], message="temp folder empty")
-    assert not any(p.is_file() for p in (server.ctx.blobs.root("local") / "objects").rglob("*"))
+    assert wait_for(lambda: server.ctx.blobs.temp_leftovers("local") == 0, message="no unfinished write left")
+    assert list(server.ctx.blobs.iter_objects("local")) == []
 
 
 def test_a_json_body_over_the_limit_gets_413_before_it_is_sent(server):
@@ -329,8 +328,7 @@ def test_body_shorter_than_content_length_then_disconnect_stores_nothing(server)
     head = (b"POST /api/v1/upload HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + account.token.encode()
             + b"\r\nx-file-name: cut.bin\r\nContent-Length: 5000000\r\n\r\n")
     send_raw(server.url, head + b"y" * 2_000_000, read=False)
-    temp = server.ctx.blobs.temp_dir("local")
-    assert wait_for(lambda: list(temp.iterdir()) == [], message="temp file removed after disconnect")
+    assert wait_for(lambda: server.ctx.blobs.temp_leftovers("local") == 0, message="unfinished write removed")
     assert requests.get(f"{server.url}/api/v1/files", headers=account.auth).json()["files"] == []
     assert requests.get(f"{server.url}/api/v1/account", headers=account.auth).json()["used"] == 0
     assert requests.get(f"{server.url}/api/v1/account", headers=account.auth).json()["reserved"] == 0
