@@ -21,19 +21,18 @@ from lockr_local.server.filebytes import FileBytes
 from lockr_local.server.fsck import reap_orphans
 from lockr_local.server.ingest import Ingest
 from lockr_local.server.handlers import (
-    accounts, dav, docs, downloads, files, links, pages, sessions, tokens, tus, uploads,
+    accounts, dav, docs, downloads, files, links, metrics_page, pages, sessions, tokens, tus, uploads,
 )
 from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
 from lockr_local.server.handlers.watchdog import BodyWatchdogs
 from lockr_local.server.httpserver import SMALL_READ, LockrHTTPServer
-from lockr_local.server.logsafe import loggable_path
+from lockr_local.server.accesslog import bytes_sent, log_access
+from lockr_local.server.metrics import Metrics
 from lockr_local.server.private import make_private_dir
 from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
 from lockr_local.server.security import Signer, load_or_create_secret
 from lockr_local.server.service import Service
 from lockr_local.server.sessions import protect_raw_session_keys
-
-access_log = logging.getLogger("lockr.access")
 
 FILE_ID = r"([0-9a-fA-F]{1,64})"
 REGION = r"([a-z0-9][a-z0-9-]{0,62})"
@@ -52,11 +51,13 @@ def build_context(settings: Settings) -> ServerContext:
     auth = Authenticator(settings, db, service)
     io = ThreadPoolExecutor(max_workers=16, thread_name_prefix="lockr-io")
     backfill = DigestBackfill(db, blobs)
-    ingest = Ingest(settings, db, blobs, io, faults, backfill)
+    metrics = Metrics()
+    ingest = Ingest(settings, db, blobs, io, faults, backfill, metrics)
     uploads = ResumableUploads(db, service, blobs, io, ingest)
     return ServerContext(settings=settings, db=db, service=service, auth=auth, blobs=blobs, signer=signer,
                          io=io, faults=faults, ingest=ingest, files=FileBytes(blobs, db, io), sessions=uploads, backfill=backfill,
-                         watchdogs=BodyWatchdogs(settings.body_idle_timeout, settings.min_body_rate))
+                         watchdogs=BodyWatchdogs(settings.body_idle_timeout, settings.min_body_rate),
+                         metrics=metrics)
 
 
 def make_app(ctx: ServerContext) -> tornado.web.Application:
@@ -64,6 +65,7 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
     deps = {"ctx": ctx}
     routes = [
         (r"/healthz", accounts.HealthHandler, deps),
+        (r"/metrics", metrics_page.MetricsHandler, deps),
         (r"/api/v1/openapi.json", docs.OpenApiHandler, deps),
         (r"/api/v1/account", accounts.AccountHandler, deps),
         (r"/api/v1/login", accounts.LoginHandler, deps),
@@ -91,11 +93,13 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         (r"/download/([^/]+)/?", pages.DownloadPageHandler, deps),
         (r"/dav(?:/.*)?", dav.DavHandler, deps),
     ]
+    ctx.metrics.name_routes(routes)
     return tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,
         log_function=log_request,
+        lockr_metrics=ctx.metrics,
         compress_response=False,
         lockr_settings=ctx.settings,
         # The web pages (handlers/pages.py): templates, their small scripts and styles (never stored
@@ -109,16 +113,14 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """One readable line per request; the query string is left out (it may carry keyHash or signatures)
-    and capability ids (download, session and tus ids) are cut short."""
-    status = handler.get_status()
-    request = handler.request
-    millis = 1000.0 * request.request_time()
-    who = getattr(getattr(handler, "principal", None), "username", None) or "guest"
-    client = getattr(handler, "client_address", request.remote_ip)
-    level = logging.INFO if status < 500 else logging.ERROR
-    path = loggable_path(request.path)
-    access_log.log(level, "%s %s %s %d %.1fms %s", client, request.method, path, status, millis, who)
+    """Once per answered request: its access log line (accesslog.py) and its counts (metrics.py)."""
+    settings: Settings = handler.application.settings["lockr_settings"]
+    metrics: Metrics = handler.application.settings["lockr_metrics"]
+    metered = getattr(handler.request.connection, "lockr_metered", None)
+    if metered is not None:
+        metered.answered()
+    metrics.answered(type(handler), handler.request.method, handler.get_status(), bytes_sent(handler))
+    log_access(handler, settings.access_log_format)
 
 
 # Body bytes are handed to data_received in chunks of up to 1 MiB: fewer callbacks per GiB uploaded.
@@ -133,6 +135,7 @@ def make_http_server(app: tornado.web.Application) -> LockrHTTPServer:
     raise_open_file_limit()
     server = LockrHTTPServer(app, max_body_size=1024 * 1024, chunk_size=BODY_CHUNK,
                              idle_connection_timeout=settings.header_timeout, decompress_request=False)
+    server.metrics = app.settings["lockr_metrics"]
     server.read_chunk_size = SMALL_READ  # request heads; each body's reads are sized by its head (httpserver.py)
     return server
 

@@ -91,11 +91,13 @@ def serve(args: argparse.Namespace) -> int:
 
     from lockr_local.server.app import Server
     from lockr_local.server.datalock import DataDirLock
+    from lockr_local.server.accesslog import configure_access_log
     from lockr_local.server.logsafe import configure_server_logging
     from lockr_local.server.private import make_private_dir
 
     settings = settings_from_args(args)
     configure_server_logging(settings.log_level, sys.stderr)
+    configure_access_log(settings.access_log, settings.log_level, sys.stderr)
     bound = listening_sockets(settings)
     make_private_dir(Path(settings.data_dir))
     lock = DataDirLock(Path(settings.data_dir)).acquire()
