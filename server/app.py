@@ -19,6 +19,7 @@ from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.filebytes import FileBytes
 from lockr_local.server.fsck import reap_orphans
+from lockr_local.server.guests import GuestExpiry
 from lockr_local.server.ingest import Ingest
 from lockr_local.server.handlers import (
     accounts, dav, docs, downloads, files, links, metrics_page, pages, sessions, tokens, tus, uploads,
@@ -158,19 +159,24 @@ def startup_maintenance(ctx: ServerContext) -> None:
     log = logging.getLogger("lockr.server")
     removed = ctx.blobs.clear_temp()
     ctx.sessions.reap_at_startup()  # first: objects of sessions reaped here are orphans below
+    guest_expiry(ctx).reap_at_startup()
     orphans = ctx.db.run_sync(reap_orphans, ctx.blobs)
     ctx.db.run_sync(ctx.service.reconcile_reservations)
     if removed or orphans:
         log.info("start-up clean-up: removed %d temp files and %d unlisted objects left by a crash", removed, orphans)
 
 
+def guest_expiry(ctx: ServerContext) -> GuestExpiry:
+    return GuestExpiry(ctx.db, ctx.blobs, ctx.io, ctx.settings.guest_retention)
+
+
 def start_background_tasks(ctx: ServerContext) -> list[asyncio.Task[None]]:
-    """Background work while serving: the upload-session reaper (every `reap_interval` seconds) and the
-    SHA-1/MD5 backfill of big API uploads."""
+    """Background work while serving: the reaper (every `reap_interval` seconds: expired upload sessions,
+    then guest uploads past `guest_retention`) and the SHA-1/MD5 backfill of big API uploads."""
     loop = asyncio.get_running_loop()
     ctx.backfill.start()
-    return [loop.create_task(reap_sessions_forever(ctx.sessions, ctx.settings.reap_interval),
-                             name="lockr-reaper")]
+    reaper = reap_sessions_forever(ctx.sessions, ctx.settings.reap_interval, also=[guest_expiry(ctx).reap])
+    return [loop.create_task(reaper, name="lockr-reaper")]
 
 
 async def finish_background_work(ctx: ServerContext, timeout: float = 5.0) -> None:
