@@ -184,6 +184,31 @@ def parse_str(text: Any) -> str:
     return str(text)
 
 
+_DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str | int) -> int:
+    """'14d' -> 1209600 seconds, '12h', '30m', '90s' or plain seconds; 0 means never."""
+    if isinstance(text, int):
+        return text
+    match = re.fullmatch(r"\s*(\d+)\s*([a-zA-Z]?)\s*", str(text))
+    if not match or match.group(2).lower() not in _DURATION_UNITS:
+        raise SettingsError(f"{text!r} is not a duration; write it like 14d, 12h, 30m or a number of seconds")
+    return int(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+
+
+def parse_choice(*choices: str) -> Callable[[Any], str]:
+    """A parser that accepts one of `choices` (case-insensitive)."""
+
+    def parse(text: Any) -> str:
+        value = str(text).strip().lower()
+        if value not in choices:
+            raise SettingsError(f"{text!r} is not one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
 @dataclass(frozen=True)
 class Setting:
     """One declared setting: its name (also `LOCKR_NAME` and `--name`), default and help."""
@@ -262,6 +287,17 @@ SETTINGS: tuple[Setting, ...] = (
             parse_int),
     Setting("secret_key", "", "Secret for signed links and key hashes. Empty: generated once into data_dir."),
     Setting("log_level", "info", "Log level: debug, info, warning or error."),
+    Setting("access_log", "", "Where the access log (one line per request, at log level info) goes: empty for "
+            "the server log (stderr), a file path to append to (reopened after logrotate moves it), or off."),
+    Setting("access_log_format", "combined", "Format of the access log: combined (Apache/nginx Combined Log "
+            "Format plus bytes received and seconds taken) or json (one JSON object per line).",
+            parse_choice("combined", "json")),
+    Setting("metrics", False, "Whether GET /metrics serves Prometheus metrics; off answers 404.", parse_bool),
+    Setting("metrics_token", "", "Bearer token /metrics requires (Authorization: Bearer ...); empty: none."),
+    Setting("min_free_space", 100 * 10**6, "Free space below which /healthz reports a region as low on space "
+            "(503).", parse_size),
+    Setting("guest_retention", 0, "How long guest uploads are kept (14d, 12h, seconds) before the reaper "
+            "deletes them; 0 keeps them.", parse_duration),
     Setting("crash_point", "", "Test only: name of a commit step at which the server kills itself."),
     # The sync agent (`lockr-local sync`); read from the same places, used only by the client side.
     Setting("sync_concurrency", 4, "Files the sync agent uploads at the same time.", parse_int),
@@ -328,6 +364,12 @@ class Settings:
     password_kdf_time: int
     secret_key: str
     log_level: str
+    access_log: str
+    access_log_format: str
+    metrics: bool
+    metrics_token: str
+    min_free_space: int
+    guest_retention: int
     crash_point: str
     sync_concurrency: int
     sync_bandwidth_limit: int

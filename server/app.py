@@ -19,21 +19,21 @@ from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.filebytes import FileBytes
 from lockr_local.server.fsck import reap_orphans
+from lockr_local.server.guests import GuestExpiry
 from lockr_local.server.ingest import Ingest
 from lockr_local.server.handlers import (
-    accounts, dav, docs, downloads, files, links, pages, sessions, tokens, tus, uploads,
+    accounts, dav, docs, downloads, files, links, metrics_page, pages, sessions, tokens, tus, uploads,
 )
 from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
 from lockr_local.server.handlers.watchdog import BodyWatchdogs
 from lockr_local.server.httpserver import SMALL_READ, LockrHTTPServer
-from lockr_local.server.logsafe import loggable_path
+from lockr_local.server.accesslog import bytes_sent, log_access
+from lockr_local.server.metrics import Metrics
 from lockr_local.server.private import make_private_dir
 from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
 from lockr_local.server.security import Signer, load_or_create_secret
 from lockr_local.server.service import Service
 from lockr_local.server.sessions import protect_raw_session_keys
-
-access_log = logging.getLogger("lockr.access")
 
 FILE_ID = r"([0-9a-fA-F]{1,64})"
 REGION = r"([a-z0-9][a-z0-9-]{0,62})"
@@ -57,11 +57,14 @@ def build_context(settings: Settings) -> ServerContext:
                             uploads=ThreadPoolExecutor(max_workers=8, thread_name_prefix="lockr-s3-part"))
     blobs.use_threads(threads)
     backfill = DigestBackfill(db, blobs)
-    ingest = Ingest(settings, db, blobs, io, faults, backfill, threads.hashing)
+    metrics = Metrics()
+    ingest = Ingest(settings, db, blobs, io, faults, backfill, threads.hashing, metrics)
     uploads = ResumableUploads(db, service, blobs, io, ingest)
     return ServerContext(settings=settings, db=db, service=service, auth=auth, blobs=blobs, signer=signer,
-                         io=io, threads=threads, faults=faults, ingest=ingest, files=FileBytes(blobs, db, io), sessions=uploads, backfill=backfill,
-                         watchdogs=BodyWatchdogs(settings.body_idle_timeout, settings.min_body_rate))
+                         io=io, threads=threads, faults=faults, ingest=ingest, files=FileBytes(blobs, db, io),
+                         sessions=uploads, backfill=backfill,
+                         watchdogs=BodyWatchdogs(settings.body_idle_timeout, settings.min_body_rate),
+                         metrics=metrics)
 
 
 def make_app(ctx: ServerContext) -> tornado.web.Application:
@@ -69,6 +72,7 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
     deps = {"ctx": ctx}
     routes = [
         (r"/healthz", accounts.HealthHandler, deps),
+        (r"/metrics", metrics_page.MetricsHandler, deps),
         (r"/api/v1/openapi.json", docs.OpenApiHandler, deps),
         (r"/api/v1/account", accounts.AccountHandler, deps),
         (r"/api/v1/login", accounts.LoginHandler, deps),
@@ -96,11 +100,13 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         (r"/download/([^/]+)/?", pages.DownloadPageHandler, deps),
         (r"/dav(?:/.*)?", dav.DavHandler, deps),
     ]
+    ctx.metrics.name_routes(routes)
     return tornado.web.Application(
         routes,
         default_handler_class=NotFoundHandler,
         default_handler_args=deps,
         log_function=log_request,
+        lockr_metrics=ctx.metrics,
         compress_response=False,
         lockr_settings=ctx.settings,
         # The web pages (handlers/pages.py): templates, their small scripts and styles (never stored
@@ -114,16 +120,14 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
 
 
 def log_request(handler: tornado.web.RequestHandler) -> None:
-    """One readable line per request; the query string is left out (it may carry keyHash or signatures)
-    and capability ids (download, session and tus ids) are cut short."""
-    status = handler.get_status()
-    request = handler.request
-    millis = 1000.0 * request.request_time()
-    who = getattr(getattr(handler, "principal", None), "username", None) or "guest"
-    client = getattr(handler, "client_address", request.remote_ip)
-    level = logging.INFO if status < 500 else logging.ERROR
-    path = loggable_path(request.path)
-    access_log.log(level, "%s %s %s %d %.1fms %s", client, request.method, path, status, millis, who)
+    """Once per answered request: its access log line (accesslog.py) and its counts (metrics.py)."""
+    settings: Settings = handler.application.settings["lockr_settings"]
+    metrics: Metrics = handler.application.settings["lockr_metrics"]
+    metered = getattr(handler.request.connection, "lockr_metered", None)
+    if metered is not None:
+        metered.answered()
+    metrics.answered(type(handler), handler.request.method, handler.get_status(), bytes_sent(handler))
+    log_access(handler, settings.access_log_format)
 
 
 # Body bytes are handed to data_received in chunks of up to 1 MiB: fewer callbacks per GiB uploaded.
@@ -138,6 +142,7 @@ def make_http_server(app: tornado.web.Application) -> LockrHTTPServer:
     raise_open_file_limit()
     server = LockrHTTPServer(app, max_body_size=1024 * 1024, chunk_size=BODY_CHUNK,
                              idle_connection_timeout=settings.header_timeout, decompress_request=False)
+    server.metrics = app.settings["lockr_metrics"]
     server.read_chunk_size = SMALL_READ  # request heads; each body's reads are sized by its head (httpserver.py)
     return server
 
@@ -160,19 +165,24 @@ def startup_maintenance(ctx: ServerContext) -> None:
     log = logging.getLogger("lockr.server")
     removed = ctx.blobs.clear_temp()
     ctx.sessions.reap_at_startup()  # first: objects of sessions reaped here are orphans below
+    guest_expiry(ctx).reap_at_startup()
     orphans = ctx.db.run_sync(reap_orphans, ctx.blobs)
     ctx.db.run_sync(ctx.service.reconcile_reservations)
     if removed or orphans:
         log.info("start-up clean-up: removed %d temp files and %d unlisted objects left by a crash", removed, orphans)
 
 
+def guest_expiry(ctx: ServerContext) -> GuestExpiry:
+    return GuestExpiry(ctx.db, ctx.blobs, ctx.io, ctx.settings.guest_retention)
+
+
 def start_background_tasks(ctx: ServerContext) -> list[asyncio.Task[None]]:
-    """Background work while serving: the upload-session reaper (every `reap_interval` seconds) and the
-    SHA-1/MD5 backfill of big API uploads."""
+    """Background work while serving: the reaper (every `reap_interval` seconds: expired upload sessions,
+    then guest uploads past `guest_retention`) and the SHA-1/MD5 backfill of big API uploads."""
     loop = asyncio.get_running_loop()
     ctx.backfill.start()
-    return [loop.create_task(reap_sessions_forever(ctx.sessions, ctx.settings.reap_interval),
-                             name="lockr-reaper")]
+    reaper = reap_sessions_forever(ctx.sessions, ctx.settings.reap_interval, also=[guest_expiry(ctx).reap])
+    return [loop.create_task(reaper, name="lockr-reaper")]
 
 
 async def finish_background_work(ctx: ServerContext, timeout: float = 5.0) -> None:

@@ -19,6 +19,7 @@ A record failing is compensated here and nowhere else, so every route cleans up 
 from __future__ import annotations
 
 import asyncio
+import time
 from abc import ABC, abstractmethod
 from concurrent.futures import Executor
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from lockr_local.server.blobstore import BlobLocation, BlobStore, Digests
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.inline import InlineSink, digests_of, stores_inline
+from lockr_local.server.metrics import Metrics
 from lockr_local.server.service import NewFile
 from lockr_local.server.streaming import UploadSink
 
@@ -140,8 +142,10 @@ class Ingest:
     """The upload pipeline of one server (see the module docstring)."""
 
     def __init__(self, settings: Settings, db: Database, blobs: BlobStore, io: Executor, faults: Faults,
-                 backfill: DigestBackfill, hashing: Executor | None = None) -> None:
+                 backfill: DigestBackfill, hashing: Executor | None = None, metrics: Metrics | None = None
+                 ) -> None:
         self.settings = settings
+        self.metrics = metrics or Metrics()
         self.db = db
         self.blobs = blobs
         self.io = io
@@ -167,6 +171,7 @@ class Ingest:
                      check: Callable[[Digests], None] | None = None) -> T:
         """Commits the bytes, `check`s their digests (raise to refuse), then runs `record` on the database
         thread: the one trip that lists the file. Whatever fails after the commit undoes the bytes."""
+        started = time.monotonic()
         try:
             committed = await sink.commit()
         except BaseException:
@@ -177,7 +182,11 @@ class Ingest:
                 check(committed.digests)
             if sink.crash_point is not None:
                 self.faults.hit(sink.crash_point)
+            if sink.crash_point is not None:  # blob bytes: flush, fsync, rename (inline bytes commit below)
+                self.metrics.fsync_seconds.observe(time.monotonic() - started)
+            recording = time.monotonic()
             result = await self.db.run(record, committed)
+            self.metrics.commit_seconds.observe(time.monotonic() - recording)
         except Exception:
             # Not on cancellation: the record may have committed on the database thread regardless, and
             # bytes without a row (reaped at the next start) are better than a row without bytes.

@@ -111,9 +111,12 @@ DOWNLOAD: dict[str, Any] = {
 
 PATHS: dict[str, Any] = {
     "/healthz": {"get": {"summary": "Health check", "security": [],
-                         "responses": {"200": {"description": "The server and its database answer."}}},
+                         "responses": {"200": {"description": "The server and its database answer; "
+                                                              "regions: free bytes of each."},
+                                       "503": {"description": "A region has less than min_free_space free."}}},
                  "head": {"summary": "Health check without a body", "security": [],
-                          "responses": {"200": {"description": "The server and its database answer."}}}},
+                          "responses": {"200": {"description": "The server and its database answer."},
+                                        "503": {"description": "A region is low on space."}}}},
     "/api/v1/openapi.json": {"get": {"summary": "This document", "security": [],
                                      "responses": {"200": {"description": "OpenAPI 3.0 document."}}}},
     "/api/v1/account": {

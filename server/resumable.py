@@ -14,7 +14,7 @@ import logging
 import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Awaitable, Callable, Sequence
 
 from lockr_local.errors import (
     TusChecksumMismatch, ChunkTooLarge, InvalidContentRange, LockrError, SessionBusy, SessionOffsetMismatch,
@@ -425,11 +425,14 @@ class ResumableUploads:
         return len(reaped) + orphans
 
 
-async def reap_sessions_forever(uploads: ResumableUploads, interval: float) -> None:
-    """The periodic reaper: one sweep every `interval` seconds until cancelled."""
+async def reap_sessions_forever(uploads: ResumableUploads, interval: float,
+                                also: Sequence[Callable[[], Awaitable[int]]] = ()) -> None:
+    """The periodic reaper: one sweep every `interval` seconds until cancelled, of expired sessions and
+    then of whatever else expires (`also`: guest uploads past guest_retention)."""
     while True:
         await asyncio.sleep(max(0.05, interval))
-        try:
-            await uploads.reap()
-        except LockrError as exc:
-            log.error("reaping upload sessions failed: %s", exc.message)
+        for sweep in (uploads.reap, *also):
+            try:
+                await sweep()
+            except LockrError as exc:
+                log.error("the reaper's sweep failed: %s", exc.message)

@@ -2,7 +2,8 @@
 
 Tornado has no public API for these: whether a handler has sent its headers or finished, whether a
 streamed request body is still arriving (and a future for its end), whether prepare() is still running,
-telling an HTTP/1 connection that body bytes went out by sendfile, and replacing a connection's stream
+telling an HTTP/1 connection that body bytes went out by sendfile (and asking what it has not sent), a
+response header already set, and replacing a connection's stream
 methods (to answer Tornado's own bare parser errors with JSON; malformed.py). Everything else goes
 through the public API. tests/server/test_tornado_internals.py fails loudly when an upgrade moves any
 of them, and guards that no other module reaches for a private Tornado attribute.
@@ -18,7 +19,7 @@ from tornado.httputil import HTTPServerRequest
 from tornado.iostream import IOStream
 
 # The private names used below, for the upgrade test.
-HANDLER_ATTRIBUTES = ("_headers_written", "_finished", "_prepared_future")
+HANDLER_ATTRIBUTES = ("_headers_written", "_finished", "_prepared_future", "_headers")
 REQUEST_ATTRIBUTES = ("_body_future",)
 CONNECTION_ATTRIBUTES = ("_expected_content_remaining",)
 
@@ -48,6 +49,20 @@ def body_unread(request: HTTPServerRequest) -> bool:
     """Whether a streamed request's body is still arriving."""
     future = body_future(request)
     return future is not None and not future.done()
+
+
+def response_header(handler: tornado.web.RequestHandler, name: str) -> str | None:
+    """A header of the response being built (the access log reads Content-Length); Tornado has a setter
+    and no getter."""
+    value = handler._headers.get(name)
+    return None if value is None else str(value)
+
+
+def body_unsent(connection: Any) -> int:
+    """Body bytes of a framed (Content-Length) response that the HTTP/1 connection has not sent: 0 after
+    a complete response, the rest when it was cut off."""
+    remaining = getattr(connection, "_expected_content_remaining", None) if counts_sent_body(connection) else None
+    return int(remaining or 0)
 
 
 def counts_sent_body(connection: Any) -> bool:

@@ -85,17 +85,46 @@ def listening_sockets(settings: Settings) -> list[Any]:
                          "check --host and --port.") from exc
 
 
+def exposure_warning(settings: Settings) -> str | None:
+    """The warning `serve` prints when a non-loopback address meets open sign-up or guest uploads: then
+    anyone who reaches the port can make an account or store files."""
+    import ipaddress
+
+    host = settings.host.strip().strip("[]")
+    try:
+        loopback = host.lower() == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False  # a host name: it may resolve to any interface
+    if loopback or not (settings.signup or settings.guest_uploads):
+        return None
+    what = [name for name, on in (("sign-up", settings.signup), ("guest uploads", settings.guest_uploads)) if on]
+    settings_off = [f"{name} = false" for name, on in (("signup", settings.signup),
+                                                         ("guest_uploads", settings.guest_uploads)) if on]
+    env_off = [f"LOCKR_{name.split(' ')[0].upper()}=false" for name in settings_off]
+    return (f"lockr-local: warning: listening on {settings.host}, reachable from other machines, with "
+            f"{' and '.join(what)} open: anyone who reaches this port can "
+            f"{'create an account' if settings.signup else ''}{' and ' if len(what) == 2 else ''}"
+            f"{'upload files' if settings.guest_uploads else ''}. To close {'them' if len(what) == 2 else 'it'}, "
+            f"set {' and '.join(settings_off)} in the config file (or {' '.join(env_off)})"
+            + ("; then add accounts with 'lockr-local user add'." if settings.signup else "."))
+
+
 def serve(args: argparse.Namespace) -> int:
     """Runs the server until SIGINT or SIGTERM; prints the URL it listens on."""
     import asyncio
 
     from lockr_local.server.app import Server
     from lockr_local.server.datalock import DataDirLock
+    from lockr_local.server.accesslog import configure_access_log
     from lockr_local.server.logsafe import configure_server_logging
     from lockr_local.server.private import make_private_dir
 
     settings = settings_from_args(args)
     configure_server_logging(settings.log_level, sys.stderr)
+    configure_access_log(settings.access_log, settings.log_level, sys.stderr)
+    warning = exposure_warning(settings)
+    if warning:
+        print(warning, file=sys.stderr, flush=True)
     bound = listening_sockets(settings)
     make_private_dir(Path(settings.data_dir))
     lock = DataDirLock(Path(settings.data_dir)).acquire()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lockr_local import __version__
 from lockr_local.errors import BadRequest, SignupDisabled
 from lockr_local.server.handlers.base import BaseHandler
+from lockr_local.server.space import region_free_bytes
 from lockr_local.server.service import validate_email, validate_password, validate_username
 
 
@@ -50,11 +51,20 @@ class LoginHandler(BaseHandler):
 
 
 class HealthHandler(BaseHandler):
-    """GET /healthz: 200 when the database answers, for supervisors and load balancers."""
+    """GET /healthz: 200 when the database answers and every region has `min_free_space` free; 503 with
+    status "low_space" (naming the regions) when one has less, for supervisors and monitoring."""
 
     async def get(self) -> None:
         await self.call(self.ctx.db.peewee.execute_sql, "SELECT 1")
-        self.write_json({"status": "ok", "version": __version__})
+        free = await self.run_io(region_free_bytes, self.ctx.blobs)
+        minimum = self.settings_.min_free_space
+        low = sorted(region for region, left in free.items() if left is not None and left < minimum)
+        body = {"status": "low_space" if low else "ok", "version": __version__,
+                "regions": {region: {"freeBytes": left, "lowSpace": region in low} for region, left in free.items()}}
+        if low:
+            body["message"] = (f"Region {', '.join(low)} has less than {minimum} bytes free (min_free_space); "
+                               "uploads there will fail once it is full. Free space or add a disk.")
+        self.write_json(body, status=503 if low else 200)
 
     async def head(self) -> None:
         # Supervisors and load balancers often probe with HEAD: the same check, and Tornado drops the body.

@@ -28,6 +28,7 @@ from lockr_local.server.faults import Faults
 from lockr_local.server.filebytes import FileBytes
 from lockr_local.server.ingest import Ingest
 from lockr_local.server.logsafe import loggable_path
+from lockr_local.server.metrics import Metrics
 from lockr_local.server.resumable import ResumableUploads
 from lockr_local.server.security import Signer
 from lockr_local.server.handlers.linger import LingeringClose
@@ -79,6 +80,7 @@ class ServerContext:
     sessions: ResumableUploads
     backfill: DigestBackfill
     watchdogs: BodyWatchdogs
+    metrics: Metrics
 
 
 def declared_length(headers: tornado.httputil.HTTPHeaders) -> int | None:
