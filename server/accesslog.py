@@ -129,4 +129,6 @@ def log_access(handler: tornado.web.RequestHandler, log_format: str) -> None:
     """Writes the request's line (5xx at error level, so a server log at `error` still shows them)."""
     level = logging.INFO if handler.get_status() < 500 else logging.ERROR
     if access_log.isEnabledFor(level):
-        access_log.log(level, "%s", FORMATS[log_format](entry(handler)))
+        fields = entry(handler)
+        # The fields ride along on the record (`record.access`) for handlers that want them unformatted.
+        access_log.log(level, "%s", FORMATS[log_format](fields), extra={"access": fields})

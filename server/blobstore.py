@@ -308,6 +308,11 @@ class BlobStore(ABC):
     # The server's helper threads (use_threads); none until a server hands them over.
     threads = HelperThreads()
 
+    def free_bytes(self, region: str) -> int | None:
+        """Bytes free for `region` now, measured (blocking: call it off the IOLoop), for /healthz and
+        /metrics; None where the store cannot tell (an object store has no free space to report)."""
+        return None
+
     def use_threads(self, threads: HelperThreads) -> None:
         """Hands the store the helper threads of the server that owns it, before any writer is made. The
         server shuts them down after the store's last use."""
@@ -411,6 +416,9 @@ class RegionStores(BlobStore):
         self.threads = threads
         for store in self._stores.values():
             store.use_threads(threads)
+
+    def free_bytes(self, region: str) -> int | None:
+        return self._store(region).free_bytes(region)
 
     def _store(self, region: str) -> BlobStore:
         self.check_region(region)

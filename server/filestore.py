@@ -111,6 +111,12 @@ class FileBlobStore(BlobStore):
                 durable_mkdir(root / sub)
         self._free = FreeSpace(lambda region: shutil.disk_usage(self._roots[region]).free, self._roots)
 
+    def free_bytes(self, region: str) -> int | None:
+        try:
+            return shutil.disk_usage(self._roots[region]).free
+        except OSError:
+            return 0  # a region whose disk is gone can store nothing
+
     def regions(self) -> list[str]:
         return list(self._roots)
 

@@ -318,7 +318,8 @@ PASSWORD = {"type": "string", "minLength": 8, "maxLength": 1024, "example": "cor
 JSON_FIELD_RULES: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
     ("/api/v1/account", "post"): {
         "username": {"pattern": "^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", "example": "alice"},
-        "email": {"pattern": r"^[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,60}$", "example": "alice@example.com"},
+        "email": {"pattern": r"^[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,189}\.[^@\s\x00-\x1f\x7f]{1,60}$",
+                  "maxLength": 254, "example": "alice@example.com"},
         "password": PASSWORD},
     ("/api/v1/login", "post"): {
         "identifier": {"pattern": r"\S", "example": "alice", "description": "Username or email."},

@@ -424,6 +424,8 @@ READ_HEADERS: dict[str, tuple[str, ...]] = {
     "X-OC-Mtime": ("dav put", "dav move"),
     "Cookie": ("account page", "files page"),         # read through get_signed_cookie
     "Origin": ("tus create", "tus head", "tus patch"),  # the CORS grant (cors_origins)
+    "User-Agent": ("account", "upload"),               # the access log
+    "Referer": ("account", "upload"),                  # the access log
 }
 
 # Every query parameter a handler reads, and where.
