@@ -203,3 +203,12 @@ def test_an_unsupported_platform_says_to_start_the_app_by_hand(home: Path) -> No
     with pytest.raises(AutostartError, match="start lockr-local yourself"):
         set_autostart(True, platform="haiku1", command=["/bin/lockr-local", "tray"])
     set_autostart(False, platform="haiku1")  # nothing to remove, nothing to report
+
+
+def test_windows_entry_starts_pythonw_so_no_console_window_opens(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("python.exe", "pythonw.exe"):
+        (tmp_path / name).write_bytes(b"")
+    monkeypatch.setattr(autostart.sys, "executable", str(tmp_path / "python.exe"))
+    key = RecordingRunKey()
+    set_autostart(True, platform="win32", run_key=key)
+    assert key.values["lockr-local"] == subprocess.list2cmdline([str(tmp_path / "pythonw.exe"), "-m", "lockr_local", "tray"])
