@@ -30,7 +30,7 @@ from lockr_local.sync.status import SyncState, SyncStatus
 from lockr_local.tray.config import TrayConfig
 from lockr_local.tray.icons import draw_icon
 from lockr_local.tray.model import Action, IconState, MenuEntry, TrayInput, TrayModel, TrayView
-from lockr_local.tray.setup import ControlServer, SetupForm, complete_setup
+from lockr_local.tray.setup import ControlServer, SetupDone, SetupForm, complete_setup
 
 if TYPE_CHECKING:  # the agent (watchdog, requests) loads when syncing starts
     from lockr_local.sync.agent import SyncAgent
@@ -121,12 +121,12 @@ class TrayApp:
         except Exception:  # a broken keyring backend must not take the page down
             return False
 
-    def apply_setup(self, form: SetupForm) -> str:
-        config, where = complete_setup(form, self.config)
+    def apply_setup(self, form: SetupForm) -> SetupDone:
+        done = complete_setup(form, self.config)
         with self._lock:
-            self.config = config
+            self.config = done.config
         self.restart_agent()
-        return where
+        return done
 
     def perform(self, action: Action, argument: str = "") -> None:
         log.info("action: %s %s", action.value, argument)

@@ -28,7 +28,8 @@ import tornado.web
 
 from lockr_local.errors import BadRequest, LockrError
 from lockr_local.sync.status import SyncStatus
-from lockr_local.tray.config import TrayConfig, set_autostart
+from lockr_local.tray.autostart import AutostartError, set_autostart
+from lockr_local.tray.config import TrayConfig
 from lockr_local.tray.model import Action, TrayView
 
 log = logging.getLogger("lockr.tray.setup")
@@ -45,6 +46,15 @@ class SetupForm:
     file_store: bool
 
 
+@dataclass(frozen=True)
+class SetupDone:
+    """A setup that stands; `autostart_problem` says (with the next step) why the login entry is not as asked."""
+
+    config: TrayConfig
+    token_place: str
+    autostart_problem: str = ""
+
+
 class Controller(Protocol):
     """What the page needs from the app (TrayApp implements it)."""
 
@@ -52,16 +62,17 @@ class Controller(Protocol):
 
     def keyring_usable(self) -> bool: ...
 
-    def apply_setup(self, form: SetupForm) -> str: ...
+    def apply_setup(self, form: SetupForm) -> SetupDone: ...
 
     def perform(self, action: Action, argument: str = "") -> None: ...
 
 
-def complete_setup(form: SetupForm, previous: TrayConfig) -> tuple[TrayConfig, str]:
-    """Checks the form, signs in and stores the token; returns the new config and where the token went.
+def complete_setup(form: SetupForm, previous: TrayConfig) -> SetupDone:
+    """Checks the form, signs in, stores the token and sets the login entry; returns what was done.
 
     Blocking (network, keyring): the page calls it on an executor thread. Raises LockrError with a
-    message for the person at the form.
+    message for the person at the form. A login entry that cannot be set does not undo the rest: it
+    comes back as `autostart_problem`, and tray.json records the entry as it really is.
     """
     from lockr_local.client import LockrClient
     from lockr_local.credentials import ClientSettings, TokenStore, normalize_endpoint, resolve_token
@@ -97,17 +108,19 @@ def complete_setup(form: SetupForm, previous: TrayConfig) -> tuple[TrayConfig, s
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise BadRequest(f"Cannot create the folder {folder}: {exc.strerror or exc}.") from exc
+    autostart, problem = form.autostart, ""
+    try:
+        set_autostart(form.autostart)
+    except AutostartError as exc:
+        log.warning("cannot change the autostart entry: %s", exc)
+        autostart, problem = not form.autostart, str(exc)  # neither written nor removed: still as before
     config = TrayConfig(endpoint=endpoint, folder=str(folder), identifier=form.identifier.strip() or previous.identifier,
-                        autostart=form.autostart)
+                        autostart=autostart)
     config.save()
     settings = ClientSettings.load()
     settings.endpoint = endpoint  # `lockr-local upload/ls` then talk to the same server
     settings.save()
-    try:
-        set_autostart(form.autostart)
-    except OSError as exc:
-        log.warning("cannot change the autostart entry: %s", exc)
-    return config, where
+    return SetupDone(config, where, problem)
 
 
 PAGE = tornado.template.Template("""<!doctype html>
@@ -212,7 +225,7 @@ class ControlHandler(_Handler):
         if not config.configured:
             self.redirect("/settings", status=303)
             return
-        self.render_page("control", note=self.get_query_argument("note", ""))
+        self.render_page("control", note=self.get_query_argument("note", ""), error=self.get_query_argument("error", ""))
 
 
 class SettingsHandler(_Handler):
@@ -228,11 +241,14 @@ class SettingsHandler(_Handler):
                          file_store=bool(self.get_body_argument("file_store", "")))
         loop = asyncio.get_running_loop()
         try:
-            where = await loop.run_in_executor(None, self.page.controller.apply_setup, form)
+            done = await loop.run_in_executor(None, self.page.controller.apply_setup, form)
         except LockrError as exc:
             self.render_page("settings", error=exc.message, status_code=400)
             return
-        self.redirect("/?" + _query(note=f"Saved. Your token is kept in {where}; syncing has started."), status=303)
+        outcome = {"note": f"Saved. Your token is kept in {done.token_place}; syncing has started."}
+        if done.autostart_problem:
+            outcome["error"] = done.autostart_problem  # shown on the status page, which stops refreshing for it
+        self.redirect("/?" + _query(**outcome), status=303)
 
 
 class ActionHandler(_Handler):

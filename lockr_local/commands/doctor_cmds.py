@@ -91,7 +91,8 @@ def doctor(args: argparse.Namespace) -> int:
     from lockr_local.config import default_data_dir
     from lockr_local.credentials import SETTINGS_FILE, TOKEN_FILE, ClientSettings, TokenStore, config_dir, state_dir
     from lockr_local.errors import LockrError
-    from lockr_local.tray.config import TrayConfig, autostart_enabled, autostart_path, config_path
+    from lockr_local.tray.autostart import autostart_enabled, autostart_location
+    from lockr_local.tray.config import TrayConfig, config_path
 
     _line("lockr-local", f"{__version__} (Python {sys.version.split()[0]}, {sys.platform})")
     _line("tray", tray_backend())
@@ -109,7 +110,7 @@ def doctor(args: argparse.Namespace) -> int:
     server_data = os.environ.get("LOCKR_DATA_DIR") or default_data_dir()
     _line("server data", server_data)
     _explain_store_permissions(server_data)
-    place = autostart_path()
+    place = autostart_location()
     _line("autostart", f"{'on' if autostart_enabled() else 'off'} ({place})" if place else "not supported here")
     _line("sync folder", tray_config.folder or "(not set up)")
 

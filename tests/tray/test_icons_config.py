@@ -1,4 +1,4 @@
-"""Icons drawn per state, the app config file, and the autostart entries."""
+"""Icons drawn per state and the app config file (the autostart entries: test_autostart.py)."""
 
 from __future__ import annotations
 
@@ -42,25 +42,3 @@ def test_config_round_trips_in_a_private_file(home: Path) -> None:
     path = home / "config" / "lockr-local" / "tray.json"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert "token" not in path.read_text() and "password" not in path.read_text()
-
-
-def test_xdg_autostart_entry_starts_the_tray_and_can_be_removed(home: Path) -> None:
-    path = tray_config.set_autostart(True, platform="linux", command=["/opt/lockr local/python", "-m", "lockr_local", "tray"])
-    assert path == home / "config" / "autostart" / "lockr-local.desktop"
-    text = path.read_text()
-    assert "Type=Application" in text
-    assert "Exec='/opt/lockr local/python' -m lockr_local tray" in text
-    assert tray_config.autostart_enabled(platform="linux")
-    tray_config.set_autostart(False, platform="linux")
-    assert not path.exists() and not tray_config.autostart_enabled(platform="linux")
-
-
-def test_macos_autostart_is_a_launch_agent(home: Path) -> None:
-    path = tray_config.set_autostart(True, platform="darwin", command=["/Applications/lockr-local", "tray"])
-    assert path == home / "Library" / "LaunchAgents" / "org.lockr-local.tray.plist"
-    assert "<string>/Applications/lockr-local</string>" in path.read_text()
-    assert "<key>RunAtLoad</key><true/>" in path.read_text()
-
-
-def test_windows_has_no_file_autostart(home: Path) -> None:
-    assert tray_config.set_autostart(True, platform="win32") is None

@@ -145,6 +145,23 @@ def test_settings_without_a_password_keeps_the_sign_in_and_moves_the_folder(
     assert "autostart" not in [p.name for p in (home / "config").iterdir()]  # not asked for, not written
 
 
+def test_a_login_entry_that_cannot_be_written_is_shown_with_the_next_step_and_setup_stands(
+        tray: TrayApp, server: ThreadedServer, account: Account, home: Path) -> None:
+    (home / "config").mkdir()
+    (home / "config" / "autostart").write_text("a file where the autostart folder should be")
+    session, base = signed_in(tray)
+    response = submit(session, base, endpoint=server.url, identifier=account.username, password=account.password,
+                      folder=str(home / "Lockr"), autostart="1")
+    assert response.status_code == 303, response.text
+    page = session.get(base + response.headers["Location"], timeout=10)
+    assert "Saved." in page.text
+    shown = error_text(page)
+    assert "Could not write the login entry" in shown and "save again" in shown, shown
+    assert '<meta http-equiv="refresh"' not in page.text  # the message stays until read
+    config = TrayConfig.load()
+    assert config.folder == str(home / "Lockr") and config.autostart is False  # the entry as it really is
+
+
 def test_without_a_keyring_the_page_offers_the_private_file_and_never_stores_silently(
         tray: TrayApp, server: ThreadedServer, account: Account, home: Path) -> None:
     keyring.set_keyring(fail.Keyring())
