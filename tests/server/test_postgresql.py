@@ -4,6 +4,7 @@ commands and fsck on a `database_url` from a config file. The API itself on Post
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import threading
@@ -157,3 +158,22 @@ def test_admin_commands_and_fsck_work_on_a_database_url_from_the_config_file(tmp
     taken = cli("user", "add", "DORA", "--email", "other@example.com", "--password-stdin", config=config,
                 stdin="a long password\n")
     assert taken.returncode != 0 and "already registered" in taken.stderr
+
+
+def test_a_signed_link_and_a_web_login_made_on_one_node_work_on_the_other(two_nodes):
+    a, b = two_nodes
+    alice = create_account(a.url, "alice")
+    stored = upload(a.url, b"shared by link", "shared.txt", account=alice).json()
+    link = requests.post(f"{a.url}/api/v1/files/{stored['id']}/link", json={"expiresIn": 600}, headers=alice.auth,
+                         timeout=30).json()["url"]
+    response = requests.get(link.replace(a.url, b.url), timeout=30)
+    assert response.status_code == 200 and response.content == b"shared by link"
+
+    browser = requests.Session()
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', browser.get(f"{a.url}/account", timeout=30).text)
+    assert xsrf is not None
+    logged_in = browser.post(f"{a.url}/account/login", allow_redirects=False, timeout=30, data={
+        "_xsrf": xsrf.group(1), "identifier": "alice", "password": alice.password})
+    assert logged_in.status_code == 302, logged_in.text
+    files_page = requests.get(f"{b.url}/files", cookies=browser.cookies.get_dict(), allow_redirects=False, timeout=30)
+    assert files_page.status_code == 200 and '<meta name="lockr-user" content="alice">' in files_page.text
