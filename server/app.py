@@ -15,7 +15,7 @@ from lockr_local.config import Settings
 from lockr_local.server.auth import Authenticator
 from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import HelperThreads, make_blob_store
-from lockr_local.server.cluster import shared_secret
+from lockr_local.server.cluster import one_node_at_a_time, shared_secret
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.filebytes import FileBytes
@@ -189,10 +189,12 @@ def guest_expiry(ctx: ServerContext) -> GuestExpiry:
 
 def start_background_tasks(ctx: ServerContext) -> list[asyncio.Task[None]]:
     """Background work while serving: the reaper (every `reap_interval` seconds: expired upload sessions,
-    then guest uploads past `guest_retention`) and the SHA-1/MD5 backfill of big API uploads."""
+    then guest uploads past `guest_retention`) and the SHA-1/MD5 backfill of big API uploads. Nodes sharing
+    a PostgreSQL database take turns: each sweep is done by one node at a time (cluster.py)."""
     loop = asyncio.get_running_loop()
     ctx.backfill.start()
-    reaper = reap_sessions_forever(ctx.sessions, ctx.settings.reap_interval, also=[guest_expiry(ctx).reap])
+    sweeps = [one_node_at_a_time(ctx.db, "reaper", sweep) for sweep in (ctx.sessions.reap, guest_expiry(ctx).reap)]
+    reaper = reap_sessions_forever(sweeps, ctx.settings.reap_interval)
     return [loop.create_task(reaper, name="lockr-reaper")]
 
 

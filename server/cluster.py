@@ -10,12 +10,15 @@ and PostgreSQL releases its locks with it.
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import time
+from typing import Awaitable, Callable
 
 import peewee
 
 from lockr_local.errors import RateLimited
+from lockr_local.server.db import Database
 from lockr_local.server.models import LoginBucket, Meta, bound_database
 
 # The Meta key of the store's signing secret (hex) when the database keeps it.
@@ -53,6 +56,20 @@ def unlock_job(job: str) -> None:
     database = _postgresql()
     if database is not None:
         database.execute_sql("SELECT pg_advisory_unlock(%s)", (_JOB_LOCKS[job],))
+
+
+def one_node_at_a_time(db: Database, job: str, run: Callable[[], Awaitable[int]]) -> Callable[[], Awaitable[int]]:
+    """`run` made a job that one node at a time does: a node that finds another node's run under way
+    skips its own (that run does the same work) and counts 0."""
+    async def exclusive() -> int:
+        if not await db.run(try_lock_job, job):
+            logging.getLogger("lockr.server").debug("skipping the %s run: another node is doing it", job)
+            return 0
+        try:
+            return await run()
+        finally:
+            await db.run(unlock_job, job)
+    return exclusive
 
 
 def _session_key(session_id: str) -> int:

@@ -425,13 +425,12 @@ class ResumableUploads:
         return len(reaped) + orphans
 
 
-async def reap_sessions_forever(uploads: ResumableUploads, interval: float,
-                                also: Sequence[Callable[[], Awaitable[int]]] = ()) -> None:
-    """The periodic reaper: one sweep every `interval` seconds until cancelled, of expired sessions and
-    then of whatever else expires (`also`: guest uploads past guest_retention)."""
+async def reap_sessions_forever(sweeps: Sequence[Callable[[], Awaitable[int]]], interval: float) -> None:
+    """The periodic reaper: every `interval` seconds until cancelled, each sweep in turn (ResumableUploads.reap
+    of expired sessions, then of whatever else expires: guest uploads past guest_retention)."""
     while True:
         await asyncio.sleep(max(0.05, interval))
-        for sweep in (uploads.reap, *also):
+        for sweep in sweeps:
             try:
                 await sweep()
             except LockrError as exc:

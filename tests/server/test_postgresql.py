@@ -4,19 +4,22 @@ commands and fsck on a `database_url` from a config file. The API itself on Post
 
 from __future__ import annotations
 
+import logging
 import re
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+import psycopg
 import pytest
 import requests
 
 from lockr_local.server.models import SCHEMA_VERSION, open_database
 from tests.conftest import make_settings
-from tests.helpers import REPO, Account, ThreadedServer, clean_env, create_account, upload
+from tests.helpers import REPO, Account, ThreadedServer, clean_env, create_account, upload, wait_for
 from tests.server.session_tools import open_session
 
 
@@ -177,3 +180,28 @@ def test_a_signed_link_and_a_web_login_made_on_one_node_work_on_the_other(two_no
     assert logged_in.status_code == 302, logged_in.text
     files_page = requests.get(f"{b.url}/files", cookies=browser.cookies.get_dict(), allow_redirects=False, timeout=30)
     assert files_page.status_code == 200 and '<meta name="lockr-user" content="alice">' in files_page.text
+
+
+def test_the_reaper_runs_on_one_node_at_a_time_and_deletes_each_expired_upload_once(tmp_path: Path, pg_url: str,
+                                                                                    caplog: Any):
+    caplog.set_level(logging.INFO, logger="lockr")
+    nodes = [ThreadedServer(make_settings(tmp_path / name, database_url=pg_url, guest_retention="1s",
+                                          reap_interval=0.1)).start() for name in ("a", "b")]
+    try:
+        a, b = nodes
+        # A third node in the middle of a reaper run: neither node starts one meanwhile.
+        third = psycopg.connect(pg_url, autocommit=True)
+        third.execute("SELECT pg_advisory_lock(%s)", (0x6C6F636B7201,))
+        guest_files = [upload(node.url, b"guest upload %d" % i, f"g{i}.txt").json() for i, node in enumerate(nodes * 3)]
+        time.sleep(2.0)  # past guest_retention, many reaper intervals on both nodes
+        assert all(requests.get(f["downloadUrl"], timeout=10).status_code == 200 for f in guest_files)
+        third.close()  # that run ends
+        for file in guest_files:
+            wait_for(lambda: requests.get(file["downloadUrl"].replace(a.url, b.url), timeout=10).status_code == 404,
+                     timeout=15, message="the expired guest upload to be reaped")
+        deleted = [int(r.getMessage().split()[1]) for r in caplog.records
+                   if r.getMessage().endswith("guest uploads older than guest_retention")]
+        assert sum(deleted) == len(guest_files), deleted
+    finally:
+        for node in nodes:
+            node.stop()
