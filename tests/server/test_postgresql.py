@@ -4,14 +4,17 @@ commands and fsck on a `database_url` from a config file. The API itself on Post
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import re
+import socket
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
 
 import psycopg
 import pytest
@@ -19,8 +22,8 @@ import requests
 
 from lockr_local.server.models import SCHEMA_VERSION, open_database
 from tests.conftest import make_settings
-from tests.helpers import REPO, Account, ThreadedServer, clean_env, create_account, upload, wait_for
-from tests.server.session_tools import open_session
+from tests.helpers import REPO, Account, ThreadedServer, clean_env, create_account, error_code, upload, wait_for
+from tests.server.session_tools import open_session, put_chunk
 
 
 @pytest.fixture
@@ -205,3 +208,27 @@ def test_the_reaper_runs_on_one_node_at_a_time_and_deletes_each_expired_upload_o
     finally:
         for node in nodes:
             node.stop()
+
+
+def test_a_chunk_on_one_node_while_the_other_writes_the_session_gets_409_session_busy(two_nodes):
+    a, b = two_nodes
+    alice = create_account(a.url, "alice")
+    data = bytes(range(256)) * 4096  # 1 MiB
+    url = open_session(a.url, len(data), account=alice)["uploadUrl"]
+    session_id = url.rsplit("/", 1)[1]
+    parts = urlsplit(url)
+    first = data[:512 * 1024]
+    head = (f"PUT {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Length: {len(first)}\r\n"
+            f"Content-Range: bytes 0-{len(first) - 1}/{len(data)}\r\n\r\n").encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as writer_on_a:
+        writer_on_a.sendall(head + first[:100 * 1024])
+        wait_for(lambda: session_id in a.ctx.sessions.live.busy(), message="node A's request to hold the session")
+        intruder = put_chunk(url.replace(a.url, b.url), b"B" * (512 * 1024), 0, len(data))
+        assert intruder.status_code == 409 and error_code(intruder) == "session_busy", intruder.text
+        writer_on_a.sendall(first[100 * 1024:])
+        assert writer_on_a.recv(65536).startswith(b"HTTP/1.1 308")
+    # B's bytes never went in: the rest completes the upload with the right digest (on A: this fixture's
+    # regions are each node's own folder, where A keeps the session's stored part).
+    done = put_chunk(url, data[512 * 1024:], 512 * 1024, len(data))
+    assert done.status_code in (200, 201), done.text
+    assert done.json()["sha256"] == hashlib.sha256(data).hexdigest()
