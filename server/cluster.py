@@ -93,10 +93,6 @@ def unlock_session(session_id: str) -> None:
         database.execute_sql("SELECT pg_advisory_unlock(%s, %s)", (_SESSION_LOCK_CLASS, _session_key(session_id)))
 
 
-def shares_login_limits() -> bool:
-    return _postgresql() is not None
-
-
 def hit_login_buckets(limits: list[tuple[str, float, int]], cost: float = 1.0, now: float | None = None) -> None:
     """auth.RateLimiter.hit_all on rows every node sees: takes `cost` from every (key, rate, burst) bucket
     or from none (RateLimited). The rows are locked (FOR UPDATE) in key order, so that two nodes counting

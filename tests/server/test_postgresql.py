@@ -232,3 +232,18 @@ def test_a_chunk_on_one_node_while_the_other_writes_the_session_gets_409_session
     done = put_chunk(url, data[512 * 1024:], 512 * 1024, len(data))
     assert done.status_code in (200, 201), done.text
     assert done.json()["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_password_guesses_spread_over_two_nodes_meet_one_login_limit(tmp_path: Path, pg_url: str):
+    burst = 4
+    nodes = [ThreadedServer(make_settings(tmp_path / name, database_url=pg_url, rate_login=0.001,
+                                          rate_login_burst=burst)).start() for name in ("a", "b")]
+    try:
+        create_account(nodes[0].url, "alice")
+        statuses = [requests.post(f"{nodes[i % 2].url}/api/v1/login", timeout=30,
+                                  json={"identifier": "alice", "password": f"guess {i}"}).status_code
+                    for i in range(2 * burst)]
+        assert statuses == [401] * burst + [429] * burst
+    finally:
+        for node in nodes:
+            node.stop()
