@@ -15,6 +15,7 @@ from lockr_local.config import Settings
 from lockr_local.server.auth import Authenticator
 from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import HelperThreads, make_blob_store
+from lockr_local.server.cluster import one_node_at_a_time, shared_secret
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.filebytes import FileBytes
@@ -29,9 +30,10 @@ from lockr_local.server.handlers.watchdog import BodyWatchdogs
 from lockr_local.server.httpserver import SMALL_READ, LockrHTTPServer
 from lockr_local.server.accesslog import bytes_sent, log_access
 from lockr_local.server.metrics import Metrics
+from lockr_local.server.models import is_postgresql
 from lockr_local.server.private import make_private_dir
 from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
-from lockr_local.server.security import Signer, load_or_create_secret
+from lockr_local.server.security import Signer, existing_secret, load_or_create_secret
 from lockr_local.server.service import Service
 from lockr_local.server.sessions import protect_raw_session_keys
 
@@ -45,7 +47,7 @@ def build_context(settings: Settings) -> ServerContext:
     data_dir = make_private_dir(Path(settings.data_dir))
     db = Database(settings.database_url)
     blobs = make_blob_store(settings)
-    signer = Signer(load_or_create_secret(settings.secret_key, data_dir))
+    signer = Signer(signing_secret(settings, data_dir, db))
     db.run_sync(protect_raw_session_keys, signer)
     faults = Faults(settings.crash_point)
     service = Service(settings, blobs, signer, faults)
@@ -65,6 +67,15 @@ def build_context(settings: Settings) -> ServerContext:
                          sessions=uploads, backfill=backfill,
                          watchdogs=BodyWatchdogs(settings.body_idle_timeout, settings.min_body_rate),
                          metrics=metrics)
+
+
+def signing_secret(settings: Settings, data_dir: Path, db: Database) -> bytes:
+    """The secret that signs links, cookies and stored key hashes: `secret_key` when set; else, on
+    PostgreSQL, one kept in the database so that every node sharing it verifies what another signed
+    (seeded from this data folder's secret.key when a single node made one before); else secret.key."""
+    if settings.secret_key or not is_postgresql(settings.database_url):
+        return load_or_create_secret(settings.secret_key, data_dir)
+    return db.run_sync(shared_secret, existing_secret(data_dir))
 
 
 def make_app(ctx: ServerContext) -> tornado.web.Application:
@@ -178,10 +189,12 @@ def guest_expiry(ctx: ServerContext) -> GuestExpiry:
 
 def start_background_tasks(ctx: ServerContext) -> list[asyncio.Task[None]]:
     """Background work while serving: the reaper (every `reap_interval` seconds: expired upload sessions,
-    then guest uploads past `guest_retention`) and the SHA-1/MD5 backfill of big API uploads."""
+    then guest uploads past `guest_retention`) and the SHA-1/MD5 backfill of big API uploads. Nodes sharing
+    a PostgreSQL database take turns: each sweep is done by one node at a time (cluster.py)."""
     loop = asyncio.get_running_loop()
     ctx.backfill.start()
-    reaper = reap_sessions_forever(ctx.sessions, ctx.settings.reap_interval, also=[guest_expiry(ctx).reap])
+    sweeps = [one_node_at_a_time(ctx.db, "reaper", sweep) for sweep in (ctx.sessions.reap, guest_expiry(ctx).reap)]
+    reaper = reap_sessions_forever(sweeps, ctx.settings.reap_interval)
     return [loop.create_task(reaper, name="lockr-reaper")]
 
 

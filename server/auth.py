@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 from lockr_local.config import Settings
 from lockr_local.errors import RateLimited, Unauthorized
+from lockr_local.server.cluster import hit_login_buckets
 from lockr_local.server.db import Database
+from lockr_local.server.models import is_postgresql
 from lockr_local.server.security import PasswordCost, check_password, dummy_password_hash, hash_password
 from lockr_local.server.service import AccountInfo, FileInfo, NewFile, Principal, Service
 
@@ -90,6 +92,8 @@ class Authenticator:
         self.db = db
         self.service = service
         self.limiter = RateLimiter()
+        # Password-login buckets in the database when other nodes may share it; the other limits stay per node.
+        self.shared_limits = is_postgresql(settings.database_url)
         self._kdf = ThreadPoolExecutor(max_workers=2, thread_name_prefix="lockr-kdf")
         self.password_cost = PasswordCost.of(settings)
         # Verified Basic credentials, keyed by a salted digest so the cache never holds a password.
@@ -146,7 +150,7 @@ class Authenticator:
         recognised = found is not None and (found.known_address or found.account.id in device_accounts)
         # Keyed by the account, so that its username and email share one allowance.
         account_key = f"id:{found.account.id}" if found else "name:" + identifier.strip().lower()
-        self.limit_login(account_key, client_address, recognised)
+        await self.limit_login(account_key, client_address, recognised)
         stored_hash = found.password_hash if found else dummy_password_hash(self.password_cost)
         loop = asyncio.get_running_loop()
         ok, upgraded = await loop.run_in_executor(self._kdf, check_password, password, stored_hash,
@@ -162,17 +166,22 @@ class Authenticator:
             self._basic_cache.clear()
         return found.account
 
-    def limit_login(self, account_key: str, client_address: str, recognised: bool) -> None:
+    async def limit_login(self, account_key: str, client_address: str, recognised: bool) -> None:
         """Password attempts are limited hard: per client address, and per account from every address
         that has not logged in to it before (nor a browser that has, see verify_credentials). So guessing
         is bounded per address and for one account across addresses, and someone guessing cannot keep
-        the owner out of a place the owner logged in from before. Each limit kind has its own key prefix."""
+        the owner out of a place the owner logged in from before. Each limit kind has its own key prefix.
+        Nodes sharing a PostgreSQL database count in the same buckets (cluster.hit_login_buckets): a guess
+        spread over every node meets one limit."""
         rate, burst = self.settings.rate_login, self.settings.rate_login_burst
         limits = [("login-address:" + client_address, rate, burst)]
         if not recognised:
             limits.append(("login-account:" + account_key, rate, burst))
         try:
-            self.limiter.hit_all(limits)
+            if self.shared_limits:
+                await self.db.run(hit_login_buckets, limits)
+            else:
+                self.limiter.hit_all(limits)
         except RateLimited as exc:
             raise RateLimited(exc.retry_after, _LOGIN_LIMITED) from None
 

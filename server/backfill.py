@@ -26,6 +26,7 @@ from lockr_local.errors import LockrError
 from lockr_local.server.activity import TRANSFERS
 from lockr_local.server.blobstore import BlobLocation, BlobStore, Digests, storage_errors
 from lockr_local.server.checks import RunningCheck, StoredCheck
+from lockr_local.server.cluster import try_lock_job, unlock_job
 from lockr_local.server.db import Database
 from lockr_local.server.filebytes import FileBytes, StoredAt
 from lockr_local.server.models import StoredFile
@@ -171,20 +172,28 @@ class DigestBackfill:
         comes, until closed."""
         _lower_priority()
         try:
-            after_seq = 0
-            while not self._stop.is_set():
-                self._fill_queued()
-                batch = self._db.run_sync(files_missing_rclone_digests, after_seq, SCAN_BATCH)
-                for after_seq, item in batch:
-                    self._fill(item, recheck=False)  # just read as missing, in this thread
-                if len(batch) < SCAN_BATCH:
-                    break
+            # Nodes sharing a PostgreSQL database: one scans at a time, the others skip (cluster.py).
+            if self._db.run_sync(try_lock_job, "backfill-scan"):
+                try:
+                    self._scan()
+                finally:
+                    self._db.run_sync(unlock_job, "backfill-scan")
             while not self._stop.is_set():
                 self._wake.clear()
                 self._fill_queued()
                 self._wake.wait(IDLE_WAIT)
         except RuntimeError:  # the database thread shut down first: the server is stopping
             pass
+
+    def _scan(self) -> None:
+        after_seq = 0
+        while not self._stop.is_set():
+            self._fill_queued()
+            batch = self._db.run_sync(files_missing_rclone_digests, after_seq, SCAN_BATCH)
+            for after_seq, item in batch:
+                self._fill(item, recheck=False)  # just read as missing, in this thread
+            if len(batch) < SCAN_BATCH:
+                break
 
     def _fill_queued(self) -> None:
         while self._queue and not self._stop.is_set():

@@ -205,8 +205,17 @@ class Meta(BaseModel):
     value = peewee.TextField()
 
 
+class LoginBucket(BaseModel):
+    """A password-login token bucket that every node sharing the database counts in (cluster.py); SQLite
+    stores keep theirs in memory. A table added by create_tables: older versions ignore it."""
+
+    key = peewee.CharField(max_length=255, primary_key=True)
+    tokens = peewee.DoubleField()
+    updated = peewee.DoubleField(index=True)
+
+
 ALL_MODELS: tuple[type[BaseModel], ...] = (Account, ApiToken, LoginAddress, StoredFile, InlineBlob, UploadSession,
-                                            DavFolder, Meta)
+                                            DavFolder, Meta, LoginBucket)
 
 
 def for_update(query: peewee.Select) -> peewee.Select:

@@ -21,7 +21,9 @@ from lockr_local.errors import (
     StorageError,
 )
 from lockr_local.server.blobstore import BlobLocation, BlobStore, PartialBlob, rclone_digests_inline
+from lockr_local.server.cluster import try_lock_session, unlock_session
 from lockr_local.server.db import Database
+from lockr_local.server.models import is_postgresql
 from lockr_local.server.ingest import Committed, Ingest, Sink
 from lockr_local.server.service import FileInfo, Principal, Service
 from lockr_local.server.sessions import SessionInfo, SessionRequest, SessionStore
@@ -36,6 +38,8 @@ STATUS_WAIT = 3.0
 # retry after a cut (Google's library retries at once) often arrives before the server has seen the cut
 # and recorded what it left; a writer that is really still sending holds on for longer than this.
 CLAIM_WAIT = 2.0
+# How often a chunk looks again whether a writer on another node has let go (cluster.py).
+CLAIM_POLL = 0.05
 # A chunk's body is handed to the I/O thread in writes of this size (see ChunkWrite).
 CHUNK_WRITE_BUFFER = 256 * 1024
 
@@ -68,7 +72,8 @@ class LiveSession:
 
 
 class LiveSessions:
-    """One writer per session at a time. An in-process lock suffices: one server process owns a data folder."""
+    """One writer per session at a time on this node; nodes sharing a PostgreSQL database also take the
+    session's advisory lock (ResumableUploads.claim_when_idle)."""
 
     def __init__(self) -> None:
         self._sessions: dict[str, LiveSession] = {}
@@ -247,7 +252,7 @@ class ChunkWrite:
             if not self._file_closed:
                 await self._uploads.run_io(self._partial.abort)
         finally:
-            self._uploads.live.release(self.session.session_id)
+            await self._uploads.let_go(self.session.session_id)
 
 
 class CompletedSession(Sink):
@@ -293,6 +298,8 @@ class ResumableUploads:
         self.blobs = blobs
         self.io = io
         self.live = LiveSessions()
+        # Other nodes may write the same sessions (one PostgreSQL database): claims also lock across nodes.
+        self.shared = is_postgresql(db.database_url)
 
     async def run_io(self, fn: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self.io, fn, *args)
@@ -325,8 +332,33 @@ class ResumableUploads:
             await asyncio.wait(waiters, timeout=remaining)
 
     async def claim_when_idle(self, session_id: str, wait: float) -> LiveSession:
-        """Claims the session, waiting at most `wait` seconds for its current writer to let go."""
-        deadline = asyncio.get_running_loop().time() + wait
+        """Claims the session, waiting at most `wait` seconds for its current writer to let go: first on
+        this node (LiveSessions), then among the nodes sharing a PostgreSQL database (the session's
+        advisory lock, cluster.py), polled since another node's release sends no signal here."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait
+        while True:
+            live = await self._claim_here(session_id, deadline)
+            if not self.shared or await self.db.run(try_lock_session, session_id):
+                return live
+            self.live.release(session_id)
+            if loop.time() >= deadline:
+                raise SessionBusy()
+            await asyncio.sleep(min(CLAIM_POLL, max(0.0, deadline - loop.time())))
+
+    async def let_go(self, session_id: str, forget: bool = False) -> None:
+        """Ends a claim: on the other nodes (the advisory lock), then on this one."""
+        try:
+            if self.shared:
+                await self.db.run(unlock_session, session_id)
+        except RuntimeError:  # the database thread has shut down: its connection, and the lock, are gone
+            pass
+        if forget:
+            self.live.forget(session_id)
+        else:
+            self.live.release(session_id)
+
+    async def _claim_here(self, session_id: str, deadline: float) -> LiveSession:
         while True:
             try:
                 return self.live.claim(session_id)
@@ -372,19 +404,22 @@ class ResumableUploads:
                 # Keep the re-hashed prefix even if this request brings no byte (cut before its body).
                 live.adopt(partial.hasher.copy(), session.offset)
         except BaseException:
-            self.live.release(session_id)
+            await self.let_go(session_id)
             raise
         return ChunkWrite(self, session, partial, first, length, checksum)
 
     async def terminate(self, session_id: str) -> None:
         """Cancels an unfinished session: row and reservation first, then the partial bytes."""
         self.live.claim(session_id)
+        if self.shared and not await self.db.run(try_lock_session, session_id):
+            self.live.release(session_id)
+            raise SessionBusy()  # a request on another node is writing it
         try:
             session = await self.db.run(self.store.terminate, session_id)
             if not session.completed:
                 await self.run_io(self.blobs.delete_partial, session.region, session.session_id)
         finally:
-            self.live.forget(session_id)
+            await self.let_go(session_id, forget=True)
 
     async def reap(self) -> int:
         """Deletes expired sessions, their partial bytes and reservations; returns how many went."""
@@ -425,13 +460,12 @@ class ResumableUploads:
         return len(reaped) + orphans
 
 
-async def reap_sessions_forever(uploads: ResumableUploads, interval: float,
-                                also: Sequence[Callable[[], Awaitable[int]]] = ()) -> None:
-    """The periodic reaper: one sweep every `interval` seconds until cancelled, of expired sessions and
-    then of whatever else expires (`also`: guest uploads past guest_retention)."""
+async def reap_sessions_forever(sweeps: Sequence[Callable[[], Awaitable[int]]], interval: float) -> None:
+    """The periodic reaper: every `interval` seconds until cancelled, each sweep in turn (ResumableUploads.reap
+    of expired sessions, then of whatever else expires: guest uploads past guest_retention)."""
     while True:
         await asyncio.sleep(max(0.05, interval))
-        for sweep in (uploads.reap, *also):
+        for sweep in sweeps:
             try:
                 await sweep()
             except LockrError as exc:

@@ -151,15 +151,22 @@ class Signer:
         return hmac.new(self._secret, b"subkey:" + purpose.encode(), hashlib.sha256).hexdigest()
 
 
+def existing_secret(data_dir: Path) -> bytes | None:
+    """data_dir/secret.key's secret if a server made one there; None if not."""
+    try:
+        return bytes.fromhex((data_dir / "secret.key").read_text().strip())
+    except FileNotFoundError:
+        return None
+
+
 def load_or_create_secret(configured: str, data_dir: Path) -> bytes:
     """The configured secret, else one generated once into data_dir/secret.key (mode 0600)."""
     if configured:
         return configured.encode("utf-8")
     path = data_dir / "secret.key"
-    try:
-        return bytes.fromhex(path.read_text().strip())
-    except FileNotFoundError:
-        pass
+    found = existing_secret(data_dir)
+    if found is not None:
+        return found
     secret = secrets.token_bytes(32)
     temp = path.with_suffix(f".{secrets.token_hex(4)}.tmp")
     fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -4,19 +4,26 @@ commands and fsck on a `database_url` from a config file. The API itself on Post
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import re
+import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
+from urllib.parse import urlsplit
 
+import psycopg
 import pytest
 import requests
 
 from lockr_local.server.models import SCHEMA_VERSION, open_database
 from tests.conftest import make_settings
-from tests.helpers import REPO, Account, ThreadedServer, clean_env, create_account, upload
-from tests.server.session_tools import open_session
+from tests.helpers import REPO, Account, ThreadedServer, clean_env, create_account, error_code, upload, wait_for
+from tests.server.session_tools import open_session, put_chunk
 
 
 @pytest.fixture
@@ -157,3 +164,86 @@ def test_admin_commands_and_fsck_work_on_a_database_url_from_the_config_file(tmp
     taken = cli("user", "add", "DORA", "--email", "other@example.com", "--password-stdin", config=config,
                 stdin="a long password\n")
     assert taken.returncode != 0 and "already registered" in taken.stderr
+
+
+def test_a_signed_link_and_a_web_login_made_on_one_node_work_on_the_other(two_nodes):
+    a, b = two_nodes
+    alice = create_account(a.url, "alice")
+    stored = upload(a.url, b"shared by link", "shared.txt", account=alice).json()
+    link = requests.post(f"{a.url}/api/v1/files/{stored['id']}/link", json={"expiresIn": 600}, headers=alice.auth,
+                         timeout=30).json()["url"]
+    response = requests.get(link.replace(a.url, b.url), timeout=30)
+    assert response.status_code == 200 and response.content == b"shared by link"
+
+    browser = requests.Session()
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', browser.get(f"{a.url}/account", timeout=30).text)
+    assert xsrf is not None
+    logged_in = browser.post(f"{a.url}/account/login", allow_redirects=False, timeout=30, data={
+        "_xsrf": xsrf.group(1), "identifier": "alice", "password": alice.password})
+    assert logged_in.status_code == 302, logged_in.text
+    files_page = requests.get(f"{b.url}/files", cookies=browser.cookies.get_dict(), allow_redirects=False, timeout=30)
+    assert files_page.status_code == 200 and '<meta name="lockr-user" content="alice">' in files_page.text
+
+
+def test_the_reaper_runs_on_one_node_at_a_time_and_deletes_each_expired_upload_once(tmp_path: Path, pg_url: str,
+                                                                                    caplog: Any):
+    caplog.set_level(logging.INFO, logger="lockr")
+    nodes = [ThreadedServer(make_settings(tmp_path / name, database_url=pg_url, guest_retention="1s",
+                                          reap_interval=0.1)).start() for name in ("a", "b")]
+    try:
+        a, b = nodes
+        # A third node in the middle of a reaper run: neither node starts one meanwhile.
+        third = psycopg.connect(pg_url, autocommit=True)
+        third.execute("SELECT pg_advisory_lock(%s)", (0x6C6F636B7201,))
+        guest_files = [upload(node.url, b"guest upload %d" % i, f"g{i}.txt").json() for i, node in enumerate(nodes * 3)]
+        time.sleep(2.0)  # past guest_retention, many reaper intervals on both nodes
+        assert all(requests.get(f["downloadUrl"], timeout=10).status_code == 200 for f in guest_files)
+        third.close()  # that run ends
+        for file in guest_files:
+            wait_for(lambda: requests.get(file["downloadUrl"].replace(a.url, b.url), timeout=10).status_code == 404,
+                     timeout=15, message="the expired guest upload to be reaped")
+        deleted = [int(r.getMessage().split()[1]) for r in caplog.records
+                   if r.getMessage().endswith("guest uploads older than guest_retention")]
+        assert sum(deleted) == len(guest_files), deleted
+    finally:
+        for node in nodes:
+            node.stop()
+
+
+def test_a_chunk_on_one_node_while_the_other_writes_the_session_gets_409_session_busy(two_nodes):
+    a, b = two_nodes
+    alice = create_account(a.url, "alice")
+    data = bytes(range(256)) * 4096  # 1 MiB
+    url = open_session(a.url, len(data), account=alice)["uploadUrl"]
+    session_id = url.rsplit("/", 1)[1]
+    parts = urlsplit(url)
+    first = data[:512 * 1024]
+    head = (f"PUT {parts.path} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Length: {len(first)}\r\n"
+            f"Content-Range: bytes 0-{len(first) - 1}/{len(data)}\r\n\r\n").encode()
+    with socket.create_connection((parts.hostname, parts.port), timeout=30) as writer_on_a:
+        writer_on_a.sendall(head + first[:100 * 1024])
+        wait_for(lambda: session_id in a.ctx.sessions.live.busy(), message="node A's request to hold the session")
+        intruder = put_chunk(url.replace(a.url, b.url), b"B" * (512 * 1024), 0, len(data))
+        assert intruder.status_code == 409 and error_code(intruder) == "session_busy", intruder.text
+        writer_on_a.sendall(first[100 * 1024:])
+        assert writer_on_a.recv(65536).startswith(b"HTTP/1.1 308")
+    # B's bytes never went in: the rest completes the upload with the right digest (on A: this fixture's
+    # regions are each node's own folder, where A keeps the session's stored part).
+    done = put_chunk(url, data[512 * 1024:], 512 * 1024, len(data))
+    assert done.status_code in (200, 201), done.text
+    assert done.json()["sha256"] == hashlib.sha256(data).hexdigest()
+
+
+def test_password_guesses_spread_over_two_nodes_meet_one_login_limit(tmp_path: Path, pg_url: str):
+    burst = 4
+    nodes = [ThreadedServer(make_settings(tmp_path / name, database_url=pg_url, rate_login=0.001,
+                                          rate_login_burst=burst)).start() for name in ("a", "b")]
+    try:
+        create_account(nodes[0].url, "alice")
+        statuses = [requests.post(f"{nodes[i % 2].url}/api/v1/login", timeout=30,
+                                  json={"identifier": "alice", "password": f"guess {i}"}).status_code
+                    for i in range(2 * burst)]
+        assert statuses == [401] * burst + [429] * burst
+    finally:
+        for node in nodes:
+            node.stop()
