@@ -149,7 +149,10 @@ class Authenticator:
                 return found.account
         recognised = found is not None and (found.known_address or found.account.id in device_accounts)
         # Keyed by the account, so that its username and email share one allowance.
-        account_key = f"id:{found.account.id}" if found else "name:" + identifier.strip().lower()
+        # A name no account has is keyed by its digest: any text fits a bucket key (PostgreSQL's text holds
+        # no NUL) and a long one takes no more room.
+        account_key = (f"id:{found.account.id}" if found else
+                       "name:" + hashlib.sha256(identifier.strip().lower().encode("utf-8", "replace")).hexdigest())
         await self.limit_login(account_key, client_address, recognised)
         stored_hash = found.password_hash if found else dummy_password_hash(self.password_cost)
         loop = asyncio.get_running_loop()
