@@ -136,6 +136,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     principal: Principal
     _watchdog: BodyWatchdog | None = None
+    _idempotency_claim: tuple[str, str] | None = None  # (owner, key hash) claimed until the request ends
 
     def initialize(self, ctx: ServerContext) -> None:
         self.ctx = ctx
@@ -388,7 +389,7 @@ class BaseHandler(tornado.web.RequestHandler):
     def _release_idempotency_key(self) -> None:
         # On a cut connection too: the record may still be under way, but a retry that overtakes it meets
         # its row in the database (the first to commit wins; the other is answered as a replay).
-        claim = getattr(self, "_idempotency_claim", None)
+        claim = self._idempotency_claim
         if claim is not None:
             self.ctx.idempotency.release(*claim)
             self._idempotency_claim = None

@@ -12,7 +12,8 @@ import pytest
 import requests
 
 from lockr_local.server.models import IdempotencyKey
-from tests.helpers import Account, create_account, error_code, upload, wait_for
+from tests.helpers import Account, ServerProcess, create_account, error_code, upload, wait_for
+from tests.server.test_durability import stored_files
 from tests.server.test_webdav import api_files, blob_count, dav, put
 
 pytestmark = [pytest.mark.both_databases, pytest.mark.blob_backends("folder", "s3")]
@@ -199,3 +200,27 @@ def test_with_idempotency_ttl_0_the_header_is_ignored_and_not_advertised(server_
     assert first.json()["id"] != second.json()["id"]
     assert "Accept-Idempotency-Key" not in first.headers
     assert "Accept-Idempotency-Key" not in requests.options(f"{server.url}/dav/alice/", timeout=30).headers
+
+
+@pytest.mark.parametrize("inline_max, body", [("0", SMALL), ("64KiB", SMALL)], ids=["blob", "inline"])
+def test_a_crash_between_the_commit_and_the_answer_loses_nothing_and_the_retry_finds_the_file(tmp_path, inline_max,
+                                                                                               body):
+    data = tmp_path / "data"
+    crashing = ServerProcess(data, env={"LOCKR_CRASH_POINT": "after_db_commit", "LOCKR_INLINE_MAX": inline_max})
+    crashing.start()
+    alice = create_account(crashing.url, "alice")
+    with pytest.raises(requests.ConnectionError):
+        upload(crashing.url, body, "a.bin", headers=keyed(), account=alice)
+    assert crashing.proc is not None and crashing.proc.wait(timeout=10) == -9
+    crashing.proc = None
+
+    restarted = ServerProcess(data, env={"LOCKR_INLINE_MAX": inline_max}).start()
+    try:
+        retry = upload(restarted.url, body, "a.bin", headers=keyed(), account=alice)
+        assert retry.status_code == 201, retry.text
+        files = requests.get(f"{restarted.url}/api/v1/files", headers=alice.auth, timeout=30).json()["files"]
+        assert [f["id"] for f in files] == [retry.json()["id"]]
+        assert requests.get(retry.json()["downloadUrl"], headers=alice.auth, timeout=30).content == body
+    finally:
+        restarted.stop()
+    assert stored_files(data) == 1  # the retry's bytes were not kept beside the first's
