@@ -224,3 +224,10 @@ def test_a_crash_between_the_commit_and_the_answer_loses_nothing_and_the_retry_f
     finally:
         restarted.stop()
     assert stored_files(data) == 1  # the retry's bytes were not kept beside the first's
+
+
+def test_deleting_an_account_deletes_its_keys(server, alice):
+    upload(server.url, SMALL, "a.bin", headers=keyed(), account=alice)
+    account_id = key_rows(server)[0].account_id
+    server.ctx.db.run_sync(server.ctx.service.delete_account, account_id)
+    assert key_rows(server) == []
