@@ -260,6 +260,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("session_expiry", 7 * 24 * 3600, "Seconds an unfinished upload session lives before it is reaped.",
             parse_int),
     Setting("reap_interval", 600, "Seconds between sweeps that reap expired upload sessions.", parse_int),
+    Setting("idempotency_ttl", 24 * 3600, "How long (24h, 30m, seconds) an upload's Idempotency-Key is kept: a "
+            "retry with the key within this time answers with the file the first request stored; 0 turns "
+            "Idempotency-Key support off (the header is then ignored).", parse_duration),
     Setting("rate_guest", 20.0, "Requests per second allowed per guest address (sustained); requests with wrong "
             "credentials count here too.", parse_float),
     Setting("rate_guest_burst", 60, "Requests a guest address may make in a burst.", parse_int),
@@ -370,6 +373,7 @@ class Settings:
     metrics_token: str
     min_free_space: int
     guest_retention: int
+    idempotency_ttl: int
     crash_point: str
     sync_concurrency: int
     sync_bandwidth_limit: int

@@ -157,6 +157,27 @@ class SessionBusy(Conflict):
     default_message = "Another request is writing to this upload session; retry when it finishes."
 
 
+class IdempotencyKeyInFlight(Conflict):
+    code = "idempotency_key_in_flight"
+    default_message = ("A request with this Idempotency-Key is still being carried out; retry when it has "
+                       "answered.")
+
+
+class IdempotencyKeySpent(Conflict):
+    code = "idempotency_key_spent"
+    default_message = ("The file first stored with this Idempotency-Key has since been deleted or replaced; "
+                       "send the upload with a new key to store it again.")
+
+
+class IdempotencyKeyReused(LockrError):
+    """The draft's 422: the key was first used for another request (another body, name or endpoint)."""
+
+    status = 422
+    code = "idempotency_key_reused"
+    default_message = ("This Idempotency-Key was already used for a different upload (another body, name or "
+                       "endpoint); use a new key for each upload.")
+
+
 class Gone(LockrError):
     status = 410
     code = "gone"

@@ -21,6 +21,7 @@ from lockr_local.server.faults import Faults
 from lockr_local.server.filebytes import FileBytes
 from lockr_local.server.fsck import reap_orphans
 from lockr_local.server.guests import GuestExpiry
+from lockr_local.server.idempotency import IdempotencyKeys
 from lockr_local.server.ingest import Ingest
 from lockr_local.server.handlers import (
     accounts, dav, docs, downloads, files, links, metrics_page, pages, sessions, tokens, tus, uploads,
@@ -66,7 +67,7 @@ def build_context(settings: Settings) -> ServerContext:
                          io=io, threads=threads, faults=faults, ingest=ingest, files=FileBytes(blobs, db, io),
                          sessions=uploads, backfill=backfill,
                          watchdogs=BodyWatchdogs(settings.body_idle_timeout, settings.min_body_rate),
-                         metrics=metrics)
+                         metrics=metrics, idempotency=IdempotencyKeys(db, settings.idempotency_ttl))
 
 
 def signing_secret(settings: Settings, data_dir: Path, db: Database) -> bytes:
@@ -189,11 +190,13 @@ def guest_expiry(ctx: ServerContext) -> GuestExpiry:
 
 def start_background_tasks(ctx: ServerContext) -> list[asyncio.Task[None]]:
     """Background work while serving: the reaper (every `reap_interval` seconds: expired upload sessions,
-    then guest uploads past `guest_retention`) and the SHA-1/MD5 backfill of big API uploads. Nodes sharing
-    a PostgreSQL database take turns: each sweep is done by one node at a time (cluster.py)."""
+    then guest uploads past `guest_retention`, then expired Idempotency-Keys) and the SHA-1/MD5 backfill of
+    big API uploads. Nodes sharing a PostgreSQL database take turns: each sweep is done by one node at a
+    time (cluster.py)."""
     loop = asyncio.get_running_loop()
     ctx.backfill.start()
-    sweeps = [one_node_at_a_time(ctx.db, "reaper", sweep) for sweep in (ctx.sessions.reap, guest_expiry(ctx).reap)]
+    sweeps = [one_node_at_a_time(ctx.db, "reaper", sweep)
+              for sweep in (ctx.sessions.reap, guest_expiry(ctx).reap, ctx.idempotency.reap)]
     reaper = reap_sessions_forever(sweeps, ctx.settings.reap_interval)
     return [loop.create_task(reaper, name="lockr-reaper")]
 

@@ -13,7 +13,9 @@ SessionStore.create), then:
   one trip to the database thread, undoes the bytes when that record fails (the blob is deleted, a
   session's bytes go back to its partial file), and queues the SHA-1/MD5 backfill.
 
-A record failing is compensated here and nowhere else, so every route cleans up the same way.
+A record failing is compensated here and nowhere else, so every route cleans up the same way; a record
+that finds the upload already made (an Idempotency-Key retry, idempotency.py) raises Replayed, and its
+bytes are undone the same way before the first answer is given again.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import time
 from abc import ABC, abstractmethod
 from concurrent.futures import Executor
 from dataclasses import dataclass
-from typing import Callable, TypeVar
+from typing import Any, Callable, TypeVar, cast
 
 from lockr_local.config import Settings
 from lockr_local.errors import TooLarge
@@ -37,6 +39,15 @@ from lockr_local.server.service import NewFile
 from lockr_local.server.streaming import UploadSink
 
 T = TypeVar("T")
+
+
+class Replayed(Exception):
+    """Raised by a record step on the database thread when the upload repeats one already recorded: its
+    transaction rolls back, and `Ingest.finish` undoes the retry's bytes and returns `result`."""
+
+    def __init__(self, result: Any) -> None:
+        super().__init__("replayed")
+        self.result = result
 
 
 @dataclass(frozen=True)
@@ -187,6 +198,9 @@ class Ingest:
             recording = time.monotonic()
             result = await self.db.run(record, committed)
             self.metrics.commit_seconds.observe(time.monotonic() - recording)
+        except Replayed as replayed:
+            await sink.undo()
+            return cast(T, replayed.result)
         except Exception:
             # Not on cancellation: the record may have committed on the database thread regardless, and
             # bytes without a row (reaped at the next start) are better than a row without bytes.

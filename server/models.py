@@ -61,7 +61,8 @@ def bound_database() -> peewee.Database:
 
 # Schema 5: the LoginAddress table (create_tables makes it), one username regardless of case, claim
 # hashes for guest uploads, and upload sessions that keep only the keyHash's HMAC.
-SCHEMA_VERSION = 5
+# Schema 6: the IdempotencyKey table (create_tables makes it; nothing else changes).
+SCHEMA_VERSION = 6
 # A Meta key set when a store from before schema 5 is upgraded: its upload sessions still hold raw
 # keyHashes, which need the server secret to protect (sessions.protect_raw_session_keys, at start-up).
 RAW_SESSION_KEYS = "raw_session_keys"
@@ -198,6 +199,27 @@ class UploadSession(BaseModel):
         indexes = ((("expires_at",), False),)
 
 
+class IdempotencyKey(BaseModel):
+    """An upload made with an Idempotency-Key (idempotency.py), written in the same transaction as its file
+    row: a retry with the same key and body answers with that file. The key itself is kept only as SHA-256."""
+
+    id: peewee.AutoField[int]
+    account_id: int
+    account = peewee.ForeignKeyField(Account, backref="idempotency_keys", on_delete="CASCADE")
+    key_hash = peewee.CharField(max_length=64)
+    route = peewee.CharField(max_length=16)  # "upload" or "dav put": a key is for one kind of request
+    # The request's fingerprint: what a retry must repeat (the body by its SHA-256 and size, and the name).
+    name = peewee.CharField(max_length=1024)
+    size = peewee.BigIntegerField()
+    sha256 = peewee.CharField(max_length=64)
+    file_id = peewee.CharField(max_length=32)
+    status = peewee.IntegerField()
+    expires_at = peewee.DoubleField()
+
+    class Meta:
+        indexes = ((("account", "key_hash"), True), (("expires_at",), False))
+
+
 class Meta(BaseModel):
     """Key/value facts about the store itself (schema version)."""
 
@@ -215,7 +237,7 @@ class LoginBucket(BaseModel):
 
 
 ALL_MODELS: tuple[type[BaseModel], ...] = (Account, ApiToken, LoginAddress, StoredFile, InlineBlob, UploadSession,
-                                            DavFolder, Meta, LoginBucket)
+                                            DavFolder, IdempotencyKey, Meta, LoginBucket)
 
 
 def for_update(query: peewee.Select) -> peewee.Select:
@@ -397,7 +419,7 @@ def sqlite_file(database_url: str) -> Path | None:
 def upgrade_schema(database: peewee.Database) -> None:
     """Brings a store made by an older version up to SCHEMA_VERSION, one additive step at a time."""
     version = int(Meta.get_by_id("schema_version").value)
-    # Schema 4 also added the InlineBlob table, which create_tables makes when it is missing.
+    # Schema 4 also added the InlineBlob table, schema 6 the IdempotencyKey table: create_tables makes them.
     for since, field in ((2, StoredFile.crc32), (3, StoredFile.crc32c), (4, StoredFile.inline),
                          (5, StoredFile.claim_hash), (5, UploadSession.claim_hash)):
         table = field.model._meta.table_name

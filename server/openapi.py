@@ -140,10 +140,15 @@ PATHS: dict[str, Any] = {
                      {"name": "x-file-name", "in": "header", "required": True, "schema": {"type": "string"}},
                      {"name": "x-upload-region", "in": "header", "schema": {"type": "string"}},
                      {"name": "x-key-hash", "in": "header", "schema": {"type": "string"}},
+                     {"name": "Idempotency-Key", "in": "header", "schema": {"type": "string"}},
                  ],
                  "requestBody": {"required": True, "content": {"application/octet-stream": {
                      "schema": {"type": "string", "format": "binary"}}}},
-                 "responses": {"201": _json("File", "The stored file."), **_errors("400", "401", "403", "413", "429"),
+                 "responses": {"201": _json("File", "The stored file."),
+                               **_errors("400", "401", "403", "413", "429"),
+                               "409": _error_response("Idempotency-Key: its first request is still running, or its "
+                                                      "file was deleted since."),
+                               "422": _error_response("Idempotency-Key already used for another upload."),
                                "507": _error_response("The server's disk is full.")}},
     },
     "/api/v1/upload/session": {
@@ -297,6 +302,9 @@ ACCOUNT_ONLY = (
 for _path, _method in ACCOUNT_ONLY:
     PATHS[_path][_method]["security"] = [{"bearer": []}, {"basic": []}]
 PATHS["/api/v1/upload"]["post"]["responses"]["201"]["links"] = FILE_LINKS
+PATHS["/api/v1/upload"]["post"]["responses"]["201"]["headers"] = {"Accept-Idempotency-Key": {
+    "description": "ttl=SECONDS: this server honours Idempotency-Key and keeps a key that long.",
+    "schema": {"type": "string"}}}
 PATHS["/api/v1/files/register"]["post"]["responses"]["200"]["links"] = FILE_LINKS
 PATHS["/api/v1/files/{id}/key"]["post"]["responses"]["200"]["links"] = FILE_LINKS
 
@@ -311,6 +319,15 @@ FILE_NAME = {"type": "string", "example": "report.pdf", "pattern": "^[A-Za-z0-9_
                             "characters. The pattern is a safe subset."}
 KEY_HASH = {"type": "string", "pattern": "^[0-9a-fA-F]{64}$",
             "description": "SHA-256 of the key phrase as 64 hex characters."}
+IDEMPOTENCY_KEY = {
+    "type": "string", "pattern": '^"[A-Za-z0-9._~-]{1,200}"$', "example": '"8e03978e-40d5-43e8-bc93-6894a57f9324"',
+    "description": ("IETF httpapi Idempotency-Key: a quoted string of 1 to 255 printable ASCII characters (a bare "
+                    "token is taken too), unique per upload; accounts only (400 for guests). A retry with the same "
+                    "key, body (SHA-256 and size) and name within the server's idempotency_ttl (the ttl= of the "
+                    "Accept-Idempotency-Key header on every upload answer) answers 201 with the file the first "
+                    "request stored; the same key with another request is 422 idempotency_key_reused, a key whose "
+                    "first request is still running 409 idempotency_key_in_flight, a key whose file has since been "
+                    "deleted 409 idempotency_key_spent. The pattern is a safe subset.")}
 REGION_NAME = {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,62}$", "example": "local",
                "description": "One of the server's regions (GET /api/v1/account lists them)."}
 MIME_TYPE = {"type": "string", "maxLength": 255, "pattern": "^[!-~]+/[!-~]+$", "example": "application/pdf"}
@@ -338,7 +355,8 @@ JSON_FIELD_RULES: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
                                                         "description": "Seconds, up to the server's max_link_lifetime."}},
 }
 PARAMETER_RULES: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
-    ("/api/v1/upload", "post"): {"x-file-name": FILE_NAME, "x-upload-region": REGION_NAME, "x-key-hash": KEY_HASH},
+    ("/api/v1/upload", "post"): {"x-file-name": FILE_NAME, "x-upload-region": REGION_NAME, "x-key-hash": KEY_HASH,
+                                 "Idempotency-Key": IDEMPOTENCY_KEY},
     ("/api/v1/upload/session/{sessionId}", "put"): {
         "Content-Range": {"pattern": r"^bytes (\*|[0-9]{1,19}-[0-9]{1,19})/([0-9]{1,19}|\*)$", "example": "bytes */*",
                           "description": "'bytes FIRST-LAST/TOTAL' for a chunk, 'bytes */TOTAL' (or */*) asks "

@@ -26,6 +26,7 @@ from lockr_local.server.db import Database
 from lockr_local.server import tornado_internals
 from lockr_local.server.faults import Faults
 from lockr_local.server.filebytes import FileBytes
+from lockr_local.server.idempotency import HEADER as IDEMPOTENCY_KEY, IdempotencyKeys, parse_key
 from lockr_local.server.ingest import Ingest
 from lockr_local.server.logsafe import loggable_path
 from lockr_local.server.metrics import Metrics
@@ -81,6 +82,7 @@ class ServerContext:
     backfill: DigestBackfill
     watchdogs: BodyWatchdogs
     metrics: Metrics
+    idempotency: IdempotencyKeys
 
 
 def declared_length(headers: tornado.httputil.HTTPHeaders) -> int | None:
@@ -134,6 +136,7 @@ class BaseHandler(tornado.web.RequestHandler):
 
     principal: Principal
     _watchdog: BodyWatchdog | None = None
+    _idempotency_claim: tuple[str, str] | None = None  # (owner, key hash) claimed until the request ends
 
     def initialize(self, ctx: ServerContext) -> None:
         self.ctx = ctx
@@ -373,11 +376,31 @@ class BaseHandler(tornado.web.RequestHandler):
         self._watchdog = self.ctx.watchdogs.watch(cut_off)
         return self._watchdog
 
+    def claim_idempotency_key(self, owner: str) -> str | None:
+        """The request's Idempotency-Key as its SHA-256, marked in flight for `owner` until this request ends
+        (idempotency.py); None without the header, or when the server keeps no keys (then it is ignored)."""
+        keys = self.ctx.idempotency
+        key_hash = parse_key(self.request.headers.get(IDEMPOTENCY_KEY)) if keys.enabled else None
+        if key_hash is not None:
+            keys.claim(owner, key_hash)
+            self._idempotency_claim = (owner, key_hash)
+        return key_hash
+
+    def _release_idempotency_key(self) -> None:
+        # On a cut connection too: the record may still be under way, but a retry that overtakes it meets
+        # its row in the database (the first to commit wins; the other is answered as a replay).
+        claim = self._idempotency_claim
+        if claim is not None:
+            self.ctx.idempotency.release(*claim)
+            self._idempotency_claim = None
+
     def on_finish(self) -> None:
+        self._release_idempotency_key()
         if self._watchdog is not None:
             self._watchdog.stop()
 
     def on_connection_close(self) -> None:
+        self._release_idempotency_key()
         if self._watchdog is not None:
             self._watchdog.stop()
         super().on_connection_close()

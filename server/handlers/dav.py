@@ -25,7 +25,9 @@ from lockr_local.server.davstore import DavStore, checksum_mismatch
 from lockr_local.server.handlers.base import UNLIMITED_BODY, ServerContext, declared_length
 from lockr_local.server.filebytes import StoredAt
 from lockr_local.server.handlers.downloads import DownloadHandler
+from lockr_local.server.idempotency import ADVERTISE_HEADER, Fingerprint
 from lockr_local.server.ingest import Committed, Sink
+from lockr_local.server.models import bound_database
 from lockr_local.server.security import new_id
 from lockr_local.server.service import FileInfo
 
@@ -60,6 +62,7 @@ class DavHandler(DownloadHandler):
         super().initialize(ctx)
         self.dav = DavStore(ctx.service)
         self.sink: Sink | None = None
+        self.idempotency_key: str | None = None
         self.body = bytearray()
 
     # -- request set-up -----------------------------------------------------------------------
@@ -137,6 +140,7 @@ class DavHandler(DownloadHandler):
         self.set_header("DAV", "1, 2")
         self.set_header("MS-Author-Via", "DAV")
         self.set_header("Allow", ", ".join(METHODS))
+        self._advertise_idempotency()
         self.set_header("Content-Length", "0")
         self.finish()
 
@@ -222,12 +226,14 @@ class DavHandler(DownloadHandler):
         except BadRequest:
             self.put_type = "application/octet-stream"
         region = await self.call(self.dav.admit_put, self.principal, name, size)
+        self.idempotency_key = self.claim_idempotency_key(f"account:{self.account_id}")
         limit = size if size is not None else self.ctx.service.max_object_size(self.principal)
         self.sink = self.ctx.ingest.begin(BlobLocation(region, new_id()), size, limit, self.body_too_large)
 
     @unless_finished
     async def put(self) -> None:
         assert self.sink is not None
+        sink, self.sink = self.sink, None  # the body is in: a closed connection no longer aborts it (uploads.py)
         checksums = self.put_checksums
 
         def check(digests: Digests) -> None:
@@ -235,19 +241,34 @@ class DavHandler(DownloadHandler):
             if mismatch is not None:
                 raise mismatch
 
-        info, replaced, old = await self.ctx.ingest.finish(self.sink, self._record_put, check)
+        info, replaced, old = await self.ctx.ingest.finish(sink, self._record_put, check)
         await self._delete_blobs(old)
         self.set_header("ETag", f'"{info.sha256}"')
         self.set_header("OC-ETag", f'"{info.sha256}"')
         self.set_header("OC-FileId", info.id)
+        self._advertise_idempotency()
         self._accept_mtime(self.put_mtime)
         self.set_status(204 if replaced else 201)
         self.finish()
 
     def _record_put(self, committed: Committed) -> tuple[FileInfo, bool, list[BlobLocation]]:
-        """On the database thread: the PUT's file listed under its name, replacing what was there."""
-        return self.dav.commit_put(self.principal, committed.new_file(self.path.name, self.put_type,
-                                                                      mtime=self.put_mtime), committed.data)
+        """On the database thread: the PUT's file listed under its name, replacing what was there, and in the
+        same transaction its Idempotency-Key (a retry under a live key raises Replayed: idempotency.py)."""
+        new = committed.new_file(self.path.name, self.put_type, mtime=self.put_mtime)
+        if self.idempotency_key is None:
+            return self.dav.commit_put(self.principal, new, committed.data)
+        keys, key_hash = self.ctx.idempotency, self.idempotency_key
+        fingerprint = Fingerprint("dav put", self.path.name, committed.size, committed.digests.sha256)
+        with bound_database().atomic():
+            # Before the PUT replaces anything: a retry's first file is the one it would replace.
+            keys.check(self.account_id, key_hash, fingerprint, lambda first, status: (first, status == 204, []))
+            info, replaced, old = self.dav.commit_put(self.principal, new, committed.data)
+            keys.remember(self.account_id, key_hash, fingerprint, info.id, 204 if replaced else 201)
+        return info, replaced, old
+
+    def _advertise_idempotency(self) -> None:
+        if self.ctx.idempotency.enabled:
+            self.set_header(ADVERTISE_HEADER, self.ctx.idempotency.advertisement())
 
     # -- DELETE, MKCOL, MOVE, COPY ------------------------------------------------------------
 

@@ -416,6 +416,7 @@ READ_HEADERS: dict[str, tuple[str, ...]] = {
     "x-file-name": ("upload",),
     "x-upload-region": ("upload",),
     "x-key-hash": ("upload",),
+    "Idempotency-Key": ("upload", "dav put"),
     "Depth": ("dav propfind", "dav copy"),
     "Destination": ("dav move", "dav copy"),
     "Overwrite": ("dav move", "dav copy"),
