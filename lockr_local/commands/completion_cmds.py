@@ -170,27 +170,28 @@ _lockr_local_subs=(
 {assoc("_lockr_local_words", {n.path: n.words for n in nodes})}
 
 _lockr_local() {{
-    local path="" word skip=0 i
+    # Not "path": in zsh that is the array tied to PATH.
+    local cmd="" word skip=0 i
     local -a names subs
     for ((i = 2; i < CURRENT; i++)); do
         word="${{words[i]}}"
         if ((skip)); then skip=0; continue; fi
         case "$word" in
             --*=*) continue ;;
-            -*) [[ " ${{_lockr_local_valued[$path]}} " == *" $word "* ]] && skip=1; continue ;;
+            -*) [[ " ${{_lockr_local_valued[$cmd]}} " == *" $word "* ]] && skip=1; continue ;;
         esac
-        names=(${{${{(f)_lockr_local_subs[$path]}}%%:*}})
-        (( ${{names[(Ie)$word]}} )) && path="${{path:+$path }}$word"
+        names=(${{${{(f)_lockr_local_subs[$cmd]}}%%:*}})
+        (( ${{names[(Ie)$word]}} )) && cmd="${{cmd:+$cmd }}$word"
     done
     if ((skip)); then
         _files
     elif [[ "${{words[CURRENT]}}" == -* ]]; then
-        compadd -- ${{=_lockr_local_opts[$path]}}
-    elif [[ -n "${{_lockr_local_subs[$path]}}" ]]; then
-        subs=("${{(@f)_lockr_local_subs[$path]}}")
+        compadd -- ${{=_lockr_local_opts[$cmd]}}
+    elif [[ -n "${{_lockr_local_subs[$cmd]}}" ]]; then
+        subs=("${{(@f)_lockr_local_subs[$cmd]}}")
         _describe -t commands 'command' subs
-    elif [[ -n "${{_lockr_local_words[$path]}}" ]]; then
-        compadd -- ${{=_lockr_local_words[$path]}}
+    elif [[ -n "${{_lockr_local_words[$cmd]}}" ]]; then
+        compadd -- ${{=_lockr_local_words[$cmd]}}
     else
         _files
     fi

@@ -92,3 +92,30 @@ def test_fish_completes_a_command_and_a_nested_commands_option(cli: Cli, tmp_pat
 def test_completion_rejects_an_unknown_shell(cli: Cli) -> None:
     result = cli.run("completion", "tcsh")
     assert result.returncode == 2 and "invalid choice: 'tcsh'" in result.stderr
+
+
+def test_zsh_completes_a_command_and_a_commands_options(cli: Cli, tmp_path) -> None:
+    """The script's completion function, run in zsh with the completion system's builtins standing in as
+    printers (compadd, _describe, _files only exist inside a completion widget)."""
+    if shutil.which("zsh") is None:
+        if REQUIRE_ALL:
+            pytest.fail("zsh is not installed (LOCKR_REQUIRE_ALL=1)")
+        pytest.skip("zsh is not installed")
+    path = tmp_path / "lockr-local.zsh"
+    path.write_text(script(cli, "zsh"))
+    program = (f"compdef() {{ }}; source {path}\n"
+               "compadd() { [[ $1 == -- ]] && shift; print -l -- \"$@\"; }\n"
+               "_describe() { print -l -- ${(P)${4}}; }\n_files() { print FILES; }\n"
+               "t() { words=(\"$@\"); CURRENT=$#; print -- ---; _lockr_local; }\n"
+               "t lockr-local ''; t lockr-local user ''; t lockr-local upload --region ls --; "
+               "t lockr-local upload --region ''; t lockr-local completion ''\n")
+    result = subprocess.run(["zsh", "-f", "-c", program], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 0 and not result.stderr, result.stderr
+    parts = [part.splitlines() for part in result.stdout.split("---\n")[1:]]
+    top, user, upload_options, region_value, shells = parts
+    assert "upload:upload files and print their share links" in top
+    assert len(top) == len(walk(build_parser())[0].subcommands)
+    assert [item.split(":")[0] for item in user] == ["add", "list", "passwd", "quota", "rename", "delete"]
+    assert {"--json", "--guest", "--chunk-size"} <= set(upload_options)
+    assert region_value == ["FILES"]
+    assert shells == ["bash", "zsh", "fish"]
