@@ -125,6 +125,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     sync_cmds.add_commands(commands, _client_options)
     _add_desktop_commands(commands)
+    from lockr_local.commands import completion_cmds
+
+    completion_cmds.add_commands(commands)
     return parser
 
 

@@ -64,6 +64,9 @@ def add_commands(subparsers: argparse._SubParsersAction, endpoint_options: Optio
                         help="bytes per request of a resumable upload, a multiple of 256K such as 256K, 8M "
                              "(default 8M); smaller chunks re-send less after an interruption")
     upload.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    upload.add_argument("--json", action="store_true",
+                        help="print the uploaded files as a JSON array (ls --json's fields, plus shareUrl and "
+                             "a guest's claimToken)")
     upload.set_defaults(handler=upload_cmd)
 
     download = subparsers.add_parser(
@@ -77,6 +80,8 @@ def add_commands(subparsers: argparse._SubParsersAction, endpoint_options: Optio
     download.add_argument("--no-resume", action="store_true", help="start over instead of resuming FILE.part")
     download.add_argument("--force", action="store_true", help="replace an existing file")
     download.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    download.add_argument("--json", action="store_true",
+                          help="print what was saved as JSON: path, name, size, sha256, resumedFrom, id")
     download.set_defaults(handler=download_cmd)
 
     listing = subparsers.add_parser("ls", help="list your files", description="List the files of your account.")
@@ -328,38 +333,53 @@ def upload_cmd(args: argparse.Namespace) -> int:
     client.chunk_size = args.chunk_size
     if args.guest:
         client.token = None
+    uploaded: list[dict[str, Any]] = []
+    try:
+        with client:
+            status = _upload_all(client, args, uploaded)
+    finally:
+        # One JSON document for what did upload, even when a later file failed or the user interrupted.
+        if args.json:
+            print(json.dumps(uploaded, indent=1), flush=True)
+    return status
+
+
+def _upload_all(client: LockrClient, args: argparse.Namespace, uploaded: list[dict[str, Any]]) -> int:
     status = ExitStatus.OK
-    with client:
-        for name in args.files:
-            path = Path(name)
-            if path.is_dir():
-                say(f"lockr-local: {name} is a folder; upload its files, or keep it in step with "
-                    f"'lockr-local sync {name}'")
-                status = ExitStatus.ERROR
-                continue
-            if not path.is_file():
-                say(f"lockr-local: {name}: no such file")
-                status = ExitStatus.ERROR
-                continue
-            try:
-                info = upload_one(client, path, args)
-            except KeyboardInterrupt:
-                if path.stat().st_size >= client.direct_limit:
-                    say(f"Interrupted: run the same command again to resume {path.name}.")
-                raise
-            except ConnectionFailed as exc:
-                say(f"lockr-local: {exc.message}")  # the next files would meet the same
-                return ExitStatus.ERROR
-            except LockrError as exc:
-                say(f"lockr-local: {name}: {exc.message}")
-                if exc.status == 401:
-                    return ExitStatus.AUTH
-                status = ExitStatus.ERROR
-                continue
-            say(f"Uploaded {path.name} ({format_size(info.size)}).")
-            if info.claim_token:
-                # Shown once: the share link lets people download, only this code lets you keep the file.
-                say(f"To add it to an account later: lockr-local register {info.id} --claim {info.claim_token}")
+    for name in args.files:
+        path = Path(name)
+        if path.is_dir():
+            say(f"lockr-local: {name} is a folder; upload its files, or keep it in step with "
+                f"'lockr-local sync {name}'")
+            status = ExitStatus.ERROR
+            continue
+        if not path.is_file():
+            say(f"lockr-local: {name}: no such file")
+            status = ExitStatus.ERROR
+            continue
+        try:
+            info = upload_one(client, path, args)
+        except KeyboardInterrupt:
+            if path.stat().st_size >= client.direct_limit:
+                say(f"Interrupted: run the same command again to resume {path.name}.")
+            raise
+        except ConnectionFailed as exc:
+            say(f"lockr-local: {exc.message}")  # the next files would meet the same
+            return ExitStatus.ERROR
+        except LockrError as exc:
+            say(f"lockr-local: {name}: {exc.message}")
+            if exc.status == 401:
+                return ExitStatus.AUTH
+            status = ExitStatus.ERROR
+            continue
+        say(f"Uploaded {path.name} ({format_size(info.size)}).")
+        if info.claim_token:
+            # Shown once: the share link lets people download, only this code lets you keep the file.
+            say(f"To add it to an account later: lockr-local register {info.id} --claim {info.claim_token}")
+        if args.json:
+            uploaded.append({**file_json(info), "shareUrl": info.share_url,
+                             **({"claimToken": info.claim_token} if info.claim_token else {})})
+        else:
             print(info.share_url, flush=True)
     return status
 
@@ -430,7 +450,14 @@ def download_cmd(args: argparse.Namespace) -> int:
             bar.close()
     resumed = f", resumed at byte {result.resumed_from}" if result.resumed_from else ""
     say(f"Saved {result.path} ({format_size(result.size)}, sha256 verified{resumed}).")
-    print(result.path, flush=True)
+    if args.json:
+        from lockr_local.client import file_id_of
+
+        print(json.dumps({"path": str(result.path.resolve()), "name": result.path.name, "size": result.size,
+                          "sha256": result.sha256, "resumedFrom": result.resumed_from,
+                          "id": file_id_of(args.target)}, indent=1), flush=True)
+    else:
+        print(result.path, flush=True)
     return ExitStatus.OK
 
 
