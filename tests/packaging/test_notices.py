@@ -81,3 +81,12 @@ def test_every_copyleft_entry_has_the_source_note_and_no_other_does(notices) -> 
         license_line = section.splitlines()[1]
         noted = "https://pypi.org/project/" in section.split("\n--- ", 1)[0]
         assert noted == bool(copyleft.search(license_line)), (header, license_line)
+
+
+@pytest.mark.exe
+def test_the_built_program_carries_the_notices_inside_and_beside_it(executable) -> None:
+    beside = executable.parent / "THIRD-PARTY-NOTICES.txt"
+    assert beside.is_file() and "pystray" in beside.read_text(encoding="utf-8")
+    if executable.parent.name == "dist":  # one file (Linux): the notices are in its archive too
+        from PyInstaller.archive.readers import CArchiveReader
+        assert "THIRD-PARTY-NOTICES.txt" in CArchiveReader(str(executable)).toc
