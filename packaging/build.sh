@@ -30,12 +30,18 @@ if ! "$VPY" -m pip install --no-deps --no-compile --target "$STAGE" . >build/exe
 fi
 rm -rf build/lib build/bdist.* ./*.egg-info  # what the wheel build leaves in the source tree
 
+# The licenses of everything bundled, from the distributions installed in this environment (the ones
+# PyInstaller collects): the spec puts the file inside the executable, and below it is copied next to it.
+NOTICES=build/exe/THIRD-PARTY-NOTICES.txt
+"$VPY" packaging/notices.py --output "$NOTICES"
+
 start=$(date +%s)
 # PyInstaller's pystray hook imports pystray, which would pick a real backend and open the display.
 export PYSTRAY_BACKEND=dummy
-LOCKR_STAGE="$STAGE" "$VPY" -m PyInstaller --noconfirm --log-level WARN \
+LOCKR_STAGE="$STAGE" LOCKR_NOTICES="$NOTICES" "$VPY" -m PyInstaller --noconfirm --log-level WARN \
     --distpath dist --workpath build/exe/work packaging/lockr-local.spec
 elapsed=$(( $(date +%s) - start ))
+if [ -d dist/lockr-local ]; then cp "$NOTICES" dist/lockr-local/; else cp "$NOTICES" dist/; fi
 
 for artifact in dist/lockr-local dist/lockr-local.exe dist/lockr-local/lockr-local dist/lockr-local/lockr-local.exe; do
     if [ -f "$artifact" ]; then
