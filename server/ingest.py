@@ -80,9 +80,6 @@ class Sink(ABC):
         """Body bytes fed so far."""
         return 0
 
-    async def feed(self, chunk: bytes) -> None:
-        raise NotImplementedError(f"{type(self).__name__} is not fed through the pipeline")
-
     @abstractmethod
     async def commit(self) -> Committed:
         """Makes the bytes ready to record: durable and visible (a blob), or hashed (inline)."""
@@ -94,7 +91,16 @@ class Sink(ABC):
         """Before commit: the upload is abandoned; never raises."""
 
 
-class InlineBytes(Sink):
+class StreamedSink(Sink):
+    """A sink a request body is fed into, chunk by chunk (a session's completion is a Sink that is not:
+    its bytes arrived with its chunks)."""
+
+    @abstractmethod
+    async def feed(self, chunk: bytes) -> None:
+        """Takes the next body chunk (counted in `received`)."""
+
+
+class InlineBytes(StreamedSink):
     """A small body held in memory, stored inside the database with its row (inline.py)."""
 
     def __init__(self, location: BlobLocation, size: int, too_large: Callable[[int], TooLarge],
@@ -120,7 +126,7 @@ class InlineBytes(Sink):
         self._buffer.abort()
 
 
-class BlobBytes(Sink):
+class BlobBytes(StreamedSink):
     """A body streamed into a new blob by UploadSink (an I/O thread writes while the socket receives)."""
 
     crash_point = "after_blob_commit"
@@ -169,7 +175,7 @@ class Ingest:
         return stores_inline(size, self.settings.inline_max)
 
     def begin(self, location: BlobLocation, size: int | None, limit: int, too_large: Callable[[int], TooLarge],
-              rclone_digests: bool = True) -> Sink:
+              rclone_digests: bool = True) -> StreamedSink:
         """The sink for an admitted upload of `size` declared bytes (None: chunked) that may not pass `limit`
         bytes; `too_large` says why a body ran past it. SHA-1/MD5 are left to the backfill unless
         `rclone_digests` (inline bodies always get every digest)."""

@@ -26,7 +26,7 @@ from lockr_local.server.handlers.base import UNLIMITED_BODY, ServerContext, decl
 from lockr_local.server.filebytes import StoredAt
 from lockr_local.server.handlers.downloads import DownloadHandler
 from lockr_local.server.idempotency import ADVERTISE_HEADER, Fingerprint
-from lockr_local.server.ingest import Committed, Sink
+from lockr_local.server.ingest import Committed, StreamedSink
 from lockr_local.server.models import bound_database
 from lockr_local.server.security import new_id
 from lockr_local.server.service import FileInfo
@@ -61,7 +61,7 @@ class DavHandler(DownloadHandler):
     def initialize(self, ctx: ServerContext) -> None:
         super().initialize(ctx)
         self.dav = DavStore(ctx.service)
-        self.sink: Sink | None = None
+        self.sink: StreamedSink | None = None
         self.idempotency_key: str | None = None
         self.body = bytearray()
 

@@ -16,7 +16,7 @@ from lockr_local.names import decode_header_name, validate_content_type, validat
 from lockr_local.server.blobstore import BlobLocation, rclone_digests_inline
 from lockr_local.server.handlers.base import UNLIMITED_BODY, BaseHandler, declared_length
 from lockr_local.server.idempotency import ADVERTISE_HEADER, Fingerprint
-from lockr_local.server.ingest import Committed, Sink
+from lockr_local.server.ingest import Committed, StreamedSink
 from lockr_local.server.models import bound_database
 from lockr_local.server.security import new_id
 from lockr_local.server.service import FileInfo, Principal
@@ -27,7 +27,7 @@ from lockr_local.server.wire import file_json
 class DirectUploadHandler(BaseHandler):
     """Authenticates and checks limits in prepare(), before a byte of the body is read."""
 
-    sink: Sink | None = None
+    sink: StreamedSink | None = None
 
     async def prepare(self) -> None:
         self.http_connection.set_max_body_size(UNLIMITED_BODY)

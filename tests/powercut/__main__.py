@@ -11,7 +11,7 @@ from pathlib import Path
 
 from tests.powercut.harness import PowerCutHarness
 from tests.powercut.mount import fuse_missing
-from tests.soak.killer import CRASH_POINTS, config_from_env
+from tests.soak.killer import CRASH_POINTS, config_from_env, run_to_exit_status
 
 
 def main() -> int:
@@ -27,11 +27,7 @@ def main() -> int:
                                  run_seconds=(0.05, 1.5), keep_files=200)
         config = dataclasses.replace(config, crash_point_rounds=rounds)
         harness = PowerCutHarness(config, out=lambda line: print(line, flush=True))
-        harness.run()
-        if harness.ledger.failures:
-            print("the server's log ends with:\n" + (Path(work) / "server.log").read_text()[-4000:], file=sys.stderr)
-            return 1
-    return 0
+        return run_to_exit_status(harness, Path(work))
 
 
 if __name__ == "__main__":

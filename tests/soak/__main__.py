@@ -7,7 +7,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tests.soak.killer import KillHarness, config_from_env
+from tests.soak.killer import KillHarness, config_from_env, run_to_exit_status
 
 
 def main() -> int:
@@ -16,11 +16,7 @@ def main() -> int:
         # Every named crash point is armed once per 20 random kills (at least once).
         config = dataclasses.replace(config, crash_point_rounds=max(1, config.random_kills // 20))
         harness = KillHarness(config, out=lambda line: print(line, flush=True))
-        harness.run()
-        if harness.ledger.failures:
-            print("the server's log ends with:\n" + (Path(work) / "server.log").read_text()[-4000:], file=sys.stderr)
-            return 1
-    return 0
+        return run_to_exit_status(harness, Path(work))
 
 
 if __name__ == "__main__":

@@ -628,3 +628,13 @@ def config_from_env(work_dir: Path, **defaults: Any) -> SoakConfig:
     if os.environ.get("LOCKR_SOAK_WORKERS"):
         values["workers"] = int(os.environ["LOCKR_SOAK_WORKERS"])
     return SoakConfig(work_dir=work_dir, seed=seed, **values)
+
+
+def run_to_exit_status(harness: KillHarness, work: Path) -> int:
+    """Runs a long harness (`make soak`) and gives its exit status: 1, with the server log's tail on
+    stderr, when the ledger found a failure."""
+    harness.run()
+    if harness.ledger.failures:
+        print("the server's log ends with:\n" + (work / "server.log").read_text()[-4000:], file=sys.stderr)
+        return 1
+    return 0
