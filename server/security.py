@@ -104,8 +104,9 @@ def token_hash(token: str) -> str:
 
 def new_claim_token() -> str:
     """The secret that lets a guest uploader attach the upload to an account later: 192 random bits.
-    Stored only as `token_hash`; the share link (which carries the file id) is not enough."""
-    return secrets.token_urlsafe(24)
+    Stored only as `token_hash`; the share link (which carries the file id) is not enough. Hex, not
+    base64url: a code that began with '-' would read as an option in `lockr-local register --claim CODE`."""
+    return secrets.token_hex(24)
 
 
 def claim_matches(supplied: str, stored: str | None) -> bool:
