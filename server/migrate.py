@@ -143,8 +143,10 @@ class Snapshot:
         """The model's rows as tuples in `model._meta.sorted_fields` order, by primary key."""
         columns = ", ".join(f'"{field.column_name}"' for field in model._meta.sorted_fields)
         where = (f'WHERE "{UploadSession.completed_at.column_name}" IS NOT NULL' if model is UploadSession else "")
+        key = model._meta.primary_key
+        assert isinstance(key, peewee.Field)  # every store table has one (peewee says False for none)
         cursor = self.connection.execute(f'SELECT {columns} FROM "{model._meta.table_name}" {where} '
-                                         f'ORDER BY "{model._meta.primary_key.column_name}"')
+                                         f'ORDER BY "{key.column_name}"')
         while batch := cursor.fetchmany(BATCH_ROWS):
             yield from batch
 
