@@ -140,22 +140,21 @@ class Snapshot:
         return int(row[0]), int(row[1])
 
     def rows(self, model: type[BaseModel]) -> Iterator[tuple[Any, ...]]:
-        """The model's rows as tuples in `model._meta.sorted_fields` order, by primary key."""
-        columns = ", ".join(f'"{field.column_name}"' for field in model._meta.sorted_fields)
-        where = (f'WHERE "{UploadSession.completed_at.column_name}" IS NOT NULL' if model is UploadSession else "")
+        """The model's rows as tuples in `model._meta.sorted_fields` order, by primary key; an InlineBlob row
+        has its file's recorded sha256 after them, to check the bytes by."""
+        table = model._meta.table_name
+        columns = ", ".join(f'"{table}"."{field.column_name}"' for field in model._meta.sorted_fields)
         key = model._meta.primary_key
         assert isinstance(key, peewee.Field)  # every store table has one (peewee says False for none)
-        cursor = self.connection.execute(f'SELECT {columns} FROM "{model._meta.table_name}" {where} '
-                                         f'ORDER BY "{key.column_name}"')
-        while batch := cursor.fetchmany(BATCH_ROWS):
-            yield from batch
-
-    def inline_checks(self) -> dict[str, str]:
-        """The recorded SHA-256 of each inline file, to check its bytes as they are copied."""
-        f = StoredFile
-        return dict(self.connection.execute(
-            f'SELECT "{f.file_id.column_name}", "{f.sha256.column_name}" FROM "{f._meta.table_name}" '
-            f'WHERE COALESCE("{f.inline.column_name}", 0)'))
+        query = f'SELECT {columns} FROM "{table}"'
+        if model is UploadSession:
+            query += f' WHERE "{UploadSession.completed_at.column_name}" IS NOT NULL'
+        elif model is InlineBlob:
+            files = StoredFile._meta.table_name
+            query = (f'SELECT {columns}, "{files}"."{StoredFile.sha256.column_name}" FROM "{table}" LEFT JOIN '
+                     f'"{files}" ON "{files}"."{StoredFile.file_id.column_name}" = "{table}"."{key.column_name}"')
+        # Row by row (sqlite3 fetches lazily): an inline file's bytes may be up to 16 MiB.
+        yield from self.connection.execute(f'{query} ORDER BY "{table}"."{key.column_name}"')
 
     def meta(self) -> dict[str, str]:
         return dict(self.connection.execute(f'SELECT "key", "value" FROM "{Meta._meta.table_name}"'))
@@ -318,7 +317,6 @@ def copy_blob(path: Path, blobs: BlobStore, blob: SourceBlob, copied: Callable[[
 def copy_rows(snapshot: Snapshot, secret: bytes | None, target_database: peewee.Database,
               result: MigrationResult) -> None:
     """Replaces the target's rows by the snapshot's in one transaction, and marks the migration done."""
-    inline_sha256 = snapshot.inline_checks()
     with target_database.atomic():
         for model in reversed(STORE_TABLES):
             model.delete().execute()
@@ -329,8 +327,9 @@ def copy_rows(snapshot: Snapshot, secret: bytes | None, target_database: peewee.
             count = 0
             for row in snapshot.rows(model):
                 if model is InlineBlob:
-                    file_id, data = row
-                    if hashlib.sha256(data).hexdigest() != inline_sha256.get(file_id):
+                    file_id, data, recorded = row
+                    row = (file_id, data)
+                    if hashlib.sha256(data).hexdigest() != recorded:
                         raise StoreUnusable(f"The bytes of small file {file_id} in the source database do not "
                                             "match its recorded sha256; run 'lockr-local fsck --verify' on the "
                                             "source. The migration is not finished.")

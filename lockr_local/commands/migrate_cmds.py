@@ -102,14 +102,14 @@ def migrate_cmd(args: argparse.Namespace) -> int:
         say(f"This store was already migrated into {where}; nothing was copied (the check above is of the target).")
     else:
         rows = result.rows
-        say(f"Migrated {rows.get('account', 0)} accounts, {rows.get('apitoken', 0)} API tokens and "
-            f"{rows.get('storedfile', 0)} files ({result.blobs} as blobs, {format_size(result.bytes_total)}; "
+        say(f"Migrated {_count(rows.get('account', 0), 'account')}, {_count(rows.get('apitoken', 0), 'API token')} "
+            f"and {_count(rows.get('storedfile', 0), 'file')} ({result.blobs} as blobs, {format_size(result.bytes_total)}; "
             f"{result.blobs_copied} copied now, {format_size(result.bytes_copied)}"
             + (f", {result.blobs_present} copied by an earlier run" if result.blobs_present else "")
             + f") into {where}; " + ("the signing secret moved with them, so links signed before still work."
                                       if result.secret_moved else "the source had no signing secret yet."))
         if result.dropped_sessions:
-            say(f"Left behind: {result.dropped_sessions} unfinished upload sessions "
+            say(f"Left behind: {_count(result.dropped_sessions, 'unfinished upload session')} "
                 f"({format_size(result.dropped_session_bytes)} received); their uploaders start those uploads again.")
     if not report.clean:
         say("The target has problems (listed above); the source is unchanged. See 'lockr-local fsck' in the README.")
@@ -117,6 +117,10 @@ def migrate_cmd(args: argparse.Namespace) -> int:
     say(f"Start the new store with the target's settings, e.g. lockr-local serve --config FILE (database_url "
         f"{where}); the old store in {source.data_dir} is unchanged: keep it until you have checked the new one.")
     return ExitStatus.OK
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number} {noun}{'' if number == 1 else 's'}"
 
 
 def _progress_bar(quiet: bool) -> Any:
