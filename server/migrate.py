@@ -99,12 +99,16 @@ class Snapshot:
     def __init__(self, source: Path) -> None:
         self.folder = Path(tempfile.mkdtemp(prefix="lockr-migrate-"))
         self.path = self.folder / "source.db"
-        snapshot_database(source, self.path, untouched=True)
-        # An older schema is upgraded in the copy, by the same code a server would run, on a thread of its
-        # own (models bind per thread: this thread's models speak to the target).
-        with ThreadPoolExecutor(1, thread_name_prefix="lockr-migrate-upgrade") as upgrade:
-            upgrade.submit(lambda: open_database("sqlite:///" + str(self.path)).close()).result()
-        self.connection = sqlite3.connect(self.path)
+        try:
+            snapshot_database(source, self.path, untouched=True)
+            # An older schema is upgraded in the copy, by the same code a server would run, on a thread of
+            # its own (models bind per thread: this thread's models speak to the target).
+            with ThreadPoolExecutor(1, thread_name_prefix="lockr-migrate-upgrade") as upgrade:
+                upgrade.submit(lambda: open_database("sqlite:///" + str(self.path)).close()).result()
+            self.connection = sqlite3.connect(self.path)
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
 
     def close(self) -> None:
         self.connection.close()

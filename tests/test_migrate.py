@@ -115,8 +115,9 @@ def test_migrated_store_serves_the_same_accounts_files_keys_and_links_and_the_so
         new.stop()
 
 
+@pytest.mark.parametrize("stop", [signal.SIGKILL, signal.SIGINT], ids=["SIGKILL", "Ctrl-C"])
 def test_a_migration_killed_partway_is_finished_by_the_next_run_without_copying_twice(
-        tmp_path: Path, pg_url: str, s3_server: Any) -> None:
+        tmp_path: Path, pg_url: str, s3_server: Any, stop: signal.Signals) -> None:
     source = tmp_path / "old"
     old = ThreadedServer(make_settings(source, inline_max="0")).start()
     try:
@@ -129,15 +130,19 @@ def test_a_migration_killed_partway_is_finished_by_the_next_run_without_copying_
     config = tmp_path / "new.toml"
     config.write_text(f'database_url = "{pg_url}"\nregions = "local={s3_server.region_url(bucket)}"\n')
     args = ["--to-config", str(config)]
-    killed = subprocess.Popen(migrate_command(source, *args), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                              env=clean_env(), cwd=REPO)
+    killed = subprocess.Popen(migrate_command(source, *args), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True, env=clean_env(), cwd=REPO)
     try:
         wait_for(lambda: len(bucket_keys(s3_server, bucket)) >= 10 or killed.poll() is not None, timeout=120,
                  interval=0.01, message="the first blobs in the bucket")
     finally:
-        killed.send_signal(signal.SIGKILL)
-        killed.wait()
-    assert killed.returncode == -signal.SIGKILL, "the migration finished before it could be killed"
+        killed.send_signal(stop)
+        _, stderr = killed.communicate(timeout=60)
+    if stop == signal.SIGKILL:
+        assert killed.returncode == -signal.SIGKILL, "the migration finished before it could be killed"
+    else:
+        assert killed.returncode == 130, stderr
+        assert "run the same command again to continue" in stderr and "Traceback" not in stderr
     copied_before = bucket_keys(s3_server, bucket)
     assert 10 <= len(copied_before) < 120
     refused = subprocess.run([sys.executable, "-m", "lockr_local", "serve", "--port", "0", "--data-dir",
