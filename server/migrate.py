@@ -45,8 +45,8 @@ from lockr_local.server.blobstore import BlobLocation, BlobStore, HelperThreads,
 from lockr_local.server.cluster import SECRET_KEY
 from lockr_local.server.fsck import FsckReport, check_store
 from lockr_local.server.models import (
-    MIGRATION_SOURCE, MIGRATION_STATE, Account, ApiToken, BaseModel, DavFolder, IdempotencyKey, InlineBlob,
-    LoginAddress, Meta, StoredFile, UploadSession, is_postgresql, open_database, sqlite_file, without_password,
+    MIGRATION_SOURCE, MIGRATION_STATE, SCHEMA_VERSION, Account, ApiToken, BaseModel, DavFolder, IdempotencyKey, InlineBlob,
+    LoginAddress, Meta, StoredFile, UploadSession, check_schema_version, is_postgresql, open_database, sqlite_file, without_password,
 )
 from lockr_local.server.security import existing_secret
 
@@ -101,6 +101,10 @@ class Snapshot:
         self.path = self.folder / "source.db"
         try:
             snapshot_database(source, self.path, untouched=True)
+            with sqlite3.connect(self.path) as copy:
+                row = copy.execute(f'SELECT "value" FROM "{Meta._meta.table_name}" WHERE "key" = ?',
+                                   ("schema_version",)).fetchone()
+            check_schema_version(int(row[0]) if row else SCHEMA_VERSION, str(source))
             # An older schema is upgraded in the copy, by the same code a server would run, on a thread of
             # its own (models bind per thread: this thread's models speak to the target).
             with ThreadPoolExecutor(1, thread_name_prefix="lockr-migrate-upgrade") as upgrade:

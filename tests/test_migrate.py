@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -228,3 +229,31 @@ def test_a_large_file_streams_through_in_flat_memory(tmp_path: Path, pg_url: str
     # About 70 MiB is the program itself (boto3, psycopg, peewee); parts of 8 MiB, one filling and one in
     # flight, add some tens. Holding the file would add 128.
     assert peak_kib < 160 * 1024, f"peak memory {peak_kib // 1024} MiB for a {size // 2**20} MiB file"
+
+
+def test_a_store_of_an_older_schema_is_upgraded_in_the_copy_not_in_place(
+        tmp_path: Path, pg_url: str, s3_server: Any) -> None:
+    source = tmp_path / "old"
+    old = ServerProcess(source).start()
+    try:
+        account = create_account(old.url, "ada")
+        file_id = upload(old.url, os.urandom(100_000), "x.bin", account=account).json()["id"]
+    finally:
+        old.stop()
+    with sqlite3.connect(source / "lockr.db") as raw:  # schema 5: before the idempotency table
+        raw.execute("UPDATE meta SET value = '5' WHERE key = 'schema_version'")
+        raw.execute("DROP TABLE idempotencykey")
+    raw.close()
+    before = tree_hashes(source)
+    region = s3_server.region_url()
+
+    result = migrate(source, "--to-database-url", pg_url, "--to-region", f"local={region}")
+
+    assert result.returncode == 0, result.stderr
+    assert tree_hashes(source) == before and not (source / "backups").exists()
+    new = ThreadedServer(make_settings(tmp_path / "new", database_url=pg_url, regions=f"local={region}")).start()
+    try:
+        got = requests.get(f"{new.url}/api/v1/download/local/{file_id}", headers=account.auth, timeout=30)
+        assert got.status_code == 200
+    finally:
+        new.stop()
