@@ -118,9 +118,6 @@ class Snapshot:
         self.connection.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def count(self, model: type[BaseModel], where: str = "") -> int:
-        return int(self.connection.execute(f'SELECT COUNT(*) FROM "{model._meta.table_name}" {where}').fetchone()[0])
-
     def blobs(self) -> list[SourceBlob]:
         f = StoredFile
         return [SourceBlob(*row) for row in self.connection.execute(
@@ -221,16 +218,34 @@ def _meta(key: str) -> str | None:
     return None if row is None else str(row.value)
 
 
+def region_places(target: Settings, regions: set[str]) -> dict[str, str]:
+    """Where each target region is, as a digest of its setting (which may hold credentials)."""
+    where = dict(target.regions)
+    return {name: hashlib.sha256(where[name].encode()).hexdigest()[:16] for name in sorted(regions)}
+
+
 def claim_target(target: Settings, identity: str, source_label: str, blobs: BlobStore, regions: set[str],
-                 result: MigrationResult) -> None:
+                 snapshot_blobs: list[SourceBlob], result: MigrationResult) -> None:
     """Refuses a target that holds anything but an unfinished (or finished) migration of this source;
     marks a fresh one as this source's migration."""
     where = without_password(target.database_url)
     marker = json.loads(_meta(MIGRATION_SOURCE) or "null")
     state = _meta(MIGRATION_STATE)
+    places = region_places(target, regions)
     if marker is not None and marker.get("id") == identity:
         result.already_done = state == "done"
         result.resumed = not result.already_done
+        moved = sorted(name for name, place in places.items() if marker.get("regions", {}).get(name) != place)
+        if result.resumed and moved:
+            # A region given another place since the migration began: it was not checked empty then, so its
+            # objects that no source file names are not the migration's to remove (copy_blobs would).
+            known = {blob.file_id for blob in snapshot_blobs}
+            for region in moved:
+                if any(key not in known for key in blobs.iter_objects(region)):
+                    raise Conflict(f"Target region {region} is not where it was when this migration began, and "
+                                   "holds files of another store; give it back its first place, or an empty "
+                                   "bucket or prefix. Nothing more was copied.")
+            _put_meta(MIGRATION_SOURCE, json.dumps({**marker, "regions": {**marker.get("regions", {}), **places}}))
         return
     if marker is not None:
         raise Conflict(f"The target database {where} holds a migration of another store ({marker.get('source')}, "
@@ -246,15 +261,14 @@ def claim_target(target: Settings, identity: str, source_label: str, blobs: Blob
             raise Conflict(f"Target region {region} already holds files of another store; nothing was copied. "
                            "Give it an empty bucket, or another prefix (s3://BUCKET/PREFIX).")
     with Meta._meta.database.atomic():
-        Meta.insert(key=MIGRATION_SOURCE, value=json.dumps({"id": identity, "source": source_label,
-                                                            "startedAt": time.time()})).execute()
+        _put_meta(MIGRATION_SOURCE, json.dumps({"id": identity, "source": source_label, "startedAt": time.time(),
+                                                "regions": places}))
         _put_meta(MIGRATION_STATE, "copying")
 
 
-def copy_blobs(snapshot: Snapshot, source: Settings, blobs: BlobStore, result: MigrationResult,
+def copy_blobs(wanted: list[SourceBlob], source: Settings, blobs: BlobStore, result: MigrationResult,
                progress: Progress, say: Say) -> None:
-    """Streams every blob not yet in the target from its folder, verified by size and SHA-256."""
-    wanted = snapshot.blobs()
+    """Streams every blob of `wanted` not yet in the target from its folder, verified by size and SHA-256."""
     present: set[tuple[str, str]] = set()
     for region in sorted({blob.region for blob in wanted}):
         present |= {(region, key) for key in blobs.iter_objects(region)}
@@ -406,14 +420,18 @@ def migrate_store(source: Settings, target: Settings, *, say: Say, progress: Pro
         threads = HelperThreads(hashing=ThreadPoolExecutor(1, thread_name_prefix="lockr-hash"),
                                 uploads=ThreadPoolExecutor(2, thread_name_prefix="lockr-s3-part"))
         try:
-            # Every unfinished write in the target is this migration's (its regions were empty when it
-            # began): clear_temp may abort them all, however young (session_expiry 0).
-            blobs = make_blob_store(target.replace(session_expiry=0))
+            # The regions the source's files name, and only those: they were empty when the migration began,
+            # so every unfinished write in them is the migration's, and clear_temp may abort them all,
+            # however young (session_expiry 0). The target's other regions are left alone.
+            used = tuple((name, where) for name, where in target.regions if name in regions)
+            blobs = make_blob_store(target.replace(regions=used, session_expiry=0))
             blobs.use_threads(threads)
-            claim_target(target, source_identity(source, secret), f"{source.data_dir}", blobs, regions, result)
+            wanted = snapshot.blobs()
+            claim_target(target, source_identity(source, secret), f"{source.data_dir}", blobs, regions, wanted,
+                         result)
             if not result.already_done:
-                say(f"copying {snapshot.count(StoredFile)} files' bytes")
-                copy_blobs(snapshot, source, blobs, result, progress, say)
+                say(f"copying the bytes of {len(wanted)} blob files (smaller files are rows of the database)")
+                copy_blobs(wanted, source, blobs, result, progress, say)
                 result.leftovers_removed += blobs.clear_temp()
                 say("copying the accounts, tokens, files and keys (one transaction)")
                 copy_rows(snapshot, secret, target_database, result)
