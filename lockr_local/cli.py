@@ -114,10 +114,11 @@ def build_parser() -> argparse.ArgumentParser:
     _server_options(check)
     check.set_defaults(handler=server_cmds.fsck)
 
-    from lockr_local.commands import backup_cmds, guest_cmds, rclone_cmds
+    from lockr_local.commands import backup_cmds, guest_cmds, migrate_cmds, rclone_cmds
 
     guest_cmds.add_commands(commands, _server_options)
     backup_cmds.add_commands(commands, _server_options)
+    migrate_cmds.add_commands(commands, _server_options)
 
     rclone_cmds.add_command(commands, rclone_cmds.rclone_config)
     _add_client_commands(commands)

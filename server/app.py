@@ -31,7 +31,7 @@ from lockr_local.server.handlers.watchdog import BodyWatchdogs
 from lockr_local.server.httpserver import SMALL_READ, LockrHTTPServer
 from lockr_local.server.accesslog import bytes_sent, log_access
 from lockr_local.server.metrics import Metrics
-from lockr_local.server.models import is_postgresql
+from lockr_local.server.models import is_postgresql, refuse_unfinished_migration
 from lockr_local.server.private import make_private_dir
 from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
 from lockr_local.server.security import Signer, existing_secret, load_or_create_secret
@@ -47,6 +47,11 @@ def build_context(settings: Settings) -> ServerContext:
     """Opens the store named by the settings: data folder, database, blob regions, secret."""
     data_dir = make_private_dir(Path(settings.data_dir))
     db = Database(settings.database_url)
+    try:
+        db.run_sync(refuse_unfinished_migration)
+    except BaseException:
+        db.close()
+        raise
     blobs = make_blob_store(settings)
     signer = Signer(signing_secret(settings, data_dir, db))
     db.run_sync(protect_raw_session_keys, signer)

@@ -52,10 +52,14 @@ def store_database(settings: Settings) -> Path:
     return path
 
 
-def snapshot_database(source: Path, target: Path) -> None:
-    """A consistent copy of a live database through SQLite's backup API (all pages in one step)."""
+def snapshot_database(source: Path, target: Path, *, untouched: bool = False) -> None:
+    """A consistent copy of a live database through SQLite's backup API (all pages in one step). With
+    `untouched`, for a stopped store whose database holds everything (no -wal beside it), no -wal or -shm
+    file is made beside the source either (SQLite's read-only mode makes them)."""
     create_private_file(target)
-    src = sqlite3.connect(source.resolve().as_uri() + "?mode=ro", uri=True, timeout=30)
+    wal = source.with_name(source.name + "-wal")
+    mode = "immutable=1" if untouched and not wal.exists() else "mode=ro"
+    src = sqlite3.connect(source.resolve().as_uri() + "?" + mode, uri=True, timeout=30)
     try:
         dst = sqlite3.connect(target)
         try:
@@ -89,8 +93,8 @@ def backup_store(settings: Settings, dest: Path, say: Callable[[str], None] = la
         vanished: list[str] = []
         roots = settings.region_paths
         for file_id, region in rows:
-            source = _object_path(roots[region], file_id) if region in roots else None
-            target = _object_path(dest / REGIONS / region, file_id)
+            source = object_path(roots[region], file_id) if region in roots else None
+            target = object_path(dest / REGIONS / region, file_id)
             try:
                 if source is None:
                     raise FileNotFoundError(file_id)
@@ -156,7 +160,7 @@ def restore_store(source: Path, settings: Settings) -> dict[str, object]:
 
 # -- plumbing ---------------------------------------------------------------------------------------
 
-def _object_path(root: Path, file_id: str) -> Path:
+def object_path(root: Path, file_id: str) -> Path:
     """Where the filesystem blob store keeps an object (filestore.FileBlobStore.path)."""
     return root / "objects" / file_id[:2] / file_id
 

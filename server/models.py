@@ -66,6 +66,10 @@ SCHEMA_VERSION = 6
 # A Meta key set when a store from before schema 5 is upgraded: its upload sessions still hold raw
 # keyHashes, which need the server secret to protect (sessions.protect_raw_session_keys, at start-up).
 RAW_SESSION_KEYS = "raw_session_keys"
+# Meta keys of `lockr-local migrate` (server/migrate.py) in the store it copies into: which store it copies
+# (JSON) and how far it is ("copying", then "done" in the transaction that writes the copied rows).
+MIGRATION_SOURCE = "migration_source"
+MIGRATION_STATE = "migration_state"
 
 
 class BaseModel(peewee.Model):
@@ -238,6 +242,15 @@ class LoginBucket(BaseModel):
 
 ALL_MODELS: tuple[type[BaseModel], ...] = (Account, ApiToken, LoginAddress, StoredFile, InlineBlob, UploadSession,
                                             DavFolder, IdempotencyKey, Meta, LoginBucket)
+
+
+def refuse_unfinished_migration() -> None:
+    """Refuses to serve a database that `lockr-local migrate` is still copying into: its rows come last,
+    in one transaction that replaces whatever is there, so a server started earlier would lose its writes."""
+    row = Meta.get_or_none(Meta.key == MIGRATION_STATE)
+    if row is not None and row.value != "done":
+        raise StoreUnusable("This database is the target of a 'lockr-local migrate' that has not finished; run "
+                            "the same migrate command again to finish it, then start the server.")
 
 
 def for_update(query: peewee.Select) -> peewee.Select:

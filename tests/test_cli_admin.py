@@ -111,7 +111,9 @@ def test_serve_on_a_port_in_use_says_so_in_one_line_and_creates_nothing(tmp_path
 ADMIN_COMMANDS = [["user", "list"], ["user", "add", "ann", "--email", "ann@example.com", "--password-stdin"],
                   ["user", "passwd", "ann", "--password-stdin"], ["user", "quota", "ann", "1GB"],
                   ["user", "rename", "ann", "anna"], ["user", "delete", "ann", "--yes"], ["token", "create", "ann"],
-                  ["token", "revoke", "lkr_x"], ["fsck"], ["fsck", "--repair"], ["backup", "{tmp}/backup"]]
+                  ["token", "revoke", "lkr_x"], ["fsck"], ["fsck", "--repair"], ["backup", "{tmp}/backup"],
+                  ["migrate", "--to-database-url", "postgresql://lockr@127.0.0.1:9/lockr", "--to-region",
+                   "local=s3://lockr-blobs/local"]]
 
 
 @pytest.mark.parametrize("command", ADMIN_COMMANDS, ids=" ".join)

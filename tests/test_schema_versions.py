@@ -48,6 +48,7 @@ def newer_store(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ["token", "create", "nadia"],
     ["fsck"],
     ["backup", "{tmp}/backup"],
+    ["migrate", "--to-database-url", "postgresql://lockr@127.0.0.1:9/lockr", "--to-region", "local=s3://lockr-b/x"],
 ], ids=lambda command: " ".join(command[:2]))
 def test_store_of_a_newer_version_is_refused_with_the_versions(newer_store, tmp_path, command):
     args = [part.replace("{tmp}", str(tmp_path)) for part in command]

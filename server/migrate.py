@@ -1,0 +1,446 @@
+"""`lockr-local migrate`: a single-box store (SQLite + folder regions) copied into PostgreSQL + bucket regions.
+
+The steps are ordered so that a run cut off at any moment (Ctrl-C, SIGKILL, a lost connection) leaves a
+target that the same command, run again, finishes without copying anything twice:
+
+1. The source database is copied through SQLite's backup API into a temporary folder (and upgraded there
+   when it is from an older schema). The store itself is only read, and locked against a server starting
+   on it meanwhile (what that server stored would be left behind).
+2. The target database is opened (its tables made) and must be empty or this very source's unfinished
+   migration; two Meta rows say so from then on (models.MIGRATION_SOURCE, MIGRATION_STATE), and a server
+   refuses to start on it until the migration is done.
+3. Blobs: each file's bytes stream from its folder into the target region of the same name, hashed on
+   the way, and are committed only when size and SHA-256 match the file's row. A blob already in the
+   target is not copied again: a commit is atomic (a completed multipart upload, an os.replace), so one
+   that is there is whole and verified.
+4. Rows: in ONE transaction the target's rows are replaced by the snapshot's, id sequences moved past the
+   copied ids, quota counters recounted, the signing secret stored (links signed before verify, key hashes
+   and login-address tags stay valid) and the state set to done. Cut off, the transaction leaves nothing.
+5. `fsck --verify` of the target (check_store).
+
+Unfinished upload sessions are not moved: their bytes are partial files in the source's folders, while in
+a bucket they would have to be an unfinished multipart upload with a saved hash state (s3store.py). Their
+uploaders start those uploads again. Finished sessions' tombstones move (a status query still answers 201).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import sqlite3
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+import peewee
+
+from lockr_local.config import Settings
+from lockr_local.errors import BadRequest, Conflict, StoreUnusable
+from lockr_local.server.backup import object_path, snapshot_database
+from lockr_local.server.blobstore import BlobLocation, BlobStore, HelperThreads, make_blob_store
+from lockr_local.server.cluster import SECRET_KEY
+from lockr_local.server.fsck import FsckReport, check_store
+from lockr_local.server.models import (
+    MIGRATION_SOURCE, MIGRATION_STATE, SCHEMA_VERSION, Account, ApiToken, BaseModel, DavFolder, IdempotencyKey, InlineBlob,
+    LoginAddress, Meta, StoredFile, UploadSession, check_schema_version, is_postgresql, open_database, sqlite_file, without_password,
+)
+from lockr_local.server.security import existing_secret
+
+READ_BLOCK = 1024 * 1024
+# Rows go to the target in batches of this many, or of this many bytes (inline files' bytes are rows).
+BATCH_ROWS = 500
+BATCH_BYTES = 8 * 2**20
+# The tables that make a store, parents before children; LoginBucket is left out (SQLite stores count
+# login attempts in memory) and Meta is copied key by key.
+STORE_TABLES: tuple[type[BaseModel], ...] = (Account, ApiToken, LoginAddress, StoredFile, InlineBlob, DavFolder,
+                                             UploadSession, IdempotencyKey)
+# Meta keys the target keeps its own value of (or this module writes).
+_OWN_META = {"schema_version", SECRET_KEY, MIGRATION_SOURCE, MIGRATION_STATE}
+
+Say = Callable[[str], None]
+Progress = Callable[[int, int], None]
+
+
+@dataclass(frozen=True)
+class SourceBlob:
+    file_id: str
+    region: str
+    size: int
+    sha256: str
+
+
+@dataclass
+class MigrationResult:
+    """What a run did, for the summary."""
+
+    already_done: bool = False
+    resumed: bool = False
+    rows: dict[str, int] = field(default_factory=dict)  # table -> rows in the target
+    blobs: int = 0
+    blobs_copied: int = 0
+    blobs_present: int = 0  # copied by an earlier, interrupted run
+    bytes_copied: int = 0
+    bytes_total: int = 0
+    leftovers_removed: int = 0
+    dropped_sessions: int = 0
+    dropped_session_bytes: int = 0
+    secret_moved: bool = False
+    report: FsckReport | None = None
+
+
+class Snapshot:
+    """The source database as of one moment, in a temporary folder: read with plain sqlite3 (the models
+    are bound to the target while it is read)."""
+
+    def __init__(self, source: Path) -> None:
+        self.folder = Path(tempfile.mkdtemp(prefix="lockr-migrate-"))
+        self.path = self.folder / "source.db"
+        try:
+            snapshot_database(source, self.path, untouched=True)
+            with sqlite3.connect(self.path) as copy:
+                row = copy.execute(f'SELECT "value" FROM "{Meta._meta.table_name}" WHERE "key" = ?',
+                                   ("schema_version",)).fetchone()
+            check_schema_version(int(row[0]) if row else SCHEMA_VERSION, str(source))
+            # An older schema is upgraded in the copy, by the same code a server would run, on a thread of
+            # its own (models bind per thread: this thread's models speak to the target).
+            with ThreadPoolExecutor(1, thread_name_prefix="lockr-migrate-upgrade") as upgrade:
+                upgrade.submit(lambda: open_database("sqlite:///" + str(self.path)).close()).result()
+            self.connection = sqlite3.connect(self.path)
+        except BaseException:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            raise
+
+    def close(self) -> None:
+        self.connection.close()
+        shutil.rmtree(self.folder, ignore_errors=True)
+
+    def blobs(self) -> list[SourceBlob]:
+        f = StoredFile
+        return [SourceBlob(*row) for row in self.connection.execute(
+            f'SELECT "{f.file_id.column_name}", "{f.region.column_name}", "{f.size.column_name}", '
+            f'"{f.sha256.column_name}" FROM "{f._meta.table_name}" WHERE NOT COALESCE("{f.inline.column_name}", 0) '
+            f'ORDER BY "{f.seq.column_name}"')]
+
+    def region_names(self) -> set[str]:
+        """Every region a row names: files (blob or inline: download URLs carry it), accounts' defaults,
+        finished sessions."""
+        names = {row[0] for row in self.connection.execute(
+            f'SELECT DISTINCT "{StoredFile.region.column_name}" FROM "{StoredFile._meta.table_name}"')}
+        names |= {row[0] for row in self.connection.execute(
+            f'SELECT DISTINCT "{Account.default_region.column_name}" FROM "{Account._meta.table_name}" '
+            f'WHERE "{Account.default_region.column_name}" IS NOT NULL')}
+        names |= {row[0] for row in self.connection.execute(
+            f'SELECT DISTINCT "{UploadSession.region.column_name}" FROM "{UploadSession._meta.table_name}" '
+            f'WHERE "{UploadSession.completed_at.column_name}" IS NOT NULL')}
+        return names
+
+    def unfinished_sessions(self) -> tuple[int, int]:
+        row = self.connection.execute(
+            f'SELECT COUNT(*), COALESCE(SUM("{UploadSession.offset.column_name}"), 0) FROM '
+            f'"{UploadSession._meta.table_name}" WHERE "{UploadSession.completed_at.column_name}" IS NULL').fetchone()
+        return int(row[0]), int(row[1])
+
+    def rows(self, model: type[BaseModel]) -> Iterator[tuple[Any, ...]]:
+        """The model's rows as tuples in `model._meta.sorted_fields` order, by primary key; an InlineBlob row
+        has its file's recorded sha256 after them, to check the bytes by."""
+        table = model._meta.table_name
+        columns = ", ".join(f'"{table}"."{field.column_name}"' for field in model._meta.sorted_fields)
+        key = model._meta.primary_key
+        assert isinstance(key, peewee.Field)  # every store table has one (peewee says False for none)
+        query = f'SELECT {columns} FROM "{table}"'
+        if model is UploadSession:
+            query += f' WHERE "{UploadSession.completed_at.column_name}" IS NOT NULL'
+        elif model is InlineBlob:
+            files = StoredFile._meta.table_name
+            query = (f'SELECT {columns}, "{files}"."{StoredFile.sha256.column_name}" FROM "{table}" LEFT JOIN '
+                     f'"{files}" ON "{files}"."{StoredFile.file_id.column_name}" = "{table}"."{key.column_name}"')
+        # Row by row (sqlite3 fetches lazily): an inline file's bytes may be up to 16 MiB.
+        yield from self.connection.execute(f'{query} ORDER BY "{table}"."{key.column_name}"')
+
+    def meta(self) -> dict[str, str]:
+        return dict(self.connection.execute(f'SELECT "key", "value" FROM "{Meta._meta.table_name}"'))
+
+
+def source_secret(settings: Settings) -> bytes | None:
+    """The secret the source signs with: `secret_key` when set, else its data folder's secret.key."""
+    return settings.secret_key.encode("utf-8") if settings.secret_key else existing_secret(Path(settings.data_dir))
+
+
+def source_identity(settings: Settings, secret: bytes | None) -> str:
+    """What recognises the same source on a second run, without revealing its secret."""
+    if secret is not None:
+        return hashlib.sha256(b"lockr-migrate-source:" + secret).hexdigest()[:32]
+    return hashlib.sha256(str(sqlite_file(settings.database_url)).encode()).hexdigest()[:32]
+
+
+def check_plan(source: Settings, target: Settings, snapshot: Snapshot, secret: bytes | None) -> None:
+    """Everything that would stop the migration, checked before anything is written anywhere."""
+    if not is_postgresql(target.database_url):
+        raise BadRequest("The target database must be PostgreSQL (postgresql://USER@HOST:PORT/DATABASE); to copy "
+                         "a store to another single box, use 'lockr-local backup' and 'lockr-local restore'.")
+    needed = snapshot.region_names()
+    missing = sorted(needed - {name for name, _ in target.regions})
+    if missing:
+        raise BadRequest(f"The source stores files in region{'s' if len(missing) > 1 else ''} {', '.join(missing)}, "
+                         f"which the target lacks (it has {', '.join(name for name, _ in target.regions)}); "
+                         f"name each with --to-region NAME=s3://BUCKET/PREFIX?endpoint=... (or in the target's "
+                         f"regions setting). Nothing was copied.")
+    from_buckets = sorted(needed & set(source.bucket_regions))
+    if from_buckets:
+        raise BadRequest(f"Region {', '.join(from_buckets)} of the source is a bucket already; migrate copies "
+                         "a single box's folder regions.")
+    same = sorted(name for name, path in target.region_paths.items()
+                  if path.resolve() in {p.resolve() for p in source.region_paths.values()})
+    if same:
+        raise BadRequest(f"Target region {', '.join(same)} is a folder of the source store; give the target "
+                         "regions of its own (buckets).")
+    if target.secret_key and secret is not None and target.secret_key.encode("utf-8") != secret:
+        raise BadRequest("The target's secret_key setting differs from the source's secret, so links signed "
+                         "before and stored key hashes would stop working: remove secret_key from the target's "
+                         "settings (migrate moves the source's secret into the database), or set it to the "
+                         "source's.")
+
+
+def _store_rows() -> int:
+    return sum(1 for model in STORE_TABLES if model.select().exists())
+
+
+def _put_meta(key: str, value: str) -> None:
+    Meta.insert(key=key, value=value).on_conflict(conflict_target=[Meta.key], update={Meta.value: value}).execute()
+
+
+def _meta(key: str) -> str | None:
+    row = Meta.get_or_none(Meta.key == key)
+    return None if row is None else str(row.value)
+
+
+def region_places(target: Settings, regions: set[str]) -> dict[str, str]:
+    """Where each target region is, as a digest of its setting (which may hold credentials)."""
+    where = dict(target.regions)
+    return {name: hashlib.sha256(where[name].encode()).hexdigest()[:16] for name in sorted(regions)}
+
+
+def claim_target(target: Settings, identity: str, source_label: str, blobs: BlobStore, regions: set[str],
+                 snapshot_blobs: list[SourceBlob], result: MigrationResult) -> None:
+    """Refuses a target that holds anything but an unfinished (or finished) migration of this source;
+    marks a fresh one as this source's migration."""
+    where = without_password(target.database_url)
+    marker = json.loads(_meta(MIGRATION_SOURCE) or "null")
+    state = _meta(MIGRATION_STATE)
+    places = region_places(target, regions)
+    if marker is not None and marker.get("id") == identity:
+        result.already_done = state == "done"
+        result.resumed = not result.already_done
+        moved = sorted(name for name, place in places.items() if marker.get("regions", {}).get(name) != place)
+        if result.resumed and moved:
+            # A region given another place since the migration began: it was not checked empty then, so its
+            # objects that no source file names are not the migration's to remove (copy_blobs would).
+            known = {blob.file_id for blob in snapshot_blobs}
+            for region in moved:
+                if any(key not in known for key in blobs.iter_objects(region)):
+                    raise Conflict(f"Target region {region} is not where it was when this migration began, and "
+                                   "holds files of another store; give it back its first place, or an empty "
+                                   "bucket or prefix. Nothing more was copied.")
+            _put_meta(MIGRATION_SOURCE, json.dumps({**marker, "regions": {**marker.get("regions", {}), **places}}))
+        return
+    if marker is not None:
+        raise Conflict(f"The target database {where} holds a migration of another store ({marker.get('source')}, "
+                       f"{'finished' if state == 'done' else 'unfinished'}); nothing was copied. Migrate this "
+                       "store into a new, empty database (createdb, then --to-database-url).")
+    if _store_rows():
+        raise Conflict(f"The target database {where} already holds a lockr-local store ({Account.select().count()} "
+                       f"accounts, {StoredFile.select().count()} files) that is not a migration of this one; "
+                       "nothing was copied. Migrate into a new, empty database (createdb, then "
+                       "--to-database-url), or drop that store's database first if it is unwanted.")
+    for region in sorted(regions):
+        if next(iter(blobs.iter_objects(region)), None) is not None:
+            raise Conflict(f"Target region {region} already holds files of another store; nothing was copied. "
+                           "Give it an empty bucket, or another prefix (s3://BUCKET/PREFIX).")
+    with Meta._meta.database.atomic():
+        _put_meta(MIGRATION_SOURCE, json.dumps({"id": identity, "source": source_label, "startedAt": time.time(),
+                                                "regions": places}))
+        _put_meta(MIGRATION_STATE, "copying")
+
+
+def copy_blobs(wanted: list[SourceBlob], source: Settings, blobs: BlobStore, result: MigrationResult,
+               progress: Progress, say: Say) -> None:
+    """Streams every blob of `wanted` not yet in the target from its folder, verified by size and SHA-256."""
+    present: set[tuple[str, str]] = set()
+    for region in sorted({blob.region for blob in wanted}):
+        present |= {(region, key) for key in blobs.iter_objects(region)}
+    result.blobs = len(wanted)
+    result.bytes_total = sum(blob.size for blob in wanted)
+    todo = [blob for blob in wanted if (blob.region, blob.file_id) not in present]
+    result.blobs_present = len(wanted) - len(todo)
+    done = result.bytes_total - sum(blob.size for blob in todo)
+    if result.blobs_present:
+        say(f"{result.blobs_present} of {len(wanted)} blobs are in the target already (an earlier run copied "
+            "them); copying the rest")
+    progress(done, result.bytes_total)
+    problems: list[str] = []
+    for blob in todo:
+        root = source.region_paths.get(blob.region)
+        if root is None:
+            problems.append(f"file {blob.file_id}: the source's settings have no folder for its region {blob.region}")
+            continue
+        path = object_path(root, blob.file_id)
+        try:
+            copied = copy_blob(path, blobs, blob, lambda n: progress(done + n, result.bytes_total))
+        except FileNotFoundError:
+            problems.append(f"file {blob.file_id}: its bytes are missing from {path.parent.parent.parent}")
+            continue
+        except ValueError as exc:
+            problems.append(f"file {blob.file_id}: {exc}")
+            continue
+        done += copied
+        result.blobs_copied += 1
+        result.bytes_copied += copied
+        progress(done, result.bytes_total)
+    # What an earlier run copied for files the source no longer has (deleted between the runs): the
+    # target's regions were empty when the migration began, so everything in them is the migration's.
+    keep = {(blob.region, blob.file_id) for blob in wanted}
+    for region, key in sorted(present - keep):
+        blobs.delete(BlobLocation(region, key))
+        result.leftovers_removed += 1
+    if problems:
+        raise StoreUnusable(f"{len(problems)} files of the source could not be copied, so the migration is not "
+                            "finished (the rest is copied; the target stays unusable until it finishes):\n  "
+                            + "\n  ".join(problems[:20]) + ("\n  ..." if len(problems) > 20 else "")
+                            + "\nRun 'lockr-local fsck --verify' on the source, restore or delete those files, "
+                              "then run this migrate command again.")
+
+
+def copy_blob(path: Path, blobs: BlobStore, blob: SourceBlob, copied: Callable[[int], None]) -> int:
+    """One blob, streamed in READ_BLOCK pieces (flat memory) and committed only if it is what its row says.
+    FileNotFoundError when its file is gone; ValueError when its bytes do not match."""
+    with open(path, "rb") as handle:
+        writer = blobs.new_writer(BlobLocation(blob.region, blob.file_id), rclone_digests=False)
+        committed = False
+        try:
+            while block := handle.read(READ_BLOCK):
+                writer.write(block)
+                copied(writer.bytes_written)
+            if writer.bytes_written != blob.size:
+                raise ValueError(f"its bytes in the source are {writer.bytes_written} long, its row says {blob.size}")
+            if writer.sha256() != blob.sha256:
+                raise ValueError("its bytes in the source do not match its recorded sha256")
+            writer.commit()
+            committed = True
+        finally:
+            if not committed:
+                writer.abort()
+    return blob.size
+
+
+def copy_rows(snapshot: Snapshot, secret: bytes | None, target_database: peewee.Database,
+              result: MigrationResult) -> None:
+    """Replaces the target's rows by the snapshot's in one transaction, and marks the migration done."""
+    with target_database.atomic():
+        for model in reversed(STORE_TABLES):
+            model.delete().execute()
+        for model in STORE_TABLES:
+            fields = model._meta.sorted_fields
+            batch: list[tuple[Any, ...]] = []
+            size = 0
+            count = 0
+            for row in snapshot.rows(model):
+                if model is InlineBlob:
+                    file_id, data, recorded = row
+                    row = (file_id, data)
+                    if hashlib.sha256(data).hexdigest() != recorded:
+                        raise StoreUnusable(f"The bytes of small file {file_id} in the source database do not "
+                                            "match its recorded sha256; run 'lockr-local fsck --verify' on the "
+                                            "source. The migration is not finished.")
+                batch.append(row)
+                size += sum(len(value) for value in row if isinstance(value, bytes))
+                if len(batch) >= BATCH_ROWS or size >= BATCH_BYTES:
+                    model.insert_many(batch, fields=fields).execute()
+                    count += len(batch)
+                    batch, size = [], 0
+            if batch:
+                model.insert_many(batch, fields=fields).execute()
+                count += len(batch)
+            result.rows[model._meta.table_name] = count
+        _advance_sequences(target_database)
+        _recount_quotas(target_database)
+        for key, value in snapshot.meta().items():
+            if key not in _OWN_META:
+                _put_meta(key, value)
+        if secret is not None:
+            _put_meta(SECRET_KEY, secret.hex())
+            result.secret_moved = True
+        _put_meta(MIGRATION_STATE, "done")
+
+
+def _advance_sequences(database: peewee.Database) -> None:
+    """Rows came with their ids, which PostgreSQL's sequences did not hand out: the next new row must get
+    an id past the copied ones."""
+    for model in STORE_TABLES:
+        key = model._meta.primary_key
+        if isinstance(key, peewee.AutoField):
+            table, column = model._meta.table_name, key.column_name
+            database.execute_sql(f"SELECT setval(pg_get_serial_sequence(%s, %s), "
+                                 f'COALESCE((SELECT MAX("{column}") FROM "{table}"), 0) + 1, false)',
+                                 (f'"{table}"', column))
+
+
+def _recount_quotas(database: peewee.Database) -> None:
+    """Used and reserved bytes from the rows, as fsck counts them: the unfinished sessions left behind held
+    reservations."""
+    accounts, files, sessions = (Account._meta.table_name, StoredFile._meta.table_name,
+                                 UploadSession._meta.table_name)
+    database.execute_sql(
+        f'UPDATE "{accounts}" SET "{Account.used_bytes.column_name}" = COALESCE((SELECT SUM("{StoredFile.size.column_name}") '
+        f'FROM "{files}" WHERE "{StoredFile.owner.column_name}" = "{accounts}"."id"), 0), '
+        f'"{Account.reserved_bytes.column_name}" = COALESCE((SELECT SUM("{UploadSession.reserved.column_name}") FROM '
+        f'"{sessions}" WHERE "{UploadSession.owner.column_name}" = "{accounts}"."id"), 0)')
+
+
+def migrate_store(source: Settings, target: Settings, *, say: Say, progress: Progress) -> MigrationResult:
+    """Copies the store of `source` into `target` (see the module docstring); the caller holds the source's
+    data-folder lock. Ends with fsck --verify of the target, in `result.report`."""
+    database = sqlite_file(source.database_url)
+    if database is None:
+        raise BadRequest("migrate copies a single-box store (database_url a SQLite file); this source's database "
+                         "is already elsewhere.")
+    result = MigrationResult()
+    secret = source_secret(source)
+    say("taking a snapshot of the source database")
+    snapshot = Snapshot(database)
+    try:
+        check_plan(source, target, snapshot, secret)
+        regions = snapshot.region_names()
+        result.dropped_sessions, result.dropped_session_bytes = snapshot.unfinished_sessions()
+        say(f"opening the target database {without_password(target.database_url)}")
+        target_database = open_database(target.database_url)
+        threads = HelperThreads(hashing=ThreadPoolExecutor(1, thread_name_prefix="lockr-hash"),
+                                uploads=ThreadPoolExecutor(2, thread_name_prefix="lockr-s3-part"))
+        try:
+            # The regions the source's files name, and only those: they were empty when the migration began,
+            # so every unfinished write in them is the migration's, and clear_temp may abort them all,
+            # however young (session_expiry 0). The target's other regions are left alone.
+            used = tuple((name, where) for name, where in target.regions if name in regions)
+            blobs = make_blob_store(target.replace(regions=used, session_expiry=0))
+            blobs.use_threads(threads)
+            wanted = snapshot.blobs()
+            claim_target(target, source_identity(source, secret), f"{source.data_dir}", blobs, regions, wanted,
+                         result)
+            if not result.already_done:
+                say(f"copying the bytes of {len(wanted)} blob files (smaller files are rows of the database)")
+                copy_blobs(wanted, source, blobs, result, progress, say)
+                result.leftovers_removed += blobs.clear_temp()
+                say("copying the accounts, tokens, files and keys (one transaction)")
+                copy_rows(snapshot, secret, target_database, result)
+            say("checking the target (fsck --verify)")
+            result.report = check_store(target_database, blobs, verify=True,
+                                        private=list(target.region_paths.values()))
+        finally:
+            threads.shutdown()
+            target_database.close()
+    finally:
+        snapshot.close()
+    return result
