@@ -34,6 +34,12 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", metavar="TOKEN", help="API token (default: LOCKR_TOKEN, then the keyring)")
 
 
+def _duration(text: str) -> int:
+    from lockr_local.commands.share_cmds import duration
+
+    return duration(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lockr_local.commands import server_cmds
 
@@ -92,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
     create = tokens.add_parser("create", help="issue a new token for an account and print it")
     create.add_argument("name", help="the username")
     create.add_argument("--label", default="cli", help="a note to recognise the token by")
+    create.add_argument("--expires", metavar="DURATION", type=_duration,
+                        help="the token stops working after this long: seconds or 90m, 12h, 30d, 1w "
+                             "(default: until revoked)")
     _server_options(create)
     create.set_defaults(handler=server_cmds.token_create)
     token_listing = tokens.add_parser("list", help="list an account's tokens: id, prefix, name, last use")

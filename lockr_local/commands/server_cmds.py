@@ -274,9 +274,24 @@ def user_delete(args: argparse.Namespace) -> int:
 
 
 def token_create(args: argparse.Namespace) -> int:
+    """Prints a new token on stdout (one line); with --expires, says on stderr when it stops working."""
+    import time
+
+    from lockr_local.server.service import MAX_TOKEN_LIFETIME
+    from lockr_local.server.wire import iso8601
+
+    if args.expires is not None and args.expires > MAX_TOKEN_LIFETIME:
+        print(f"lockr-local: --expires is at most {MAX_TOKEN_LIFETIME // 86400}d (ten years); leave it out for a "
+              "token that lasts until revoked.", file=sys.stderr)
+        return ExitStatus.USAGE
     with local_store(args) as service:
         account = service.account_by_username(args.name)
-        print(service.create_token(account.id, args.label))
+        now = time.time()
+        token = service.create_token(account.id, args.label, args.expires, now)
+    if args.expires is not None:
+        print(f"This token works until {iso8601(now + args.expires)}; then it answers 401 token_expired.",
+              file=sys.stderr)
+    print(token)
     return ExitStatus.OK
 
 
@@ -292,9 +307,10 @@ def token_list(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(tokens, indent=1))
         return ExitStatus.OK
-    rows = [("ID", "PREFIX", "NAME", "CREATED", "LAST USED", "STATE")]
+    rows = [("ID", "PREFIX", "NAME", "CREATED", "LAST USED", "EXPIRES", "STATE")]
     rows += [(str(t["id"]), t["prefix"], t["name"] or "-", t["createdAt"][:16].replace("T", " "),
-              (t["lastUsedAt"] or "never")[:16].replace("T", " "), "revoked" if t["revoked"] else "active")
+              (t["lastUsedAt"] or "never")[:16].replace("T", " "), (t["expiresAt"] or "never")[:16].replace("T", " "),
+              "revoked" if t["revoked"] else "expired" if t["expired"] else "active")
              for t in tokens]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
