@@ -93,6 +93,8 @@ def add_commands(subparsers: argparse._SubParsersAction, endpoint_options: Optio
                                    description="Delete files of your account by id, or by name when one file has it.")
     client_options(remove)
     remove.add_argument("ids", nargs="+", metavar="ID_OR_NAME")
+    remove.add_argument("--json", action="store_true",
+                        help="print the deleted files as a JSON array of {target, id}, even when another failed")
     remove.set_defaults(handler=rm_cmd)
 
     register = subparsers.add_parser(
@@ -102,6 +104,8 @@ def add_commands(subparsers: argparse._SubParsersAction, endpoint_options: Optio
     client_options(register)
     register.add_argument("target", metavar="ID_OR_LINK", help="the file id or its share link")
     register.add_argument("--claim", metavar="CODE", required=True, help="the claim code the upload gave")
+    register.add_argument("--json", action="store_true",
+                          help="print the file as JSON (ls --json's fields plus shareUrl)")
     register.set_defaults(handler=register_cmd)
 
     from lockr_local.commands import share_cmds
@@ -497,31 +501,45 @@ def register_cmd(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         info = client.register(file_id, args.claim)
     say(f"Added {info.name} ({format_size(info.size)}) to your files.")
-    print(info.share_url, flush=True)
+    if args.json:
+        print(json.dumps({**file_json(info), "shareUrl": info.share_url}, indent=1), flush=True)
+    else:
+        print(info.share_url, flush=True)
     return ExitStatus.OK
 
 
 @reporting
 def rm_cmd(args: argparse.Namespace) -> int:
-    status = ExitStatus.OK
-    with client_for(args) as client:
-        for target in args.ids:
-            from lockr_local.client import file_id_of
+    deleted: list[dict[str, str]] = []
+    try:
+        with client_for(args) as client:
+            return _rm_all(client, args, deleted)
+    finally:
+        # One JSON document for what was deleted, even when a later target failed.
+        if args.json:
+            print(json.dumps(deleted, indent=1), flush=True)
 
-            file_id = target
-            try:
-                file_id = file_id_of(target) or file_by_name(client, target).id
-                client.delete(file_id)
-            except ConnectionFailed as exc:
-                say(f"lockr-local: {exc.message}")
-                return ExitStatus.ERROR
-            except LockrError as exc:
-                say(f"lockr-local: {file_id}: {exc.message}")
-                if exc.status == 401:
-                    return ExitStatus.AUTH
-                status = ExitStatus.ERROR
-                continue
-            say(f"Deleted {target}" + (f" ({file_id})." if file_id != target else "."))
+
+def _rm_all(client: LockrClient, args: argparse.Namespace, deleted: list[dict[str, str]]) -> int:
+    from lockr_local.client import file_id_of
+
+    status = ExitStatus.OK
+    for target in args.ids:
+        file_id = target
+        try:
+            file_id = file_id_of(target) or file_by_name(client, target).id
+            client.delete(file_id)
+        except ConnectionFailed as exc:
+            say(f"lockr-local: {exc.message}")
+            return ExitStatus.ERROR
+        except LockrError as exc:
+            say(f"lockr-local: {file_id}: {exc.message}")
+            if exc.status == 401:
+                return ExitStatus.AUTH
+            status = ExitStatus.ERROR
+            continue
+        say(f"Deleted {target}" + (f" ({file_id})." if file_id != target else "."))
+        deleted.append({"target": target, "id": file_id})
     return status
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import signal
@@ -34,6 +35,8 @@ def add_commands(commands: argparse._SubParsersAction, client_options: Callable[
     sync.add_argument("--bwlimit", metavar="RATE", help="upload limit in bytes/s, e.g. 2MB (sync_bandwidth_limit)")
     sync.add_argument("--config", metavar="FILE", help="a TOML file of settings")
     sync.add_argument("-v", "--verbose", action="store_true", help="log every upload and deletion")
+    sync.add_argument("--json", action="store_true",
+                      help="with --status or --once: print the outcome as one JSON object")
     sync.set_defaults(handler=sync_command)
 
 
@@ -55,10 +58,14 @@ def _credentials(args: argparse.Namespace) -> tuple[str | None, str | None]:
 def sync_command(args: argparse.Namespace) -> int:
     settings = _settings(args)
     folder = Path(os.path.abspath(args.folder))
+    if args.json and not (args.status or args.once):
+        print("lockr-local sync: --json goes with --status or --once (a running agent prints no data)",
+              file=sys.stderr)
+        return ExitStatus.USAGE
     if args.status:
         from lockr_local.sync.options import state_dir
 
-        return _show_status(state_dir(settings), folder)
+        return _show_status(state_dir(settings), folder, args.json)
     endpoint, token = _credentials(args)
     if not endpoint:
         print("lockr-local sync: no endpoint; pass --endpoint URL or set LOCKR_ENDPOINT", file=sys.stderr)
@@ -80,8 +87,15 @@ def sync_command(args: argparse.Namespace) -> int:
         finally:
             agent.close()
         status = agent.status()
-        if plan.in_sync and not plan.skips and status.state is not SyncState.ERROR:
-            print(f"{folder}: in sync with {endpoint}")
+        in_sync = plan.in_sync and not plan.skips and status.state is not SyncState.ERROR
+        if args.json:
+            print(json.dumps({"folder": str(folder), "endpoint": endpoint, "inSync": in_sync,
+                              "summary": plan.summary(), "lastError": status.last_error,
+                              "skipped": [{"path": skip.path, "reason": skip.reason} for skip in plan.skips]},
+                             indent=1), flush=True)
+        if in_sync:
+            if not args.json:
+                print(f"{folder}: in sync with {endpoint}")
             return ExitStatus.OK
         print(f"{folder}: not in sync: {plan.summary()}", file=sys.stderr)
         for skip in plan.skips:
@@ -114,7 +128,7 @@ def _run_continuously(agent: "SyncAgent", folder: Path, endpoint: str) -> int:
     return ExitStatus.OK
 
 
-def _show_status(state_dir: Path, folder: Path) -> int:
+def _show_status(state_dir: Path, folder: Path, as_json: bool = False) -> int:
     from lockr_local.sync.agent import status_path
     from lockr_local.sync.status import describe, read_status
 
@@ -122,8 +136,11 @@ def _show_status(state_dir: Path, folder: Path) -> int:
     if status is None:
         print(f"{folder}: no sync agent has run for this folder", file=sys.stderr)
         return ExitStatus.ERROR
-    print(describe(status))
     running = _alive(status.pid)
+    if as_json:
+        print(json.dumps({**status.to_json(), "agentRunning": running}, indent=1), flush=True)
+        return ExitStatus.OK
+    print(describe(status))
     print("agent: running" if running else "agent: not running")
     return ExitStatus.OK
 
