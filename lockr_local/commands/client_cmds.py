@@ -141,6 +141,28 @@ def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+class BatchStopped(Exception):
+    """Ends a command's loop over items early, with the exit status it ends with (see item_failed)."""
+
+    def __init__(self, status: ExitStatus) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def item_failed(item: str, exc: LockrError) -> ExitStatus:
+    """Reports why one item of a loop over items (upload's files, rm's targets) failed, and returns the exit
+    status the command ends with when the loop goes on to the next item. Raises BatchStopped instead when
+    the next items would meet the same: no connection to the server (said without the item, it is not
+    about it) or credentials the server refused (401)."""
+    if isinstance(exc, ConnectionFailed):
+        say(f"lockr-local: {exc.message}")
+        raise BatchStopped(ExitStatus.ERROR) from exc
+    say(f"lockr-local: {item}: {exc.message}")
+    if exc.status == 401:
+        raise BatchStopped(ExitStatus.AUTH) from exc
+    return ExitStatus.ERROR
+
+
 def chunk_size_arg(text: str) -> int:
     """'8M', '256K', '1048576': binary units, and a multiple of 256 KiB as GCS requires."""
     units = {"K": 1024, "M": 1024**2, "G": 1024**3}
@@ -341,6 +363,8 @@ def upload_cmd(args: argparse.Namespace) -> int:
     try:
         with client:
             status = _upload_all(client, args, uploaded)
+    except BatchStopped as stopped:
+        status = stopped.status
     finally:
         # One JSON document for what did upload, even when a later file failed or the user interrupted.
         if args.json:
@@ -367,14 +391,8 @@ def _upload_all(client: LockrClient, args: argparse.Namespace, uploaded: list[di
             if path.stat().st_size >= client.direct_limit:
                 say(f"Interrupted: run the same command again to resume {path.name}.")
             raise
-        except ConnectionFailed as exc:
-            say(f"lockr-local: {exc.message}")  # the next files would meet the same
-            return ExitStatus.ERROR
         except LockrError as exc:
-            say(f"lockr-local: {name}: {exc.message}")
-            if exc.status == 401:
-                return ExitStatus.AUTH
-            status = ExitStatus.ERROR
+            status = item_failed(name, exc)
             continue
         say(f"Uploaded {path.name} ({format_size(info.size)}).")
         if info.claim_token:
@@ -514,6 +532,8 @@ def rm_cmd(args: argparse.Namespace) -> int:
     try:
         with client_for(args) as client:
             return _rm_all(client, args, deleted)
+    except BatchStopped as stopped:
+        return stopped.status
     finally:
         # One JSON document for what was deleted, even when a later target failed.
         if args.json:
@@ -529,14 +549,8 @@ def _rm_all(client: LockrClient, args: argparse.Namespace, deleted: list[dict[st
         try:
             file_id = file_id_of(target) or file_by_name(client, target).id
             client.delete(file_id)
-        except ConnectionFailed as exc:
-            say(f"lockr-local: {exc.message}")
-            return ExitStatus.ERROR
         except LockrError as exc:
-            say(f"lockr-local: {file_id}: {exc.message}")
-            if exc.status == 401:
-                return ExitStatus.AUTH
-            status = ExitStatus.ERROR
+            status = item_failed(file_id, exc)
             continue
         say(f"Deleted {target}" + (f" ({file_id})." if file_id != target else "."))
         deleted.append({"target": target, "id": file_id})
