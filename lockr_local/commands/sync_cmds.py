@@ -26,6 +26,10 @@ def add_commands(commands: argparse._SubParsersAction, client_options: Callable[
     sync.add_argument("folder", metavar="FOLDER", help="the folder to mirror")
     client_options(sync)
     sync.add_argument("--region", help="the region new uploads go to (default: the account's)")
+    sync.add_argument("--remote-folder", metavar="NAME",
+                      help="the remote folder FOLDER's files go under, such as laptop or backup/photos ('' or / "
+                           "for the top level; default: the folder's own name the first time, then what it was); "
+                           "one that overlaps another synced folder's is refused")
     sync.add_argument("--once", action="store_true",
                       help="reconcile once and exit: 0 when the remote matches, 3 with a summary otherwise")
     sync.add_argument("--status", action="store_true", help="show the status of the agent syncing FOLDER and exit")
@@ -72,12 +76,20 @@ def sync_command(args: argparse.Namespace) -> int:
         return ExitStatus.USAGE
     logging.basicConfig(level=logging.INFO if args.verbose or not args.once else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s", stream=sys.stderr)
+    from lockr_local.errors import InvalidName
     from lockr_local.sync.agent import SyncAgent
+    from lockr_local.sync.folders import FolderOverlap
     from lockr_local.sync.remote import RemoteUnavailable
     from lockr_local.sync.status import SyncState
 
-    agent = SyncAgent.from_settings(folder, endpoint, token, settings, region=args.region,
-                                    allow_deletions=args.allow_deletions, once=args.once)
+    try:
+        agent = SyncAgent.from_settings(folder, endpoint, token, settings, region=args.region,
+                                        allow_deletions=args.allow_deletions, once=args.once,
+                                        remote_folder=args.remote_folder)
+    except (FolderOverlap, InvalidName) as exc:
+        print(f"lockr-local sync: {exc.message}", file=sys.stderr)
+        return ExitStatus.USAGE
+    where = f"{endpoint} (remote folder {agent.remote_folder or '(top level)'})"
     if args.once:
         try:
             plan = agent.reconcile()
@@ -89,13 +101,14 @@ def sync_command(args: argparse.Namespace) -> int:
         status = agent.status()
         in_sync = plan.in_sync and not plan.skips and status.state is not SyncState.ERROR
         if args.json:
-            print(json.dumps({"folder": str(folder), "endpoint": endpoint, "inSync": in_sync,
+            print(json.dumps({"folder": str(folder), "endpoint": endpoint, "remoteFolder": agent.remote_folder,
+                              "inSync": in_sync,
                               "summary": plan.summary(), "lastError": status.last_error,
                               "skipped": [{"path": skip.path, "reason": skip.reason} for skip in plan.skips]},
                              indent=1), flush=True)
         if in_sync:
             if not args.json:
-                print(f"{folder}: in sync with {endpoint}")
+                print(f"{folder}: in sync with {where}")
             return ExitStatus.OK
         print(f"{folder}: not in sync: {plan.summary()}", file=sys.stderr)
         for skip in plan.skips:
@@ -103,7 +116,7 @@ def sync_command(args: argparse.Namespace) -> int:
         if status.last_error:
             print(f"  last error: {status.last_error}", file=sys.stderr)
         return ExitStatus.NOT_IN_SYNC
-    return _run_continuously(agent, folder, endpoint)
+    return _run_continuously(agent, folder, where)
 
 
 def _run_continuously(agent: "SyncAgent", folder: Path, endpoint: str) -> int:
