@@ -34,6 +34,12 @@ def _client_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--token", metavar="TOKEN", help="API token (default: LOCKR_TOKEN, then the keyring)")
 
 
+def _duration(text: str) -> int:
+    from lockr_local.commands.share_cmds import duration
+
+    return duration(text)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from lockr_local.commands import server_cmds
 
@@ -60,9 +66,11 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--email", required=True, help="the account's email address")
     add.add_argument("--password-stdin", action="store_true", help="read the password from standard input")
     add.add_argument("--quota", metavar="SIZE", help="storage quota such as 100GB (default: default_quota)")
+    add.add_argument("--json", action="store_true", help="print {username, email, quota, token} as JSON")
     _server_options(add)
     add.set_defaults(handler=server_cmds.user_add)
     listing = users.add_parser("list", help="list accounts with their usage")
+    listing.add_argument("--json", action="store_true", help="print the accounts as a JSON array")
     _server_options(listing)
     listing.set_defaults(handler=server_cmds.user_list)
     passwd = users.add_parser("passwd", help="set an account's password")
@@ -92,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
     create = tokens.add_parser("create", help="issue a new token for an account and print it")
     create.add_argument("name", help="the username")
     create.add_argument("--label", default="cli", help="a note to recognise the token by")
+    create.add_argument("--expires", metavar="DURATION", type=_duration,
+                        help="the token stops working after this long: seconds or 90m, 12h, 30d, 1w "
+                             "(default: until revoked)")
+    create.add_argument("--json", action="store_true", help="print {token, name, expiresAt} as JSON")
     _server_options(create)
     create.set_defaults(handler=server_cmds.token_create)
     token_listing = tokens.add_parser("list", help="list an account's tokens: id, prefix, name, last use")
@@ -111,6 +123,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--verify", action="store_true", help="re-hash every file (reads all bytes)")
     check.add_argument("--repair", action="store_true",
                        help="remove leftovers and recompute quotas (needs the server stopped)")
+    check.add_argument("--json", action="store_true", help="print the findings as one JSON object")
     _server_options(check)
     check.set_defaults(handler=server_cmds.fsck)
 

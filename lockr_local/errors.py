@@ -72,6 +72,14 @@ class Unauthorized(LockrError):
     default_message = "Missing or invalid credentials: send 'Authorization: Bearer TOKEN' or Basic auth."
 
 
+class TokenExpired(Unauthorized):
+    """A token past the expiry it was given when created (POST /api/v1/tokens expiresIn, token create --expires)."""
+
+    code = "token_expired"
+    default_message = ("That API token has expired; log in again ('lockr-local login') or make a new one on the "
+                       "account page.")
+
+
 class Forbidden(LockrError):
     status = 403
     code = "forbidden"

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Sequence, cast
+from typing import Any, Callable, Iterable, Sequence, cast
 
 import peewee
 
@@ -42,6 +44,12 @@ class FsckReport:
         return not (self.missing_bytes or self.wrong_size or self.corrupt or self.orphan_objects
                     or self.quota_mismatches or self.temp_leftovers or not self.database_ok
                     or self.username_clashes or self.loose_permissions)
+
+    def to_json(self) -> dict[str, Any]:
+        """`fsck --json`: every finding under its field's name in camelCase, and `clean`."""
+        fields = dataclasses.asdict(self)
+        return {"clean": self.clean, **{re.sub(r"_(\w)", lambda m: m.group(1).upper(), name): value
+                                         for name, value in fields.items()}}
 
     def lines(self) -> list[str]:
         out = [f"checked {self.files_checked} files" + (f", verified {self.bytes_verified} bytes"

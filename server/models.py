@@ -62,7 +62,8 @@ def bound_database() -> peewee.Database:
 # Schema 5: the LoginAddress table (create_tables makes it), one username regardless of case, claim
 # hashes for guest uploads, and upload sessions that keep only the keyHash's HMAC.
 # Schema 6: the IdempotencyKey table (create_tables makes it; nothing else changes).
-SCHEMA_VERSION = 6
+# Schema 7: ApiToken.expires_at, an optional expiry (null: the token lasts until revoked).
+SCHEMA_VERSION = 7
 # A Meta key set when a store from before schema 5 is upgraded: its upload sessions still hold raw
 # keyHashes, which need the server secret to protect (sessions.protect_raw_session_keys, at start-up).
 RAW_SESSION_KEYS = "raw_session_keys"
@@ -103,6 +104,7 @@ class ApiToken(BaseModel):
     created_at = peewee.DoubleField()
     last_used_at = peewee.DoubleField(null=True)
     revoked = peewee.BooleanField(default=False)
+    expires_at = peewee.DoubleField(null=True)
 
 
 class LoginAddress(BaseModel):
@@ -434,7 +436,7 @@ def upgrade_schema(database: peewee.Database) -> None:
     version = int(Meta.get_by_id("schema_version").value)
     # Schema 4 also added the InlineBlob table, schema 6 the IdempotencyKey table: create_tables makes them.
     for since, field in ((2, StoredFile.crc32), (3, StoredFile.crc32c), (4, StoredFile.inline),
-                         (5, StoredFile.claim_hash), (5, UploadSession.claim_hash)):
+                         (5, StoredFile.claim_hash), (5, UploadSession.claim_hash), (7, ApiToken.expires_at)):
         table = field.model._meta.table_name
         if version < since and field.column_name not in {column.name for column in database.get_columns(table)}:
             migrate(SchemaMigrator.from_database(database).add_column(table, field.column_name, field))

@@ -73,7 +73,8 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"token": {"type": "string"}, "username": {"type": "string"}, "email": {"type": "string"},
                        "quota": {"type": "integer"}},
     },
-    "Token": {"type": "object", "required": ["token"], "properties": {"token": {"type": "string"}}},
+    "Token": {"type": "object", "required": ["token"],
+              "properties": {"token": {"type": "string"}, "expiresAt": {"type": "string", "nullable": True}}},
     "Session": {
         "type": "object", "required": ["id", "uploadUrl", "downloadUrl", "expiresAt"],
         "properties": {"id": {"type": "string"}, "uploadUrl": {"type": "string"}, "downloadUrl": {"type": "string"},
@@ -218,7 +219,8 @@ PATHS: dict[str, Any] = {
                 "responses": {"200": {"description": "The tokens.", "content": {"application/json": {}}},
                               **_errors("401", "429")}},
         "post": {"summary": "Issue a new API token",
-                 "requestBody": _json_body({"name": {"type": "string"}}, []),
+                 "requestBody": _json_body({"name": {"type": "string"},
+                                            "expiresIn": {"type": "integer", "minimum": 1}}, []),
                  "responses": {"201": _json("Token", "The new token, shown once."), **_errors("400", "401", "429")}},
     },
     "/api/v1/tokens/{tokenId}": {
@@ -346,7 +348,11 @@ JSON_FIELD_RULES: dict[tuple[str, str], dict[str, dict[str, Any]]] = {
     ("/api/v1/upload/session", "post"): {
         "name": FILE_NAME, "size": {"minimum": 0, "example": 10, "description": "Bytes; within the plan and quota."},
         "type": MIME_TYPE, "region": REGION_NAME, "keyHash": KEY_HASH},
-    ("/api/v1/tokens", "post"): {"name": {"maxLength": 100, "example": "backup script"}},
+    ("/api/v1/tokens", "post"): {"name": {"maxLength": 100, "example": "backup script"},
+                                 "expiresIn": {"maximum": 3650 * 86400,  # service.MAX_TOKEN_LIFETIME "example": 2592000,
+                                               "description": "Seconds until the token stops working (401 "
+                                                              "token_expired), up to ten years; leave it out for "
+                                                              "a token that lasts until revoked."}},
     ("/api/v1/account/password", "post"): {"currentPassword": {"example": "correct horse battery"},
                                            "newPassword": PASSWORD},
     ("/api/v1/files/register", "post"): {"id": {"pattern": "^[0-9a-f]{32}$"}},

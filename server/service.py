@@ -19,7 +19,7 @@ from lockr_local.config import Settings
 from lockr_local.units import format_size
 from lockr_local.errors import (
     AlreadyExists, BadRequest, ClaimRequired, GuestKeyForbidden, GuestUploadsDisabled, KeyRequired, NotFound,
-    QuotaExceeded, TooLarge, Unauthorized, WrongClaim, WrongKey,
+    QuotaExceeded, TokenExpired, TooLarge, Unauthorized, WrongClaim, WrongKey,
 )
 from lockr_local.server.blobstore import BlobLocation, BlobStore, Digests
 from lockr_local.server.checks import StoredCheck
@@ -30,6 +30,7 @@ from lockr_local.server.models import Account, ApiToken, LoginAddress, StoredFil
 from lockr_local.server.numbers import parse_count
 from lockr_local.server.prepared import Prepared
 from lockr_local.server.security import Signer, claim_matches, new_claim_token, new_token, token_hash
+from lockr_local.server.wire import iso8601
 
 _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 # No control characters (PostgreSQL text cannot even hold NUL) and at most 254 characters (RFC 5321's
@@ -37,6 +38,21 @@ _USERNAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]{1,64}@[^@\s\x00-\x1f\x7f]{1,189}\.[^@\s\x00-\x1f\x7f]{1,60}")
 _EMAIL_MAX = 254
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# The longest lifetime a token may be given (ten years): past it, "never expires" is the honest choice.
+MAX_TOKEN_LIFETIME = 3650 * 86400
+
+
+def token_lifetime(requested: object) -> int | None:
+    """A new token's `expiresIn` (seconds), checked: None (no expiry) or a whole number 1..MAX_TOKEN_LIFETIME."""
+    if requested is None:
+        return None
+    if isinstance(requested, bool) or not isinstance(requested, int):
+        raise BadRequest('"expiresIn" must be a whole number of seconds, like {"expiresIn": 2592000} for 30 days, '
+                         "or left out for a token that lasts until revoked.", field="expiresIn")
+    if not 1 <= requested <= MAX_TOKEN_LIFETIME:
+        raise BadRequest(f'"expiresIn" must be between 1 and {MAX_TOKEN_LIFETIME} seconds (ten years); leave it '
+                         "out for a token that lasts until revoked.", field="expiresIn", max=MAX_TOKEN_LIFETIME)
+    return requested
 
 
 @dataclass(frozen=True)
@@ -158,7 +174,8 @@ class NewFile:
 
 # The queries every upload runs (see prepared.py for why their SQL is built only once).
 _TOKEN_ACCOUNT = Prepared(
-    lambda digest: (ApiToken.select(ApiToken.id, ApiToken.revoked, ApiToken.last_used_at, Account.id, Account.username,
+    lambda digest: (ApiToken.select(ApiToken.id, ApiToken.revoked, ApiToken.last_used_at, ApiToken.expires_at,
+                                    Account.id, Account.username,
                                     Account.email, Account.quota, Account.used_bytes, Account.reserved_bytes,
                                     Account.default_region, Account.created_at)
                     .join(Account).where(ApiToken.token_hash == digest).limit(1)), str)
@@ -319,16 +336,22 @@ class Service:
 
     # -- tokens -------------------------------------------------------------------------------
 
-    def _insert_token(self, account: Account | int, name: str) -> str:
+    def _insert_token(self, account: Account | int, name: str, expires_in: int | None = None,
+                      now: float | None = None) -> str:
         if _CONTROL.search(name):
             raise BadRequest("A token's name is a label without control characters.", field="name")
+        lifetime = token_lifetime(expires_in)
         token = new_token()
+        now = time.time() if now is None else now
         ApiToken.create(account=account, token_hash=token_hash(token), prefix=token[:10], name=name[:100],
-                        created_at=time.time())
+                        created_at=now, expires_at=now + lifetime if lifetime is not None else None)
         return token
 
-    def create_token(self, account_id: int, name: str = "") -> str:
-        return self._insert_token(account_id, name)
+    def create_token(self, account_id: int, name: str = "", expires_in: int | None = None,
+                     now: float | None = None) -> str:
+        """A new token for the account; `expires_in` seconds after `now` (default: this moment) it stops
+        working (401 token_expired)."""
+        return self._insert_token(account_id, name, expires_in, now)
 
     def revoke_token(self, token: str, account_id: int | None = None) -> bool:
         query = ApiToken.update(revoked=True).where(ApiToken.token_hash == token_hash(token))
@@ -346,20 +369,26 @@ class Service:
             raise NotFound("No such token.")
 
     def authenticate_token(self, token: str) -> Principal:
-        """The account a Bearer token belongs to; 401 for unknown or revoked tokens."""
+        """The account a Bearer token belongs to; 401 for unknown, revoked or expired tokens."""
         return self.token_account(token)[0]
 
     def token_account(self, token: str) -> tuple[Principal, AccountInfo]:
         """Who a Bearer token speaks for, with the account row joined in the same query (uploads read it
-        for their region and quota checks); 401 for unknown or revoked tokens."""
+        for their region and quota checks); 401 for unknown or revoked tokens, 401 token_expired for expired
+        ones. Every way a token is presented (API, WebDAV, uploads, the web pages' session) comes here."""
         db = ApiToken._meta.database
         row = _TOKEN_ACCOUNT.fetch_one(db, token_hash(token))
         if row is None:
             raise Unauthorized("That API token is not valid; log in again to get a new one.")
-        token_id, revoked, last_used_at, *account_columns = row
+        token_id, revoked, last_used_at, expires_at, *account_columns = row
         if revoked:
             raise Unauthorized("That API token was revoked; log in again to get a new one.")
         now = time.time()
+        if expires_at is not None and now >= expires_at:
+            raise TokenExpired(f"That API token expired at {iso8601(expires_at)}. Get a new one: log in again "
+                               "('lockr-local login'), make one on the account page (/account), or ask the "
+                               "server's admin ('lockr-local token create USERNAME --expires 30d').",
+                               expiredAt=iso8601(expires_at))
         if last_used_at is None or now - last_used_at > 60:
             ApiToken.update(last_used_at=now).where(ApiToken.id == token_id).execute()
         account = AccountInfo(*account_columns)

@@ -52,7 +52,11 @@ def session_json(session: SessionInfo, base_url: str) -> dict[str, Any]:
     return body
 
 
-def token_json(token: ApiToken) -> dict[str, Any]:
-    """An API token as its owner sees it: never the token, only its prefix and name."""
+def token_json(token: ApiToken, now: float | None = None) -> dict[str, Any]:
+    """An API token as its owner sees it: never the token, only its prefix and name. `expiresAt` is null for
+    a token that lasts until revoked; `expired` says whether that moment has passed."""
+    expires_at = token.expires_at
     return {"id": token.id, "prefix": token.prefix, "name": token.name, "createdAt": iso8601(token.created_at),
-            "lastUsedAt": iso8601(token.last_used_at) if token.last_used_at else None, "revoked": token.revoked}
+            "lastUsedAt": iso8601(token.last_used_at) if token.last_used_at else None, "revoked": token.revoked,
+            "expiresAt": iso8601(expires_at) if expires_at is not None else None,
+            "expired": expires_at is not None and (time.time() if now is None else now) >= expires_at}

@@ -17,6 +17,7 @@ from lockr_local.errors import LockrError, Unauthorized
 from lockr_local.sync import engine
 from lockr_local.sync.engine import Plan
 from lockr_local.sync.executor import PlanExecutor
+from lockr_local.sync.folders import REMOTE_FOLDER_KEY, check_overlap, resolve_remote_folder
 from lockr_local.sync.ignore import IgnoreRules
 from lockr_local.sync.index import SyncIndex, default_state_dir, index_path
 from lockr_local.sync.options import AgentOptions, agent_options
@@ -61,14 +62,19 @@ class SyncAgent:
     """Mirrors `folder` to `remote`. Thread-safe: start/stop/pause/resume/status from any thread."""
 
     def __init__(self, folder: Path, remote: RemoteStore, *, endpoint: str, region: str | None = None,
-                 options: AgentOptions = AgentOptions()) -> None:
+                 options: AgentOptions = AgentOptions(), remote_folder: str | None = "") -> None:
+        """`remote_folder`: where the folder's files go on the remote ("" = the top level); None = the one
+        this folder's index recorded, else the folder's own name for a folder synced for the first time,
+        else the top level (an index from before remote folders: its files stay where they are)."""
         self.folder = Path(os.path.abspath(folder))
         self.remote = remote
         self.endpoint = endpoint.rstrip("/")
         self.options = options
         state_dir = options.state_dir or default_state_dir()
-        self.index = SyncIndex(index_path(state_dir, self.folder, self.endpoint, region),
-                               folder=str(self.folder), endpoint=self.endpoint)
+        database = index_path(state_dir, self.folder, self.endpoint, region)
+        self.remote_folder = resolve_remote_folder(database, self.folder, remote_folder)
+        self.index = SyncIndex(database, folder=str(self.folder), endpoint=self.endpoint)
+        self.index.set_meta(REMOTE_FOLDER_KEY, self.remote_folder)
         self.rules = IgnoreRules(self.folder, excluded=_inside(state_dir, self.folder))
         self.dirty = DirtyPaths()
         self.watcher = FolderWatcher(self.folder, self.rules, self.dirty)
@@ -92,11 +98,19 @@ class SyncAgent:
 
     @classmethod
     def from_settings(cls, folder: Path, endpoint: str, token: str | None, settings: "Settings", *,
-                      region: str | None = None, allow_deletions: bool = False, once: bool = False) -> "SyncAgent":
-        """The agent the sync_* settings describe, over `LockrClient` (the CLI's and the tray's)."""
+                      region: str | None = None, allow_deletions: bool = False, once: bool = False,
+                      remote_folder: str | None = None) -> "SyncAgent":
+        """The agent the sync_* settings describe, over `LockrClient` (the CLI's and the tray's). The remote
+        folder defaults as in __init__ (None); one that overlaps another folder synced from this machine
+        is refused with FolderOverlap before anything is recorded."""
+        options = agent_options(settings, allow_deletions=allow_deletions, once=once)
+        state_dir = options.state_dir or default_state_dir()
+        absolute = Path(os.path.abspath(folder))
+        remote_folder = resolve_remote_folder(index_path(state_dir, absolute, endpoint.rstrip("/"), region),
+                                              absolute, remote_folder)
+        check_overlap(state_dir, absolute, endpoint, remote_folder)
         remote = make_remote(endpoint, token, region=region, throttle=Throttle(settings.sync_bandwidth_limit))
-        return cls(folder, remote, endpoint=endpoint, region=region,
-                   options=agent_options(settings, allow_deletions=allow_deletions, once=once))
+        return cls(folder, remote, endpoint=endpoint, region=region, options=options, remote_folder=remote_folder)
 
     # ----- control -------------------------------------------------------------------------------
     def start(self) -> "SyncAgent":
@@ -239,6 +253,7 @@ class SyncAgent:
             remote = self.remote.list_files() if local.folder_present else []
             self._defer_not_ready(local)
             plan = engine.plan(local.files, entries, remote, folder_present=local.folder_present, scope=scope,
+                               remote_folder=self.remote_folder,
                                pending_deletes=self.index.pending_deletes(),
                                is_ignored=self.rules.ignores, guard=self.options.guard,
                                allow_deletions=self.options.allow_deletions,

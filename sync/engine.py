@@ -4,7 +4,11 @@ Nothing here touches the disk, the network or a clock: the agent gathers the inp
 the plan, so every decision can be unit-tested with synthetic inputs.
 
 Mirror semantics, in the order the rules are applied:
-- Remote names are the files' paths relative to the synced folder, joined with '/'.
+- Remote names are the files' paths relative to the synced folder, joined with '/', under the synced
+  folder's remote folder (`remote_folder`, "" for the account's top level): `docs/b.txt` of a folder
+  mapped to `laptop` is `laptop/docs/b.txt`, so two synced folders never share a remote name. A synced
+  file whose remote copy lies elsewhere (the remote folder was changed) is uploaded again under its
+  new name, the old copy deleted once that completed, as a rename is.
 - A new local file is uploaded. A changed one is uploaded first; its old remote copy is deleted only
   after the new upload completed (`Upload.replaces`), so the remote never lacks the file.
 - Renames: the lockr API has neither rename nor copy, so a rename (or move) is an upload under the new
@@ -88,6 +92,12 @@ class Upload:
     renamed_from: str | None = None
     resume_url: str | None = None
     resume_offset: int = 0
+    # The name it is stored under: `path` under the remote folder ("" = `path` itself).
+    remote_name: str = ""
+
+    @property
+    def name(self) -> str:
+        return self.remote_name or self.path
 
 
 @dataclass(frozen=True)
@@ -177,6 +187,15 @@ def remote_name_problem(path: str) -> str | None:
     return None
 
 
+def remote_name(path: str, remote_folder: str = "") -> str:
+    """The remote name of a synced path: under the remote folder, or the path itself at the top level."""
+    return f"{remote_folder}/{path}" if remote_folder else path
+
+
+def in_remote_folder(name: str, remote_folder: str) -> bool:
+    return not remote_folder or name.startswith(remote_folder + "/")
+
+
 def in_scope(path: str, scope: frozenset[str] | None) -> bool:
     """A path is in scope when it or one of its parent folders was marked dirty (None = everything)."""
     if scope is None:
@@ -192,11 +211,12 @@ def plan(local: Mapping[str, LocalFile], index: Mapping[str, IndexEntry], remote
          pending_deletes: Mapping[str, str] | None = None,
          is_ignored: Callable[[str], bool] = lambda path: False,
          guard: GuardSettings = GuardSettings(), allow_deletions: bool = False,
-         unstable: Collection[str] = frozenset(), unreadable: Mapping[str, str] | None = None) -> Plan:
-    """Decides what to do so the remote mirrors `local`.
+         unstable: Collection[str] = frozenset(), unreadable: Mapping[str, str] | None = None,
+         remote_folder: str = "") -> Plan:
+    """Decides what to do so the remote mirrors `local` under `remote_folder` ("" = the top level).
 
     `local` holds the scan of every in-scope path (scope None = a full scan); `index` the whole index;
-    `remote` the whole remote listing; `pending_deletes` maps remote ids already replaced by a newer
+    `remote` the whole remote listing (files outside `remote_folder` are never adopted); `pending_deletes` maps remote ids already replaced by a newer
     upload (their deletion was interrupted) to their paths; `unstable` and `unreadable` (path -> why)
     are the scanned paths not ready to be read now.
     """
@@ -213,7 +233,7 @@ def plan(local: Mapping[str, LocalFile], index: Mapping[str, IndexEntry], remote
     owned_ids.update((pending_deletes or {}).keys())
     adoptable: dict[tuple[str, int, str], str] = {}
     for listed in remote_by_id.values():
-        if listed.id not in owned_ids:
+        if listed.id not in owned_ids and in_remote_folder(listed.name, remote_folder):
             adoptable.setdefault((unicodedata.normalize("NFC", listed.name), listed.size, listed.sha256), listed.id)
 
     for remote_id, path in sorted((pending_deletes or {}).items(), key=lambda item: item[1]):
@@ -235,7 +255,7 @@ def plan(local: Mapping[str, LocalFile], index: Mapping[str, IndexEntry], remote
             else:
                 result.forgets.append(ForgetIndex(path, "deleted locally and not on the remote"))
             continue
-        problem = remote_name_problem(path)
+        problem = remote_name_problem(remote_name(path, remote_folder))
         if problem is not None:
             result.skips.append(Skip(path, problem))
             continue
@@ -249,6 +269,8 @@ def plan(local: Mapping[str, LocalFile], index: Mapping[str, IndexEntry], remote
             needs_upload.append((here, known, "missing on the remote"))
         elif known.sha256 != here.sha256 or known.size != here.size:
             needs_upload.append((here, known, "changed"))
+        elif unicodedata.normalize("NFC", remote_by_id[known.remote_id].name) != remote_name(path, remote_folder):
+            needs_upload.append((here, known, f"moved to the remote folder {remote_folder or '(top level)'}"))
         elif known.mtime_ns != here.mtime_ns:
             # Touched but identical: record the new mtime so the next scan need not hash it again.
             result.adopts.append(Adopt(path, here.size, here.mtime_ns, here.sha256, known.remote_id))
@@ -270,7 +292,8 @@ def plan(local: Mapping[str, LocalFile], index: Mapping[str, IndexEntry], remote
             replaces.append(old.remote_id)
             renamed_from = old.path
             reason = f"renamed from {old.path}"
-        adopt_id = adoptable.pop((here.path, here.size, here.sha256), None)
+        name = remote_name(here.path, remote_folder)
+        adopt_id = adoptable.pop((name, here.size, here.sha256), None)
         if adopt_id is not None:
             result.adopts.append(Adopt(here.path, here.size, here.mtime_ns, here.sha256, adopt_id,
                                        tuple(replaces), renamed_from))
@@ -280,7 +303,7 @@ def plan(local: Mapping[str, LocalFile], index: Mapping[str, IndexEntry], remote
         if known is not None and known.session_url and known.pending_sha256 == here.sha256:
             resume_url, resume_offset = known.session_url, known.session_offset
         result.uploads.append(Upload(here.path, here.size, here.mtime_ns, here.sha256, reason, tuple(replaces),
-                                     renamed_from, resume_url, resume_offset))
+                                     renamed_from, resume_url, resume_offset, name if remote_folder else ""))
 
     deletions = [DeleteRemote(entry.path, entry.remote_id, "deleted locally")
                  for group in vanished_by_content.values() for entry in group if entry.remote_id]

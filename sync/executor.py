@@ -154,7 +154,7 @@ class PlanExecutor:
 
         self.reporter.transfer(action.path, action.resume_offset, action.size)
         try:
-            entry = self.remote.upload(path, action.path, action.size, resume=resume, on_session=on_session,
+            entry = self.remote.upload(path, action.name, action.size, resume=resume, on_session=on_session,
                                        progress=progress)
         except OSError as exc:
             self._retry_later(action.path)

@@ -91,6 +91,15 @@ class SyncIndex:
                 for key, value in (("schema", str(SCHEMA_VERSION)), ("folder", folder), ("endpoint", endpoint)):
                     self._Meta.insert(key=key, value=value).on_conflict_replace().execute()
 
+    def meta(self, key: str) -> str | None:
+        with self._lock:
+            row = self._Meta.get_or_none(self._Meta.key == key)
+            return None if row is None else str(row.value)
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self._lock, self._db.atomic():
+            self._Meta.insert(key=key, value=value).on_conflict_replace().execute()
+
     def close(self) -> None:
         with self._lock:
             if not self._db.is_closed():

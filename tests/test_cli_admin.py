@@ -174,8 +174,11 @@ def test_token_list_shows_prefixes_and_last_use_and_revoke_takes_an_id_or_prefix
         listed = cli("token", "list", "tess", data_dir=data)
         assert listed.returncode == 0
         lines = listed.stdout.splitlines()
-        assert lines[0].split() == ["ID", "PREFIX", "NAME", "CREATED", "LAST", "USED", "STATE"]
-        assert first[:10] in lines[1] and "never" not in lines[1] and second[:10] in lines[2] and "never" in lines[2]
+        assert lines[0].split() == ["ID", "PREFIX", "NAME", "CREATED", "LAST", "USED", "EXPIRES", "STATE"]
+        # The last two columns: EXPIRES ("never" for a token that lasts until revoked) and STATE.
+        used = [line.rsplit(None, 2)[0] for line in lines[1:3]]
+        assert [line.split()[-2:] for line in lines[1:3]] == [["never", "active"]] * 2
+        assert first[:10] in used[0] and "never" not in used[0] and second[:10] in used[1] and "never" in used[1]
         assert first not in listed.stdout and second not in listed.stdout
         tokens = json.loads(cli("token", "list", "tess", "--json", data_dir=data).stdout)
         assert [t["name"] for t in tokens][1] == "laptop"
@@ -189,3 +192,41 @@ def test_token_list_shows_prefixes_and_last_use_and_revoke_takes_an_id_or_prefix
         assert again.returncode == 1 and "No such active token" in again.stderr
     finally:
         server.stop()
+
+
+def test_token_create_expires_makes_a_token_that_token_list_shows_expiring(tmp_path):
+    data = tmp_path / "data"
+    server = ServerProcess(data).start()
+    try:
+        cli("user", "add", "uma", "--email", "uma@example.com", "--password-stdin", data_dir=data,
+            stdin="a long password\n")
+        made = cli("token", "create", "uma", "--label", "ci", "--expires", "30d", data_dir=data)
+        assert made.returncode == 0, made.stderr
+        token = made.stdout.strip()
+        assert token.startswith("lkr_") and "\n" not in token
+        assert "works until" in made.stderr and "token_expired" in made.stderr
+        assert requests.get(f"{server.url}/api/v1/files", headers={"Authorization": f"Bearer {token}"}).ok
+        tokens = json.loads(cli("token", "list", "uma", "--json", data_dir=data).stdout)
+        ci = [t for t in tokens if t["name"] == "ci"][0]
+        first = [t for t in tokens if t["name"] != "ci"][0]
+        assert ci["expiresAt"] is not None and ci["expired"] is False and first["expiresAt"] is None
+        lines = cli("token", "list", "uma", data_dir=data).stdout.splitlines()
+        ci_line = [line for line in lines if token[:10] in line][0]
+        assert ci["expiresAt"][:10] in ci_line and ci_line.split()[-1] == "active"
+    finally:
+        server.stop()
+
+
+@pytest.mark.parametrize("expires,message", [
+    ("-5", "use a duration such as"), ("soon", "use a duration such as"), ("0", "use a duration such as"),
+    ("1.5d", "use a duration such as"), ("3651d", "at most 3650d"), ("9" * 30, "at most 3650d"),
+])
+def test_token_create_with_a_bad_expires_makes_no_token(tmp_path, expires, message):
+    data = tmp_path / "data"
+    ServerProcess(data).start().stop()
+    cli("user", "add", "vic", "--email", "vic@example.com", "--password-stdin", data_dir=data,
+        stdin="a long password\n")
+    made = cli("token", "create", "vic", f"--expires={expires}", data_dir=data)
+    assert made.returncode == 2 and message in made.stderr and "Traceback" not in made.stderr
+    assert made.stdout == ""
+    assert len(json.loads(cli("token", "list", "vic", "--json", data_dir=data).stdout)) == 1

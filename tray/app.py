@@ -492,7 +492,8 @@ def make_agent(config: TrayConfig) -> "SyncAgent":
             raise KeyringUnavailable("No usable keyring holds a token for this server: start lockr-local with "
                                      "LOCKR_TOKEN set, or sign in under Settings and keep the token in a private file.")
         raise Unauthorized(f"Not signed in to {config.endpoint}: open Settings to sign in.")
-    return SyncAgent.from_settings(Path(config.folder), config.endpoint, token, load_settings())
+    return SyncAgent.from_settings(Path(config.folder), config.endpoint, token, load_settings(),
+                                   remote_folder=config.remote_folder)
 
 
 __all__ = ["TrayApp", "IconState", "load_pystray", "make_agent"]

@@ -1,4 +1,5 @@
-"""The desktop app's own configuration: endpoint, folder, identifier and whether to start at login.
+"""The desktop app's own configuration: endpoint, folder, its remote folder, identifier and whether to start at
+login.
 
 Kept in the platform config folder next to the client's settings (`tray.json`, 0600); the token is
 never in it: that lives in the OS keyring through `lockr_local.credentials`. The login entry itself is
@@ -27,6 +28,9 @@ class TrayConfig:
     folder: str = ""
     identifier: str = ""
     autostart: bool = False
+    # The remote folder the folder's files go under ("" = the top level); None = the sync agent's default
+    # (the folder's own name the first time, then the one it recorded).
+    remote_folder: str | None = None
 
     @property
     def configured(self) -> bool:
@@ -35,9 +39,13 @@ class TrayConfig:
     @classmethod
     def load(cls, path: Path | None = None) -> "TrayConfig":
         data = read_json(path or config_path())
+        remote_folder = data.get("remote_folder")
         return cls(endpoint=str(data.get("endpoint") or ""), folder=str(data.get("folder") or ""),
-                   identifier=str(data.get("identifier") or ""), autostart=bool(data.get("autostart")))
+                   identifier=str(data.get("identifier") or ""), autostart=bool(data.get("autostart")),
+                   remote_folder=remote_folder if isinstance(remote_folder, str) else None)
 
     def save(self, path: Path | None = None) -> None:
         write_private_json(path or config_path(), {"endpoint": self.endpoint, "folder": self.folder,
-                                                   "identifier": self.identifier, "autostart": self.autostart})
+                                                   "identifier": self.identifier, "autostart": self.autostart,
+                                                   **({"remote_folder": self.remote_folder}
+                                                      if self.remote_folder is not None else {})})

@@ -44,6 +44,8 @@ class SetupForm:
     folder: str
     autostart: bool
     file_store: bool
+    # As typed: "" = the default (the folder's own name), "/" = the top level.
+    remote_folder: str = ""
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,9 @@ def complete_setup(form: SetupForm, previous: TrayConfig) -> SetupDone:
     folder = Path(form.folder.strip()).expanduser()
     if not folder.is_absolute():
         raise BadRequest(f"Give the folder as a full path (such as {Path.home() / 'lockr'}), not {form.folder!r}.")
+    from lockr_local.sync.folders import clean_remote_folder
+
+    remote_folder = clean_remote_folder(form.remote_folder) if form.remote_folder.strip() else None
     settings = ClientSettings.load()
     store = TokenStore(settings)
     where = "the existing token"
@@ -115,7 +120,7 @@ def complete_setup(form: SetupForm, previous: TrayConfig) -> SetupDone:
         log.warning("cannot change the autostart entry: %s", exc)
         autostart, problem = not form.autostart, str(exc)  # neither written nor removed: still as before
     config = TrayConfig(endpoint=endpoint, folder=str(folder), identifier=form.identifier.strip() or previous.identifier,
-                        autostart=autostart)
+                        autostart=autostart, remote_folder=remote_folder)
     config.save()
     settings = ClientSettings.load()
     settings.endpoint = endpoint  # `lockr-local upload/ls` then talk to the same server
@@ -166,6 +171,9 @@ computer to your lockr server.{% end %}</p>
 the password itself is never stored.{% if config.configured %} Leave it empty to keep the current sign-in.{% end %}</small>
 <label for="folder">Folder to keep in sync</label>
 <input type="text" id="folder" name="folder" required value="{{ config.folder or default_folder }}">
+<label for="remote_folder">Remote folder</label>
+<input type="text" id="remote_folder" name="remote_folder" value="{{ "/" if config.remote_folder == "" else (config.remote_folder or "") }}" placeholder="the folder's name">
+<small>Where its files go on the server. Empty: a folder named like this one; <code>/</code>: the top level.</small>
 <label class="check"><input type="checkbox" id="autostart" name="autostart" value="1"
 {% if config.autostart %}checked{% end %}> Start lockr-local when I log in</label>
 {% if not keyring_ok %}<p class="error" id="keyring-missing">No usable system keyring was found. Either start
@@ -238,7 +246,8 @@ class SettingsHandler(_Handler):
                          password=self.get_body_argument("password", ""),
                          folder=self.get_body_argument("folder", ""),
                          autostart=bool(self.get_body_argument("autostart", "")),
-                         file_store=bool(self.get_body_argument("file_store", "")))
+                         file_store=bool(self.get_body_argument("file_store", "")),
+                         remote_folder=self.get_body_argument("remote_folder", ""))
         loop = asyncio.get_running_loop()
         try:
             done = await loop.run_in_executor(None, self.page.controller.apply_setup, form)

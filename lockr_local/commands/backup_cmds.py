@@ -29,6 +29,8 @@ def add_commands(commands: argparse._SubParsersAction, server_options: Options) 
                     "then check it with 'fsck --verify'. The data folder must be new or empty: an "
                     "existing store is never overwritten.")
     restore.add_argument("source", metavar="SRC", help="a folder 'lockr-local backup' wrote")
+    restore.add_argument("--json", action="store_true",
+                         help="print {files, dataDir, fsck} as JSON (fsck: what 'fsck --json' prints)")
     server_options(restore)
     restore.set_defaults(handler=restore_cmd)
 
@@ -67,8 +69,13 @@ def restore_cmd(args: argparse.Namespace) -> int:
         "checking it (fsck --verify) ...")
     with local_store(args, settings) as service:
         report = check_store(bound_database(), service.blobs, verify=True, private=private_roots(settings))
-    for line in report.lines():
-        print(line)
+    if args.json:
+        from lockr_local.commands.server_cmds import print_json
+
+        print_json({"files": manifest.get("files"), "dataDir": str(settings.data_dir), "fsck": report.to_json()})
+    else:
+        for line in report.lines():
+            print(line)
     if not report.clean:
         say("The restored store has problems (listed above); keep the backup and see 'lockr-local fsck'.")
         return ExitStatus.ERROR

@@ -93,6 +93,8 @@ def add_commands(subparsers: argparse._SubParsersAction, endpoint_options: Optio
                                    description="Delete files of your account by id, or by name when one file has it.")
     client_options(remove)
     remove.add_argument("ids", nargs="+", metavar="ID_OR_NAME")
+    remove.add_argument("--json", action="store_true",
+                        help="print the deleted files as a JSON array of {target, id}, even when another failed")
     remove.set_defaults(handler=rm_cmd)
 
     register = subparsers.add_parser(
@@ -102,6 +104,8 @@ def add_commands(subparsers: argparse._SubParsersAction, endpoint_options: Optio
     client_options(register)
     register.add_argument("target", metavar="ID_OR_LINK", help="the file id or its share link")
     register.add_argument("--claim", metavar="CODE", required=True, help="the claim code the upload gave")
+    register.add_argument("--json", action="store_true",
+                          help="print the file as JSON (ls --json's fields plus shareUrl)")
     register.set_defaults(handler=register_cmd)
 
     from lockr_local.commands import share_cmds
@@ -135,6 +139,28 @@ def reporting(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Nam
 
 def say(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
+
+
+class BatchStopped(Exception):
+    """Ends a command's loop over items early, with the exit status it ends with (see item_failed)."""
+
+    def __init__(self, status: ExitStatus) -> None:
+        super().__init__(status)
+        self.status = status
+
+
+def item_failed(item: str, exc: LockrError) -> ExitStatus:
+    """Reports why one item of a loop over items (upload's files, rm's targets) failed, and returns the exit
+    status the command ends with when the loop goes on to the next item. Raises BatchStopped instead when
+    the next items would meet the same: no connection to the server (said without the item, it is not
+    about it) or credentials the server refused (401)."""
+    if isinstance(exc, ConnectionFailed):
+        say(f"lockr-local: {exc.message}")
+        raise BatchStopped(ExitStatus.ERROR) from exc
+    say(f"lockr-local: {item}: {exc.message}")
+    if exc.status == 401:
+        raise BatchStopped(ExitStatus.AUTH) from exc
+    return ExitStatus.ERROR
 
 
 def chunk_size_arg(text: str) -> int:
@@ -337,6 +363,8 @@ def upload_cmd(args: argparse.Namespace) -> int:
     try:
         with client:
             status = _upload_all(client, args, uploaded)
+    except BatchStopped as stopped:
+        status = stopped.status
     finally:
         # One JSON document for what did upload, even when a later file failed or the user interrupted.
         if args.json:
@@ -363,14 +391,8 @@ def _upload_all(client: LockrClient, args: argparse.Namespace, uploaded: list[di
             if path.stat().st_size >= client.direct_limit:
                 say(f"Interrupted: run the same command again to resume {path.name}.")
             raise
-        except ConnectionFailed as exc:
-            say(f"lockr-local: {exc.message}")  # the next files would meet the same
-            return ExitStatus.ERROR
         except LockrError as exc:
-            say(f"lockr-local: {name}: {exc.message}")
-            if exc.status == 401:
-                return ExitStatus.AUTH
-            status = ExitStatus.ERROR
+            status = item_failed(name, exc)
             continue
         say(f"Uploaded {path.name} ({format_size(info.size)}).")
         if info.claim_token:
@@ -497,31 +519,41 @@ def register_cmd(args: argparse.Namespace) -> int:
     with client_for(args) as client:
         info = client.register(file_id, args.claim)
     say(f"Added {info.name} ({format_size(info.size)}) to your files.")
-    print(info.share_url, flush=True)
+    if args.json:
+        print(json.dumps({**file_json(info), "shareUrl": info.share_url}, indent=1), flush=True)
+    else:
+        print(info.share_url, flush=True)
     return ExitStatus.OK
 
 
 @reporting
 def rm_cmd(args: argparse.Namespace) -> int:
-    status = ExitStatus.OK
-    with client_for(args) as client:
-        for target in args.ids:
-            from lockr_local.client import file_id_of
+    deleted: list[dict[str, str]] = []
+    try:
+        with client_for(args) as client:
+            return _rm_all(client, args, deleted)
+    except BatchStopped as stopped:
+        return stopped.status
+    finally:
+        # One JSON document for what was deleted, even when a later target failed.
+        if args.json:
+            print(json.dumps(deleted, indent=1), flush=True)
 
-            file_id = target
-            try:
-                file_id = file_id_of(target) or file_by_name(client, target).id
-                client.delete(file_id)
-            except ConnectionFailed as exc:
-                say(f"lockr-local: {exc.message}")
-                return ExitStatus.ERROR
-            except LockrError as exc:
-                say(f"lockr-local: {file_id}: {exc.message}")
-                if exc.status == 401:
-                    return ExitStatus.AUTH
-                status = ExitStatus.ERROR
-                continue
-            say(f"Deleted {target}" + (f" ({file_id})." if file_id != target else "."))
+
+def _rm_all(client: LockrClient, args: argparse.Namespace, deleted: list[dict[str, str]]) -> int:
+    from lockr_local.client import file_id_of
+
+    status = ExitStatus.OK
+    for target in args.ids:
+        file_id = target
+        try:
+            file_id = file_id_of(target) or file_by_name(client, target).id
+            client.delete(file_id)
+        except LockrError as exc:
+            status = item_failed(file_id, exc)
+            continue
+        say(f"Deleted {target}" + (f" ({file_id})." if file_id != target else "."))
+        deleted.append({"target": target, "id": file_id})
     return status
 
 

@@ -19,11 +19,33 @@ def add_commands(commands: argparse._SubParsersAction, client_options: Callable[
                     "where the token comes from, and whether the endpoint answers GET /healthz. Exits 1 when "
                     "the endpoint is configured but does not answer.")
     client_options(parser)
+    parser.add_argument("--json", action="store_true",
+                        help="print the findings as one JSON object (keys: the labels in snake_case)")
     parser.set_defaults(handler=doctor)
 
 
-def _line(label: str, value: str) -> None:
-    print(f"{label + ':':<18} {value}")
+class Findings:
+    """What doctor prints: `label: value` lines and the advice under them; with --json, one object at the
+    end (advice goes to stderr then, so stdout stays one JSON document)."""
+
+    def __init__(self, as_json: bool = False) -> None:
+        self.as_json = as_json
+        self.values: dict[str, str] = {}
+
+    def line(self, label: str, value: str) -> None:
+        self.values[label.replace(" ", "_").replace("-", "_")] = value
+        if not self.as_json:
+            print(f"{label + ':':<18} {value}")
+
+    def note(self, text: str) -> None:
+        print(text, file=sys.stderr if self.as_json else sys.stdout)
+
+    def finish(self, status: int) -> int:
+        if self.as_json:
+            import json
+
+            print(json.dumps(self.values, indent=1), flush=True)
+        return status
 
 
 def tray_backend() -> str:
@@ -64,7 +86,7 @@ def checksum_backend() -> str:
     return "CRC-32 (zlib) - google-crc32c's compiled module is missing, uploads and downloads use more CPU"
 
 
-def _explain_store_permissions(data_dir: str) -> None:
+def _explain_store_permissions(out: Findings, data_dir: str) -> None:
     """A store on this machine that other local users can read: the database holds small files' bytes and
     every file id (a download link), so say so and how to close it."""
     from pathlib import Path
@@ -76,15 +98,15 @@ def _explain_store_permissions(data_dir: str) -> None:
         return
     loose = loose_permissions([root], shallow=True)
     if not loose:
-        _line("store access", "private (owner only)")
+        out.line("store access", "private (owner only)")
         return
-    _line("store access", f"OPEN to other local users ({len(loose)} folders or files)")
+    out.line("store access", f"OPEN to other local users ({len(loose)} folders or files)")
     for entry in loose[:5]:
-        print(f"  {entry.describe()}")
-    print("  Other users of this machine can read the database, which holds small files' bytes and every")
-    print("  file's download id. Make the store private (the server may keep running):")
-    print(f"    {fix_command([root])}")
-    print("  `lockr-local fsck` checks every file of the store, blobs included.")
+        out.note(f"  {entry.describe()}")
+    out.note("  Other users of this machine can read the database, which holds small files' bytes and every")
+    out.note("  file's download id. Make the store private (the server may keep running):")
+    out.note(f"    {fix_command([root])}")
+    out.note("  `lockr-local fsck` checks every file of the store, blobs included.")
 
 
 def doctor(args: argparse.Namespace) -> int:
@@ -94,33 +116,34 @@ def doctor(args: argparse.Namespace) -> int:
     from lockr_local.tray.autostart import autostart_enabled, autostart_location
     from lockr_local.tray.config import TrayConfig, config_path
 
-    _line("lockr-local", f"{__version__} (Python {sys.version.split()[0]}, {sys.platform})")
-    _line("tray", tray_backend())
+    out = Findings(args.json)
+    out.line("lockr-local", f"{__version__} (Python {sys.version.split()[0]}, {sys.platform})")
+    out.line("tray", tray_backend())
     keyring_name, usable = keyring_backend()
-    _line("keyring", keyring_name)
+    out.line("keyring", keyring_name)
     if not usable:
-        print("  No usable OS keyring: tokens cannot be stored safely. Either set LOCKR_TOKEN in the environment,")
-        print("  or choose the private file store (0600) on the setup page / with `lockr-local login --insecure-file-store`.")
-    _line("checksums", checksum_backend())
-    _line("config folder", str(config_dir()))
+        out.note("  No usable OS keyring: tokens cannot be stored safely. Either set LOCKR_TOKEN in the environment,")
+        out.note("  or choose the private file store (0600) on the setup page / with `lockr-local login --insecure-file-store`.")
+    out.line("checksums", checksum_backend())
+    out.line("config folder", str(config_dir()))
     tray_config = TrayConfig.load()
-    _line("app settings", f"{config_path()}{'' if config_path().exists() else ' (not created yet)'}")
-    _line("client settings", str(config_dir() / SETTINGS_FILE))
-    _line("state folder", str(state_dir()))
+    out.line("app settings", f"{config_path()}{'' if config_path().exists() else ' (not created yet)'}")
+    out.line("client settings", str(config_dir() / SETTINGS_FILE))
+    out.line("state folder", str(state_dir()))
     server_data = os.environ.get("LOCKR_DATA_DIR") or default_data_dir()
-    _line("server data", server_data)
-    _explain_store_permissions(server_data)
+    out.line("server data", server_data)
+    _explain_store_permissions(out, server_data)
     place = autostart_location()
-    _line("autostart", f"{'on' if autostart_enabled() else 'off'} ({place})" if place else "not supported here")
-    _line("sync folder", tray_config.folder or "(not set up)")
+    out.line("autostart", f"{'on' if autostart_enabled() else 'off'} ({place})" if place else "not supported here")
+    out.line("sync folder", tray_config.folder or "(not set up)")
 
     settings = ClientSettings.load()
     endpoint = args.endpoint or os.environ.get("LOCKR_ENDPOINT") or tray_config.endpoint or settings.endpoint
     if not endpoint:
-        _line("endpoint", "(not set up: run `lockr-local tray` or pass --endpoint URL)")
-        return ExitStatus.OK
+        out.line("endpoint", "(not set up: run `lockr-local tray` or pass --endpoint URL)")
+        return out.finish(ExitStatus.OK)
     endpoint = endpoint.rstrip("/")
-    _line("endpoint", endpoint)
+    out.line("endpoint", endpoint)
     if args.token:
         source = "--token"
     elif os.environ.get("LOCKR_TOKEN"):
@@ -134,27 +157,27 @@ def doctor(args: argparse.Namespace) -> int:
         else:
             where = f"private file {config_dir() / TOKEN_FILE}" if store.uses_file(endpoint) else "the OS keyring"
             source = where if found else "none stored (sign in on the setup page)"
-    _line("token", source)
-    return _check_endpoint(endpoint)
+    out.line("token", source)
+    return out.finish(_check_endpoint(out, endpoint))
 
 
-def _check_endpoint(endpoint: str) -> int:
+def _check_endpoint(out: Findings, endpoint: str) -> int:
     import requests
 
     started = time.monotonic()
     try:
         response = requests.get(f"{endpoint}/healthz", timeout=5)
     except requests.RequestException as exc:
-        _line("reachable", f"NO - {type(exc).__name__}: {exc}")
+        out.line("reachable", f"NO - {type(exc).__name__}: {exc}")
         return ExitStatus.ERROR
     elapsed = (time.monotonic() - started) * 1000
     if response.status_code != 200:
-        _line("reachable", f"answers, but GET /healthz gave HTTP {response.status_code} ({elapsed:.0f} ms)")
+        out.line("reachable", f"answers, but GET /healthz gave HTTP {response.status_code} ({elapsed:.0f} ms)")
         return ExitStatus.ERROR
     version = ""
     try:
         version = f", server {response.json().get('version')}"
     except ValueError:
         pass
-    _line("reachable", f"yes - GET /healthz 200 in {elapsed:.0f} ms{version}")
+    out.line("reachable", f"yes - GET /healthz 200 in {elapsed:.0f} ms{version}")
     return ExitStatus.OK

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import errno
 import getpass
+import json
 import logging
 import os
 import secrets
@@ -23,6 +24,11 @@ from lockr_local.units import format_size
 # no store itself, so that `sudo -u lockr lockr-local user add ...` finds the server's store.
 DEFAULT_CONFIG_FILE = Path("/etc/lockr-local/config.toml")
 _STORE_CHOOSERS = ("LOCKR_CONFIG", "LOCKR_DATA_DIR", "LOCKR_DATABASE_URL")
+
+
+def print_json(value: Any) -> None:
+    """A command's --json answer: one JSON document on stdout (messages stay on stderr)."""
+    print(json.dumps(value, indent=1), flush=True)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -210,13 +216,21 @@ def user_add(args: argparse.Namespace) -> int:
                                                 hash_password(password, PasswordCost.of(service.settings)), quota)
         print(f"Created account {account.username} ({format_size(account.quota)} quota). Its API token:",
               file=sys.stderr)
-        print(token)
+        if args.json:
+            print_json({"username": account.username, "email": account.email, "quota": account.quota,
+                        "token": token})
+        else:
+            print(token)
     return ExitStatus.OK
 
 
 def user_list(args: argparse.Namespace) -> int:
     with local_store(args) as service:
         accounts = service.list_accounts()
+        if args.json:
+            print_json([{"username": a.username, "email": a.email, "used": a.used_bytes, "quota": a.quota}
+                        for a in accounts])
+            return ExitStatus.OK
         if not accounts:
             print("No accounts yet; create one with 'lockr-local user add NAME --email E'.", file=sys.stderr)
             return ExitStatus.OK
@@ -274,27 +288,44 @@ def user_delete(args: argparse.Namespace) -> int:
 
 
 def token_create(args: argparse.Namespace) -> int:
+    """Prints a new token on stdout (one line); with --expires, says on stderr when it stops working."""
+    import time
+
+    from lockr_local.server.service import MAX_TOKEN_LIFETIME
+    from lockr_local.server.wire import iso8601
+
+    if args.expires is not None and args.expires > MAX_TOKEN_LIFETIME:
+        print(f"lockr-local: --expires is at most {MAX_TOKEN_LIFETIME // 86400}d (ten years); leave it out for a "
+              "token that lasts until revoked.", file=sys.stderr)
+        return ExitStatus.USAGE
     with local_store(args) as service:
         account = service.account_by_username(args.name)
-        print(service.create_token(account.id, args.label))
+        now = time.time()
+        token = service.create_token(account.id, args.label, args.expires, now)
+    expires_at = iso8601(now + args.expires) if args.expires is not None else None
+    if expires_at:
+        print(f"This token works until {expires_at}; then it answers 401 token_expired.", file=sys.stderr)
+    if args.json:
+        print_json({"token": token, "name": args.label, "expiresAt": expires_at})
+    else:
+        print(token)
     return ExitStatus.OK
 
 
 def token_list(args: argparse.Namespace) -> int:
     """An account's tokens by id, prefix and name, with when each was last used; never the secrets."""
-    import json
-
     from lockr_local.server.wire import token_json
 
     with local_store(args) as service:
         account = service.account_by_username(args.name)
         tokens = [token_json(token) for token in service.list_tokens(account.id)]
     if args.json:
-        print(json.dumps(tokens, indent=1))
+        print_json(tokens)
         return ExitStatus.OK
-    rows = [("ID", "PREFIX", "NAME", "CREATED", "LAST USED", "STATE")]
+    rows = [("ID", "PREFIX", "NAME", "CREATED", "LAST USED", "EXPIRES", "STATE")]
     rows += [(str(t["id"]), t["prefix"], t["name"] or "-", t["createdAt"][:16].replace("T", " "),
-              (t["lastUsedAt"] or "never")[:16].replace("T", " "), "revoked" if t["revoked"] else "active")
+              (t["lastUsedAt"] or "never")[:16].replace("T", " "), (t["expiresAt"] or "never")[:16].replace("T", " "),
+              "revoked" if t["revoked"] else "expired" if t["expired"] else "active")
              for t in tokens]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     for row in rows:
@@ -342,8 +373,11 @@ def fsck(args: argparse.Namespace) -> int:
     finally:
         if lock is not None:
             lock.release()
-    for line in report.lines():
-        print(line)
+    if args.json:
+        print_json(report.to_json())
+    else:
+        for line in report.lines():
+            print(line)
     if not report.clean:
         print("Run 'lockr-local fsck --repair' with the server stopped to remove leftovers and recompute "
               "quotas; missing or corrupt files are listed above for you to restore.", file=sys.stderr)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
 from lockr_local.errors import BadRequest, Forbidden, NotFound, Unauthorized
 from lockr_local.server.handlers.base import BaseHandler
-from lockr_local.server.service import validate_password
-from lockr_local.server.wire import token_json
+from lockr_local.server.service import token_lifetime, validate_password
+from lockr_local.server.wire import iso8601, token_json
 
 
 class TokensHandler(BaseHandler):
-    """GET lists the caller's tokens (prefix and name only: tokens are stored as hashes); POST makes one."""
+    """GET lists the caller's tokens (prefix and name only: tokens are stored as hashes); POST makes one,
+    optionally with `expiresIn` seconds after which it answers 401 token_expired."""
 
     async def get(self) -> None:
         principal = await self.require_account()
@@ -18,11 +21,16 @@ class TokensHandler(BaseHandler):
 
     async def post(self) -> None:
         principal = await self.require_account()
-        name = self.json_body().get("name") or "api token"
+        body = self.json_body()
+        name = body.get("name") or "api token"
         if not isinstance(name, str) or len(name) > 100:
             raise BadRequest('"name" must be a label of at most 100 characters.', field="name")
-        token = await self.call(self.ctx.service.create_token, principal.account_id, name.strip())
-        self.write_json({"token": token, "name": name.strip(), "prefix": token[:10]}, status=201)
+        lifetime = token_lifetime(body.get("expiresIn"))
+        started = time.time()
+        token = await self.call(self.ctx.service.create_token, principal.account_id, name.strip(), lifetime, started)
+        expires_at = iso8601(started + lifetime) if lifetime is not None else None
+        self.write_json({"token": token, "name": name.strip(), "prefix": token[:10], "expiresAt": expires_at},
+                        status=201)
 
 
 class TokenHandler(BaseHandler):

@@ -117,8 +117,8 @@ def test_sync_once_mirrors_a_small_folder(executable: Path, exe_home: Path, exe_
                      "--token", token, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     remote = remote_files(exe_server, token)
-    assert {name: item["sha256"] for name, item in remote.items()} == {
-        name: hashlib.sha256(data).hexdigest() for name, data in contents.items()}
+    assert {name: item["sha256"] for name, item in remote.items()} == {  # under the folder's name by default
+        f"Documents/{name}": hashlib.sha256(data).hexdigest() for name, data in contents.items()}
 
 
 def test_doctor_reports_the_tray_and_keyring_backends(executable: Path, exe_home: Path) -> None:

@@ -215,7 +215,9 @@ class SyncPowerCutHarness:
         for _ in range(rng.randrange(2, 8)):
             self.figures.user_ops[user.step()] += 1
         with self.agent_log.open("a") as log:
-            agent = subprocess.Popen([sys.executable, "-m", "lockr_local", "sync", str(self.folder)],
+            # At the top level (--remote-folder /), so that remote names are the folder's own paths.
+            agent = subprocess.Popen([sys.executable, "-m", "lockr_local", "sync", str(self.folder),
+                                      "--remote-folder", "/"],
                                      env=clean_env(**self.env), cwd=REPO, stdout=log, stderr=log)
         try:
             deadline = time.monotonic() + rng.uniform(*self.config.run_seconds) + 0.8  # + the agent's start-up
@@ -241,7 +243,8 @@ class SyncPowerCutHarness:
 
     def sync_once(self) -> int | None:
         """`lockr-local sync --once` after the cut: 0 (in sync) or 3 (deletions paused by the guard)."""
-        done = subprocess.run([sys.executable, "-m", "lockr_local", "sync", str(self.folder), "--once"],
+        done = subprocess.run([sys.executable, "-m", "lockr_local", "sync", str(self.folder), "--once",
+                               "--remote-folder", "/"],
                               env=clean_env(**self.env), cwd=REPO, capture_output=True, text=True, timeout=300)
         with self.agent_log.open("a") as log:
             log.write(done.stderr)

@@ -54,7 +54,8 @@ def synced(power_mount: PowerCutMount, tmp_path: Path):
 
 
 def sync_once(folder: Path, env: dict[str, str]) -> None:
-    done = run_cli("sync", str(folder), "--once", env=env)
+    # At the top level (--remote-folder /), so that remote names are the folder's own paths.
+    done = run_cli("sync", str(folder), "--once", "--remote-folder", "/", env=env)
     assert done.returncode == 0, done.stderr
 
 

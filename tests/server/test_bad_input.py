@@ -414,6 +414,7 @@ JSON_FIELDS = [
      "currentPassword", True),
     ("/api/v1/account/password", {"currentPassword": "correct horse", "newPassword": "longenough2"},
      "newPassword", True),
+    ("/api/v1/tokens", {"name": "laptop", "expiresIn": 3600}, "expiresIn", True),
 ]
 
 

@@ -40,11 +40,17 @@ def _unless_limited(response: requests.Response) -> requests.Response | None:
     return None if response.status_code == 429 else response
 
 
-def remote_tree(url: str, account: Account) -> dict[str, str]:
-    """name -> sha256 of the remote files; a name listed twice (an old copy not yet deleted) maps to a list."""
+def remote_tree(url: str, account: Account, under: str = "") -> dict[str, str]:
+    """name -> sha256 of the remote files; a name listed twice (an old copy not yet deleted) maps to a list.
+    With `under` (a synced folder's remote folder, as `sync` maps it by default to the folder's name): only
+    the files in it, named as in the folder."""
     tree: dict = {}
+    prefix = under + "/" if under else ""
     for f in remote_files(url, account):
-        tree[f["name"]] = [tree[f["name"]], f["sha256"]] if f["name"] in tree else f["sha256"]
+        if not f["name"].startswith(prefix):
+            continue
+        name = f["name"][len(prefix):]
+        tree[name] = [tree[name], f["sha256"]] if name in tree else f["sha256"]
     return tree
 
 
@@ -58,9 +64,12 @@ def local_tree(folder: Path) -> dict[str, str]:
     return tree
 
 
-def assert_mirrored(url: str, account: Account, folder: Path, timeout: float = 15.0, interval: float = 0.05) -> None:
-    wait_for(lambda: remote_tree(url, account) == local_tree(folder), timeout=timeout, interval=interval,
-             message="the remote to mirror the folder")
+def assert_mirrored(url: str, account: Account, folder: Path, timeout: float = 15.0, interval: float = 0.05,
+                    under: str = "") -> None:
+    """The remote (the remote folder `under`, and nothing outside it) mirrors the folder."""
+    wait_for(lambda: remote_tree(url, account, under) == local_tree(folder)
+             and len(remote_files(url, account)) == len(remote_tree(url, account, under)),
+             timeout=timeout, interval=interval, message="the remote to mirror the folder")
 
 
 class Agents:

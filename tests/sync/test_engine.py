@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from lockr_local.sync.engine import (
-    GuardSettings, IndexEntry, LocalFile, Plan, RemoteEntry, in_scope, plan,
+    GuardSettings, IndexEntry, LocalFile, Plan, RemoteEntry, in_scope, plan, remote_name,
 )
 from lockr_local.sync.ignore import IgnoreRules
 from lockr_local.sync.watcher import DirtyPaths
@@ -32,6 +32,7 @@ class World:
     remote: dict[str, RemoteEntry] = field(default_factory=dict)
     present: bool = True
     uploaded_bytes: int = 0
+    remote_folder: str = ""
 
     def write(self, path: str, content: str) -> None:
         self.folder[path] = content
@@ -45,6 +46,7 @@ class World:
         return {p: LocalFile(p, len(c), self.mtimes[p], sha(c)) for p, c in self.folder.items() if in_scope(p, scope)}
 
     def plan(self, scope: frozenset[str] | None = None, **kwargs: object) -> Plan:
+        kwargs.setdefault("remote_folder", self.remote_folder)
         return plan(self.scan(scope) if self.present else {}, self.index, list(self.remote.values()),
                     folder_present=self.present, scope=scope, **kwargs)  # type: ignore[arg-type]
 
@@ -64,7 +66,7 @@ class World:
                 self.remote.pop(old, None)
         for up in result.uploads:
             remote_id = f"id{next(_ids)}"
-            self.remote[remote_id] = RemoteEntry(up.path, remote_id, up.size, up.sha256)
+            self.remote[remote_id] = RemoteEntry(up.name, remote_id, up.size, up.sha256)
             self.uploaded_bytes += up.size
             if up.renamed_from:
                 self.index.pop(up.renamed_from, None)
@@ -83,9 +85,11 @@ class World:
         return result
 
     def assert_mirrored(self) -> None:
-        """The remote holds exactly the folder's files (by name and hash), plus foreign files."""
-        ours = {e.name: e.sha256 for e in self.remote.values() if not e.id.startswith("foreign")}
-        assert ours == {p: sha(c) for p, c in self.folder.items()}
+        """The remote holds exactly the folder's files (by name, under its remote folder, and hash), plus
+        foreign files and those of other synced folders."""
+        ours = {e.name: e.sha256 for e in self.remote.values()
+                if not e.id.startswith("foreign") and e.id in {i.remote_id for i in self.index.values()}}
+        assert ours == {remote_name(p, self.remote_folder): sha(c) for p, c in self.folder.items()}
         assert self.plan().in_sync
 
 
@@ -335,3 +339,69 @@ def test_an_event_overflow_becomes_one_full_scan() -> None:
     now[0] = 1.0
     assert dirty.take(0.5) == (True, frozenset())
     assert dirty.take(0.5) == (False, frozenset())
+
+
+# -- remote folders: each synced folder under a folder of its own -----------------------------------------
+
+def test_with_a_remote_folder_files_are_uploaded_under_it() -> None:
+    world = World(remote_folder="laptop")
+    world.write("a.txt", "alpha")
+    world.write("docs/b.txt", "beta")
+    result = world.sync()
+    assert sorted((u.path, u.name) for u in result.uploads) == [("a.txt", "laptop/a.txt"),
+                                                                ("docs/b.txt", "laptop/docs/b.txt")]
+    assert sorted(e.name for e in world.remote.values()) == ["laptop/a.txt", "laptop/docs/b.txt"]
+    world.assert_mirrored()
+
+
+def test_two_synced_folders_with_the_same_file_make_two_remote_files() -> None:
+    shared_remote: dict[str, RemoteEntry] = {}
+    work, home = World(remote=shared_remote, remote_folder="work"), World(remote=shared_remote, remote_folder="home")
+    for world in (work, home):
+        world.write("docs/b.txt", "same bytes")
+        world.sync()
+    assert sorted(e.name for e in shared_remote.values()) == ["home/docs/b.txt", "work/docs/b.txt"]
+    assert len({e.id for e in shared_remote.values()}) == 2
+    work.write("keep.txt", "so that the folder is not empty (which would pause deletions)")
+    work.sync()
+    work.assert_mirrored()
+    home.assert_mirrored()
+    work.folder.pop("docs/b.txt")
+    assert [d.path for d in work.sync().deletes] == ["docs/b.txt"]
+    assert sorted(e.name for e in shared_remote.values()) == ["home/docs/b.txt", "work/keep.txt"]
+    home.assert_mirrored()
+
+
+@pytest.mark.parametrize("foreign_name,adopted", [("laptop/docs/b.txt", True), ("docs/b.txt", False),
+                                                  ("other/docs/b.txt", False), ("laptop2/docs/b.txt", False)])
+def test_only_an_identical_file_under_the_remote_folder_is_adopted(foreign_name: str, adopted: bool) -> None:
+    world = World(remote_folder="laptop")
+    foreign = world.add_foreign(foreign_name, "beta")
+    world.write("docs/b.txt", "beta")
+    result = world.plan()
+    assert [a.remote_id for a in result.adopts] == ([foreign] if adopted else [])
+    assert [u.name for u in result.uploads] == ([] if adopted else ["laptop/docs/b.txt"])
+
+
+@pytest.mark.parametrize("before,after", [("", "laptop"), ("laptop", "desk/laptop"), ("laptop", "")])
+def test_a_changed_remote_folder_moves_each_file_by_upload_then_delete(before: str, after: str) -> None:
+    world = World(remote_folder=before)
+    for i in range(12):
+        world.write(f"f{i}.txt", f"content {i}")
+    world.sync()
+    old_ids = {e.remote_id for e in world.index.values()}
+    world.remote_folder = after
+    result = world.plan(guard=GuardSettings(max_count=5))
+    assert result.guard is None and result.deletes == []  # not deletions: each old copy is replaced
+    assert sorted(u.name for u in result.uploads) == sorted(remote_name(f"f{i}.txt", after) for i in range(12))
+    assert {old for u in result.uploads for old in u.replaces} == old_ids
+    world.apply(result)
+    assert not old_ids & set(world.remote)
+    world.assert_mirrored()
+
+
+def test_a_path_too_long_under_the_remote_folder_is_skipped() -> None:
+    world = World(remote_folder="/".join(letter * 200 for letter in "fghi"))  # 803 bytes of the 1024
+    world.write("x" * 240 + ".txt", "fits alone, not with the folder in front")
+    result = world.plan()
+    assert result.uploads == [] and len(result.skips) == 1

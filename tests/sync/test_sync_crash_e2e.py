@@ -73,6 +73,6 @@ def test_sync_killed_mid_upload_resumes_from_the_server_offset_without_duplicate
     resent = proxy.sent_upstream - sent_before
     # The rest of the file, plus a few requests' headers (listing, status query, final chunk): not the file again.
     assert size - offset <= resent < size - offset + 32 * 1024, (resent, offset)
-    assert [f["name"] for f in remote_files(shared_server.url, account)] == ["big.bin"]
-    assert_mirrored(shared_server.url, account, folder)
+    assert [f["name"] for f in remote_files(shared_server.url, account)] == [f"{folder.name}/big.bin"]
+    assert_mirrored(shared_server.url, account, folder, under=folder.name)
     assert pending_session(database, "big.bin") is None

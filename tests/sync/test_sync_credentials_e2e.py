@@ -60,13 +60,13 @@ def test_sync_uses_the_login_token_from_the_keyring_and_keeps_its_state_outside_
     state_dir = home / ".local" / "state" / "lockr-local" / "sync"
     assert list(state_dir.glob("*.db")), "no state database in the user's state folder"
     state = ".local/state/lockr-local/"
-    synced = set(remote_tree(server.url, account))
+    synced = set(remote_tree(server.url, account, under=folder.name))
     assert synced == {path for path in local_tree(folder) if not path.startswith(state)}
     assert {"report.txt", "photos/cat.jpg"} <= synced and not any(path.startswith(state) for path in synced)
     # A second run finds nothing to do (the agent's own database changed meanwhile: it is not synced).
     second = desktop.run("sync", str(folder), "--once")
     assert second.returncode == 0, second.stderr
-    assert set(remote_tree(server.url, account)) == synced
+    assert set(remote_tree(server.url, account, under=folder.name)) == synced
     if where == "beside-home":
-        assert_mirrored(server.url, account, folder)
+        assert_mirrored(server.url, account, folder, under=folder.name)
         assert synced == {"report.txt", "photos/cat.jpg"}  # no state file inside FOLDER

@@ -41,9 +41,9 @@ def test_once_mirrors_a_tree_exits_zero_and_a_second_run_uploads_nothing(shared_
 
     first = run_cli("sync", str(folder), "--once", env=env)
     assert first.returncode == 0, first.stderr
-    assert "in sync" in first.stdout
-    tree = remote_tree(shared_server.url, account)
-    assert tree == local_tree(folder)
+    assert "in sync" in first.stdout and "remote folder folder" in first.stdout  # the folder's name
+    tree = remote_tree(shared_server.url, account, under=folder.name)
+    assert tree == local_tree(folder) and len(remote_files(shared_server.url, account)) == len(tree)
     assert not {"build/out.o", "run.log", ".notes.txt.swp", "~$report.docx", "link-out.txt"} & set(tree)
     ids = {f["id"] for f in remote_files(shared_server.url, account)}
 
@@ -64,7 +64,7 @@ def test_once_reports_not_in_sync_with_a_summary(shared_server: ServerProcess, f
     result = run_cli("sync", str(folder), "--once", env=env)
     assert result.returncode == 3, result.stdout + result.stderr
     assert "not in sync" in result.stderr and "bad /name.txt" in result.stderr
-    assert set(remote_tree(shared_server.url, account)) == {"ok.txt"}
+    assert set(remote_tree(shared_server.url, account)) == {f"{folder.name}/ok.txt"}
 
 
 def test_edits_deletes_renames_and_atomic_saves_while_running(shared_server: ServerProcess, folder: Path,
@@ -237,9 +237,9 @@ def test_cli_runs_continuously_reports_status_and_stops_on_sigterm(shared_server
     proc = subprocess.Popen([sys.executable, "-m", "lockr_local", "sync", str(folder)], env=env, cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        assert_mirrored(shared_server.url, account, folder)
+        assert_mirrored(shared_server.url, account, folder, under=folder.name)
         write(folder / "b.txt", "while running")
-        assert_mirrored(shared_server.url, account, folder)
+        assert_mirrored(shared_server.url, account, folder, under=folder.name)
         status = wait_for(lambda: (r := run_cli("sync", str(folder), "--status", env={
             "LOCKR_SYNC_STATE_DIR": str(tmp_path / "state")})).returncode == 0 and "state: idle" in r.stdout and r,
             message="an idle status")

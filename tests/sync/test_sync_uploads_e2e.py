@@ -121,7 +121,7 @@ def test_the_bandwidth_limit_caps_the_upload_rate(server: Any, access_log: Acces
     env = {"LOCKR_ENDPOINT": server.url, "LOCKR_TOKEN": account.token, "LOCKR_SYNC_STATE_DIR": str(tmp_path / "state")}
     result = run_cli("sync", str(folder), "--once", "--bwlimit", str(limit), env=env)
     assert result.returncode == 0, result.stderr
-    assert_mirrored(server.url, account, folder)
+    assert_mirrored(server.url, account, folder, under=folder.name)
     receiving = sum(a.seconds for a in access_log.answered if a.method in ("PUT", "POST") and "upload" in a.path)
     assert receiving >= 0.95 * (size - limit) / limit, f"{size} bytes received in {receiving:.2f}s"
 
@@ -147,7 +147,7 @@ def test_concurrency_sets_how_many_files_upload_at_once(server: Any, access_log:
     env = {"LOCKR_ENDPOINT": server.url, "LOCKR_TOKEN": account.token, "LOCKR_SYNC_STATE_DIR": str(tmp_path / "state")}
     result = run_cli("sync", str(folder), "--once", "--bwlimit", "500000", "--concurrency", str(concurrency), env=env)
     assert result.returncode == 0, result.stderr
-    assert_mirrored(server.url, account, folder)
+    assert_mirrored(server.url, account, folder, under=folder.name)
     bodies = [(a.at - a.seconds, a.at) for a in access_log.answered if a.method == "PUT"]
     assert len(bodies) == 6
     if concurrency == 1:

@@ -69,11 +69,11 @@ def test_without_inotify_a_change_is_found_by_the_periodic_scan(shared_server: S
                   'echo 0 > /proc/sys/user/max_inotify_instances && exec "$@"', "sh"]
     agent = SyncProcess(folder, env, prefix=no_inotify)
     sync_processes.append(agent)
-    assert_mirrored(shared_server.url, account, folder)
+    assert_mirrored(shared_server.url, account, folder, under=folder.name)
     write(folder / "b.txt", "seen by no watcher")
-    assert_mirrored(shared_server.url, account, folder)
+    assert_mirrored(shared_server.url, account, folder, under=folder.name)
     write(folder / "c.txt", "and the next scan too")
-    assert_mirrored(shared_server.url, account, folder)
+    assert_mirrored(shared_server.url, account, folder, under=folder.name)
     assert agent.proc.poll() is None, "the agent exited"
     err = agent.stop()
     assert agent.proc.returncode == 0, err
@@ -94,7 +94,7 @@ def test_an_inotify_queue_overflow_triggers_a_full_scan(shared_server: ServerPro
            "LOCKR_SYNC_STATE_DIR": str(tmp_path / "state")}
     agent = SyncProcess(folder, env)
     sync_processes.append(agent)
-    assert_mirrored(shared_server.url, account, folder)
+    assert_mirrored(shared_server.url, account, folder, under=folder.name)
     wait_for(lambda: agent.state() == "idle", message="the agent to settle")
     max_queued = int(Path("/proc/sys/fs/inotify/max_queued_events").read_text())
     agent.proc.send_signal(signal.SIGSTOP)
@@ -104,7 +104,7 @@ def test_an_inotify_queue_overflow_triggers_a_full_scan(shared_server: ServerPro
         write(folder / "late.txt", "created after the queue was full")
     finally:
         agent.proc.send_signal(signal.SIGCONT)
-    assert_mirrored(shared_server.url, account, folder)
+    assert_mirrored(shared_server.url, account, folder, under=folder.name)
     err = agent.stop()
     assert "Inotify queue overflowed" in err
 

@@ -171,7 +171,7 @@ def test_fresh_start_goes_through_setup_and_the_docked_icon_follows_the_agent(
             assert in_sync.tobytes() != syncing.tobytes()
             files = requests.get(f"{lockr_server.url}/api/v1/files", headers=account.auth, timeout=10).json()["files"]
             assert [(f["name"], f["size"], f["sha256"]) for f in files] == [
-                ("holiday.bin", len(payload), hashlib.sha256(payload).hexdigest())]
+                ("Lockr/holiday.bin", len(payload), hashlib.sha256(payload).hexdigest())]
 
             # 5. The control page (what a click opens on this menu-less backend) pauses the agent.
             goto_refreshing_page(page, setup_url.split("/settings")[0] + "/")

@@ -69,7 +69,7 @@ def test_gtk_menu_settings_reopens_the_setup_page_and_an_error_is_notified(
         body = requests.get(f"{lockr_server.url}/api/v1/files", headers=account.auth, timeout=10).json()
         return [f["name"] for f in body["files"]]
 
-    waited(lambda: remote_names() == ["report.txt"], 60, "the agent to upload report.txt")
+    waited(lambda: remote_names() == ["Lockr/report.txt"], 60, "the agent to upload report.txt")
     waited(lambda: "ready" in log(), 30, "the notification recorder on the session bus")
 
     def docked() -> TrayWindow | None:

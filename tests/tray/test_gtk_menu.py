@@ -48,7 +48,7 @@ def test_right_click_opens_the_gtk_menu_and_pause_pauses_the_agent(
         body = requests.get(f"{lockr_server.url}/api/v1/files", headers=account.auth, timeout=10).json()
         return [f["name"] for f in body["files"]]
 
-    wait_for(lambda: remote_names() == ["report.txt"], timeout=60, message="the agent to upload report.txt")
+    wait_for(lambda: remote_names() == ["Lockr/report.txt"], timeout=60, message="the agent to upload report.txt")
     wait_for(lambda: log_path.read_text().rstrip().rsplit("tray: ", 1)[-1].startswith("lockr-local: up to date"),
              timeout=30, message="the icon to say up to date")
 

@@ -94,6 +94,7 @@ def test_a_post_without_the_xsrf_field_is_refused(tray: TrayApp, server: Threade
     ("relative folder", {"folder": "Documents"}, "full path"),
     ("not a URL", {"endpoint": "lockr.example.org"}, "must be a url"),
     ("unreachable", {"endpoint": "http://127.0.0.1:9"}, "reach"),
+    ("bad remote folder", {"remote_folder": "../up"}, "cannot be used"),
 ])
 def test_bad_setup_says_what_to_fix_and_stores_nothing(tray: TrayApp, server: ThreadedServer, account: Account,
                                                       home: Path, case: str, fields: dict[str, str],
@@ -128,7 +129,8 @@ def test_setup_stores_the_token_in_the_keyring_and_the_agent_uploads_the_folder(
         body = requests.get(f"{server.url}/api/v1/files", headers=account.auth, timeout=10).json()
         return [f["name"] for f in body["files"]]
 
-    wait_for(lambda: remote_names() == ["notes.txt"], timeout=30, message="the agent to upload notes.txt")
+    # Under a remote folder named like the folder (the field left empty).
+    wait_for(lambda: remote_names() == ["Lockr/notes.txt"], timeout=30, message="the agent to upload notes.txt")
     wait_for(lambda: tray.status().state == "idle", timeout=30, message="the agent to be idle")
     page = session.get(f"{base}/", timeout=10)
     assert "up to date" in page.text and "notes.txt" in page.text
@@ -182,3 +184,23 @@ def test_without_a_keyring_the_page_offers_the_private_file_and_never_stores_sil
     assert requests.get(f"{server.url}/api/v1/account", headers={"Authorization": f"Bearer {token}"},
                         timeout=10).status_code == 200
     wait_for(lambda: tray.status().state in ("idle", "syncing"), timeout=30, message="the agent to start")
+
+
+def test_the_remote_folder_field_puts_the_files_under_that_remote_folder(
+        tray: TrayApp, server: ThreadedServer, account: Account, home: Path) -> None:
+    folder = home / "Lockr"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("first file\n")
+    session, base = signed_in(tray)
+    assert 'id="remote_folder"' in session.get(f"{base}/settings", timeout=10).text
+    response = submit(session, base, endpoint=server.url, identifier=account.username, password=account.password,
+                      folder=str(folder), remote_folder="/laptop/notes/")
+    assert response.status_code == 303, response.text
+    assert TrayConfig.load().remote_folder == "laptop/notes"
+
+    def remote_names() -> list[str]:
+        body = requests.get(f"{server.url}/api/v1/files", headers=account.auth, timeout=10).json()
+        return [f["name"] for f in body["files"]]
+
+    wait_for(lambda: remote_names() == ["laptop/notes/notes.txt"], timeout=30, message="the upload under laptop/notes")
+    assert 'value="laptop/notes"' in session.get(f"{base}/settings", timeout=10).text

@@ -149,7 +149,7 @@ def tray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTray]:
         page = requests.Session()
         assert page.get(link.group(1) + link.group(2), timeout=10).status_code == 200
         running = RunningTray(proc, home, folder, server.url, account, desktop, page, link.group(1))
-        wait_for(lambda: running.remote_names() == ["first.txt"], timeout=30, message="the start-up scan's upload")
+        wait_for(lambda: running.remote_names() == ["Lockr/first.txt"], timeout=30, message="the start-up scan's upload")
         wait_for(lambda: "up to date" in running.state(), timeout=30, message="the agent to be up to date")
         yield running
     finally:
@@ -167,9 +167,9 @@ def tray(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningTray]:
 
 def test_sync_now_uploads_a_file_no_watcher_reported(tray: RunningTray) -> None:
     (tray.folder / "late.txt").write_text("written while nobody watched\n")
-    holds(lambda: "late.txt" not in tray.remote_names(), 1.5, "uploaded without a scan: the watcher is on")
+    holds(lambda: "Lockr/late.txt" not in tray.remote_names(), 1.5, "uploaded without a scan: the watcher is on")
     tray.act("sync_now")
-    tray.waited(lambda: "late.txt" in tray.remote_names(), 30, "Sync now to upload late.txt")
+    tray.waited(lambda: "Lockr/late.txt" in tray.remote_names(), 30, "Sync now to upload late.txt")
     assert "action: sync_now" in tray.log()
     tray.waited(lambda: "up to date" in tray.state(), 30, "the state to return to up to date")
 
@@ -182,13 +182,13 @@ def test_resume_after_pause_syncs_the_change_held_meanwhile(tray: RunningTray) -
         assert "Resume syncing" in tray.control_page()
         tray.waited(lambda: "paused" in tray.icon_title(), 30, "the icon's title to say paused")
         (tray.folder / "held.txt").write_text("changed while paused\n")
-        holds(lambda: "held.txt" not in tray.remote_names(), 1.5, "a paused agent uploaded held.txt")
+        holds(lambda: "Lockr/held.txt" not in tray.remote_names(), 1.5, "a paused agent uploaded held.txt")
         tray.act("toggle_pause")
         resumed = True
     finally:
         if not resumed:
             tray.act("toggle_pause")  # leave the shared app syncing for the tests after this one
-    tray.waited(lambda: "held.txt" in tray.remote_names(), 30, "Resume to upload held.txt")
+    tray.waited(lambda: "Lockr/held.txt" in tray.remote_names(), 30, "Resume to upload held.txt")
     tray.waited(lambda: "up to date" in tray.state(), 30, "the state to return to up to date")
     tray.waited(lambda: "up to date" in tray.icon_title(), 30, "the icon's title to say up to date")
     assert "Pause syncing" in tray.control_page()
