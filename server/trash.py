@@ -75,7 +75,8 @@ def list_trash(account_id: int, limit: int, cursor: str | None) -> tuple[list[Tr
         query = query.where(StoredFile.seq > after)
     rows = list(query.order_by(StoredFile.seq).limit(limit + 1))
     next_cursor = str(rows[limit - 1].seq) if len(rows) > limit else None
-    return [TrashedFile(FileInfo.of(row), float(row.deleted_at)) for row in rows[:limit]], next_cursor
+    # deleted_at is set on every row this query selects (`_trashed()`); `or 0.0` only tells the type checker.
+    return [TrashedFile(FileInfo.of(row), row.deleted_at or 0.0) for row in rows[:limit]], next_cursor
 
 
 def trash_bytes(account_id: int) -> tuple[int, int]:
