@@ -23,6 +23,7 @@ from typing import Iterable
 import peewee
 
 from lockr_local.errors import BadRequest, LockrError, NotFound
+from lockr_local.names import MAX_NAME_BYTES, MAX_SEGMENT_BYTES
 from lockr_local.server.blobstore import BlobLocation, BlobStore
 from lockr_local.server.db import Database
 from lockr_local.server.filebytes import StoredAt
@@ -37,7 +38,6 @@ BATCH = 1000
 # What a restored file is called when its name is taken meanwhile: "report (restored).pdf", then
 # "report (restored 2).pdf" and so on.
 RESTORED = "restored"
-_MAX_SEGMENT = 255  # bytes of one folder or file name (names.py)
 
 
 @dataclass(frozen=True)
@@ -135,13 +135,14 @@ def free_name(account_id: int, name: str) -> str:
 
 def restored_name(name: str, number: int) -> str:
     """'docs/report.pdf' -> 'docs/report (restored).pdf' (number 1) or 'docs/report (restored 2).pdf'. The
-    mark goes before the extension so the file still opens with its program; a leaf that would grow past
-    255 bytes is shortened before the mark."""
+    mark goes before the extension so the file still opens with its program; a name that would grow past
+    the limits (255 bytes a segment, 1024 in all) is shortened before the mark."""
     folder, slash, leaf = name.rpartition("/")
     dot = leaf.rfind(".")
     stem, extension = (leaf[:dot], leaf[dot:]) if dot > 0 else (leaf, "")
     mark = f" ({RESTORED})" if number == 1 else f" ({RESTORED} {number})"
-    room = _MAX_SEGMENT - len((mark + extension).encode("utf-8"))
+    tail = len((mark + extension).encode("utf-8"))
+    room = min(MAX_SEGMENT_BYTES - tail, MAX_NAME_BYTES - len((folder + slash).encode("utf-8")) - tail)
     while len(stem.encode("utf-8")) > room:
         stem = stem[:-1]
     return f"{folder}{slash}{stem}{mark}{extension}"

@@ -282,3 +282,20 @@ def test_a_store_of_schema_6_is_upgraded_with_an_empty_trash(tmp_path, database)
         assert "storedfile_deleted_at" in {index.name for index in opened.get_indexes("storedfile")}
     finally:
         opened.close()
+
+
+@pytest.mark.parametrize("name, number, expected", [
+    ("report.pdf", 1, "report (restored).pdf"),
+    ("docs/report.pdf", 2, "docs/report (restored 2).pdf"),
+    ("docs.v2/README", 1, "docs.v2/README (restored)"),
+    (".bashrc", 1, ".bashrc (restored)"),
+    ("archive.tar.gz", 1, "archive.tar (restored).gz"),
+    ("é" * 125 + ".txt", 1, "é" * 120 + " (restored).txt"),     # 255 bytes a segment at most
+    ("d/" * 400 + "x" * 220, 1, "d/" * 400 + "x" * 213 + " (restored)"),  # 1024 bytes in all
+])
+def test_a_restored_name_keeps_its_extension_and_the_name_limits(name, number, expected):
+    from lockr_local.names import normalize_name
+
+    restored = trash.restored_name(name, number)
+    assert restored == expected
+    assert normalize_name(restored) == restored
