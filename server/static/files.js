@@ -233,6 +233,7 @@
   var trashMessage = document.getElementById("trash-message");
   var trashMore = document.getElementById("trash-more");
   var trashEmpty = document.getElementById("trash-empty");
+  var trashUsage = document.getElementById("trash-usage");
   var trashed = {};
   var trashCursor = null;
 
@@ -255,6 +256,7 @@
     trashTable.hidden = !any;
     trashNone.hidden = any;
     trashEmpty.hidden = !any;
+    if (!any) trashUsage.textContent = "";
   }
 
   function loadTrash(cursor) {
@@ -267,6 +269,8 @@
         .forEach(function (file) { trashed[file.id] = file; trashBody.appendChild(trashRow(file)); });
       trashCursor = body.next;
       trashMore.hidden = !trashCursor;
+      trashUsage.textContent = body.count ? body.count + " file" + (body.count === 1 ? "" : "s") + ", "
+        + Lockr.formatSize(body.bytes) : "";
       updateTrash();
     }, function (error) { Lockr.say(trashMessage, error.message, "error"); });
   }
@@ -288,6 +292,7 @@
         delete trashed[file.id];
         updateTrash();
         refreshUsage();
+        loadTrash(null);  // the counts
         if (restored) {
           show(restored, true);
           Lockr.toast("Restored " + file.name + (restored.name !== file.name ? " as " + restored.name

@@ -341,6 +341,7 @@ def test_a_deleted_file_goes_to_the_trash_and_restore_brings_it_back_with_its_li
     trashed = f'#trash-table tr[data-id="{file_id}"]'
     page.wait_for_selector(trashed)
     assert "keep me.txt" in page.inner_text(trashed) and "1.4 KB" in page.inner_text(trashed)
+    expect(page.locator("#trash-usage")).to_have_text("1 file, 1.4 KB")
     assert requests.get(share_link).status_code == 404
     check_screenshot(page, tmp_path / "files-trash.png")
 
