@@ -484,10 +484,13 @@ class Service:
         return [FileInfo.of(r) for r in rows[:limit]], next_cursor
 
     def owned_file(self, principal: Principal, file_id: str) -> FileInfo:
-        """The caller's own file; 404 for unknown ids, other people's files and files in the trash alike."""
-        row = StoredFile.get_or_none((StoredFile.file_id == file_id) & StoredFile.live())
+        """The caller's own file; 404 for unknown ids, other people's files and files in the trash alike (only
+        the owner is told that a file is in the trash, and how to get it back)."""
+        row = StoredFile.get_or_none(StoredFile.file_id == file_id)
         if row is None or principal.account_id is None or row.owner_id != principal.account_id:
             raise NotFound("You have no file with that id.")
+        if row.deleted_at is not None:
+            raise NotFound(f"That file is in your trash; POST /api/v1/trash/{file_id}/restore brings it back.")
         return FileInfo.of(row)
 
     def file(self, file_id: str) -> FileInfo:

@@ -54,7 +54,8 @@ def test_a_deleted_file_leaves_listings_and_downloads_but_keeps_its_bytes_and_qu
     assert api(server, alice, "DELETE", f"/api/v1/files/{file['id']}").status_code == 204
 
     assert listed_ids(server, alice) == []
-    assert api(server, alice, "GET", f"/api/v1/files/{file['id']}").status_code == 404
+    in_trash = api(server, alice, "GET", f"/api/v1/files/{file['id']}")
+    assert in_trash.status_code == 404 and "in your trash" in in_trash.json()["error"]["message"]
     assert requests.get(file["downloadUrl"], headers=alice.auth, timeout=30).status_code == 404
     assert requests.get(file["downloadUrl"], timeout=30).status_code == 404  # the share link
     assert requests.get(f"{server.url}/download/{file['id']}", timeout=30).status_code == 404
