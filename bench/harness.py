@@ -73,7 +73,9 @@ class LockrServer:
         full_env.update({"LOCKR_RATE_ACCOUNT": "100000", "LOCKR_RATE_ACCOUNT_BURST": "1000000",
                          "LOCKR_RATE_GUEST": "100000", "LOCKR_RATE_GUEST_BURST": "1000000",
                          "LOCKR_LOG_LEVEL": "warning", "LOCKR_ACCOUNT_MAX_OBJECT": "1TB",
-                         "LOCKR_DEFAULT_QUOTA": "10TB", **(env or {})})
+                         "LOCKR_DEFAULT_QUOTA": "10TB",
+                         # The scenarios delete what they measured to free the disk: no trash to keep it.
+                         "LOCKR_TRASH_RETENTION": "0", **(env or {})})
         self.proc = subprocess.Popen([sys.executable, "-m", "lockr_local", "serve", "--port", "0", "--data-dir",
                                       str(data_dir)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
                                      env=full_env, cwd=REPO)

@@ -25,7 +25,7 @@ import requests
 from lockr_local import __version__
 from lockr_local.errors import (ConnectionFailed, LockrError, MethodNotAllowed, NotFound, RateLimited,
                                 SessionBusy, SessionOffsetMismatch, error_class_for)
-from lockr_local.remote import AccountInfo, Download, NewAccount, RemoteFile, UploadSession
+from lockr_local.remote import AccountInfo, Download, NewAccount, RemoteFile, TrashedFile, UploadSession
 from lockr_local.netfail import NetworkFailure, loggable_url, network_failure, origin_of, unreachable_message
 from lockr_local.transfer import (DEFAULT_CHUNK_SIZE, READ_BLOCK, FileWindow, ProgressCallback, RetryPolicy,
                                   chunk_size_checked, hash_prefix, key_hash, persisted_offset, source_size)
@@ -172,7 +172,37 @@ class LockrClient:
         self._request("DELETE", self._url(f"/api/v1/tokens/{int(token_id)}"), expect=(204, 200))
 
     def delete(self, file_id: str) -> None:
+        """Deletes a file (on lockr-local: into the trash, restorable until trash_retention)."""
         self._request("DELETE", self._url(f"/api/v1/files/{quote(file_id, safe='')}"), expect=(204, 200))
+
+    # -- the trash (lockr-local's; a server without one answers 404) --------------------------------
+
+    def iter_trash(self, page_size: int | None = None) -> Iterator[TrashedFile]:
+        """Every file in the account's trash, a page at a time."""
+        cursor: str | None = None
+        while True:
+            params: dict[str, Any] = {"limit": page_size} if page_size else {}
+            if cursor:
+                params["cursor"] = cursor
+            data = self._json("GET", "/api/v1/trash", params=params)
+            for item in data.get("files", []):
+                yield TrashedFile.from_json(item)
+            cursor = data.get("next")
+            if not cursor:
+                return
+
+    def restore(self, file_id: str) -> RemoteFile:
+        """Brings a file back from the trash with its id; its name may come back with " (restored)"."""
+        return RemoteFile.from_json(self._json("POST", f"/api/v1/trash/{quote(file_id, safe='')}/restore",
+                                               idempotent=False))
+
+    def delete_forever(self, file_id: str) -> None:
+        self._request("DELETE", self._url(f"/api/v1/trash/{quote(file_id, safe='')}"), expect=(204, 200))
+
+    def empty_trash(self) -> tuple[int, int]:
+        """Deletes everything in the trash for good: (files, bytes)."""
+        data = self._json("DELETE", "/api/v1/trash")
+        return int(data.get("deleted", 0)), int(data.get("bytes", 0))
 
     # -- uploads ----------------------------------------------------------------------------------
 

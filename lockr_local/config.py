@@ -301,6 +301,9 @@ SETTINGS: tuple[Setting, ...] = (
             "(503).", parse_size),
     Setting("guest_retention", 0, "How long guest uploads are kept (14d, 12h, seconds) before the reaper "
             "deletes them; 0 keeps them.", parse_duration),
+    Setting("trash_retention", 30 * 86400, "How long (30d, 12h, seconds) a file its owner deleted stays in the "
+            "trash, restorable and counted against the quota, before the reaper deletes it for good; 0 deletes "
+            "files at once (no trash).", parse_duration),
     Setting("crash_point", "", "Test only: name of a commit step at which the server kills itself."),
     # The sync agent (`lockr-local sync`); read from the same places, used only by the client side.
     Setting("sync_concurrency", 4, "Files the sync agent uploads at the same time.", parse_int),
@@ -373,6 +376,7 @@ class Settings:
     metrics_token: str
     min_free_space: int
     guest_retention: int
+    trash_retention: int
     idempotency_ttl: int
     crash_point: str
     sync_concurrency: int

@@ -39,6 +39,19 @@ class RemoteFile:
 
 
 @dataclass(frozen=True)
+class TrashedFile:
+    """A file in the account's trash: the file as it was, when it was deleted and when it goes for good."""
+
+    file: RemoteFile
+    deleted_at: str
+    purge_at: str
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> "TrashedFile":
+        return cls(RemoteFile.from_json(data), str(data.get("deletedAt") or ""), str(data.get("purgeAt") or ""))
+
+
+@dataclass(frozen=True)
 class UploadSession:
     """An open resumable upload: `upload_url` is the capability to write it (no token needed)."""
 

@@ -24,7 +24,7 @@ from lockr_local.server.guests import GuestExpiry
 from lockr_local.server.idempotency import IdempotencyKeys
 from lockr_local.server.ingest import Ingest
 from lockr_local.server.handlers import (
-    accounts, dav, docs, downloads, files, links, metrics_page, pages, sessions, tokens, tus, uploads,
+    accounts, dav, docs, downloads, files, links, metrics_page, pages, sessions, tokens, trash, tus, uploads,
 )
 from lockr_local.server.handlers.base import NotFoundHandler, ServerContext
 from lockr_local.server.handlers.watchdog import BodyWatchdogs
@@ -36,6 +36,7 @@ from lockr_local.server.private import make_private_dir
 from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
 from lockr_local.server.security import Signer, existing_secret, load_or_create_secret
 from lockr_local.server.service import Service
+from lockr_local.server.trash import TrashPurge
 from lockr_local.server.sessions import protect_raw_session_keys
 
 FILE_ID = r"([0-9a-fA-F]{1,64})"
@@ -104,6 +105,9 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         (rf"/api/v1/files/{FILE_ID}", files.FileHandler, deps),
         (rf"/api/v1/download/{REGION}/{FILE_ID}(?:/.*)?", downloads.DownloadHandler, deps),
         (rf"/api/v1/files/{FILE_ID}/link", links.FileLinkHandler, deps),
+        (r"/api/v1/trash", trash.TrashHandler, deps),
+        (rf"/api/v1/trash/{FILE_ID}/restore", trash.TrashRestoreHandler, deps),
+        (rf"/api/v1/trash/{FILE_ID}", trash.TrashFileHandler, deps),
         (r"/api/v1/tokens", tokens.TokensHandler, deps),
         (r"/api/v1/tokens/([0-9]+)", tokens.TokenHandler, deps),
         (r"/api/v1/account/password", tokens.PasswordHandler, deps),
@@ -183,6 +187,7 @@ def startup_maintenance(ctx: ServerContext) -> None:
     removed = ctx.blobs.clear_temp()
     ctx.sessions.reap_at_startup()  # first: objects of sessions reaped here are orphans below
     guest_expiry(ctx).reap_at_startup()
+    trash_purge(ctx).reap_at_startup()
     orphans = ctx.db.run_sync(reap_orphans, ctx.blobs)
     ctx.db.run_sync(ctx.service.reconcile_reservations)
     if removed or orphans:
@@ -193,15 +198,21 @@ def guest_expiry(ctx: ServerContext) -> GuestExpiry:
     return GuestExpiry(ctx.db, ctx.blobs, ctx.io, ctx.settings.guest_retention)
 
 
+def trash_purge(ctx: ServerContext) -> TrashPurge:
+    return TrashPurge(ctx.db, ctx.blobs, ctx.io, ctx.settings.trash_retention)
+
+
 def start_background_tasks(ctx: ServerContext) -> list[asyncio.Task[None]]:
     """Background work while serving: the reaper (every `reap_interval` seconds: expired upload sessions,
-    then guest uploads past `guest_retention`, then expired Idempotency-Keys) and the SHA-1/MD5 backfill of
+    then guest uploads past `guest_retention`, then files in the trash past `trash_retention`, then expired
+    Idempotency-Keys) and the SHA-1/MD5 backfill of
     big API uploads. Nodes sharing a PostgreSQL database take turns: each sweep is done by one node at a
     time (cluster.py)."""
     loop = asyncio.get_running_loop()
     ctx.backfill.start()
     sweeps = [one_node_at_a_time(ctx.db, "reaper", sweep)
-              for sweep in (ctx.sessions.reap, guest_expiry(ctx).reap, ctx.idempotency.reap)]
+              for sweep in (ctx.sessions.reap, guest_expiry(ctx).reap, trash_purge(ctx).reap,
+                            ctx.idempotency.reap)]
     reaper = reap_sessions_forever(sweeps, ctx.settings.reap_interval)
     return [loop.create_task(reaper, name="lockr-reaper")]
 

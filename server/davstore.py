@@ -26,6 +26,7 @@ from lockr_local.server.inline import copy_inline, insert_inline
 from lockr_local.server.models import Account, DavFolder, StoredFile, lock_account
 from lockr_local.server.security import new_id
 from lockr_local.server.service import FileInfo, NewFile, Principal, Service, charge_quota
+from lockr_local.server.trash import move_to_trash
 from lockr_local.server.webdav import Quota, Resource
 
 
@@ -43,6 +44,11 @@ def _below(field: peewee.Field, folder: str) -> peewee.Expression:
     if not folder:
         return field.is_null(False)
     return (field >= folder + "/") & (field < folder + "0")  # '0' is the character after '/'
+
+
+def _mine(account_id: int) -> peewee.Expression:
+    """The account's live files: files in the trash (trash.py) are not in the tree at all."""
+    return (StoredFile.owner == account_id) & StoredFile.live()
 
 
 def _in_tree(field: peewee.Field, path: str) -> peewee.Expression:
@@ -81,7 +87,7 @@ class DavStore:
     # -- reading ------------------------------------------------------------------------------
 
     def _files(self, account_id: int, name: str) -> list[StoredFile]:
-        return list(StoredFile.select().where((StoredFile.owner == account_id) & (StoredFile.name == name))
+        return list(StoredFile.select().where(_mine(account_id) & (StoredFile.name == name))
                     .order_by(StoredFile.seq.desc()))
 
     def folder_exists(self, account_id: int, path: str) -> bool:
@@ -89,7 +95,7 @@ class DavStore:
             return True
         if DavFolder.select().where((DavFolder.owner == account_id) & _in_tree(DavFolder.path, path)).exists():
             return True
-        return StoredFile.select().where((StoredFile.owner == account_id) & _below(StoredFile.name, path)).exists()
+        return StoredFile.select().where(_mine(account_id) & _below(StoredFile.name, path)).exists()
 
     def stat(self, account_id: int, name: str) -> Resource | None:
         """The file or folder at `name` ("" = the account root), or None."""
@@ -104,7 +110,7 @@ class DavStore:
     def _folder_mtime(self, account_id: int, path: str) -> float:
         """The newest time of what is inside (as listings show it), else when the folder was made."""
         newest = (StoredFile.select(peewee.fn.MAX(peewee.fn.COALESCE(StoredFile.mtime, StoredFile.created_at)))
-                  .where((StoredFile.owner == account_id) & _below(StoredFile.name, path)).scalar())
+                  .where(_mine(account_id) & _below(StoredFile.name, path)).scalar())
         if newest is not None:
             return float(newest)
         row = DavFolder.get_or_none((DavFolder.owner == account_id) & (DavFolder.path == path))
@@ -118,7 +124,7 @@ class DavStore:
         prefix = folder + "/" if folder else ""
         files: dict[str, Resource] = {}
         folders: dict[str, float] = {}
-        rows = (StoredFile.select().where((StoredFile.owner == account_id) & _below(StoredFile.name, folder))
+        rows = (StoredFile.select().where(_mine(account_id) & _below(StoredFile.name, folder))
                 .order_by(StoredFile.name, StoredFile.seq.desc()))
         for row in rows:
             rest = row.name[len(prefix):]
@@ -229,27 +235,33 @@ class DavStore:
         if path:
             DavFolder.insert(owner=account_id, path=path, created_at=time.time()).on_conflict_ignore().execute()
 
-    def _remove(self, account_id: int, name: str) -> tuple[bool, list[BlobLocation]]:
-        """Removes the file rows or the folder tree at `name`, releasing quota; returns (found, blobs)."""
+    def _remove(self, account_id: int, name: str, to_trash: bool = False) -> tuple[bool, list[BlobLocation]]:
+        """Removes the file rows or the folder tree at `name`, releasing quota; returns (found, blobs).
+        With `to_trash` the files go to the trash instead, keeping bytes and quota (no blobs returned)."""
         rows = self._files(account_id, name)
         is_folder = not rows and self.folder_exists(account_id, name)
         if is_folder:
-            rows = list(StoredFile.select().where((StoredFile.owner == account_id) & _below(StoredFile.name, name)))
+            rows = list(StoredFile.select().where(_mine(account_id) & _below(StoredFile.name, name)))
             DavFolder.delete().where((DavFolder.owner == account_id) & _in_tree(DavFolder.path, name)).execute()
         if not rows and not is_folder:
             return False, []
+        if to_trash:
+            move_to_trash(rows)
+            return True, []
         StoredFile.delete().where(StoredFile.seq.in_([row.seq for row in rows])).execute()
         freed = sum(row.size for row in rows)
         charge_quota(account_id, -freed, must_fit=False)
         return True, blob_files(rows)
 
     def delete(self, account_id: int, name: str) -> list[BlobLocation]:
-        """DELETE a file (every row of that name) or a folder with everything in it."""
+        """DELETE a file (every row of that name) or a folder with everything in it: into the trash, unless
+        `trash_retention` is 0. A replacement (PUT over a file, MOVE or COPY with Overwrite) is not a
+        delete: what it replaces goes at once, as before."""
         if not name:
             raise Forbidden("The account folder itself cannot be deleted; delete what is inside it.")
         with StoredFile._meta.database.atomic():
             lock_account(account_id)
-            found, blobs = self._remove(account_id, name)
+            found, blobs = self._remove(account_id, name, to_trash=self.service.settings.trash_retention > 0)
             if not found:
                 raise NotFound(f"Nothing exists at {name!r}.")
             self._keep_folder(account_id, name.rpartition("/")[0])
@@ -295,7 +307,7 @@ class DavStore:
         cut = len(source)
         renamed = [(row.seq, target + row.name[cut:]) for row in
                    StoredFile.select(StoredFile.seq, StoredFile.name)
-                   .where((StoredFile.owner == account_id) & _below(StoredFile.name, source))]
+                   .where(_mine(account_id) & _below(StoredFile.name, source))]
         for seq, name in renamed:
             StoredFile.update(name=name).where(StoredFile.seq == seq).execute()
         folders = [(row.id, target + row.path[cut:]) for row in
@@ -315,7 +327,7 @@ class DavStore:
         if depth == "0":
             return [], [target]
         items: dict[str, CopyItem] = {}
-        for row in (StoredFile.select().where((StoredFile.owner == account_id) & _below(StoredFile.name, source))
+        for row in (StoredFile.select().where(_mine(account_id) & _below(StoredFile.name, source))
                     .order_by(StoredFile.seq.desc())):
             name = target + row.name[len(source):]
             items.setdefault(name, CopyItem(FileInfo.of(row), name, new_id()))
@@ -349,4 +361,4 @@ class DavStore:
 
     def set_mtime(self, account_id: int, name: str, mtime: float) -> None:
         """PROPPATCH of lastmodified: files keep it; folders have theirs derived, so it is accepted and dropped."""
-        StoredFile.update(mtime=mtime).where((StoredFile.owner == account_id) & (StoredFile.name == name)).execute()
+        StoredFile.update(mtime=mtime).where(_mine(account_id) & (StoredFile.name == name)).execute()

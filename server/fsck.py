@@ -1,4 +1,7 @@
-"""Consistency check of the store: rows vs bytes, hashes, quota accounting, SQLite integrity, leftovers."""
+"""Consistency check of the store: rows vs bytes, hashes, quota accounting, SQLite integrity, leftovers.
+
+Files in the trash are files here: their rows keep their bytes (missing ones are reported, their bytes are
+no orphans) and their sizes count in the account's `used`, as trash.py promises."""
 
 from __future__ import annotations
 
@@ -25,6 +28,8 @@ class FsckReport:
     """What `lockr-local fsck` found; `clean` when nothing is wrong."""
 
     files_checked: int = 0
+    # Of those, files in the trash (trash.py): checked like the others, as their bytes and quota are kept.
+    files_in_trash: int = 0
     bytes_verified: int = 0
     missing_bytes: list[str] = field(default_factory=list)
     wrong_size: list[str] = field(default_factory=list)
@@ -52,8 +57,9 @@ class FsckReport:
                                          for name, value in fields.items()}}
 
     def lines(self) -> list[str]:
-        out = [f"checked {self.files_checked} files" + (f", verified {self.bytes_verified} bytes"
-                                                        if self.bytes_verified else "")]
+        out = [f"checked {self.files_checked} files"
+               + (f" ({self.files_in_trash} in the trash)" if self.files_in_trash else "")
+               + (f", verified {self.bytes_verified} bytes" if self.bytes_verified else "")]
         out += [f"MISSING bytes of file {i}" for i in self.missing_bytes]
         out += [f"WRONG SIZE of file {i}" for i in self.wrong_size]
         out += [f"CORRUPT file {i}: its bytes do not match the recorded sha256" for i in self.corrupt]
@@ -93,7 +99,8 @@ def stored_files_with_inline_lengths() -> peewee.ModelSelect[StoredFile]:
     """Every file row with the length of its inline bytes (None for blob files, or inline bytes gone), in
     one query: a lookup per row would cost a query per inline file."""
     return (StoredFile.select(StoredFile.file_id, StoredFile.region, StoredFile.size, StoredFile.sha256,
-                              StoredFile.inline, peewee.fn.LENGTH(InlineBlob.data).alias("inline_length"))
+                              StoredFile.inline, StoredFile.deleted_at,
+                              peewee.fn.LENGTH(InlineBlob.data).alias("inline_length"))
             .join(InlineBlob, peewee.JOIN.LEFT_OUTER, on=(InlineBlob.file == StoredFile.file_id)))
 
 
@@ -119,6 +126,8 @@ def check_store(database: peewee.Database, blobs: BlobStore, *, verify: bool = F
     known: dict[str, set[str]] = {region: set() for region in blobs.regions()}
     for row in stored_files_with_inline_lengths().iterator():
         report.files_checked += 1
+        if row.deleted_at is not None:
+            report.files_in_trash += 1
         location = BlobLocation(row.region, row.file_id)
         known.setdefault(row.region, set()).add(row.file_id)
         if row.inline:  # its bytes are an InlineBlob row, not a blob file

@@ -119,7 +119,8 @@ class IdempotencyKeys:
             return
         if Fingerprint(row.route, row.name, row.size, row.sha256) != fingerprint:
             raise IdempotencyKeyReused()
-        first = StoredFile.get_or_none((StoredFile.file_id == row.file_id) & (StoredFile.owner == account_id))
+        first = StoredFile.get_or_none((StoredFile.file_id == row.file_id) & (StoredFile.owner == account_id)
+                                       & StoredFile.live())  # a file in the trash was deleted too
         if first is None:
             raise IdempotencyKeySpent()
         raise Replayed(replay(FileInfo.of(first), row.status))

@@ -63,7 +63,8 @@ def bound_database() -> peewee.Database:
 # hashes for guest uploads, and upload sessions that keep only the keyHash's HMAC.
 # Schema 6: the IdempotencyKey table (create_tables makes it; nothing else changes).
 # Schema 7: ApiToken.expires_at, an optional expiry (null: the token lasts until revoked).
-SCHEMA_VERSION = 7
+# Schema 8: StoredFile.deleted_at, set while a file is in the trash (trash.py), and its index.
+SCHEMA_VERSION = 8
 # A Meta key set when a store from before schema 5 is upgraded: its upload sessions still hold raw
 # keyHashes, which need the server secret to protect (sessions.protect_raw_session_keys, at start-up).
 RAW_SESSION_KEYS = "raw_session_keys"
@@ -150,9 +151,18 @@ class StoredFile(BaseModel):
     # Since schema 4: the bytes are an InlineBlob row, committed with this row, rather than a blob file.
     # Nullable only so that the upgrade adds it without rebuilding the table; upgrade_schema fills it in.
     inline = peewee.BooleanField(null=True, default=False)
+    # Since schema 7: when the owner deleted the file into the trash (trash.py); NULL for a live file. A
+    # trashed row keeps its id, bytes and quota charge until it is restored or purged. Its index is made
+    # by ensure_trash_index, after upgrade_schema has added the column to an older store.
+    deleted_at = peewee.DoubleField(null=True)
 
     class Meta:
         indexes = ((("owner", "seq"), False), (("owner", "name"), False))
+
+    @staticmethod
+    def live() -> peewee.Expression:
+        """Files that are not in the trash: what listings, downloads, WebDAV and name checks see."""
+        return StoredFile.deleted_at.is_null()
 
 
 class InlineBlob(BaseModel):
@@ -322,6 +332,7 @@ def open_database(database_url: str) -> peewee.Database:
         Meta.insert(key="schema_version", value=str(SCHEMA_VERSION)).on_conflict_ignore().execute()
         upgrade_schema(database)
         ensure_username_index(database)
+        ensure_trash_index(database)
     return database
 
 
@@ -394,6 +405,18 @@ def ensure_username_index(database: peewee.Database) -> None:
         return
     database.execute_sql(f'DROP INDEX IF EXISTS "{_USERNAME_INDEX_NOT_UNIQUE}"')
     database.execute_sql(f'CREATE UNIQUE INDEX IF NOT EXISTS "{_USERNAME_INDEX}" ON "{table}" (lower("username"))')
+
+
+_TRASH_INDEX = "storedfile_deleted_at"
+
+
+def ensure_trash_index(database: peewee.Database) -> None:
+    """The index the trash purge and the trash listing read trashed rows by (not in StoredFile.Meta:
+    create_tables would make it before upgrade_schema adds the column to a store from before schema 7)."""
+    table, column = StoredFile._meta.table_name, StoredFile.deleted_at.column_name
+    database.execute_sql(f'CREATE INDEX IF NOT EXISTS "{_TRASH_INDEX}" ON "{table}" ("{column}")')
+
+
 def is_postgresql(database_url: str) -> bool:
     return database_url.split("://", 1)[0].split("+", 1)[0] in ("postgres", "postgresql", "psycopg3")
 
@@ -436,7 +459,8 @@ def upgrade_schema(database: peewee.Database) -> None:
     version = int(Meta.get_by_id("schema_version").value)
     # Schema 4 also added the InlineBlob table, schema 6 the IdempotencyKey table: create_tables makes them.
     for since, field in ((2, StoredFile.crc32), (3, StoredFile.crc32c), (4, StoredFile.inline),
-                         (5, StoredFile.claim_hash), (5, UploadSession.claim_hash), (7, ApiToken.expires_at)):
+                         (5, StoredFile.claim_hash), (5, UploadSession.claim_hash), (7, ApiToken.expires_at),
+                         (8, StoredFile.deleted_at)):
         table = field.model._meta.table_name
         if version < since and field.column_name not in {column.name for column in database.get_columns(table)}:
             migrate(SchemaMigrator.from_database(database).add_column(table, field.column_name, field))

@@ -62,6 +62,20 @@ SCHEMAS: dict[str, Any] = {
         "properties": {"files": {"type": "array", "items": {"$ref": "#/components/schemas/File"}},
                        "next": {"type": "string", "nullable": True}},
     },
+    "TrashList": {
+        "type": "object", "required": ["files", "next", "count", "bytes", "retention"],
+        "properties": {"files": {"type": "array", "items": {"$ref": "#/components/schemas/TrashedFile"}},
+                       "next": {"type": "string", "nullable": True},
+                       "count": {"type": "integer", "minimum": 0, "description": "Files in the trash."},
+                       "bytes": {"type": "integer", "minimum": 0,
+                                 "description": "Their bytes, which count against the quota (in `used`)."},
+                       "retention": {"type": "integer", "minimum": 0,
+                                     "description": "trash_retention: seconds a file stays before it is purged."}},
+    },
+    "TrashEmptied": {
+        "type": "object", "required": ["deleted", "bytes"],
+        "properties": {"deleted": {"type": "integer", "minimum": 0}, "bytes": {"type": "integer", "minimum": 0}},
+    },
     "Account": {
         "type": "object", "required": ["username", "email", "quota"],
         "properties": {"username": {"type": "string"}, "email": {"type": "string"}, "quota": {"type": "integer"},
@@ -82,6 +96,14 @@ SCHEMAS: dict[str, Any] = {
     },
     "Link": {"type": "object", "required": ["url", "expiresAt"],
              "properties": {"url": {"type": "string"}, "expiresAt": {"type": "string"}}},
+}
+
+
+# A file in the trash: the file object (its links work again after a restore) and its two moments.
+SCHEMAS["TrashedFile"] = {
+    **SCHEMAS["File"], "required": [*SCHEMAS["File"]["required"], "deletedAt", "purgeAt"],
+    "properties": {**SCHEMAS["File"]["properties"], "deletedAt": {"type": "string"},
+                   "purgeAt": {"type": "string", "description": "When the reaper deletes it for good."}},
 }
 
 
@@ -254,8 +276,12 @@ PATHS: dict[str, Any] = {
     "/api/v1/files/{id}": {
         "get": {"summary": "One of your files", "parameters": [FILE_ID],
                 "responses": {"200": _json("File", "The file."), **_errors("401", "404", "429")}},
-        "delete": {"summary": "Delete a file", "parameters": [FILE_ID],
-                   "responses": {"204": {"description": "Deleted; bytes removed, quota released."},
+        "delete": {"summary": "Delete a file (into the trash)", "parameters": [FILE_ID],
+                   "description": ("The file moves to the trash: it leaves listings and downloads at once, keeps "
+                                   "its id, bytes and quota charge for the server's trash_retention, and comes back "
+                                   "with POST /api/v1/trash/{id}/restore. With trash_retention 0 the delete is final "
+                                   "(bytes removed, quota released)."),
+                   "responses": {"204": {"description": "Deleted (into the trash)."},
                                  **_errors("401", "404", "429")}},
     },
     "/api/v1/files/{id}/key": {
@@ -269,6 +295,28 @@ PATHS: dict[str, Any] = {
         "post": {"summary": "Create a signed download link", "parameters": [FILE_ID],
                  "requestBody": _json_body({"expiresIn": {"type": "integer", "minimum": 1}}, []),
                  "responses": {"201": _json("Link", "The signed link."), **_errors("400", "401", "404", "429")}},
+    },
+    "/api/v1/trash": {
+        "get": {"summary": "List your trash",
+                "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1}},
+                               {"name": "cursor", "in": "query", "schema": {"type": "string"}}],
+                "responses": {"200": _json("TrashList", "One page of the trash, oldest upload first."),
+                              **_errors("400", "401", "429")}},
+        "delete": {"summary": "Empty your trash: every file in it is deleted for good",
+                   "responses": {"200": _json("TrashEmptied", "How many files and bytes were deleted."),
+                                 **_errors("401", "429")}},
+    },
+    "/api/v1/trash/{id}": {
+        "delete": {"summary": "Delete one file in your trash for good", "parameters": [FILE_ID],
+                   "responses": {"204": {"description": "Deleted; bytes removed, quota released."},
+                                 **_errors("401", "404", "429")}},
+    },
+    "/api/v1/trash/{id}/restore": {
+        "post": {"summary": "Restore a file from your trash", "parameters": [FILE_ID],
+                 "description": ("The file comes back with its id, so share links and signed links made before the "
+                                 "delete work again. When a live file or folder took its name meanwhile it comes "
+                                 "back as 'NAME (restored).EXT' ('(restored 2)', ...): the answer has its name."),
+                 "responses": {"200": _json("File", "The restored file."), **_errors("401", "404", "429")}},
     },
     "/api/v1/download/{region}/{id}/{name}": {
         "get": DOWNLOAD,
@@ -290,6 +338,8 @@ _OPERATION_IDS = {
     ("/api/v1/files/{id}/link", "post"): "createLink",
     ("/api/v1/upload", "post"): "uploadFile",
     ("/api/v1/files/register", "post"): "registerFile",
+    ("/api/v1/trash/{id}", "delete"): "deleteFromTrash",
+    ("/api/v1/trash/{id}/restore", "post"): "restoreFile",
 }
 for (_path, _method), _operation_id in _OPERATION_IDS.items():
     PATHS[_path][_method]["operationId"] = _operation_id
@@ -300,6 +350,8 @@ ACCOUNT_ONLY = (
     ("/api/v1/tokens", "get"), ("/api/v1/tokens", "post"), ("/api/v1/tokens/{tokenId}", "delete"),
     ("/api/v1/files", "get"), ("/api/v1/files/register", "post"), ("/api/v1/files/{id}", "get"),
     ("/api/v1/files/{id}", "delete"), ("/api/v1/files/{id}/key", "post"), ("/api/v1/files/{id}/link", "post"),
+    ("/api/v1/trash", "get"), ("/api/v1/trash", "delete"), ("/api/v1/trash/{id}", "delete"),
+    ("/api/v1/trash/{id}/restore", "post"),
 )
 for _path, _method in ACCOUNT_ONLY:
     PATHS[_path][_method]["security"] = [{"bearer": []}, {"basic": []}]
@@ -309,6 +361,12 @@ PATHS["/api/v1/upload"]["post"]["responses"]["201"]["headers"] = {"Accept-Idempo
     "schema": {"type": "string"}}}
 PATHS["/api/v1/files/register"]["post"]["responses"]["200"]["links"] = FILE_LINKS
 PATHS["/api/v1/files/{id}/key"]["post"]["responses"]["200"]["links"] = FILE_LINKS
+PATHS["/api/v1/trash/{id}/restore"]["post"]["responses"]["200"]["links"] = FILE_LINKS
+# A deleted file's id is where the trash operations act.
+PATHS["/api/v1/files/{id}"]["delete"]["responses"]["204"]["links"] = {
+    "RestoreFile": {"operationId": "restoreFile", "parameters": {"id": "$request.path.id"}},
+    "DeleteFromTrash": {"operationId": "deleteFromTrash", "parameters": {"id": "$request.path.id"}},
+}
 
 
 # -- what the handlers validate ------------------------------------------------------------------------

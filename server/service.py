@@ -502,7 +502,7 @@ class Service:
 
     def list_files(self, account_id: int, limit: int, cursor: str | None) -> tuple[list[FileInfo], str | None]:
         """One page of the account's files, oldest first; `next` is the cursor of the following page."""
-        query = StoredFile.select().where(StoredFile.owner == account_id)
+        query = StoredFile.select().where((StoredFile.owner == account_id) & StoredFile.live())
         if cursor:
             after = parse_count(cursor)  # a row's seq: past 64 bits SQLite would raise OverflowError
             if after is None:
@@ -513,14 +513,18 @@ class Service:
         return [FileInfo.of(r) for r in rows[:limit]], next_cursor
 
     def owned_file(self, principal: Principal, file_id: str) -> FileInfo:
-        """The caller's own file; 404 for unknown ids and for other people's files alike (no leak)."""
+        """The caller's own file; 404 for unknown ids, other people's files and files in the trash alike (only
+        the owner is told that a file is in the trash, and how to get it back)."""
         row = StoredFile.get_or_none(StoredFile.file_id == file_id)
         if row is None or principal.account_id is None or row.owner_id != principal.account_id:
             raise NotFound("You have no file with that id.")
+        if row.deleted_at is not None:
+            raise NotFound(f"That file is in your trash; POST /api/v1/trash/{file_id}/restore brings it back.")
         return FileInfo.of(row)
 
     def file(self, file_id: str) -> FileInfo:
-        row = StoredFile.get_or_none(StoredFile.file_id == file_id)
+        """A file anyone with its id may ask for (downloads, share links); 404 while it is in the trash."""
+        row = StoredFile.get_or_none((StoredFile.file_id == file_id) & StoredFile.live())
         if row is None:
             raise NotFound("No file has that id; it may have been deleted.")
         return FileInfo.of(row)
@@ -533,7 +537,7 @@ class Service:
             raise Unauthorized("Log in to attach files to an account.")
         db = StoredFile._meta.database
         with db.atomic():
-            row = StoredFile.get_or_none(StoredFile.file_id == file_id)
+            row = StoredFile.get_or_none((StoredFile.file_id == file_id) & StoredFile.live())
             if row is None or (row.owner_id is not None and row.owner_id != principal.account_id):
                 raise NotFound("No unclaimed file has that id.")
             if row.owner_id == principal.account_id:
@@ -562,13 +566,20 @@ class Service:
          .where(StoredFile.file_id == file_id).execute())
         return self.file(file_id)
 
-    def delete_file(self, principal: Principal, file_id: str) -> StoredAt:
-        """Removes the row and releases the quota; returns where the bytes are, for the caller to delete
-        next (FileBytes.delete, on an I/O thread: never a filesystem call on the database thread), so
-        that no row ever lacks its bytes."""
+    def delete_file(self, principal: Principal, file_id: str) -> StoredAt | None:
+        """Moves the file to the trash (trash.py), where it keeps its bytes and quota: None, nothing to
+        delete. With `trash_retention` 0: removes the row and releases the quota, and returns where the
+        bytes are for the caller to delete next (FileBytes.delete, on an I/O thread: never a filesystem
+        call on the database thread), so that no row ever lacks its bytes."""
         info = self.owned_file(principal, file_id)
         assert principal.account_id is not None  # owned_file refuses guests
         db = StoredFile._meta.database
+        if self.settings.trash_retention > 0:
+            trashed = (StoredFile.update(deleted_at=time.time())
+                       .where((StoredFile.file_id == file_id) & StoredFile.live()).execute())
+            if not trashed:
+                raise NotFound("You have no file with that id.")
+            return None
         with db.atomic():
             deleted = StoredFile.delete().where(StoredFile.file_id == file_id).execute()
             if not deleted:

@@ -233,7 +233,7 @@ class SessionStore:
 
     def completed_file(self, session: SessionInfo) -> FileInfo:
         """The file a completed session became; 404 if it was deleted since."""
-        row = StoredFile.get_or_none(StoredFile.file_id == session.file_id)
+        row = StoredFile.get_or_none((StoredFile.file_id == session.file_id) & StoredFile.live())
         if row is None:
             raise NotFound("This upload completed, but its file has been deleted since.")
         return FileInfo.of(row)

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from lockr_local.server.models import ApiToken
     from lockr_local.server.service import FileInfo
     from lockr_local.server.sessions import SessionInfo
+    from lockr_local.server.trash import TrashedFile
 
 
 def iso8601(timestamp: float) -> str:
@@ -41,6 +42,13 @@ def file_json(info: FileInfo, base_url: str) -> dict[str, Any]:
         "pageUrl": f"{base_url}/download/{info.id}",
         **({"claimToken": info.claim_token} if info.claim_token else {}),
     }
+
+
+def trash_json(item: TrashedFile, base_url: str, retention: int) -> dict[str, Any]:
+    """A file in the trash: the file object (its links work again once it is restored), when it was deleted
+    and when the purge deletes it for good (trash_retention after that)."""
+    return {**file_json(item.file, base_url), "deletedAt": iso8601(item.deleted_at),
+            "purgeAt": iso8601(item.deleted_at + retention)}
 
 
 def session_json(session: SessionInfo, base_url: str) -> dict[str, Any]:

@@ -89,8 +89,10 @@ def add_commands(subparsers: argparse._SubParsersAction, endpoint_options: Optio
     listing.add_argument("--json", action="store_true", help="print the file objects as a JSON array")
     listing.set_defaults(handler=ls_cmd)
 
-    remove = subparsers.add_parser("rm", help="delete files",
-                                   description="Delete files of your account by id, or by name when one file has it.")
+    remove = subparsers.add_parser("rm", help="delete files (into the server's trash)",
+                                   description="Delete files of your account by id, or by name when one file has it. "
+                                               "On lockr-local they go to the trash: 'lockr-local trash' lists and "
+                                               "restores them.")
     client_options(remove)
     remove.add_argument("ids", nargs="+", metavar="ID_OR_NAME")
     remove.add_argument("--json", action="store_true",
@@ -108,9 +110,10 @@ def add_commands(subparsers: argparse._SubParsersAction, endpoint_options: Optio
                           help="print the file as JSON (ls --json's fields plus shareUrl)")
     register.set_defaults(handler=register_cmd)
 
-    from lockr_local.commands import share_cmds
+    from lockr_local.commands import share_cmds, trash_cmds
 
     share_cmds.add_commands(subparsers, client_options)
+    trash_cmds.add_commands(subparsers, client_options)
     for name in ("whoami", "share", "key"):
         subparsers.choices[name].set_defaults(handler=reporting(subparsers.choices[name].get_default("handler")))
 

@@ -16,17 +16,22 @@ def checked_file_id(file_id: str) -> str:
     return file_id
 
 
+def page_request(handler: BaseHandler) -> tuple[int, str | None]:
+    """?limit=&cursor= of a paged listing (files, trash): the page size, checked, and the cursor."""
+    limit = parse_count(handler.get_query_argument("limit", str(handler.settings_.page_size)))
+    if limit is None:
+        raise BadRequest("limit must be a whole number.", field="limit")
+    if not 1 <= limit <= handler.settings_.max_page_size:
+        raise BadRequest(f"limit must be between 1 and {handler.settings_.max_page_size}.", field="limit")
+    return limit, handler.get_query_argument("cursor", None) or None
+
+
 class FilesHandler(BaseHandler):
     """GET /api/v1/files?limit=&cursor=: one page of the caller's files."""
 
     async def get(self) -> None:
         principal = await self.require_account()
-        limit = parse_count(self.get_query_argument("limit", str(self.settings_.page_size)))
-        if limit is None:
-            raise BadRequest("limit must be a whole number.", field="limit")
-        if not 1 <= limit <= self.settings_.max_page_size:
-            raise BadRequest(f"limit must be between 1 and {self.settings_.max_page_size}.", field="limit")
-        cursor = self.get_query_argument("cursor", None) or None
+        limit, cursor = page_request(self)
         files, next_cursor = await self.call(self.ctx.service.list_files, principal.account_id, limit, cursor)
         base = self.base_url()
         self.write_json({"files": [file_json(f, base) for f in files], "next": next_cursor})
@@ -74,7 +79,8 @@ class FileKeyHandler(BaseHandler):
 
 
 class FileHandler(BaseHandler):
-    """GET /api/v1/files/:id shows one of the caller's files; DELETE removes it and its bytes."""
+    """GET /api/v1/files/:id shows one of the caller's files; DELETE moves it to the trash (with
+    trash_retention 0: removes it and its bytes)."""
 
     async def get(self, file_id: str) -> None:
         principal = await self.require_account()
@@ -84,6 +90,7 @@ class FileHandler(BaseHandler):
     async def delete(self, file_id: str) -> None:
         principal = await self.require_account()
         stored = await self.call(self.ctx.service.delete_file, principal, checked_file_id(file_id))
-        await self.ctx.files.delete(stored)
+        if stored is not None:  # None: the file went to the trash with its bytes (trash.py)
+            await self.ctx.files.delete(stored)
         self.set_status(204)
         self.finish()

@@ -234,7 +234,9 @@ class FilesPageHandler(PageHandler):
             return
         self.render("files.html", regions=self.ctx.blobs.regions(),
                     default_region=self.account.default_region or self.settings_.default_region,
-                    max_link_lifetime=self.settings_.max_link_lifetime, page_title="Files")
+                    max_link_lifetime=self.settings_.max_link_lifetime, page_title="Files",
+                    trash_retention=self.settings_.trash_retention,
+                    retention_text=format_duration(self.settings_.trash_retention))
 
 
 class DownloadPageHandler(PageHandler):
@@ -283,6 +285,15 @@ def same_site_path(target: str) -> str | None:
             or parts.path.startswith("//"):
         return None
     return target
+
+
+def format_duration(seconds: int) -> str:
+    """30 days, 12 hours, 45 minutes: the largest whole unit, as a person says it."""
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size and seconds % size == 0:
+            count = seconds // size
+            return f"{count} {unit}{'s' if count != 1 else ''}"
+    return f"{seconds} second{'s' if seconds != 1 else ''}"
 
 
 def format_date(timestamp: float) -> str:

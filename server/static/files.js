@@ -1,4 +1,5 @@
-/* The files page: list, drag-and-drop uploads with per-file progress, delete, keys, share and signed links. */
+/* The files page: list, drag-and-drop uploads with per-file progress, delete, keys, share and signed links,
+   and the trash (restore, delete forever, empty). */
 (function () {
   "use strict";
 
@@ -159,23 +160,28 @@
     }
   });
 
+  /* True on the second click within a few seconds (the first asks `question`): no blocking confirm() box. */
+  function confirmed(button, question) {
+    if (button.getAttribute("data-armed") === "yes") return true;
+    var label = button.textContent;
+    button.setAttribute("data-armed", "yes");
+    button.textContent = question;
+    setTimeout(function () {
+      if (button.isConnected) { button.removeAttribute("data-armed"); button.textContent = label; }
+    }, 4000);
+    return false;
+  }
+
   function confirmDelete(button, file, tr) {
-    if (button.getAttribute("data-armed") !== "yes") {
-      // A second click within a few seconds confirms: no blocking confirm() box.
-      button.setAttribute("data-armed", "yes");
-      button.textContent = "Really delete?";
-      setTimeout(function () {
-        if (button.isConnected) { button.removeAttribute("data-armed"); button.textContent = "Delete"; }
-      }, 4000);
-      return;
-    }
+    if (!confirmed(button, "Really delete?")) return;
     button.disabled = true;
     Lockr.api("DELETE", "/api/v1/files/" + file.id).then(function () {
       tr.parentNode.removeChild(tr);
       delete files[file.id];
       updateEmpty();
       refreshUsage();
-      Lockr.toast("Deleted " + file.name);
+      loadTrash(null);
+      Lockr.toast(trashCard ? "Moved " + file.name + " to the trash" : "Deleted " + file.name);
     }, function (error) {
       button.disabled = false;
       Lockr.say(filesMessage, error.message, "error");
@@ -218,6 +224,107 @@
   });
   document.getElementById("link-close").addEventListener("click", function () { linkDialog.close(); });
 
+  // -- the trash (GET /api/v1/trash; POST .../restore, DELETE one, DELETE all) ---------------------
+
+  var trashCard = document.getElementById("trash-card");
+  var trashTable = document.getElementById("trash-table");
+  var trashBody = trashTable ? trashTable.querySelector("tbody") : null;
+  var trashNone = document.getElementById("trash-none");
+  var trashMessage = document.getElementById("trash-message");
+  var trashMore = document.getElementById("trash-more");
+  var trashEmpty = document.getElementById("trash-empty");
+  var trashUsage = document.getElementById("trash-usage");
+  var trashed = {};
+  var trashCursor = null;
+
+  function trashRow(file) {
+    return Lockr.el("tr", { "data-id": file.id, "data-name": file.name }, [
+      Lockr.el("td", { "data-label": "Name", className: "name", text: file.name }),
+      Lockr.el("td", { "data-label": "Size", text: Lockr.formatSize(file.size) }),
+      Lockr.el("td", { "data-label": "Deleted", text: Lockr.formatDate(file.deletedAt) }),
+      Lockr.el("td", { "data-label": "Deleted for good", text: Lockr.formatDate(file.purgeAt) }),
+      Lockr.el("td", { className: "actions" }, [
+        Lockr.el("button", { className: "button small", type: "button", "data-action": "restore", text: "Restore" }),
+        Lockr.el("button", { className: "button small danger", type: "button", "data-action": "forever",
+                             text: "Delete forever" })
+      ])
+    ]);
+  }
+
+  function updateTrash() {
+    var any = trashBody.children.length > 0;
+    trashTable.hidden = !any;
+    trashNone.hidden = any;
+    trashEmpty.hidden = !any;
+    if (!any) trashUsage.textContent = "";
+  }
+
+  function loadTrash(cursor) {
+    if (!trashCard) return;
+    var path = "/api/v1/trash?limit=100" + (cursor ? "&cursor=" + encodeURIComponent(cursor) : "");
+    Lockr.api("GET", path).then(function (body) {
+      if (!cursor) { trashBody.textContent = ""; trashed = {}; }
+      // The last deleted first is what a person looks for; the API pages oldest upload first.
+      body.files.slice().sort(function (a, b) { return a.deletedAt < b.deletedAt ? 1 : -1; })
+        .forEach(function (file) { trashed[file.id] = file; trashBody.appendChild(trashRow(file)); });
+      trashCursor = body.next;
+      trashMore.hidden = !trashCursor;
+      trashUsage.textContent = body.count ? body.count + " file" + (body.count === 1 ? "" : "s") + ", "
+        + Lockr.formatSize(body.bytes) : "";
+      updateTrash();
+    }, function (error) { Lockr.say(trashMessage, error.message, "error"); });
+  }
+
+  if (trashCard) {
+    trashMore.addEventListener("click", function () { loadTrash(trashCursor); });
+    trashBody.addEventListener("click", function (event) {
+      var button = event.target.closest("button[data-action]");
+      if (!button) return;
+      var tr = button.closest("tr");
+      var file = trashed[tr.getAttribute("data-id")];
+      var restoring = button.getAttribute("data-action") === "restore";
+      if (!restoring && !confirmed(button, "Really delete forever?")) return;
+      button.disabled = true;
+      var call = restoring ? Lockr.api("POST", "/api/v1/trash/" + file.id + "/restore")
+                           : Lockr.api("DELETE", "/api/v1/trash/" + file.id);
+      call.then(function (restored) {
+        tr.parentNode.removeChild(tr);
+        delete trashed[file.id];
+        updateTrash();
+        refreshUsage();
+        loadTrash(null);  // the counts
+        if (restored) {
+          show(restored, true);
+          Lockr.toast("Restored " + file.name + (restored.name !== file.name ? " as " + restored.name
+                                                                               + " (the name was taken)" : ""));
+        } else {
+          Lockr.toast("Deleted " + file.name + " for good");
+        }
+      }, function (error) {
+        button.disabled = false;
+        Lockr.say(trashMessage, error.message, "error");
+      });
+    });
+    trashEmpty.addEventListener("click", function () {
+      if (!confirmed(trashEmpty, "Really empty the trash?")) return;
+      trashEmpty.disabled = true;
+      Lockr.api("DELETE", "/api/v1/trash").then(function (body) {
+        trashBody.textContent = "";
+        trashed = {};
+        updateTrash();
+        refreshUsage();
+        Lockr.toast("Emptied the trash: " + body.deleted + " file" + (body.deleted === 1 ? "" : "s")
+                    + " deleted for good, " + Lockr.formatSize(body.bytes) + " freed");
+      }, function (error) { Lockr.say(trashMessage, error.message, "error"); })
+        .finally(function () {
+          trashEmpty.disabled = false;
+          trashEmpty.removeAttribute("data-armed");
+          trashEmpty.textContent = "Empty trash";
+        });
+    });
+  }
+
   loadPage(null);
+  loadTrash(null);
   refreshUsage();
 })();

@@ -102,6 +102,8 @@ def test_readme_curl_walkthrough_works_as_written(tmp_path: Path):
         listing = subprocess.run(["curl", "-s", f"{server.url}/api/v1/files", "-H",
                                   f"Authorization: Bearer {env['TOKEN']}"], capture_output=True, text=True)
         assert json.loads(listing.stdout)["files"] == []
+        trash = requests.get(f"{server.url}/api/v1/trash", headers={"Authorization": f"Bearer {env['TOKEN']}"})
+        assert trash.json()["files"] == [], "the walkthrough's last step deletes the file from the trash too"
     finally:
         assert server.stop() == 0
 

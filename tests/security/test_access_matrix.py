@@ -53,6 +53,8 @@ def call(world: World, who: str, endpoint: str, file: dict) -> requests.Response
     url = world.server.url
     h = world.headers[who]
     fid = file["id"]
+    if endpoint in TRASHED_FIRST:  # the owner deletes the file into the trash first
+        assert requests.delete(f"{url}/api/v1/files/{fid}", headers=world.headers["owner"]).status_code == 204
     requests_by_endpoint = {
         "list files": lambda: requests.get(f"{url}/api/v1/files", headers=h),
         "account": lambda: requests.get(f"{url}/api/v1/account", headers=h),
@@ -70,6 +72,10 @@ def call(world: World, who: str, endpoint: str, file: dict) -> requests.Response
         "dav listing": lambda: requests.request("PROPFIND", f"{url}/dav/{world.owner_name}/",
                                                 headers={"Depth": "1", **h}),
         "dav get": lambda: requests.get(f"{url}/dav/{world.owner_name}/{file['name']}", headers=h),
+        "list trash": lambda: requests.get(f"{url}/api/v1/trash", headers=h),
+        "restore": lambda: requests.post(f"{url}/api/v1/trash/{fid}/restore", headers=h),
+        "delete forever": lambda: requests.delete(f"{url}/api/v1/trash/{fid}", headers=h),
+        "empty trash": lambda: requests.delete(f"{url}/api/v1/trash", headers=h),
     }
     return requests_by_endpoint[endpoint]()
 
@@ -90,7 +96,12 @@ MATRIX = {
     "tokens":         (401, 401, 401, 200, 200),
     "dav listing":    (401, 401, 401, 207, 403),
     "dav get":        (401, 401, 401, 200, 403),
+    "list trash":     (401, 401, 401, 200, 200),
+    "restore":        (401, 401, 401, 200, 404),
+    "delete forever": (401, 401, 401, 204, 404),
+    "empty trash":    (401, 401, 401, 200, 200),
 }
+TRASHED_FIRST = ("list trash", "restore", "delete forever", "empty trash")
 
 
 @pytest.mark.parametrize("who", WHO)

@@ -346,6 +346,8 @@ def request_for(target: Target, where: str) -> tuple[Request, bool]:
         return ("GET", f"{url}/api/v1/account", auth, b""), True
     if where == "files":
         return ("GET", f"{url}/api/v1/files", auth, b""), True
+    if where == "trash":
+        return ("GET", f"{url}/api/v1/trash", auth, b""), True
     if where == "download":
         return ("GET", target.file["downloadUrl"], auth, b""), True
     if where == "download empty":
@@ -431,8 +433,8 @@ READ_HEADERS: dict[str, tuple[str, ...]] = {
 
 # Every query parameter a handler reads, and where.
 READ_QUERY: dict[str, tuple[str, ...]] = {
-    "limit": ("files",),
-    "cursor": ("files",),
+    "limit": ("files", "trash"),
+    "cursor": ("files", "trash"),
     "keyHash": ("download", "guest download"),
     "expires": ("download", "guest download"),
     "sig": ("download", "guest download"),

@@ -40,6 +40,10 @@ ACCOUNT_ENDPOINTS = [
     ("POST", "/api/v1/files/{id}/key", {"key": "x"}),
     ("DELETE", "/api/v1/files/{id}", None),
     ("GET", "/api/v1/files/{id}", None),
+    ("GET", "/api/v1/trash", None),
+    ("DELETE", "/api/v1/trash", None),
+    ("POST", "/api/v1/trash/{id}/restore", None),
+    ("DELETE", "/api/v1/trash/{id}", None),
 ]
 
 

@@ -176,12 +176,14 @@ def test_register_attaches_guest_upload_and_charges_quota(server):
     assert stolen.status_code == 404
 
 
-def test_delete_removes_bytes_and_releases_quota(server):
+def test_delete_then_delete_from_the_trash_removes_bytes_and_releases_quota(server):
     account = create_account(server.url)
     file = upload(server.url, b"z" * 1000, "gone.bin", account=account).json()
     assert requests.get(f"{server.url}/api/v1/account", headers=account.auth).json()["used"] == 1000
     response = requests.delete(f"{server.url}/api/v1/files/{file['id']}", headers=account.auth)
     assert response.status_code == 204
+    assert requests.get(file["downloadUrl"], headers=account.auth).status_code == 404
+    assert requests.delete(f"{server.url}/api/v1/trash/{file['id']}", headers=account.auth).status_code == 204
     assert requests.get(f"{server.url}/api/v1/account", headers=account.auth).json()["used"] == 0
     assert requests.get(file["downloadUrl"], headers=account.auth).status_code == 404
     assert list(server.ctx.blobs.iter_objects("local")) == []

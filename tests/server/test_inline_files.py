@@ -82,9 +82,11 @@ def test_signed_links_and_keyed_downloads_serve_a_small_file(server: Any, alice:
     assert requests.get(link, timeout=30).content == SMALL
 
 
-def test_deleting_a_small_file_removes_its_bytes_and_releases_quota(server: Any, alice: Account) -> None:
+def test_deleting_a_small_file_for_good_removes_its_bytes_and_releases_quota(server: Any, alice: Account) -> None:
     file = upload(server.url, SMALL, "gone.bin", account=alice).json()
     assert requests.delete(f"{server.url}/api/v1/files/{file['id']}", headers=alice.auth, timeout=30).status_code == 204
+    assert list(inline_rows(server).values()) == [SMALL], "a file in the trash keeps its bytes"
+    assert requests.delete(f"{server.url}/api/v1/trash/{file['id']}", headers=alice.auth, timeout=30).status_code == 204
     assert inline_rows(server) == {}
     assert requests.get(f"{server.url}/api/v1/account", headers=alice.auth, timeout=30).json()["used"] == 0
     assert requests.get(file["downloadUrl"], headers=alice.auth, timeout=30).status_code == 404
@@ -132,6 +134,7 @@ def test_webdav_put_get_copy_move_and_delete_of_small_files(server: Any, alice: 
     assert copied.status_code == 201
     assert sorted(inline_rows(server).values()) == [SMALL, SMALL]
     assert dav(server, alice, "DELETE", f"{root}/a.txt").status_code == 204
+    assert requests.delete(f"{server.url}/api/v1/trash", headers=alice.auth, timeout=30).status_code == 200
     assert dav(server, alice, "GET", f"{root}/b.txt").content == SMALL  # the copy has bytes of its own
     moved = dav(server, alice, "MOVE", f"{root}/b.txt", headers={"Destination": f"{server.url}/dav/{root}/c.txt"})
     assert moved.status_code == 201
@@ -140,6 +143,7 @@ def test_webdav_put_get_copy_move_and_delete_of_small_files(server: Any, alice: 
     assert list(inline_rows(server).values()) == [b"replaced"]
     assert requests.get(f"{server.url}/api/v1/account", headers=alice.auth, timeout=30).json()["used"] == 8
     assert dav(server, alice, "DELETE", f"{root}/c.txt").status_code == 204
+    assert requests.delete(f"{server.url}/api/v1/trash", headers=alice.auth, timeout=30).status_code == 200
     assert inline_rows(server) == {} and blob_files(server) == []
     assert requests.get(f"{server.url}/api/v1/account", headers=alice.auth, timeout=30).json()["used"] == 0
 

@@ -313,6 +313,7 @@ def test_disk_filling_up_mid_chunk_keeps_the_stored_prefix(server_factory, small
     assert stored_offset(status(url)) == CHUNK * 2
 
     assert requests.delete(f"{srv.url}/api/v1/files/{filler.json()['id']}", headers=account.auth).status_code == 204
+    assert requests.delete(f"{srv.url}/api/v1/trash", headers=account.auth).status_code == 200  # frees the disk
     file = put_chunk(url, data[CHUNK * 2:], CHUNK * 2, len(data)).json()
     assert file["sha256"] == sha256(data)
     assert download(file, account) == data

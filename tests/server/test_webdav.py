@@ -324,6 +324,8 @@ def test_delete_of_a_folder_removes_everything_inside_and_releases_quota(server:
     put(server, alice, "alice/keep.txt", b"k")
     assert dav(server, alice, "DELETE", "alice/d/").status_code == 204
     assert hrefs(propfind(server, alice, "alice")) == ["/dav/alice/", "/dav/alice/keep.txt"]
+    assert blob_count(server) == 3, "the folder's files are in the trash (tests/server/test_trash.py)"
+    assert requests.delete(f"{server.url}/api/v1/trash", headers=alice.auth, timeout=30).json()["deleted"] == 2
     assert blob_count(server) == 1
     assert server.ctx.db.run_sync(server.ctx.service.account_by_username, "alice").used_bytes == 1
     assert dav(server, alice, "DELETE", "alice/d").status_code == 404
@@ -378,6 +380,8 @@ def test_copy_makes_an_independent_file(server: Any, alice: Account) -> None:
     put(server, alice, "alice/a.txt", b"shared bytes")
     assert dav(server, alice, "COPY", "alice/a.txt", headers={"Destination": "/dav/alice/b.txt"}).status_code == 201
     assert dav(server, alice, "DELETE", "alice/a.txt").status_code == 204
+    assert dav(server, alice, "GET", "alice/b.txt").content == b"shared bytes"
+    requests.delete(f"{server.url}/api/v1/trash", headers=alice.auth, timeout=30)  # the deleted a.txt, for good
     assert dav(server, alice, "GET", "alice/b.txt").content == b"shared bytes"
     assert server.ctx.db.run_sync(server.ctx.service.account_by_username, "alice").used_bytes == 12
 

@@ -364,8 +364,11 @@ class KillHarness:
         self.check_downloads(listed, full)
         self.check_keys(listed, full)
         used = self.get(f"{self.url}/api/v1/account", headers=self.auth).json()["used"]
-        self.expect(used == sum(f["size"] for f in listed.values()),
-                    f"account says {used} bytes used, the listed files hold {sum(f['size'] for f in listed.values())}")
+        # Deleted files wait in the trash, their bytes still counted (server/trash.py).
+        trashed = self.get(f"{self.url}/api/v1/trash", headers=self.auth).json()["bytes"]
+        held = sum(f["size"] for f in listed.values())
+        self.expect(used == held + trashed,
+                    f"account says {used} bytes used, the listed files hold {held} and the trash {trashed}")
         if not full:
             self.delete_old_files()
 

@@ -320,3 +320,47 @@ def test_upload_over_quota_shows_the_servers_reason(chromium, server_factory):
         assert page.locator("#files-table tr[data-name]").count() == 1
     finally:
         ctx.close()
+
+
+def test_a_deleted_file_goes_to_the_trash_and_restore_brings_it_back_with_its_link(context, web_server, tmp_path):
+    page = context.new_page()
+    username = sign_up(page, web_server.url)
+    page.goto(f"{web_server.url}/files")
+    data = b"worth keeping\n" * 100
+    drop_files(page, "#dropzone", {"keep me.txt": data, "other.txt": b"other"})
+    row = '#files-table tr[data-name="keep me.txt"]'
+    page.wait_for_selector(row)
+    page.wait_for_selector('#files-table tr[data-name="other.txt"]')
+    file_id = page.get_attribute(row, "data-id")
+    share_link = f"{web_server.url}/download/{file_id}"
+    assert page.locator("#trash-none").is_visible()
+
+    page.click(f'{row} button[data-action="delete"]')
+    page.click(f'{row} button[data-action="delete"]')
+    page.wait_for_selector(row, state="detached")
+    trashed = f'#trash-table tr[data-id="{file_id}"]'
+    page.wait_for_selector(trashed)
+    assert "keep me.txt" in page.inner_text(trashed) and "1.4 KB" in page.inner_text(trashed)
+    expect(page.locator("#trash-usage")).to_have_text("1 file, 1.4 KB")
+    assert requests.get(share_link).status_code == 404
+    check_screenshot(page, tmp_path / "files-trash.png")
+
+    page.click(f'{trashed} button[data-action="restore"]')
+    page.wait_for_selector(trashed, state="detached")
+    page.wait_for_selector(f'#files-table tr[data-id="{file_id}"][data-name="keep me.txt"]')
+    assert page.locator("#trash-none").is_visible()
+    assert requests.get(share_link).status_code == 200
+    account = api_account(web_server.url, username)
+    downloaded = requests.get(f"{web_server.url}/api/v1/files/{file_id}", headers=account.auth).json()["downloadUrl"]
+    assert requests.get(downloaded).content == data
+
+    other = '#files-table tr[data-name="other.txt"]'
+    page.click(f'{other} button[data-action="delete"]')
+    page.click(f'{other} button[data-action="delete"]')
+    page.wait_for_selector('#trash-table tr[data-name="other.txt"]')
+    page.click("#trash-empty")
+    page.click("#trash-empty")
+    page.wait_for_selector('#trash-table tr[data-name="other.txt"]', state="detached")
+    assert page.locator("#trash-none").is_visible()
+    trash = requests.get(f"{web_server.url}/api/v1/trash", headers=account.auth).json()
+    assert trash["files"] == [] and trash["bytes"] == 0

@@ -221,3 +221,14 @@ def test_a_browser_that_logged_in_before_is_not_locked_out_by_guessing_elsewhere
     forged, _ = page_session(srv.url)
     forged.cookies.set("lockr_device", "1", path="/account")
     assert page_post(forged, f"{srv.url}/account/login", "192.0.2.62", login).status_code == 429
+
+
+@pytest.mark.parametrize("retention, shown", [("30d", "stay here for 30 days"), ("12h", "stay here for 12 hours"),
+                                              ("0", None)])
+def test_files_page_shows_the_trash_with_its_retention_unless_the_trash_is_off(server_factory, retention, shown):
+    server = server_factory(trash_retention=retention)
+    html = sign_up(server.url).get(f"{server.url}/files").text
+    if shown is None:
+        assert 'id="trash-card"' not in html
+    else:
+        assert 'id="trash-card"' in html and shown in html
