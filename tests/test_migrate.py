@@ -5,6 +5,7 @@ run killed partway is finished by the next one without copying twice."""
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import signal
 import sqlite3
@@ -160,8 +161,10 @@ def test_a_migration_killed_partway_is_finished_by_the_next_run_without_copying_
     assert all(after[key] == when for key, when in copied_before.items()), "a blob was copied again"
     assert row_counts(pg_url) == {"account": 1, "apitoken": 1, "storedfile": 120, "inlineblob": 0, "uploadsession": 0}
     assert "clean" in result.stdout.splitlines()
-    again = migrate(source, *args)
+    again = migrate(source, *args, "--json")
     assert again.returncode == 0 and "already migrated" in again.stderr
+    answer = json.loads(again.stdout)
+    assert answer["alreadyMigrated"] is True and answer["blobsCopied"] == 0 and answer["check"]["clean"] is True
     assert row_counts(pg_url)["storedfile"] == 120
 
 

@@ -37,6 +37,9 @@ def add_commands(commands: argparse._SubParsersAction, server_options: Options) 
                         help="a target region, s3://BUCKET/PREFIX?endpoint=https://HOST (repeat it for each "
                              "region; overrides --to-config's region of that name)")
     migrate.add_argument("--quiet", action="store_true", help="no progress bar")
+    migrate.add_argument("--json", action="store_true",
+                         help="print the result as JSON: the rows and blobs copied, and the target's check "
+                              "(fsck --json's findings, with clean)")
     migrate.set_defaults(handler=migrate_cmd)
 
 
@@ -95,8 +98,17 @@ def migrate_cmd(args: argparse.Namespace) -> int:
         lock.release()
     report = result.report
     assert report is not None
-    for line in report.lines():
-        print(line)
+    if args.json:
+        from lockr_local.commands.server_cmds import print_json
+
+        print_json({"alreadyMigrated": result.already_done, "rows": dict(result.rows), "blobs": result.blobs,
+                    "blobsCopied": result.blobs_copied, "blobsPresent": result.blobs_present,
+                    "bytes": result.bytes_total, "bytesCopied": result.bytes_copied,
+                    "secretMoved": result.secret_moved, "sessionsLeftBehind": result.dropped_sessions,
+                    "check": report.to_json()})
+    else:
+        for line in report.lines():
+            print(line)
     where = without_password(target.database_url)
     if result.already_done:
         say(f"This store was already migrated into {where}; nothing was copied (the check above is of the target).")

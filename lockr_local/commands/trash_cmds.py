@@ -8,7 +8,7 @@ import sys
 from typing import TYPE_CHECKING, Any, Callable
 
 from lockr_local.cli import ExitStatus
-from lockr_local.errors import ConnectionFailed, LockrError, NotFound
+from lockr_local.errors import LockrError, NotFound
 from lockr_local.units import format_size
 
 if TYPE_CHECKING:
@@ -116,7 +116,7 @@ def trashed_file(client: LockrClient, target: str) -> TrashedFile:
 
 def _each(args: argparse.Namespace, act: Callable[[LockrClient, TrashedFile], str]) -> int:
     """Runs `act` on each named trashed file; one failing does not stop the others (exit 1 at the end)."""
-    from lockr_local.commands.client_cmds import CommandFailed, client_for
+    from lockr_local.commands.client_cmds import BatchStopped, CommandFailed, client_for, item_failed
 
     status = ExitStatus.OK
     try:
@@ -124,13 +124,10 @@ def _each(args: argparse.Namespace, act: Callable[[LockrClient, TrashedFile], st
             for target in args.ids:
                 try:
                     print(act(client, trashed_file(client, target)), file=sys.stderr, flush=True)
-                except ConnectionFailed as exc:
-                    return _fail(exc.message)
                 except LockrError as exc:
-                    if exc.status == 401:
-                        return _fail(exc.message, ExitStatus.AUTH)
-                    _fail(f"{target}: {exc.message}")
-                    status = ExitStatus.ERROR
+                    status = item_failed(target, exc)
+    except BatchStopped as stopped:
+        return stopped.status
     except CommandFailed as exc:
         return _fail(str(exc), exc.status)
     return status

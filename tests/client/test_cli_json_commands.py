@@ -100,6 +100,7 @@ DATA_COMMANDS: list[tuple[str, str, Args, type]] = [
     ("token list", "token list", lambda w, tmp: ["token", "list", "jason", "--data-dir", str(w.data)], list),
     ("fsck", "fsck", lambda w, tmp: ["fsck", "--data-dir", str(w.data)], dict),
     ("guest list", "guest list", lambda w, tmp: ["guest", "list", "--data-dir", str(w.data)], list),
+    ("trash list", "trash list", lambda w, tmp: ["trash", "list"], list),
     ("restore", "restore", lambda w, tmp: ["restore", str(w.backup), "--data-dir", str(tmp / "restored")], dict),
 ]
 
@@ -119,6 +120,11 @@ NO_DATA_COMMANDS = {
     "user delete": "messages only",
     "token revoke": "messages only",
     "guest rm": "messages only",
+    "trash restore": "messages only",
+    "trash rm": "messages only",
+    "trash empty": "messages only",
+    # Its --json (the rows and blobs copied and the target's check) needs PostgreSQL: tests/test_migrate.py.
+    "migrate": "tested with PostgreSQL in tests/test_migrate.py",
 }
 
 
