@@ -27,14 +27,6 @@ from tests.server.session_tools import open_session, put_chunk
 
 
 @pytest.fixture
-def pg_url(postgres_cluster: Any) -> Iterator[str]:
-    """A new, empty PostgreSQL database (no tables yet)."""
-    name = postgres_cluster.create_database(empty=True)
-    yield str(postgres_cluster.url(name))
-    postgres_cluster.drop_database(name)
-
-
-@pytest.fixture
 def two_nodes(tmp_path: Path, pg_url: str) -> Iterator[tuple[ThreadedServer, ThreadedServer]]:
     """Two servers, each with its own data folder, on one PostgreSQL database."""
     nodes = [ThreadedServer(make_settings(tmp_path / name, database_url=pg_url)).start() for name in ("a", "b")]
