@@ -6,9 +6,11 @@ nodes share without a proxy in between is tested in test_postgresql.py."""
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import re
 import socket
+import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -281,3 +283,48 @@ def test_expired_sessions_are_reaped_once_by_two_running_nodes(cluster_behind_ng
     assert sum(reaped) == len(sessions), reaped
     assert all(requests.put(url, headers={"Content-Range": "bytes */*"}, timeout=30).status_code == 404
                for url in sessions)
+
+
+def test_a_node_starting_while_another_stores_an_upload_leaves_that_upload_whole(cluster_behind_nginx):
+    cluster = cluster_behind_nginx()
+    writer = cluster.nodes[0]
+    alice = create_account(writer.url, "alice")
+    data = hashlib.sha256(b"in flight").digest() * (MiB // 32)
+    bucket = cluster.s3.client()
+
+    def objects() -> list[str]:
+        listed = bucket.list_objects_v2(Bucket=cluster.bucket, Prefix="blobs/objects/")
+        return [entry["Key"] for entry in listed.get("Contents", [])]
+
+    def account_bytes() -> tuple[int, int]:
+        with psycopg.connect(cluster.pg_url, autocommit=True) as conn:
+            row = conn.execute("SELECT used_bytes, reserved_bytes FROM account WHERE username = 'alice'").fetchone()
+        return int(row[0]), int(row[1])
+
+    # The test holds alice's account row: the writer node stores the bytes, then waits to record them.
+    with psycopg.connect(cluster.pg_url) as holder:
+        holder.execute("SELECT id FROM account WHERE username = 'alice' FOR UPDATE").fetchall()
+        upload = http.client.HTTPConnection("127.0.0.1", writer.port, timeout=60)
+        upload.request("POST", "/api/v1/upload", body=data, headers={
+            "x-file-name": "in-flight.bin", "Content-Type": "application/octet-stream", **alice.auth})
+        wait_for(lambda: len(objects()) == 1, timeout=30, message="the writer node to store the upload's bytes")
+
+        # Meanwhile the other node restarts, and its start-up clean-up runs.
+        restart = threading.Thread(target=cluster.nodes[1].restart, daemon=True)
+        restart.start()
+        restart.join(20)
+        started = not restart.is_alive()
+        bytes_after_the_start = objects()
+        holder.rollback()
+    answer = upload.getresponse()
+    body = json.loads(answer.read())
+    upload.close()
+    restart.join(60)
+    assert bytes_after_the_start != [], "the starting node deleted the bytes of an upload in flight"
+    assert started, "the node's start waited for the other node's upload"
+    assert answer.status == 201, body
+    assert body["sha256"] == hashlib.sha256(data).hexdigest()
+    assert account_bytes() == (len(data), 0)
+    for attempt in range(2):  # through the proxy: from each node once
+        fetched = requests.get(body["downloadUrl"].replace(writer.url, cluster.url), headers=alice.auth, timeout=60)
+        assert fetched.status_code == 200 and fetched.content == data, attempt

@@ -106,6 +106,23 @@ def test_two_nodes_opening_a_new_database_at_once_make_one_schema(tmp_path: Path
     assert at_once([open_and_close] * 4) == [str(SCHEMA_VERSION)] * 4
 
 
+def test_a_node_opening_a_database_of_the_current_schema_does_not_wait_for_other_nodes_writes(pg_url: str):
+    open_database(pg_url).close()
+    opened = threading.Event()
+
+    def open_and_close() -> None:
+        open_database(pg_url).close()
+        opened.set()
+
+    with psycopg.connect(pg_url) as other_node:
+        other_node.execute("UPDATE account SET quota = quota")  # a write in progress on another node
+        threading.Thread(target=open_and_close, daemon=True).start()
+        in_time = opened.wait(10)
+        other_node.rollback()
+    assert in_time, "opening the database waited for another node's transaction"
+    assert opened.wait(30)
+
+
 def test_a_schema_3_postgresql_database_is_upgraded_in_place(pg_url: str):
     database = open_database(pg_url)
     database.execute_sql("INSERT INTO storedfile (file_id, name, size, content_type, region, sha256, sha1, md5, "
