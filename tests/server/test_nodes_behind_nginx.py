@@ -9,7 +9,9 @@ import hashlib
 import http.client
 import json
 import re
+import shutil
 import socket
+import subprocess
 import threading
 from contextlib import ExitStack
 from dataclasses import dataclass
@@ -20,39 +22,35 @@ import psycopg
 import pytest
 import requests
 
+from lockr_local.config import load_settings
 from lockr_local.server.cluster import _SESSION_LOCK_CLASS
-from tests.helpers import Account, ServerProcess, create_account, stored_offset, wait_for
+from tests.helpers import REPO, Account, ServerProcess, create_account, stored_offset, wait_for
 from tests.nginx import free_port, nginx_binary, running_nginx
 from tests.server.session_tools import open_session, put_chunk
 
 MiB = 2**20
 
-# The proxy as an operator configures it (see the README's "Several nodes" section).
-NGINX = """
-upstream lockr_nodes {
-    server 127.0.0.1:8081;
-    server 127.0.0.1:8082;
-    keepalive 16;
-}
+README = REPO / "README.md"
 
-server {
-    listen 127.0.0.1:8080;
 
-    client_max_body_size 0;
-    proxy_request_buffering off;
-    proxy_buffering off;
-    proxy_http_version 1.1;
-
-    location / {
-        proxy_pass http://lockr_nodes;
-        proxy_set_header Host              $http_host;
-        proxy_set_header X-Forwarded-For   $proxy_add_x_forwarded_for;
-        proxy_set_header X-Forwarded-Proto $scheme;
-        proxy_set_header X-Forwarded-Host  $http_host;
-        proxy_set_header Connection        "";
-    }
-}
-"""
+def nginx_config_from_readme(proxy_port: int, node_ports: list[int]) -> str:
+    """The README's nginx block for several nodes, with its TLS lines taken out and the test's addresses
+    put in: the proxy the tests run is the one operators are told to run."""
+    text = README.read_text()
+    section = text[text.index("## Operators: several nodes"):]
+    match = re.search(r"```nginx\n(.*?)```", section, flags=re.DOTALL)
+    assert match, "the README's several-nodes section has no nginx block"
+    config = match.group(1)
+    for directive in ("client_max_body_size 0;", "proxy_request_buffering off;", "proxy_buffering off;",
+                      "proxy_http_version 1.1;", "proxy_pass http://lockr_nodes;"):
+        assert directive in config, directive
+    upstreams = re.findall(r"^\s*server (10\.0\.0\.\d+:8080);", config, flags=re.MULTILINE)
+    assert len(upstreams) == len(node_ports), upstreams
+    for upstream, port in zip(upstreams, node_ports):
+        config = config.replace(f"server {upstream};", f"server 127.0.0.1:{port};")
+    assert "listen 443 ssl;" in config
+    config = config.replace("listen 443 ssl;", f"listen 127.0.0.1:{proxy_port};")
+    return re.sub(r"^\s*ssl_\w+\s.*$", "", config, flags=re.MULTILINE)
 
 
 @dataclass
@@ -105,9 +103,7 @@ def cluster_behind_nginx(tmp_path: Path, pg_url: str, s3_server: Any) -> Iterato
             node = ServerProcess(tmp_path / f"data-{name}", env=env, log_file=server_logs[-1])
             running.callback(node.stop)
             nodes.append(node.start())
-        config = NGINX.replace("127.0.0.1:8080", f"127.0.0.1:{proxy_port}")
-        config = config.replace("127.0.0.1:8081", f"127.0.0.1:{nodes[0].port}")
-        config = config.replace("127.0.0.1:8082", f"127.0.0.1:{nodes[1].port}")
+        config = nginx_config_from_readme(proxy_port, [node.port for node in nodes])
         running.enter_context(running_nginx(tmp_path / "nginx", config, proxy_port))
         return Cluster(f"http://127.0.0.1:{proxy_port}", nodes, access_logs, server_logs, pg_url, s3_server, bucket,
                        tmp_path / "nginx")
@@ -328,3 +324,49 @@ def test_a_node_starting_while_another_stores_an_upload_leaves_that_upload_whole
     for attempt in range(2):  # through the proxy: from each node once
         fetched = requests.get(body["downloadUrl"].replace(writer.url, cluster.url), headers=alice.auth, timeout=60)
         assert fetched.status_code == 200 and fetched.content == data, attempt
+
+
+def readme_block(language: str, first_line: str) -> str:
+    """The code block of the README's several-nodes section in `language` whose first line names `first_line`."""
+    text = README.read_text()
+    section = text[text.index("## Operators: several nodes"):text.index("## Keeping data safe")]
+    blocks = [block for block in re.findall(rf"```{language}\n(.*?)```", section, flags=re.DOTALL)
+              if first_line in block.splitlines()[0]]
+    assert len(blocks) == 1, f"no single {language} block for {first_line} in the README"
+    return str(blocks[0])
+
+
+def test_the_readme_node_config_and_environment_file_load_as_one_nodes_settings(tmp_path):
+    config = tmp_path / "config.toml"
+    config.write_text(readme_block("toml", "/etc/lockr-local/config.toml").replace("/var/lib/lockr-local",
+                                                                                   str(tmp_path / "data")))
+    env: dict[str, str] = {}
+    for line in readme_block("sh", "/etc/lockr-local/node.env").splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, value = line.split("=", 1)
+            assert " " not in value and "#" not in value, f"systemd would keep this in the value: {line!r}"
+            env[name] = value
+    settings = load_settings(config_file=str(config), env=env)
+    assert settings.host == "10.0.0.11" and settings.database_url.startswith("postgresql://")
+    assert settings.public_url == "https://files.example.org" and settings.trusted_proxies == ("10.0.0.10",)
+    assert list(settings.bucket_regions) == ["local"] and not settings.region_paths  # no region in a folder
+    assert not settings.signup and not settings.guest_uploads and settings.secret_key == "..."
+    assert {"AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"} <= set(env)
+
+
+def test_the_readme_systemd_drop_in_on_the_shipped_unit_passes_systemd_analyze_verify(tmp_path):
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed")
+    drop_in = readme_block("ini", "lockr-local.service.d/node.conf")
+    assert "EnvironmentFile=/etc/lockr-local/node.env" in drop_in
+    (tmp_path / "node.env").write_text("LOCKR_HOST=10.0.0.11\n")
+    unit = (REPO / "packaging" / "lockr-local.service").read_text() + "\n" + drop_in
+    # verify wants ExecStart= and EnvironmentFile= to exist: point them at stand-ins, the rest as written.
+    unit = re.sub(r"ExecStart=/\S+lockr-local", "ExecStart=/bin/true", unit)
+    unit = unit.replace("/etc/lockr-local/node.env", str(tmp_path / "node.env"))
+    copy = tmp_path / "lockr-local.service"
+    copy.write_text(unit)
+    result = subprocess.run([analyze, "verify", str(copy)], capture_output=True, text=True, timeout=60)
+    problems = [line for line in (result.stdout + result.stderr).splitlines() if str(copy) in line]
+    assert result.returncode == 0 and not problems, result.stdout + result.stderr
