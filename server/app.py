@@ -180,7 +180,8 @@ def startup_maintenance(ctx: ServerContext) -> None:
     With other nodes running on the same PostgreSQL database (cluster.py), their uploads are in flight:
     the clean-up then runs only if no other node is doing the reaper's work (its job lock), leaves objects
     younger than session_expiry (no write lives longer: the reaper aborts those) and leaves reservations
-    as they are (some are other nodes' direct uploads). A node that starts alone cleans up everything."""
+    as they are (each transaction keeps them equal to the open sessions; recomputing them would lock every
+    account row while other nodes write). A node that starts alone cleans up everything."""
     log = logging.getLogger("lockr.server")
     alone = ctx.db.run_sync(start_alone)
     try:
