@@ -15,7 +15,9 @@ from lockr_local.config import Settings
 from lockr_local.server.auth import Authenticator
 from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import HelperThreads, make_blob_store
-from lockr_local.server.cluster import one_node_at_a_time, shared_secret
+from lockr_local.server.cluster import (
+    join_nodes, one_node_at_a_time, shared_secret, start_alone, try_lock_job, unlock_job,
+)
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.filebytes import FileBytes
@@ -182,16 +184,46 @@ def raise_open_file_limit() -> None:
 
 
 def startup_maintenance(ctx: ServerContext) -> None:
-    """Reaps what a crash may have left: temp files, bytes without a row, reservations of direct uploads."""
+    """Reaps what a crash may have left: temp files, bytes without a row, reservations of direct uploads.
+
+    With other nodes running on the same PostgreSQL database (cluster.py), their uploads are in flight:
+    the clean-up then runs only if no other node is doing the reaper's work (its job lock), leaves objects
+    younger than session_expiry (no write lives longer: the reaper aborts those) and leaves reservations
+    as they are (each transaction keeps them equal to the open sessions; recomputing them would lock every
+    account row while other nodes write). A node that starts alone cleans up everything."""
     log = logging.getLogger("lockr.server")
+    alone = ctx.db.run_sync(start_alone)
+    try:
+        if alone:
+            clean_up_after_a_crash(ctx, grace=0.0)
+            ctx.db.run_sync(ctx.service.reconcile_reservations)
+            return
+        ctx.db.run_sync(join_nodes, False)
+        if not ctx.db.run_sync(try_lock_job, "reaper"):
+            log.info("start-up clean-up skipped: another node is reaping")
+            return
+        try:
+            log.info("other nodes are running: the start-up clean-up leaves objects younger than session_expiry "
+                     "and reservations as they are")
+            clean_up_after_a_crash(ctx, grace=float(ctx.settings.session_expiry))
+        finally:
+            ctx.db.run_sync(unlock_job, "reaper")
+    finally:
+        if alone:
+            ctx.db.run_sync(join_nodes, True)
+
+
+def clean_up_after_a_crash(ctx: ServerContext, grace: float) -> None:
+    """Temp files, expired sessions and partial files no session owns, expired guest uploads, and objects
+    no row names (stored more than `grace` seconds ago)."""
     removed = ctx.blobs.clear_temp()
     ctx.sessions.reap_at_startup()  # first: objects of sessions reaped here are orphans below
     guest_expiry(ctx).reap_at_startup()
     trash_purge(ctx).reap_at_startup()
-    orphans = ctx.db.run_sync(reap_orphans, ctx.blobs)
-    ctx.db.run_sync(ctx.service.reconcile_reservations)
+    orphans = ctx.db.run_sync(reap_orphans, ctx.blobs, grace)
     if removed or orphans:
-        log.info("start-up clean-up: removed %d temp files and %d unlisted objects left by a crash", removed, orphans)
+        logging.getLogger("lockr.server").info(
+            "start-up clean-up: removed %d temp files and %d unlisted objects left by a crash", removed, orphans)
 
 
 def guest_expiry(ctx: ServerContext) -> GuestExpiry:

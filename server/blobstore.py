@@ -349,6 +349,12 @@ class BlobStore(ABC):
         """The committed blob's size in bytes; None when it does not exist (an object store: HEAD)."""
 
     @abstractmethod
+    def stored_at(self, location: BlobLocation) -> float | None:
+        """When the committed blob was stored (seconds since the epoch); None when it does not exist. The
+        filesystem: its modification time (the rename keeps the writer's last write); an object store: its
+        Last-Modified, which for a multipart upload may be when the upload began (AWS S3 says so)."""
+
+    @abstractmethod
     def delete(self, location: BlobLocation) -> None:
         """Removes a committed blob; a blob that is already gone is not an error."""
 
@@ -443,6 +449,9 @@ class RegionStores(BlobStore):
 
     def size(self, location: BlobLocation) -> int | None:
         return self._store(location.region).size(location)
+
+    def stored_at(self, location: BlobLocation) -> float | None:
+        return self._store(location.region).stored_at(location)
 
     def delete(self, location: BlobLocation) -> None:
         self._store(location.region).delete(location)

@@ -27,6 +27,8 @@ SECRET_KEY = "secret_key"
 # Advisory lock keys are 64-bit numbers shared with every other user of the database: ours start with
 # "lockr" in ASCII (like models._SCHEMA_LOCK) and end with a byte per kind.
 _JOB_LOCKS = {"reaper": 0x6C6F636B7201, "backfill-scan": 0x6C6F636B7202}
+# Held shared by every running node, and exclusively by a node doing its start-up clean-up alone.
+_NODES_LOCK = 0x6C6F636B7200
 _SESSION_LOCK_CLASS = 0x6C6F636B  # the first int4 of a session's two-int advisory lock key
 
 
@@ -56,6 +58,29 @@ def unlock_job(job: str) -> None:
     database = _postgresql()
     if database is not None:
         database.execute_sql("SELECT pg_advisory_unlock(%s)", (_JOB_LOCKS[job],))
+
+
+def start_alone() -> bool:
+    """Before a node's start-up clean-up: True when no other node is running on this database (always on
+    SQLite, where one process owns the store). A node alone holds the nodes lock exclusively until
+    `join_nodes`, so that a node starting meanwhile waits for that clean-up to end and does not count
+    itself alone too."""
+    database = _postgresql()
+    if database is None:
+        return True
+    return bool(database.execute_sql("SELECT pg_try_advisory_lock(%s)", (_NODES_LOCK,)).fetchone()[0])
+
+
+def join_nodes(alone: bool) -> None:
+    """Counts this node as running from now until its connection ends (the nodes lock held shared; it
+    waits while a node alone does its start-up clean-up); `alone`: the node's exclusive hold from
+    start_alone is let go after the shared one is taken, so that no other node sees it absent meanwhile."""
+    database = _postgresql()
+    if database is None:
+        return
+    database.execute_sql("SELECT pg_advisory_lock_shared(%s)", (_NODES_LOCK,))
+    if alone:
+        database.execute_sql("SELECT pg_advisory_unlock(%s)", (_NODES_LOCK,))
 
 
 def one_node_at_a_time(db: Database, job: str, run: Callable[[], Awaitable[int]]) -> Callable[[], Awaitable[int]]:

@@ -172,6 +172,12 @@ class FileBlobStore(BlobStore):
         except FileNotFoundError:
             return None
 
+    def stored_at(self, location: BlobLocation) -> float | None:
+        try:
+            return self.path(location).stat().st_mtime
+        except FileNotFoundError:
+            return None
+
     def clone(self, source: BlobLocation, target: BlobLocation) -> None:
         """A durable copy of a committed blob under a new key: a hard link (no bytes copied; blobs are
         never rewritten in place), or a real copy where links are not possible."""

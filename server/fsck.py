@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence, cast
@@ -195,13 +196,22 @@ def _check_quota(report: FsckReport, repair: bool) -> None:
                 report.quota_mismatches.append(message)
 
 
-def reap_orphans(blobs: BlobStore) -> int:
-    """At start-up: bytes that a crash left without a row (after the rename, before the commit)."""
+def reap_orphans(blobs: BlobStore, grace: float = 0.0) -> int:
+    """At start-up: bytes that a crash left without a row (after the rename, before the commit). The
+    objects are listed before the rows are read, so an object stored meanwhile is not taken for an orphan.
+    With `grace` (other nodes are running), an object stored less than `grace` seconds ago is left alone:
+    it may be another node's upload between storing its bytes and committing its row."""
+    listed = {region: list(blobs.iter_objects(region)) for region in blobs.regions()}
     known = {row.file_id for row in StoredFile.select(StoredFile.file_id).iterator()} | pending_session_file_ids()
+    cutoff = time.time() - grace
     removed = 0
-    for region in blobs.regions():
-        for key in list(blobs.iter_objects(region)):
-            if key not in known:
-                blobs.delete(BlobLocation(region, key))
-                removed += 1
+    for region, keys in listed.items():
+        for key in keys:
+            location = BlobLocation(region, key)
+            if key in known:
+                continue
+            if grace > 0 and (blobs.stored_at(location) or 0.0) > cutoff:
+                continue
+            blobs.delete(location)
+            removed += 1
     return removed

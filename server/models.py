@@ -321,6 +321,11 @@ def open_database(database_url: str) -> peewee.Database:
             log.warning("upgrading the store from schema %d to %d; the database as it was is saved in %s "
                         "(to go back to the older lockr-local, stop the server and copy it over %s)",
                         version, SCHEMA_VERSION, saved, path)
+    if version == SCHEMA_VERSION and isinstance(database, peewee.PostgresqlDatabase) and schema_complete(database):
+        # Other nodes may be running on it: the statements below would take a SHARE lock on every table
+        # (CREATE INDEX IF NOT EXISTS takes it before it looks), waiting for their writes in progress, and
+        # every write of theirs would queue behind it until this start's transaction ends.
+        return database
     with database.atomic():
         if isinstance(database, peewee.PostgresqlDatabase):
             # Several nodes may start at once: one at a time creates and upgrades the schema (the lock is
@@ -429,6 +434,30 @@ _SCHEMA_LOCK = 0x6C6F636B72
 # byte order, as SQLite compares. PostgreSQL's default collation is the database's locale, in which
 # "Docs/x", "dócs/x" or (glibc, ignoring punctuation) "docs-old" fall into that range.
 _BYTEWISE_NAMES = (StoredFile.name, DavFolder.path)
+
+
+def schema_complete(database: peewee.Database) -> bool:
+    """Whether a PostgreSQL database already has every table, index and byte-order name column that
+    open_database would make (catalog reads only: no table is locked)."""
+    tables = set(database.get_tables())
+    for model in ALL_MODELS:
+        table = model._meta.table_name
+        if table not in tables:
+            return False
+        wanted = {index._name for index in model._meta.fields_to_index()}
+        if model is Account:
+            wanted.add(_USERNAME_INDEX)
+        present = {index.name for index in database.get_indexes(table)}
+        if not wanted <= present and not (model is Account and wanted - present == {_USERNAME_INDEX}
+                                          and _USERNAME_INDEX_NOT_UNIQUE in present):
+            return False
+    for field in _BYTEWISE_NAMES:
+        row = database.execute_sql(
+            "SELECT collation_name FROM information_schema.columns WHERE table_schema = current_schema() "
+            "AND table_name = %s AND column_name = %s", (field.model._meta.table_name, field.column_name)).fetchone()
+        if row is None or row[0] != "C":
+            return False
+    return True
 
 
 def bytewise_names(database: peewee.Database) -> None:

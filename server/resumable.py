@@ -444,14 +444,17 @@ class ResumableUploads:
 
     def reap_at_startup(self) -> int:
         """Before serving: reaps expired sessions and deletes partial files no session owns any more
-        (a crash between deleting a row and its bytes)."""
+        (a crash between deleting a row and its bytes). The partial files are listed before the sessions
+        are read: a session's row is committed before its first bytes are stored, so a session another
+        node opens meanwhile is either not listed yet or already read."""
         reaped = self.db.run_sync(self.store.reap_expired, set())
         for session in reaped:
             self.blobs.delete_partial(session.region, session.session_id)
+        listed = {region: list(self.blobs.partial_sessions(region)) for region in self.blobs.regions()}
         owned = self.db.run_sync(self.store.unfinished_session_ids)
         orphans = 0
-        for region in self.blobs.regions():
-            for session_id in list(self.blobs.partial_sessions(region)):
+        for region, session_ids in listed.items():
+            for session_id in session_ids:
                 if session_id not in owned:
                     self.blobs.delete_partial(region, session_id)
                     orphans += 1

@@ -129,6 +129,14 @@ class Bucket:
                 return None
             raise
 
+    def last_modified(self, key: str) -> float | None:
+        try:
+            return float(self.client.head_object(Bucket=self.bucket, Key=key)["LastModified"].timestamp())
+        except ClientError as exc:
+            if _code(exc) in _NOT_FOUND:
+                return None
+            raise
+
     def list_keys(self, prefix: str) -> Iterator[dict[str, Any]]:
         for page in self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
             yield from page.get("Contents", [])
@@ -229,6 +237,11 @@ class S3BlobStore(BlobStore):
         bucket = self.bucket(location.region)
         with s3_errors("look up the file"):
             return bucket.head_size(bucket.object_key(location.key))
+
+    def stored_at(self, location: BlobLocation) -> float | None:
+        bucket = self.bucket(location.region)
+        with s3_errors("look up the file"):
+            return bucket.last_modified(bucket.object_key(location.key))
 
     def delete(self, location: BlobLocation) -> None:
         bucket = self.bucket(location.region)

@@ -72,6 +72,14 @@ def postgres_cluster() -> Iterator[Any]:
     cluster.stop()
 
 
+@pytest.fixture
+def pg_url(postgres_cluster: Any) -> Iterator[str]:
+    """A new, empty PostgreSQL database (no tables yet) on the private cluster, dropped at the end."""
+    name = postgres_cluster.create_database(empty=True)
+    yield str(postgres_cluster.url(name))
+    postgres_cluster.drop_database(name)
+
+
 class TestDatabases:
     """The database a test's servers use: `new_url()` is "" for SQLite (lockr.db in the data folder, the
     default) or the URL of a fresh PostgreSQL database, dropped when the test ends."""

@@ -56,12 +56,15 @@ def clean_env(**extra: str) -> dict[str, str]:
 
 
 class ServerProcess:
-    """`lockr-local serve` as a real subprocess on a free loopback port."""
+    """`lockr-local serve` as a real subprocess on a free loopback port; with `log_file`, its log (stderr) is
+    appended there, where a long run's lines cannot fill an unread pipe."""
 
-    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None) -> None:
+    def __init__(self, data_dir: Path, env: dict[str, str] | None = None, args: list[str] | None = None,
+                 log_file: Path | None = None) -> None:
         self.data_dir = data_dir
         self.env = clean_env(**(env or {}))
         self.args = args or []
+        self.log_file = log_file
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
         self.port = 0
@@ -69,14 +72,20 @@ class ServerProcess:
     def start(self, port: int = 0) -> "ServerProcess":
         cmd = [sys.executable, "-m", "lockr_local", "serve", "--data-dir", str(self.data_dir),
                "--port", str(port or self.port or 0), *self.args]
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                     env=self.env, cwd=REPO)
+        if self.log_file is None:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                         env=self.env, cwd=REPO)
+        else:
+            with open(self.log_file, "ab") as log:
+                self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, text=True, env=self.env,
+                                             cwd=REPO)
         assert self.proc.stdout is not None
         line = self.proc.stdout.readline()
         match = re.search(r"listening on (http://\S+)", line)
         if not match:
             self.proc.kill()
-            raise AssertionError(f"server did not start: {line!r} {self.proc.stderr.read() if self.proc.stderr else ''}")
+            log_text = self.log_file.read_text() if self.log_file else self.proc.stderr.read() if self.proc.stderr else ""
+            raise AssertionError(f"server did not start: {line!r} {log_text}")
         self.url = match.group(1).replace("127.0.0.1", "127.0.0.1")
         self.port = int(self.url.rsplit(":", 1)[1])
         return self

@@ -38,8 +38,8 @@ def status(upload_url: str, total: int | None = None) -> requests.Response:
 
 def put_chunk(upload_url: str, data: bytes, first: int, total: int, **kwargs: Any) -> requests.Response:
     last = first + len(data) - 1
-    return requests.put(upload_url, data=data, headers={"Content-Range": f"bytes {first}-{last}/{total}"},
-                        timeout=kwargs.pop("timeout", 30), **kwargs)
+    headers = {"Content-Range": f"bytes {first}-{last}/{total}", **kwargs.pop("headers", {})}
+    return requests.put(upload_url, data=data, headers=headers, timeout=kwargs.pop("timeout", 30), **kwargs)
 
 
 def sha256(data: bytes) -> str:

@@ -8,6 +8,7 @@ import io
 import itertools
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -208,6 +209,18 @@ def test_clone_copies_and_delete_removes_only_its_key(store):
         store.open(source)
     with pytest.raises(NotFound):
         store.clone(source, BlobLocation("r2", "ef" + "4" * 30))
+
+
+def test_stored_at_tells_when_a_blob_was_stored_and_none_once_it_is_gone(store):
+    location = BlobLocation("r1", "ab" + "7" * 30)
+    assert store.stored_at(location) is None
+    before = time.time()
+    commit_blob(store, location, b"stored now")
+    stored = store.stored_at(location)
+    # An object store's clock and Last-Modified (whole seconds) may be a little off this machine's.
+    assert stored is not None and before - 5 <= stored <= time.time() + 5, (before, stored)
+    store.delete(location)
+    assert store.stored_at(location) is None
 
 
 def test_unknown_regions_are_refused_and_an_empty_upload_always_fits(store):

@@ -27,14 +27,6 @@ from tests.server.session_tools import open_session, put_chunk
 
 
 @pytest.fixture
-def pg_url(postgres_cluster: Any) -> Iterator[str]:
-    """A new, empty PostgreSQL database (no tables yet)."""
-    name = postgres_cluster.create_database(empty=True)
-    yield str(postgres_cluster.url(name))
-    postgres_cluster.drop_database(name)
-
-
-@pytest.fixture
 def two_nodes(tmp_path: Path, pg_url: str) -> Iterator[tuple[ThreadedServer, ThreadedServer]]:
     """Two servers, each with its own data folder, on one PostgreSQL database."""
     nodes = [ThreadedServer(make_settings(tmp_path / name, database_url=pg_url)).start() for name in ("a", "b")]
@@ -112,6 +104,23 @@ def test_two_nodes_opening_a_new_database_at_once_make_one_schema(tmp_path: Path
         return str(version)
 
     assert at_once([open_and_close] * 4) == [str(SCHEMA_VERSION)] * 4
+
+
+def test_a_node_opening_a_database_of_the_current_schema_does_not_wait_for_other_nodes_writes(pg_url: str):
+    open_database(pg_url).close()
+    opened = threading.Event()
+
+    def open_and_close() -> None:
+        open_database(pg_url).close()
+        opened.set()
+
+    with psycopg.connect(pg_url) as other_node:
+        other_node.execute("UPDATE account SET quota = quota")  # a write in progress on another node
+        threading.Thread(target=open_and_close, daemon=True).start()
+        in_time = opened.wait(10)
+        other_node.rollback()
+    assert in_time, "opening the database waited for another node's transaction"
+    assert opened.wait(30)
 
 
 def test_a_schema_3_postgresql_database_is_upgraded_in_place(pg_url: str):
