@@ -124,21 +124,19 @@ class LockrClient:
 
     # -- files ------------------------------------------------------------------------------------
 
+    def _pages(self, path: str, page_size: int | None) -> Iterator[dict[str, Any]]:
+        """The `files` of every page of a listing that pages with `limit` and a `next` cursor."""
+        params: dict[str, Any] = {"limit": page_size} if page_size else {}
+        while True:
+            data = self._json("GET", path, params=params)
+            yield from data.get("files", [])
+            if not data.get("next"):
+                return
+            params["cursor"] = data["next"]
+
     def iter_files(self, page_size: int | None = None) -> Iterator[RemoteFile]:
         """Every file of the account, fetched a page at a time."""
-        cursor: str | None = None
-        while True:
-            params: dict[str, Any] = {}
-            if page_size:
-                params["limit"] = page_size
-            if cursor:
-                params["cursor"] = cursor
-            data = self._json("GET", "/api/v1/files", params=params)
-            for item in data.get("files", []):
-                yield RemoteFile.from_json(item)
-            cursor = data.get("next")
-            if not cursor:
-                return
+        return map(RemoteFile.from_json, self._pages("/api/v1/files", page_size))
 
     def list_files(self, page_size: int | None = None) -> list[RemoteFile]:
         return list(self.iter_files(page_size))
@@ -179,17 +177,7 @@ class LockrClient:
 
     def iter_trash(self, page_size: int | None = None) -> Iterator[TrashedFile]:
         """Every file in the account's trash, a page at a time."""
-        cursor: str | None = None
-        while True:
-            params: dict[str, Any] = {"limit": page_size} if page_size else {}
-            if cursor:
-                params["cursor"] = cursor
-            data = self._json("GET", "/api/v1/trash", params=params)
-            for item in data.get("files", []):
-                yield TrashedFile.from_json(item)
-            cursor = data.get("next")
-            if not cursor:
-                return
+        return map(TrashedFile.from_json, self._pages("/api/v1/trash", page_size))
 
     def restore(self, file_id: str) -> RemoteFile:
         """Brings a file back from the trash with its id; its name may come back with " (restored)"."""

@@ -22,7 +22,8 @@ from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.filebytes import FileBytes
 from lockr_local.server.fsck import reap_orphans
-from lockr_local.server.guests import GuestExpiry
+from lockr_local.server import guests
+from lockr_local.server import trash as trash_rows
 from lockr_local.server.idempotency import IdempotencyKeys
 from lockr_local.server.ingest import Ingest
 from lockr_local.server.handlers import (
@@ -38,7 +39,7 @@ from lockr_local.server.private import make_private_dir
 from lockr_local.server.resumable import ResumableUploads, reap_sessions_forever
 from lockr_local.server.security import Signer, existing_secret, load_or_create_secret
 from lockr_local.server.service import Service
-from lockr_local.server.trash import TrashPurge
+from lockr_local.server.retention import RetentionSweep
 from lockr_local.server.sessions import protect_raw_session_keys
 
 FILE_ID = r"([0-9a-fA-F]{1,64})"
@@ -226,12 +227,14 @@ def clean_up_after_a_crash(ctx: ServerContext, grace: float) -> None:
             "start-up clean-up: removed %d temp files and %d unlisted objects left by a crash", removed, orphans)
 
 
-def guest_expiry(ctx: ServerContext) -> GuestExpiry:
-    return GuestExpiry(ctx.db, ctx.blobs, ctx.io, ctx.settings.guest_retention)
+def guest_expiry(ctx: ServerContext) -> RetentionSweep:
+    return RetentionSweep(ctx.db, ctx.blobs, ctx.io, ctx.settings.guest_retention, take_expired=guests.take_expired,
+                          described="guest uploads older than guest_retention", zero_keeps=True)
 
 
-def trash_purge(ctx: ServerContext) -> TrashPurge:
-    return TrashPurge(ctx.db, ctx.blobs, ctx.io, ctx.settings.trash_retention)
+def trash_purge(ctx: ServerContext) -> RetentionSweep:
+    return RetentionSweep(ctx.db, ctx.blobs, ctx.io, ctx.settings.trash_retention, take_expired=trash_rows.take_expired,
+                          described="files that were in the trash longer than trash_retention", zero_keeps=False)
 
 
 def start_background_tasks(ctx: ServerContext) -> list[asyncio.Task[None]]:

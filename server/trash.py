@@ -13,28 +13,21 @@ thread; blob deletions on an I/O thread.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 import time
-from concurrent.futures import Executor
 from dataclasses import dataclass
 from typing import Iterable
 
 import peewee
 
-from lockr_local.errors import BadRequest, LockrError, NotFound
+from lockr_local.errors import BadRequest, NotFound
 from lockr_local.names import MAX_NAME_BYTES, MAX_SEGMENT_BYTES
-from lockr_local.server.blobstore import BlobLocation, BlobStore
-from lockr_local.server.db import Database
+from lockr_local.server.blobstore import BlobLocation
 from lockr_local.server.filebytes import StoredAt
 from lockr_local.server.models import DavFolder, InlineBlob, StoredFile, lock_account
 from lockr_local.server.numbers import parse_count
+from lockr_local.server.retention import BATCH
 from lockr_local.server.service import FileInfo, Principal, charge_quota
 
-log = logging.getLogger("lockr.server")
-# Rows removed per transaction when the trash is emptied or purged: bounded transactions, bytes deleted
-# between them.
-BATCH = 1000
 # What a restored file is called when its name is taken meanwhile: "report (restored).pdf", then
 # "report (restored 2).pdf" and so on.
 RESTORED = "restored"
@@ -195,49 +188,3 @@ def take_expired(cutoff: float, batch: int = BATCH) -> list[Removed]:
         rows = list(StoredFile.select().where(_trashed() & (StoredFile.deleted_at < cutoff))
                     .order_by(StoredFile.deleted_at).limit(batch))
         return _remove_rows(rows)
-
-
-def delete_bytes(blobs: BlobStore, removed: Iterable[Removed]) -> None:
-    """Deletes the blob files of removed rows (inline bytes went with their rows); a failure is left for
-    fsck and the start-up orphan reaper, as the rows are already gone."""
-    for place in (item.place for item in removed):
-        if not place.inline:
-            try:
-                blobs.delete(place.location)
-            except LockrError as exc:
-                log.warning("could not delete the bytes of file %s: %s", place.location.key[:8], exc.message)
-
-
-class TrashPurge:
-    """Deletes for good the files that have been in the trash longer than `retention` seconds (with 0,
-    every trashed file: the trash was turned off); run by the background reaper and at start-up."""
-
-    def __init__(self, db: Database, blobs: BlobStore, io: Executor, retention: int) -> None:
-        self.db = db
-        self.blobs = blobs
-        self.io = io
-        self.retention = max(0, retention)
-
-    async def reap(self, now: float | None = None) -> int:
-        cutoff = (time.time() if now is None else now) - self.retention
-        total = 0
-        while True:
-            expired = await self.db.run(take_expired, cutoff)
-            if expired:
-                await asyncio.get_running_loop().run_in_executor(self.io, delete_bytes, self.blobs, expired)
-            total += len(expired)
-            if len(expired) < BATCH:
-                break
-        if total:
-            log.info("deleted %d files that were in the trash longer than trash_retention", total)
-        return total
-
-    def reap_at_startup(self) -> int:
-        """Before serving (no loop yet): the same sweep, on the calling thread."""
-        total = 0
-        while True:
-            expired = self.db.run_sync(take_expired, time.time() - self.retention)
-            delete_bytes(self.blobs, expired)
-            total += len(expired)
-            if len(expired) < BATCH:
-                return total

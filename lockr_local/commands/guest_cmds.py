@@ -67,7 +67,8 @@ def guest_list(args: argparse.Namespace) -> int:
 
 def guest_rm(args: argparse.Namespace) -> int:
     from lockr_local.commands.server_cmds import local_store
-    from lockr_local.server.guests import delete_bytes, find_guest_file, remove_rows
+    from lockr_local.server.guests import find_guest_file, remove_rows
+    from lockr_local.server.retention import delete_bytes
 
     with local_store(args) as service:
         files = [find_guest_file(text) for text in args.ids]  # all found, or nothing removed

@@ -5,6 +5,7 @@ from __future__ import annotations
 from lockr_local.server import trash
 from lockr_local.server.handlers.base import BaseHandler
 from lockr_local.server.handlers.files import checked_file_id, page_request
+from lockr_local.server.retention import BATCH, delete_bytes
 from lockr_local.server.wire import file_json, trash_json
 
 
@@ -29,10 +30,10 @@ class TrashHandler(BaseHandler):
         deleted = freed = 0
         while True:  # a batch of rows per transaction, then their bytes
             removed = await self.call(trash.take_from_trash, principal.account_id)
-            await self.run_io(trash.delete_bytes, self.ctx.blobs, removed)
+            await self.run_io(delete_bytes, self.ctx.blobs, removed)
             deleted += len(removed)
             freed += sum(item.size for item in removed)
-            if len(removed) < trash.BATCH:
+            if len(removed) < BATCH:
                 break
         self.write_json({"deleted": deleted, "bytes": freed})
 
