@@ -214,6 +214,11 @@ def setup_fields(keyring_ok: bool, configured: bool) -> list[Field]:
     ]
 
 
+# The control page's headline above the tooltip's sentence, one per icon colour.
+HEADLINES = {IconState.IN_SYNC: "In sync", IconState.SYNCING: "Syncing", IconState.PAUSED: "Paused",
+             IconState.OFFLINE: "Offline", IconState.ERROR: "Needs attention", IconState.NOT_SET_UP: "Not set up"}
+
+
 class _Handler(tornado.web.RequestHandler):
     def initialize(self, page: "ControlServer") -> None:
         self.page = page
@@ -257,10 +262,6 @@ class _Handler(tornado.web.RequestHandler):
                     progress=TrayModel.progress(status))
 
 
-HEADLINES = {IconState.IN_SYNC: "In sync", IconState.SYNCING: "Syncing", IconState.PAUSED: "Paused",
-             IconState.OFFLINE: "Offline", IconState.ERROR: "Needs attention", IconState.NOT_SET_UP: "Not set up"}
-
-
 class ControlHandler(_Handler):
     def get(self) -> None:
         config, _, _ = self.page.controller.current()
@@ -292,7 +293,7 @@ class SettingsHandler(_Handler):
             return
         outcome = {"note": f"Saved. Your token is kept in {done.token_place}; syncing has started."}
         if done.autostart_problem:
-            outcome["error"] = done.autostart_problem  # shown on the status page, which stops refreshing for it
+            outcome["error"] = done.autostart_problem  # on the status page, outside the parts that refresh
         self.redirect("/?" + _query(**outcome), status=303)
 
 
