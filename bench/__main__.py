@@ -4,6 +4,7 @@ curl is the client for everyone. `python -m bench --help` lists the options; eac
 twin for `make bench`: LOCKR_BENCH_SIZE (default 1GiB), LOCKR_BENCH_RUNS (default 3), LOCKR_BENCH_PEERS=0
 (lockr-local alone), LOCKR_BENCH_RCLONE=0 (no rclone-sync comparison), LOCKR_BENCH_ONLY (groups),
 LOCKR_BENCH_BIG=1 (add the 4 GiB flat-memory run), LOCKR_BENCH_DIR (where temp files go).
+The `firstrun` group times the packaged app (`make exe` first); it is skipped with a note without it.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ GROUPS = {
     "scaling": "upload throughput with 1, 4 and 16 concurrent clients",
     "listing": "GET /api/v1/files at 1,000 / 10,000 / 100,000 files (lockr-local)",
     "rclone": "rclone sync into lockr-local's WebDAV view vs rclone serve webdav",
+    "firstrun": "the packaged app's first run, start to a small folder in sync (needs `make exe`, Xvfb)",
     "big": "4 GiB upload + download, peak RSS (lockr-local; not in the default run)",
 }
 DEFAULT_GROUPS = [name for name in GROUPS if name != "big"]
@@ -129,6 +131,11 @@ def main(argv: list[str] | None = None) -> int:
             scenario_listing(work, args.listing_counts, runs, table)
         if "big" in groups:
             scenario_big(work, args.big_size, table)
+        if "firstrun" in groups:
+            from bench import firstrun
+
+            print("\nthe packaged app's first run (dist/lockr-local under Xvfb, setup page in Chromium):")
+            firstrun.main(work, runs, table)
         for peer_class in () if args.no_peers or not SHARED_GROUPS & set(groups) else ALL_PEERS:
             if not peer_class.available():
                 print(f"  ({peer_class.name} is not installed: skipped; see bench/README.md)")

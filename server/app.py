@@ -11,6 +11,7 @@ from pathlib import Path
 import tornado.netutil
 import tornado.web
 
+from lockr_local import web
 from lockr_local.config import Settings
 from lockr_local.server.auth import Authenticator
 from lockr_local.server.backfill import DigestBackfill
@@ -123,6 +124,7 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         (r"/upload", pages.GuestUploadPageHandler, deps),
         (r"/download/([^/]+)/?", pages.DownloadPageHandler, deps),
         (r"/dav(?:/.*)?", dav.DavHandler, deps),
+        web.assets_route(),  # the stylesheet the desktop app's pages share (lockr_local/web)
     ]
     ctx.metrics.name_routes(routes)
     return tornado.web.Application(
@@ -133,9 +135,10 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         lockr_metrics=ctx.metrics,
         compress_response=False,
         lockr_settings=ctx.settings,
-        # The web pages (handlers/pages.py): templates, their small scripts and styles (never stored
-        # files), cookie sessions signed with a key derived from the server secret, XSRF-checked forms.
-        template_path=str(WEB_ROOT / "templates"),
+        # The web pages (handlers/pages.py): templates, their small scripts (never stored files), the
+        # stylesheet and page head shared with the desktop app's pages (lockr_local/web, under /assets/),
+        # cookie sessions signed with a key derived from the server secret, XSRF-checked forms.
+        template_loader=web.SharedLoader(str(WEB_ROOT / "templates")),
         static_path=str(WEB_ROOT / "static"),
         cookie_secret=ctx.signer.subkey("cookie"),
         xsrf_cookies=True,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hmac
 import logging
+import os
 import secrets
 import socket
 import threading
@@ -23,14 +24,16 @@ from typing import Any, Protocol
 import tornado.httpserver
 import tornado.ioloop
 import tornado.netutil
-import tornado.template
 import tornado.web
 
-from lockr_local.errors import BadRequest, LockrError
+from lockr_local.errors import (
+    BadRequest, ConnectionFailed, LockrError, MethodNotAllowed, NotFound, RateLimited, Unauthorized,
+)
 from lockr_local.sync.status import SyncStatus
 from lockr_local.tray.autostart import AutostartError, set_autostart
 from lockr_local.tray.config import TrayConfig
-from lockr_local.tray.model import Action, TrayView
+from lockr_local.tray.model import Action, IconState, TrayModel, TrayView
+from lockr_local.web import SharedLoader, assets_route, shared_static_url
 
 log = logging.getLogger("lockr.tray.setup")
 SESSION_COOKIE = "lockr_tray_session"
@@ -69,50 +72,120 @@ class Controller(Protocol):
     def perform(self, action: Action, argument: str = "") -> None: ...
 
 
+class SetupError(BadRequest):
+    """A setup that cannot go on, with the form field it is about ("" for the form as a whole): the page
+    shows the message under that field, with the next step in it."""
+
+    def __init__(self, message: str, field: str = "") -> None:
+        super().__init__(message)
+        self.field = field
+
+
+@dataclass(frozen=True)
+class Field:
+    """One text field of the setup form: what it asks, how the browser should fill it, and a hint."""
+
+    name: str
+    label: str
+    type: str
+    autocomplete: str
+    hint: str = ""
+    placeholder: str = ""
+    required: bool = True
+
+    def described_by(self, error_field: str) -> str:
+        """The ids a screen reader reads after the label: the error when it is about this field, the hint."""
+        return " ".join((["error"] if error_field == self.name else []) + ([f"{self.name}-hint"] if self.hint else []))
+
+
+def check_folder(folder: Path) -> None:
+    """Refuses, before anything is stored, a folder that cannot be created or written to; changes nothing."""
+    existing = folder
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    next_step = f"Choose a folder you can write to, such as {Path.home() / 'lockr'}."
+    if not existing.is_dir():
+        place = "it is a file" if existing == folder else f"{existing} is a file, not a folder"
+        raise SetupError(f"Cannot use {folder}: {place}. {next_step}", "folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        place = "it" if existing == folder else str(existing)
+        raise SetupError(f"Cannot use {folder}: you may not write in {place}. {next_step}", "folder")
+
+
+def _sign_in_problem(exc: LockrError, endpoint: str) -> SetupError:
+    """What a failed sign-in means at the form: which field to look at, and what to do next."""
+    if isinstance(exc, ConnectionFailed):
+        reason = exc.message.split(";", 1)[0].rstrip(".")  # the CLI's own next step names --endpoint
+        return SetupError(f"{reason}. Check the server address (the one you open lockr's web page at) and that "
+                          "the server is running, then save again.", "endpoint")
+    if isinstance(exc, Unauthorized):
+        return SetupError(f"{exc.message} Check both and try again (the password is case-sensitive); if you "
+                          "forgot it, the server's administrator can set a new one.", "password")
+    if isinstance(exc, RateLimited):
+        return SetupError(exc.message, "password")
+    if isinstance(exc, (NotFound, MethodNotAllowed)):
+        return SetupError(f"{endpoint} answered, but not as a lockr server. Check the server address (the one you "
+                          "open lockr's web page at).", "endpoint")
+    return SetupError(exc.message)
+
+
 def complete_setup(form: SetupForm, previous: TrayConfig) -> SetupDone:
     """Checks the form, signs in, stores the token and sets the login entry; returns what was done.
 
-    Blocking (network, keyring): the page calls it on an executor thread. Raises LockrError with a
-    message for the person at the form. A login entry that cannot be set does not undo the rest: it
-    comes back as `autostart_problem`, and tray.json records the entry as it really is.
+    Blocking (network, keyring): the page calls it on an executor thread. Raises SetupError with a
+    message for the person at the form, naming the field it is about. Nothing is stored until every
+    field checked out and the server accepted the sign-in. A login entry that cannot be set does not
+    undo the rest: it comes back as `autostart_problem`, and tray.json records the entry as it really is.
     """
     from lockr_local.client import LockrClient
     from lockr_local.credentials import ClientSettings, TokenStore, normalize_endpoint, resolve_token
     from lockr_local.transfer import RetryPolicy
 
-    endpoint = normalize_endpoint(form.endpoint)
+    try:
+        endpoint = normalize_endpoint(form.endpoint)
+    except BadRequest:
+        raise SetupError(f"The server address must be a URL starting with https:// or http://, such as "
+                         f"https://lockr.example.org (not {form.endpoint.strip()!r}).", "endpoint") from None
     if not form.folder.strip():
-        raise BadRequest("Choose the folder to keep in sync.")
+        raise SetupError("Choose the folder to keep in sync.", "folder")
     folder = Path(form.folder.strip()).expanduser()
     if not folder.is_absolute():
-        raise BadRequest(f"Give the folder as a full path (such as {Path.home() / 'lockr'}), not {form.folder!r}.")
+        raise SetupError(f"Give the folder as a full path (such as {Path.home() / 'lockr'}), not {form.folder!r}.",
+                         "folder")
+    check_folder(folder)
     from lockr_local.sync.folders import clean_remote_folder
 
-    remote_folder = clean_remote_folder(form.remote_folder) if form.remote_folder.strip() else None
+    try:
+        remote_folder = clean_remote_folder(form.remote_folder) if form.remote_folder.strip() else None
+    except LockrError as exc:
+        raise SetupError(exc.message, "remote_folder") from None
     settings = ClientSettings.load()
     store = TokenStore(settings)
     where = "the existing token"
     if form.password:
         if not form.identifier.strip():
-            raise BadRequest("Enter your username or email address.")
+            raise SetupError("Enter your username or email address.", "identifier")
         if not form.file_store and not store.uses_file(endpoint):
             from lockr_local.credentials import keyring_usable
-            from lockr_local.errors import KeyringUnavailable
 
             if not keyring_usable():
-                raise KeyringUnavailable(
+                raise SetupError(
                     "This computer has no usable keyring to keep your token in. Tick \"keep the token in a "
                     "private file\" below (a file only you can read, 0600), or start lockr-local with the "
-                    "LOCKR_TOKEN environment variable set to a token.")
-        with LockrClient(endpoint, retry=RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0)) as client:
-            token = client.login(form.identifier.strip(), form.password)
+                    "LOCKR_TOKEN environment variable set to a token.", "file_store")
+        try:
+            with LockrClient(endpoint, retry=RetryPolicy(attempts=2, base_delay=0.2, max_delay=1.0)) as client:
+                token = client.login(form.identifier.strip(), form.password)
+        except LockrError as exc:
+            raise _sign_in_problem(exc, endpoint) from exc
         where = store.set(endpoint, token, insecure_file=form.file_store)
     elif not resolve_token(None, endpoint, store=store):
-        raise BadRequest("Enter your password to sign in to this server.")
+        raise SetupError("Enter your password to sign in to this server.", "password")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise BadRequest(f"Cannot create the folder {folder}: {exc.strerror or exc}.") from exc
+        raise SetupError(f"Cannot create the folder {folder}: {exc.strerror or exc}. Choose a folder you can "
+                         f"write to, such as {Path.home() / 'lockr'}.", "folder") from exc
     autostart, problem = form.autostart, ""
     try:
         set_autostart(form.autostart)
@@ -128,70 +201,43 @@ def complete_setup(form: SetupForm, previous: TrayConfig) -> SetupDone:
     return SetupDone(config, where, problem)
 
 
-PAGE = tornado.template.Template("""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>lockr-local</title>
-<meta name="viewport" content="width=device-width, initial-scale=1">
-{% if refresh %}<meta http-equiv="refresh" content="3">{% end %}
-<style>
-body { font: 15px/1.45 system-ui, sans-serif; max-width: 40em; margin: 2em auto; padding: 0 1em; color: #222 }
-label { display: block; margin-top: .8em; font-weight: 600 } input[type=text], input[type=url],
-input[type=password], input:not([type]) { width: 100%; padding: .4em; box-sizing: border-box }
-.check { font-weight: normal } .error { background: #fde2e2; padding: .6em; border-radius: 4px }
-.note { background: #e6f4ea; padding: .6em; border-radius: 4px } .state { font-size: 1.2em; font-weight: 600 }
-form.inline { display: inline } button { margin: .2em .2em .2em 0; padding: .4em .8em } small { color: #666 }
-</style></head><body>
-<h1>lockr-local</h1>
-{% if error %}<p class="error" id="error">{{ error }}</p>{% end %}
-{% if note %}<p class="note" id="note">{{ note }}</p>{% end %}
-{% if page == "control" %}
-<p class="state" id="state" data-icon="{{ view.icon.value }}">{{ view.title }}</p>
-<p>Folder <code>{{ config.folder }}</code> &rarr; <code>{{ config.endpoint }}</code></p>
-{% for entry in actions %}<form class="inline" method="post" action="/action">{% module xsrf_form_html() %}
-<input type="hidden" name="action" value="{{ entry.action.value }}">
-<button type="submit" {% if not entry.enabled %}disabled{% end %}>{{ "Resume syncing" if entry.checked else entry.label }}</button></form>{% end %}
-<h2>Recent uploads</h2>
-{% if not status.recent_uploads %}<p>No uploads yet.</p>{% end %}
-<ul>{% for upload in status.recent_uploads[:10] %}<li>{{ upload.path }} &middot;
-<a href="{{ upload.share_url }}">{{ upload.share_url }}</a>
-<form class="inline" method="post" action="/action">{% module xsrf_form_html() %}
-<input type="hidden" name="action" value="copy_link"><input type="hidden" name="argument" value="{{ upload.share_url }}">
-<button type="submit">Copy link</button></form></li>{% end %}</ul>
-<p><a href="/settings">Settings</a></p>
-{% else %}
-<p>{% if config.configured %}Change where lockr-local syncs to.{% else %}Welcome! Connect a folder on this
-computer to your lockr server.{% end %}</p>
-<form method="post" action="/settings" id="setup">{% module xsrf_form_html() %}
-<label for="endpoint">Server address</label>
-<input type="url" id="endpoint" name="endpoint" required value="{{ config.endpoint }}" placeholder="https://lockr.example.org">
-<label for="identifier">Username or email</label>
-<input type="text" id="identifier" name="identifier" autocomplete="username" value="{{ config.identifier }}">
-<label for="password">Password</label>
-<input type="password" id="password" name="password" autocomplete="current-password">
-<small>Exchanged once for a token, which is kept in {{ "your system keyring" if keyring_ok else "the place you choose below" }};
-the password itself is never stored.{% if config.configured %} Leave it empty to keep the current sign-in.{% end %}</small>
-<label for="folder">Folder to keep in sync</label>
-<input type="text" id="folder" name="folder" required value="{{ config.folder or default_folder }}">
-<label for="remote_folder">Remote folder</label>
-<input type="text" id="remote_folder" name="remote_folder" value="{{ "/" if config.remote_folder == "" else (config.remote_folder or "") }}" placeholder="the folder's name">
-<small>Where its files go on the server. Empty: a folder named like this one; <code>/</code>: the top level.</small>
-<label class="check"><input type="checkbox" id="autostart" name="autostart" value="1"
-{% if config.autostart %}checked{% end %}> Start lockr-local when I log in</label>
-{% if not keyring_ok %}<p class="error" id="keyring-missing">No usable system keyring was found. Either start
-lockr-local with <code>LOCKR_TOKEN</code> set to a token, or tick the box to keep the token in a private
-file only you can read (permissions 0600).</p>
-<label class="check"><input type="checkbox" id="file_store" name="file_store" value="1"> Keep the token in a private file</label>
-{% end %}
-<p><button type="submit" id="save">Save and start syncing</button></p>
-</form>
-{% if config.configured %}<p><a href="/">Back to the status page</a></p>{% end %}
-{% end %}
-</body></html>
-""")
+TEMPLATES = Path(__file__).resolve().parent / "templates"
+STATIC = Path(__file__).resolve().parent / "static"
+# Like the server's pages: own scripts and styles only, no framing, forms posted only here.
+PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+            "connect-src 'self'; frame-ancestors 'none'; form-action 'self'; base-uri 'none'; object-src 'none'")
+
+
+def setup_fields(keyring_ok: bool, configured: bool) -> list[Field]:
+    password_hint = (f"Exchanged once for a token, kept in {'your system keyring' if keyring_ok else 'the place you choose below'}; "
+                     "the password itself is never stored.")
+    if configured:
+        password_hint += " Leave it empty to keep the current sign-in."
+    return [
+        Field("endpoint", "Server address", "url", "url", "The address you open lockr's web page at.",
+              "https://lockr.example.org"),
+        Field("identifier", "Username or email", "text", "username", required=not configured),
+        Field("password", "Password", "password", "current-password", password_hint, required=not configured),
+        Field("folder", "Folder to keep in sync", "text", "off", "A full path; created if it does not exist."),
+        Field("remote_folder", "Remote folder", "text", "off",
+              "Where its files go on the server. Empty: a folder named like this one; / : the top level.",
+              "the folder's name", required=False),
+    ]
+
+
+# The control page's headline above the tooltip's sentence, one per icon colour.
+HEADLINES = {IconState.IN_SYNC: "In sync", IconState.SYNCING: "Syncing", IconState.PAUSED: "Paused",
+             IconState.OFFLINE: "Offline", IconState.ERROR: "Needs attention", IconState.NOT_SET_UP: "Not set up"}
 
 
 class _Handler(tornado.web.RequestHandler):
     def initialize(self, page: "ControlServer") -> None:
         self.page = page
+
+    def set_default_headers(self) -> None:
+        self.set_header("Content-Security-Policy", PAGE_CSP)
+        self.set_header("X-Frame-Options", "DENY")
+        self.set_header("Cache-Control", "no-store")
 
     def prepare(self) -> None:
         if self.request.host not in self.page.allowed_hosts:
@@ -206,25 +252,27 @@ class _Handler(tornado.web.RequestHandler):
             self.set_status(403)
             self.finish("This page needs the link lockr-local opened; use Settings in the tray menu.")
 
-    def render_page(self, page: str, *, error: str = "", note: str = "", status_code: int = 200) -> None:
+    def get_template_namespace(self) -> dict[str, Any]:
+        namespace = super().get_template_namespace()
+        namespace.update(shared_static_url=shared_static_url)
+        return namespace
+
+    def render_page(self, page: str, *, error: str = "", field: str = "", note: str = "", status_code: int = 200,
+                    values: dict[str, str] | None = None) -> None:
         config, status, view = self.page.controller.current()
+        keyring_ok = self.page.controller.keyring_usable()
         actions = [e for e in view.menu if e.action not in (Action.NONE, Action.COPY_LINK, Action.SETTINGS)]
+        shown = {"endpoint": config.endpoint, "identifier": config.identifier, "password": "",
+                 "folder": config.folder or str(Path.home() / "lockr"),
+                 "remote_folder": "/" if config.remote_folder == "" else (config.remote_folder or ""),
+                 "autostart": "1" if config.autostart else "",
+                 "file_store": ""}
+        shown.update(values or {})
         self.set_status(status_code)
-        self.set_header("Cache-Control", "no-store")
-        self.finish(PAGE.generate(page=page, error=error, note=note, config=config, status=status, view=view,
-                                  actions=actions, keyring_ok=self.page.controller.keyring_usable(),
-                                  default_folder=str(Path.home() / "lockr"), refresh=page == "control" and not error,
-                                  handler=self, _tt_modules=_Modules(self)))
-
-
-class _Modules:
-    """The `{% module xsrf_form_html() %}` hook for a template rendered outside Tornado's loader."""
-
-    def __init__(self, handler: tornado.web.RequestHandler) -> None:
-        self.handler = handler
-
-    def xsrf_form_html(self) -> str:
-        return self.handler.xsrf_form_html()
+        self.render(f"{page}.html", page=page, error=error, field=field, note=note, config=config, status=status,
+                    view=view, actions=actions, keyring_ok=keyring_ok, values=shown,
+                    fields=setup_fields(keyring_ok, config.configured), headline=HEADLINES[view.icon],
+                    progress=TrayModel.progress(status))
 
 
 class ControlHandler(_Handler):
@@ -252,11 +300,15 @@ class SettingsHandler(_Handler):
         try:
             done = await loop.run_in_executor(None, self.page.controller.apply_setup, form)
         except LockrError as exc:
-            self.render_page("settings", error=exc.message, status_code=400)
+            typed = {"endpoint": form.endpoint, "identifier": form.identifier, "folder": form.folder,
+                     "remote_folder": form.remote_folder,
+                     "autostart": "1" if form.autostart else "", "file_store": "1" if form.file_store else ""}
+            self.render_page("settings", error=exc.message, field=getattr(exc, "field", ""), status_code=400,
+                             values=typed)
             return
         outcome = {"note": f"Saved. Your token is kept in {done.token_place}; syncing has started."}
         if done.autostart_problem:
-            outcome["error"] = done.autostart_problem  # shown on the status page, which stops refreshing for it
+            outcome["error"] = done.autostart_problem  # on the status page, outside the parts that refresh
         self.redirect("/?" + _query(**outcome), status=303)
 
 
@@ -321,8 +373,10 @@ class ControlServer:
         async def main() -> None:
             deps: dict[str, Any] = {"page": self}
             app = tornado.web.Application(
-                [(r"/", ControlHandler, deps), (r"/settings", SettingsHandler, deps), (r"/action", ActionHandler, deps)],
-                xsrf_cookies=True, cookie_secret=secrets.token_hex(32))
+                [(r"/", ControlHandler, deps), (r"/settings", SettingsHandler, deps), (r"/action", ActionHandler, deps),
+                 assets_route()],
+                xsrf_cookies=True, cookie_secret=secrets.token_hex(32), template_loader=SharedLoader(str(TEMPLATES)),
+                static_path=str(STATIC))
             server = tornado.httpserver.HTTPServer(app)
             server.add_sockets(self._sockets)
             self._loop = tornado.ioloop.IOLoop.current()

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import tornado.web
 
 from lockr_local.units import format_size
+from lockr_local.web import shared_static_url
 from lockr_local.errors import (
     BadRequest, LockrError, NotFound, RateLimited, SignupDisabled, Unauthorized,
 )
@@ -78,7 +79,7 @@ class PageHandler(BaseHandler):
     def get_template_namespace(self) -> dict[str, Any]:
         namespace = super().get_template_namespace()
         namespace.update(account=self.account, session_token=self.session_token, format_size=format_size,
-                         format_date=format_date, page_title="lockr",
+                         format_date=format_date, page_title="lockr", shared_static_url=shared_static_url,
                          guest_uploads=self.settings_.guest_uploads)
         return namespace
 

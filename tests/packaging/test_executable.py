@@ -73,9 +73,12 @@ def test_bundle_holds_every_module_page_and_plugin_loaded_by_name(executable: Pa
     ours = {f"{package}.{'.'.join(path.relative_to(REPO / folder).with_suffix('').parts)}".removesuffix(".__init__")
             for folder, package in SOURCE_PACKAGES.items() for path in (REPO / folder).rglob("*.py")}
     assert not ours - modules, f"modules missing from the executable: {sorted(ours - modules)}"
-    pages = {f"lockr_local/server/{path.relative_to(REPO / 'server').as_posix()}"
-             for folder in ("templates", "static") for path in (REPO / "server" / folder).rglob("*")
-             if path.is_file() and "__pycache__" not in path.parts}
+    # The server's pages, the tray's setup and control pages, and the stylesheet and partials they share.
+    page_roots = {"server": REPO / "server", "tray": REPO / "tray", "web": REPO / "lockr_local" / "web"}
+    pages = {f"lockr_local/{package}/{path.relative_to(root).as_posix()}"
+             for package, root in page_roots.items() for folder in ("templates", "static")
+             for path in (root / folder).rglob("*") if path.is_file() and "__pycache__" not in path.parts}
+    assert "lockr_local/web/static/lockr.css" in pages and "lockr_local/tray/templates/settings.html" in pages
     assert not pages - files, f"web page files missing from the executable: {sorted(pages - files)}"
     # Loaded by name at run time, so no import statement leads PyInstaller to them.
     by_name = {"pystray._xorg", "pystray._appindicator", "pystray._gtk", "watchdog.observers.inotify",

@@ -64,11 +64,15 @@ def test_web_pages_and_their_static_files_are_served(executable: Path, exe_home:
     assert uploaded.status_code == 201, uploaded.text
     page = requests.get(f"{exe_server.url}/download/{uploaded.json()['id']}", timeout=30)
     assert page.status_code == 200 and "report.txt" in page.text
-    static = sorted((Path(__file__).resolve().parents[2] / "server" / "static").glob("*"))
-    assert static, "the server has no static files to check"
-    for path in static:
-        response = requests.get(f"{exe_server.url}/static/{path.name}", timeout=30)
-        assert response.status_code == 200 and response.content == path.read_bytes(), path.name
+    repo = Path(__file__).resolve().parents[2]
+    served = {"/static/": repo / "server" / "static", "/assets/": repo / "lockr_local" / "web" / "static"}
+    for prefix, folder in served.items():
+        static = sorted(folder.glob("*"))
+        assert static, f"no static files to check in {folder}"
+        for path in static:
+            response = requests.get(f"{exe_server.url}{prefix}{path.name}", timeout=30)
+            assert response.status_code == 200 and response.content == path.read_bytes(), path.name
+    assert "/assets/lockr.css?v=" in page.text  # the page links the shared stylesheet
 
 
 def test_login_keeps_the_token_in_the_os_keyring_and_upload_ls_download_use_it(

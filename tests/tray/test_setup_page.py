@@ -8,7 +8,6 @@ import json
 import re
 import stat
 from pathlib import Path
-from typing import Iterator
 
 import keyring
 import pytest
@@ -17,37 +16,7 @@ from keyring.backends import fail
 
 from lockr_local.tray.app import TrayApp
 from lockr_local.tray.config import TrayConfig
-from tests.file_keyring import FileKeyring
-from tests.helpers import Account, ThreadedServer, create_account, wait_for
-
-
-@pytest.fixture
-def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A private HOME, config and state folders, and the file-backed test keyring."""
-    home = tmp_path / "home"
-    home.mkdir()
-    for name, value in {"HOME": home, "XDG_CONFIG_HOME": home / "config", "XDG_STATE_HOME": home / "state",
-                        "XDG_DATA_HOME": home / "data", "TEST_KEYRING_FILE": home / "keyring.json"}.items():
-        monkeypatch.setenv(name, str(value))
-    for name in ("LOCKR_TOKEN", "LOCKR_ENDPOINT"):
-        monkeypatch.delenv(name, raising=False)
-    previous = keyring.get_keyring()
-    keyring.set_keyring(FileKeyring())
-    yield home
-    keyring.set_keyring(previous)
-
-
-@pytest.fixture
-def tray(home: Path) -> Iterator[TrayApp]:
-    app = TrayApp(TrayConfig.load(), open_browser=False)
-    app.server.start()
-    yield app
-    app._shutdown()
-
-
-@pytest.fixture
-def account(server: ThreadedServer) -> Account:
-    return create_account(server.url)
+from tests.helpers import Account, ThreadedServer, wait_for
 
 
 def signed_in(app: TrayApp, path: str = "/settings") -> tuple[requests.Session, str]:
@@ -88,25 +57,35 @@ def test_a_post_without_the_xsrf_field_is_refused(tray: TrayApp, server: Threade
     assert not (Path.home() / "config" / "lockr-local" / "tray.json").exists()
 
 
-@pytest.mark.parametrize("case, fields, message", [
-    ("wrong password", {"password": "not the password"}, "password"),
-    ("no identifier", {"identifier": ""}, "username or email"),
-    ("relative folder", {"folder": "Documents"}, "full path"),
-    ("not a URL", {"endpoint": "lockr.example.org"}, "must be a url"),
-    ("unreachable", {"endpoint": "http://127.0.0.1:9"}, "reach"),
-    ("bad remote folder", {"remote_folder": "../up"}, "cannot be used"),
+@pytest.mark.parametrize("case, fields, field, message", [
+    ("wrong password", {"password": "not the password"}, "password", "check both and try again"),
+    ("no identifier", {"identifier": ""}, "identifier", "username or email"),
+    ("relative folder", {"folder": "Documents"}, "folder", "full path"),
+    ("folder inside a file", {"folder": "{home}/notes.txt/Lockr"}, "folder", "is a file, not a folder"),
+    ("not a URL", {"endpoint": "lockr.example.org"}, "endpoint", "must be a url"),
+    ("unreachable", {"endpoint": "http://127.0.0.1:9"}, "endpoint", "check the server address"),
+    ("not a lockr server", {"endpoint": "{server}/nothing-here"}, "endpoint", "not as a lockr server"),
+    ("bad remote folder", {"remote_folder": "../up"}, "remote_folder", "cannot be used"),
 ])
-def test_bad_setup_says_what_to_fix_and_stores_nothing(tray: TrayApp, server: ThreadedServer, account: Account,
-                                                      home: Path, case: str, fields: dict[str, str],
-                                                      message: str) -> None:
+def test_bad_setup_says_what_to_fix_at_its_field_and_stores_nothing(
+        tray: TrayApp, server: ThreadedServer, account: Account, home: Path, case: str, fields: dict[str, str],
+        field: str, message: str) -> None:
+    (home / "notes.txt").write_text("a file, not a folder\n")
     session, base = signed_in(tray)
     form = {"endpoint": server.url, "identifier": account.username, "password": account.password,
-            "folder": str(home / "Lockr"), **fields}
+            "folder": str(home / "Lockr")}
+    form.update({name: value.format(home=home, server=server.url) for name, value in fields.items()})
     response = submit(session, base, **form)
     assert response.status_code == 400, case
     assert message in error_text(response).lower(), error_text(response)
+    assert f'data-field="{field}"' in response.text, response.text
+    assert re.search(rf'id="{field}"[^>]*aria-invalid="true"', response.text), response.text
+    for name in ("endpoint", "identifier", "folder"):  # what was typed stays, to be corrected
+        assert f'value="{html.escape(form[name])}"' in response.text, name
+    assert account.password not in response.text
     assert not (home / "keyring.json").exists()
     assert not (home / "config" / "lockr-local" / "tray.json").exists()
+    assert not (home / "Lockr").exists()
     assert tray.status().state == "not_configured"
 
 

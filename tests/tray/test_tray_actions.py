@@ -85,9 +85,9 @@ class RunningTray:
         return response.text
 
     def state(self) -> str:
-        match = re.search(r'<p class="state" id="state" data-icon="([a-z_]+)">([^<]*)</p>', self.control_page())
+        match = re.search(r'<p id="state">([^<]*)</p>', self.control_page())
         assert match, self.control_page()
-        return html.unescape(match.group(2))
+        return html.unescape(match.group(1))
 
     def act(self, action: str, argument: str = "") -> requests.Response:
         """Presses a button of the control page: POST /action with its XSRF field, as the browser does."""

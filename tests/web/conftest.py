@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -24,9 +25,9 @@ def web_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ThreadedSer
     threaded.stop()
 
 
-@pytest.fixture(scope="module")
-def chromium() -> Iterator[Any]:
-    """Debian's Chromium driven by Playwright; launched once per module (never `playwright install`)."""
+@contextmanager
+def launched_chromium() -> Iterator[Any]:
+    """Debian's Chromium driven by Playwright (never `playwright install`); skips the test without it."""
     if not os.path.exists(CHROMIUM):
         pytest.skip(f"{CHROMIUM} is not installed (apt-get install chromium)")
     from playwright.sync_api import sync_playwright
@@ -35,6 +36,13 @@ def chromium() -> Iterator[Any]:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
         yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def chromium() -> Iterator[Any]:
+    """One browser per module (the tray's page tests launch theirs the same way)."""
+    with launched_chromium() as browser:
+        yield browser
 
 
 def check_screenshot(page: Any, path: Path) -> Path:
