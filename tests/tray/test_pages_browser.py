@@ -109,7 +109,8 @@ def test_setup_page_looks_like_the_web_ui_labels_every_field_and_fits_a_small_wi
     labels = page.evaluate("[...document.querySelectorAll('#setup input:not([type=hidden])')]"
                            ".map(el => [el.id, el.labels[0].innerText.trim()])")
     assert dict(labels) == {"endpoint": "Server address", "identifier": "Username or email", "password": "Password",
-                            "folder": "Folder to keep in sync", "autostart": "Start lockr-local when I log in"}
+                            "folder": "Folder to keep in sync", "remote_folder": "Remote folder",
+                            "autostart": "Start lockr-local when I log in"}
     assert fits_the_window(page)
     web.context.close()
     page.context.close()
@@ -163,9 +164,9 @@ def test_setup_form_can_be_completed_with_the_keyboard_alone(
     (folder / "notes.txt").write_text("typed, not clicked\n")
     page = open_page(chromium, tray)
     typed = {"endpoint": server.url, "identifier": account.username, "password": account.password,
-             "folder": str(folder)}
+             "folder": str(folder), "remote_folder": "Shared"}
     order = []
-    for _ in range(6):
+    for _ in range(7):
         page.keyboard.press("Tab")
         focused = page.evaluate("document.activeElement.id || document.activeElement.className")
         order.append(focused)
@@ -176,9 +177,9 @@ def test_setup_form_can_be_completed_with_the_keyboard_alone(
         if focused in typed:
             page.keyboard.press("Control+A")
             page.keyboard.type(typed[focused])
-    assert order == ["brand", "endpoint", "identifier", "password", "folder", "autostart"]
-    page.keyboard.press("Shift+Tab")  # back to the folder field, then Enter submits the form
-    assert page.evaluate("document.activeElement.id") == "folder"
+    assert order == ["brand", "endpoint", "identifier", "password", "folder", "remote_folder", "autostart"]
+    page.keyboard.press("Shift+Tab")  # back to the remote folder field, then Enter submits the form
+    assert page.evaluate("document.activeElement.id") == "remote_folder"
     page.keyboard.press("Enter")
     page.wait_for_selector("#note")
     assert "syncing has started" in page.inner_text("#note")
@@ -187,7 +188,8 @@ def test_setup_form_can_be_completed_with_the_keyboard_alone(
         body = requests.get(f"{server.url}/api/v1/files", headers=account.auth, timeout=10).json()
         return [f["name"] for f in body["files"]]
 
-    wait_for(lambda: remote_names() == ["notes.txt"], timeout=30, message="the agent to upload notes.txt")
+    wait_for(lambda: remote_names() == ["Shared/notes.txt"], timeout=30,
+             message="the agent to upload notes.txt into the remote folder typed")
     page.context.close()
 
 
