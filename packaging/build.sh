@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # `make exe`: builds dist/lockr-local (PyInstaller) from a staged install of the project.
-# Uses .venv (creating it if needed) with the project's `package` extra (PyInstaller).
+# Uses .venv (creating it if needed) with the project's `package` (PyInstaller), `postgres` and `s3` extras.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,9 +13,11 @@ if [ ! -x "$VPY" ]; then
     if [ -x "$VENV/Scripts/python.exe" ]; then VPY="$VENV/Scripts/python.exe"; fi
     "$VPY" -m pip install --quiet --upgrade pip
 fi
-# The runtime dependencies and PyInstaller, from pyproject.toml (editable, as `make test` installs it).
-if ! "$VPY" -c "import PyInstaller, lockr_local" >/dev/null 2>&1 || [ pyproject.toml -nt "$VENV/.package-installed" ]; then
-    "$VPY" -m pip install --quiet -e '.[package]'
+# The runtime dependencies, the PostgreSQL and S3 drivers (the executable runs a node as is) and PyInstaller,
+# from pyproject.toml (editable, as `make test` installs it).
+if ! "$VPY" -c "import PyInstaller, lockr_local, psycopg_binary, boto3" >/dev/null 2>&1 \
+        || [ pyproject.toml -nt "$VENV/.package-installed" ]; then
+    "$VPY" -m pip install --quiet -e '.[package,postgres,s3]'
     touch "$VENV/.package-installed"
 fi
 

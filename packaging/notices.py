@@ -1,8 +1,10 @@
 """Writes THIRD-PARTY-NOTICES.txt: the licenses of everything the executable bundles.
 
 Run it with the Python that builds the executable (packaging/build.sh does): it walks the installed
-distributions lockr-local requires (base dependencies only, markers evaluated for this platform, so
-each release leg lists what it really bundles), then the Python runtime and PyInstaller's bootloader.
+distributions lockr-local requires (base dependencies and the `postgres` and `s3` extras, which the
+executable bundles so that it runs a node as is; markers evaluated for this platform, so each release
+leg lists what it really bundles), then the native libraries psycopg's binary wheel carries (libpq and
+its own dependencies), the Python runtime and PyInstaller's bootloader.
 Each entry has the name, version, license and the full text of the distribution's license files.
 LGPL and MPL libraries also say where their source is, as those licenses ask of a binary distribution.
 
@@ -23,6 +25,9 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 ROOT_DISTRIBUTION = "lockr-local"
+# The root's extras the executable carries (packaging/lockr-local.spec requires their drivers): PostgreSQL
+# and bucket regions. `test`, `package` and `bench` are not in it.
+BUNDLED_EXTRAS = ("postgres", "s3")
 DEFAULT_OUTPUT = Path(__file__).resolve().parent.parent / "build" / "exe" / "THIRD-PARTY-NOTICES.txt"
 # License files by name, wherever they sit in the distribution (dist-info, dist-info/licenses, a package).
 LICENSE_NAME = re.compile(r"^(LICEN[CS]E|COPYING|NOTICE|AUTHORS)", re.IGNORECASE)
@@ -46,20 +51,24 @@ class Notice:
         return bool(COPYLEFT.search(self.license))
 
 
-def runtime_distributions(root: str = ROOT_DISTRIBUTION) -> list[metadata.Distribution]:
+def runtime_distributions(root: str = ROOT_DISTRIBUTION,
+                          root_extras: tuple[str, ...] = BUNDLED_EXTRAS) -> list[metadata.Distribution]:
     """Every installed distribution `root` needs at run time, transitively, without `root` itself.
 
-    Only base requirements count (extras such as `test` or `package` are not in the executable), and
-    environment markers are evaluated for this interpreter and platform. A requirement that applies
-    here but is not installed is an error: the executable would be missing it too.
+    Base requirements count, and those of the root's `root_extras` (other extras such as `test` or
+    `package` are not in the executable); environment markers are evaluated for this interpreter and
+    platform. A requirement that applies here but is not installed is an error: the executable would be
+    missing it too.
     """
     seen: dict[str, metadata.Distribution] = {}
     pending = [(root, metadata.distribution(root))]
     while pending:
         parent, dist = pending.pop()
+        extras = ("", *root_extras) if parent == root else ("",)
         for line in dist.requires or ():
             requirement = Requirement(line)
-            if requirement.marker is not None and not requirement.marker.evaluate({"extra": ""}):
+            if requirement.marker is not None and not any(requirement.marker.evaluate({"extra": extra})
+                                                          for extra in extras):
                 continue
             key = canonicalize_name(requirement.name)
             if key in seen or key == canonicalize_name(root):
@@ -141,6 +150,86 @@ def classifiers_license(dist: metadata.Distribution) -> str:
                      if c.startswith("License ::"))
 
 
+# The shared libraries psycopg-binary's wheel carries beside its extension (psycopg_binary.libs on Linux and
+# Windows, psycopg_binary/.dylibs on macOS), which PyInstaller bundles with it: (file name pattern,
+# component, license, where its license text and source are).
+NATIVE_LIBRARIES = (
+    (r"^(lib)?pq\b|^libpq", "libpq (PostgreSQL client library)", "PostgreSQL",
+     "https://www.postgresql.org/about/licence/ (text below); source https://www.postgresql.org/ftp/source/"),
+    (r"^lib(ssl|crypto)", "OpenSSL", "Apache-2.0",
+     "https://www.openssl.org/source/license.html (Apache-2.0 text: see botocore's LICENSE.txt above)"),
+    (r"^lib(gssapi_krb5|krb5|krb5support|k5crypto)\b|^libcom_err-\w+\.so\.3", "MIT Kerberos", "MIT (krb5)",
+     "https://web.mit.edu/kerberos/krb5-latest/doc/mitK5license.html"),
+    (r"^libcom_err", "libcom_err (e2fsprogs)", "MIT",
+     "https://github.com/tytso/e2fsprogs/blob/master/lib/et/com_err.c"),
+    (r"^lib(ldap|lber)", "OpenLDAP client libraries", "OLDAP-2.8",
+     "https://www.openldap.org/software/release/license.html"),
+    (r"^libsasl2", "Cyrus SASL", "BSD-Attribution-HPND-disclaimer",
+     "https://github.com/cyrusimap/cyrus-sasl/blob/master/COPYING"),
+    (r"^libkeyutils", "keyutils", "LGPL-2.1-or-later",
+     "https://git.kernel.org/pub/scm/linux/kernel/git/dhowells/keyutils.git (source and LICENCE.LGPL)"),
+    (r"^libcrypt\b|^libcrypt-", "libcrypt (GNU C Library)", "LGPL-2.1-or-later",
+     "https://www.gnu.org/licenses/old-licenses/lgpl-2.1.html; source https://ftp.gnu.org/gnu/glibc/"),
+)
+LIBRARY_FILE = re.compile(r"\.(so(\.\d+)*|dylib|dll)$", re.IGNORECASE)
+POSTGRESQL_LICENSE = """PostgreSQL Database Management System
+(also known as Postgres, formerly known as Postgres95)
+
+Portions Copyright (c) 1996-2025, The PostgreSQL Global Development Group
+
+Portions Copyright (c) 1994, The Regents of the University of California
+
+Permission to use, copy, modify, and distribute this software and its
+documentation for any purpose, without fee, and without a written agreement
+is hereby granted, provided that the above copyright notice and this
+paragraph and the following two paragraphs appear in all copies.
+
+IN NO EVENT SHALL THE UNIVERSITY OF CALIFORNIA BE LIABLE TO ANY PARTY FOR
+DIRECT, INDIRECT, SPECIAL, INCIDENTAL, OR CONSEQUENTIAL DAMAGES, INCLUDING
+LOST PROFITS, ARISING OUT OF THE USE OF THIS SOFTWARE AND ITS
+DOCUMENTATION, EVEN IF THE UNIVERSITY OF CALIFORNIA HAS BEEN ADVISED OF THE
+POSSIBILITY OF SUCH DAMAGE.
+
+THE UNIVERSITY OF CALIFORNIA SPECIFICALLY DISCLAIMS ANY WARRANTIES,
+INCLUDING, BUT NOT LIMITED TO, THE IMPLIED WARRANTIES OF MERCHANTABILITY
+AND FITNESS FOR A PARTICULAR PURPOSE.  THE SOFTWARE PROVIDED HEREUNDER IS
+ON AN "AS IS" BASIS, AND THE UNIVERSITY OF CALIFORNIA HAS NO OBLIGATIONS TO
+PROVIDE MAINTENANCE, SUPPORT, UPDATES, ENHANCEMENTS, OR MODIFICATIONS."""
+
+
+def native_libraries_notice(distribution: str = "psycopg-binary") -> Notice | None:
+    """libpq and the libraries it links, as psycopg's binary wheel ships them (not Python distributions
+    of their own, so the walk above does not see them): each file, its component and license."""
+    try:
+        dist = metadata.distribution(distribution)
+    except metadata.PackageNotFoundError:
+        return None
+    files = sorted({path.name for path in dist.files or ()
+                    if LIBRARY_FILE.search(path.name) and any(part.endswith((".libs", ".dylibs")) for part in path.parts)})
+    if not files:
+        return None
+    rows, found = [], set()
+    for name in files:
+        component, spdx, where = next(((component, spdx, where) for pattern, component, spdx, where
+                                       in NATIVE_LIBRARIES if re.search(pattern, name)),
+                                      ("(not identified)", "see psycopg's build", "https://www.psycopg.org/"))
+        rows.append(f"  {name}: {component}, {spdx}; {where}")
+        found.add(spdx)
+    # In the table's order (libpq first), then anything the table does not know.
+    licenses = [spdx for _, _, spdx, _ in NATIVE_LIBRARIES if spdx in found]
+    licenses += sorted(found - set(licenses))
+    notice = Notice(f"Native libraries in {dist.metadata['Name']}", dist.version, ", ".join(dict.fromkeys(licenses)),
+                    [("libpq: the PostgreSQL License", POSTGRESQL_LICENSE)])
+    notice.note = ("psycopg's binary wheel carries libpq and the libraries libpq links, built by psycopg's wheel "
+                   "build from their projects' releases or taken from its build image (the wheel's auditwheel "
+                   "SBOM names those); PyInstaller bundles them unmodified:\n" + "\n".join(rows))
+    if notice.copyleft:
+        notice.note += ("\nThe LGPL ones may be replaced: they are separate shared libraries. The wheel they come "
+                        f"from: https://pypi.org/project/{dist.metadata['Name']}/{dist.version}/#files; their "
+                        "source is published by their projects at the addresses above.")
+    return notice
+
+
 def python_notice() -> Notice:
     """The Python interpreter and standard library, which the executable carries."""
     version = ".".join(map(str, sys.version_info[:3]))
@@ -184,6 +273,9 @@ def render(notices: list[Notice]) -> str:
 
 def collect() -> list[Notice]:
     notices = [dist_notice(dist) for dist in runtime_distributions()]
+    libraries = native_libraries_notice()
+    if libraries is not None:
+        notices.append(libraries)
     notices.append(python_notice())
     bootloader = bootloader_notice()
     if bootloader is not None:

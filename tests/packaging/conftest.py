@@ -80,10 +80,11 @@ def run_exe(executable: Path, home: Path, *args: str, input: str | None = None, 
 class ExeServer:
     """`dist/lockr-local serve` on a free loopback port; stopped with SIGTERM like a service manager does."""
 
-    def __init__(self, executable: Path, home: Path, *args: str) -> None:
+    def __init__(self, executable: Path, home: Path, *args: str, env: dict[str, str] | None = None) -> None:
         self.executable = executable
         self.home = home
         self.args = args
+        self.env = env or exe_env(home)
         self.proc: subprocess.Popen[str] | None = None
         self.url = ""
 
@@ -91,7 +92,7 @@ class ExeServer:
         """Starts on a free port, or on the port of `port_hint` (a URL) so links handed out earlier still work."""
         port = re.search(r":(\d+)/", port_hint).group(1) if port_hint else "0"
         self.proc = subprocess.Popen([str(self.executable), "serve", "--port", port, *self.args], cwd=self.home,
-                                     env=exe_env(self.home), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True)
         assert self.proc.stdout is not None
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout)

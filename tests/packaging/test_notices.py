@@ -59,14 +59,35 @@ def test_notices_include_transitive_dependencies_and_python(notices) -> None:
         assert canonicalize_name(name) in notices, name
     assert "PSF" in notices["python"][1].splitlines()[1]
     # What only the tests or the build use is not bundled.
-    for name in ("pytest", "playwright", "boto3", "pyinstaller", "lockr-local"):
+    for name in ("pytest", "playwright", "moto", "pyinstaller", "lockr-local"):
         assert canonicalize_name(name) not in notices, name
+
+
+def test_notices_list_the_postgresql_and_s3_drivers_the_executable_bundles(notices) -> None:
+    """The executable runs a node as is: the `postgres` and `s3` extras are in it, so are their licenses."""
+    for name in ("psycopg", "psycopg-binary", "boto3", "botocore", "s3transfer", "jmespath", "python-dateutil",
+                 "six"):
+        key = canonicalize_name(name)
+        assert key in notices, f"{name} is missing from the notices"
+        header, section = notices[key]
+        assert header.endswith(" " + metadata.version(name)), header
+        texts = re.split(r"^--- [^\n]+ ---$", section, flags=re.MULTILINE)[1:]
+        assert any(len(text.strip()) > 300 for text in texts), f"{name} has no license text"
+    assert "Apache" in notices["botocore"][1].splitlines()[1]
+    # libpq and the libraries beside it in psycopg's binary wheel are not Python distributions: listed by file.
+    header, section = notices[canonicalize_name("Native libraries in psycopg-binary")]
+    assert header.endswith(" " + metadata.version("psycopg-binary")), header
+    assert "PostgreSQL" in section.splitlines()[1]
+    assert re.search(r"^  libpq[-.]\S*: libpq \(PostgreSQL client library\), PostgreSQL;", section, re.MULTILINE), section
+    assert "THE UNIVERSITY OF CALIFORNIA SPECIFICALLY DISCLAIMS ANY WARRANTIES" in section
+    assert "(not identified)" not in section, "a library in psycopg's wheel that NATIVE_LIBRARIES does not know"
 
 
 @pytest.mark.parametrize("name, license_word", [
     ("certifi", "MPL"),
     ("pystray", "LGPL"),
     ("tqdm", "MPL"),
+    ("psycopg", "LGPL"),
 ])
 def test_lgpl_and_mpl_libraries_carry_a_note_where_their_source_is(notices, name: str, license_word: str) -> None:
     header, section = notices[canonicalize_name(name)]
