@@ -300,6 +300,10 @@ def open_database(database_url: str) -> peewee.Database:
             "busy_timeout": 10_000,
         }
     elif is_postgresql(database_url):
+        # peewee itself notices a missing driver only when it first binds a value (an AttributeError).
+        if getattr(peewee, "psycopg", None) is None and getattr(peewee, "psycopg2", None) is None:
+            raise StoreUnusable("database_url names PostgreSQL, but its driver (psycopg) is not installed: "
+                                "pip install 'lockr-local[postgres]' (the release executable includes it).")
         # peewee picks psycopg2 over psycopg 3 when both are installed; the `postgres` extra installs (and
         # the tests run) psycopg 3, the maintained one.
         options["prefer_psycopg3"] = True

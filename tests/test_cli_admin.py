@@ -230,3 +230,20 @@ def test_token_create_with_a_bad_expires_makes_no_token(tmp_path, expires, messa
     assert made.returncode == 2 and message in made.stderr and "Traceback" not in made.stderr
     assert made.stdout == ""
     assert len(json.loads(cli("token", "list", "vic", "--json", data_dir=data).stdout)) == 1
+
+
+# Runs lockr-local as if psycopg were not installed (a PyPI install without the `postgres` extra).
+WITHOUT_PSYCOPG = ("import sys, runpy\n"
+                   "for name in ('psycopg', 'psycopg2', 'psycopg2cffi'):\n"
+                   "    sys.modules[name] = None\n"
+                   "sys.argv = ['lockr-local'] + sys.argv[1:]\n"
+                   "runpy.run_module('lockr_local', run_name='__main__')\n")
+
+
+def test_serve_on_postgresql_without_its_driver_says_what_to_install(tmp_path):
+    result = subprocess.run([sys.executable, "-c", WITHOUT_PSYCOPG, "serve", "--port", "0", "--data-dir",
+                             str(tmp_path / "data")], capture_output=True, text=True, timeout=60,
+                            env=clean_env(LOCKR_DATABASE_URL="postgresql://lockr@127.0.0.1:9/lockr"))
+    assert result.returncode != 0
+    assert "pip install 'lockr-local[postgres]'" in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr
