@@ -147,7 +147,8 @@ class BucketRegion:
             if offset == len(data):
                 break
             size = int(part["Size"])
-            if part["PartNumber"] != number or part["ETag"].strip('"') != hashlib.md5(data[offset:offset + size]).hexdigest():
+            expected = hashlib.md5(data[offset:offset + size]).hexdigest()
+            if part["PartNumber"] != number or part["ETag"].strip('"') != expected:
                 return False
             offset += size
         return offset == len(data)
