@@ -24,7 +24,8 @@ bench: $(STAMP)
 	$(BIN)/python -m bench
 	$(BIN)/python -m bench.sync
 
-# The long kill harness: LOCKR_SOAK_KILLS random SIGKILLs (default 200) plus the named crash points;
+# The long kill harness: LOCKR_SOAK_KILLS random SIGKILLs (default 200) plus the named crash points, on
+# SQLite + a folder and then on PostgreSQL + an S3 bucket (LOCKR_SOAK_STACKS=sqlite+folder picks one);
 # LOCKR_SOAK_SEED replays a run. Then the power-cut harness: LOCKR_POWERCUT_CUTS kills, each followed by a
 # power cut (default 1000), on a FUSE filesystem that forgets unsynced writes; then LOCKR_POWERCUT_SYNC_ROUNDS
 # rounds (default 200) of the sync agent SIGKILLed mid-sync and its disk's power cut. Then the class tests of

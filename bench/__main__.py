@@ -3,7 +3,8 @@
 curl is the client for everyone. `python -m bench --help` lists the options; each has an environment
 twin for `make bench`: LOCKR_BENCH_SIZE (default 1GiB), LOCKR_BENCH_RUNS (default 3), LOCKR_BENCH_PEERS=0
 (lockr-local alone), LOCKR_BENCH_RCLONE=0 (no rclone-sync comparison), LOCKR_BENCH_ONLY (groups),
-LOCKR_BENCH_BIG=1 (add the 4 GiB flat-memory run), LOCKR_BENCH_DIR (where temp files go).
+LOCKR_BENCH_BIG=1 (add the 4 GiB flat-memory run), LOCKR_BENCH_SMALL_COUNT (default 500),
+LOCKR_BENCH_DIR (where temp files go).
 The `firstrun` group times the packaged app (`make exe` first); it is skipped with a note without it.
 """
 
@@ -41,6 +42,7 @@ GROUPS = {
     "listing": "GET /api/v1/files at 1,000 / 10,000 / 100,000 files (lockr-local)",
     "rclone": "rclone sync into lockr-local's WebDAV view vs rclone serve webdav",
     "firstrun": "the packaged app's first run, start to a small folder in sync (needs `make exe`, Xvfb)",
+    "cluster": "lockr-local on PostgreSQL + an S3 region (moto): upload, download, small files, 1 vs 2 nodes",
     "big": "4 GiB upload + download, peak RSS (lockr-local; not in the default run)",
 }
 DEFAULT_GROUPS = [name for name in GROUPS if name != "big"]
@@ -64,6 +66,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--big", action="store_true", default=env("LOCKR_BENCH_BIG", "0") == "1",
                         help="add the 4 GiB flat-memory run (needs ~9 GB of free disk for a moment)")
     parser.add_argument("--big-size", type=parse_size, default=BIG_SIZE, help="size of the --big file (4GiB)")
+    parser.add_argument("--small-count", type=int, default=int(env("LOCKR_BENCH_SMALL_COUNT", "500")),
+                        help="files per run of the 10 KiB rows (default 500)")
     parser.add_argument("--listing-counts", default=",".join(str(c) for c in LISTING_COUNTS),
                         help="file counts of the listing rows (default 1000,10000,100000)")
     parser.add_argument("--results", type=Path, default=None,
@@ -85,7 +89,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_target(target: Target, groups: list[str], work: Path, source: Path, size: int, runs: int,
-               table: Table) -> None:
+               table: Table, small_count: int = 500) -> None:
     """The shared scenarios for one server, and the session row right after lockr-local's direct upload."""
     if "upload" in groups:
         scenario_big_upload(target, source, size, runs, table)
@@ -97,7 +101,7 @@ def run_target(target: Target, groups: list[str], work: Path, source: Path, size
         scenario_big_download(target, size, runs, table)
     if "small" in groups:
         small = make_file(work / "small.bin", 10 * 1024)
-        scenario_small_files(target, small, 500, max(runs, 5), table)
+        scenario_small_files(target, small, small_count, max(runs, 5), table)
     if "concurrent" in groups:
         medium = make_file(work / "medium.bin", min(50 * 2**20, size))
         scenario_concurrent(target, medium, 20, table)
@@ -116,17 +120,21 @@ def main(argv: list[str] | None = None) -> int:
           f"{os.cpu_count()} cores, Python {platform.python_version()}; groups: {', '.join(groups)}")
     with tempfile.TemporaryDirectory(prefix="lockr-bench-", dir=os.environ.get("LOCKR_BENCH_DIR")) as tmp:
         work = Path(tmp)
-        needs_source = bool({"raw", "upload", "session", "download"} & set(groups))
+        needs_source = bool({"raw", "upload", "session", "download", "cluster"} & set(groups))
         source = make_file(work / "source.bin", size) if needs_source else work / "source.bin"
         if "raw" in groups:
             bench_raw_limits(work, source, size, table)
         if (SHARED_GROUPS | {"session"}) & set(groups):
             server = LockrServer(work / "lockr-data")
             try:
-                run_target(LockrTarget(server), groups, work, source, size, runs, table)
+                run_target(LockrTarget(server), groups, work, source, size, runs, table, args.small_count)
             finally:
                 server.stop()
                 shutil.rmtree(work / "lockr-data", ignore_errors=True)
+        if "cluster" in groups:
+            from bench.cluster import run_cluster
+
+            run_cluster(work, source, size, runs, args.small_count, table)
         if "listing" in groups:
             scenario_listing(work, args.listing_counts, runs, table)
         if "big" in groups:
@@ -142,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             peer = peer_class(work).start()
             try:
-                run_target(PeerTarget(peer), groups, work, source, size, runs, table)
+                run_target(PeerTarget(peer), groups, work, source, size, runs, table, args.small_count)
             finally:
                 peer.stop()
                 peer.remove_data()

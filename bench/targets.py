@@ -32,14 +32,16 @@ class Target(ABC):
 
 
 class LockrTarget(Target):
-    """lockr-local's direct upload (POST /api/v1/upload) and its downloadUrl, with the bench token."""
+    """lockr-local's direct upload (POST /api/v1/upload) and its downloadUrl, with the bench token; `url` is
+    where requests go when not straight to the server (nginx in front of one node or more)."""
 
-    def __init__(self, server: LockrServer) -> None:
-        super().__init__("lockr-local", server.pid)
+    def __init__(self, server: LockrServer, name: str = "lockr-local", url: str = "") -> None:
+        super().__init__(name, server.pid)
         self.server = server
+        self.url = url or server.url
 
     def upload_args(self, name: str, path: Path) -> list[str]:
-        return [f"{self.server.url}/api/v1/upload", *self.auth_headers(),
+        return [f"{self.url}/api/v1/upload", *self.auth_headers(),
                 "-H", f"x-file-name: {name}", "-H", "Content-Type: application/octet-stream", "-X", "POST",
                 "-T", str(path)]
 

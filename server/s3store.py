@@ -29,7 +29,8 @@ upload cannot be read back at all, so re-hashing the stored prefix is not possib
 OpenSSL's contexts, hashstate.py) rides in the tail object's metadata, so loading it costs nothing beyond
 the tail read that resuming needs anyway. Only when a session's bytes had already been completed into the
 final object (a crash between the completion and the database record) are they taken back with
-server-side UploadPartCopy and re-hashed by reading that object.
+server-side UploadPartCopy (an end too short to be a part is read back as the tail) and re-hashed by
+reading that object.
 
 Downloads read ranged GetObject responses in bounded chunks (S3Reader); with presigned_downloads the
 download handler answers 302 to a presigned GetObject URL instead. WebDAV COPY is CopyObject (up to 5 GiB)
@@ -591,15 +592,25 @@ class S3Partial(PartialBlob):
 
     def _take_back(self, length: int) -> None:
         """The completed object becomes the session's stored bytes again: a new multipart upload gets its
-        bytes by server-side UploadPartCopy, with a tail recording the hash state, then the object goes."""
+        bytes by server-side UploadPartCopy, with a tail recording the hash state, then the object goes.
+        More parts follow the copied ones, so each must reach S3's 5 MiB minimum: an end shorter than
+        that (a whole session under 5 MiB, or what passes the last full copy part) is read back as the
+        tail instead (at most 5 MiB, as any tail)."""
         self._upload_id = self._new_upload(self._bucket, self._key, self._prefix)
+        end = length % COPY_PART
+        copied_length = length - end if end < MIN_PART else length
         self._parts = []
         self._parts_end = 0
         self._buffer = bytearray()
-        if length:
-            copied = self._bucket.copy_parts(self._key, length, self._key, self._upload_id)
-            self._parts = [{**part, "Size": min(COPY_PART, length - i * COPY_PART)} for i, part in enumerate(copied)]
-            self._parts_end = length
+        if copied_length:
+            copied = self._bucket.copy_parts(self._key, copied_length, self._key, self._upload_id)
+            self._parts = [{**part, "Size": min(COPY_PART, copied_length - i * COPY_PART)}
+                           for i, part in enumerate(copied)]
+            self._parts_end = copied_length
+        if copied_length < length:
+            answer = self._bucket.client.get_object(Bucket=self._bucket.bucket, Key=self._key,
+                                                    Range=f"bytes={copied_length}-{length - 1}")
+            self._buffer = bytearray(answer["Body"].read())
         self.offset = length
         self._put_tail()
         self._bucket.client.delete_object(Bucket=self._bucket.bucket, Key=self._key)

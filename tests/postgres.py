@@ -33,10 +33,13 @@ def postgres_bin_dir() -> Path | None:
 
 
 class PostgresCluster:
-    """initdb + postgres in a temporary folder; `create_database()` gives a fresh database's URL."""
+    """initdb + postgres in a temporary folder; `create_database()` gives a fresh database's URL. `durable`
+    keeps PostgreSQL's own durability settings (fsync, synchronous commits) on, as on a real server (the
+    benchmarks); the tests turn them off."""
 
-    def __init__(self, bin_dir: Path) -> None:
+    def __init__(self, bin_dir: Path, durable: bool = False) -> None:
         self.bin_dir = bin_dir
+        self.durable = durable
         # Not under pytest's tmp_path: that is 0700 to root, and the server's user must reach its folder.
         self.folder = Path(tempfile.mkdtemp(prefix="lockr-pg-"))
         self.port = free_port()
@@ -59,11 +62,11 @@ class PostgresCluster:
         data = self.folder / "data"
         self._run(str(self.bin_dir / "initdb"), "-D", str(data), "-U", ROLE, "--auth=trust", "--encoding=UTF8",
                   "--locale=C.UTF-8", "--no-sync")
-        # fsync off: a test cluster is thrown away, and CREATE DATABASE per test must be quick.
+        # fsync off (unless durable): a test cluster is thrown away, and CREATE DATABASE per test must be quick.
+        fast = [] if self.durable else ["-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off"]
         self.proc = subprocess.Popen(
             [*self._as_user, str(self.bin_dir / "postgres"), "-D", str(data), "-p", str(self.port),
-             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.folder}",
-             "-c", "fsync=off", "-c", "full_page_writes=off", "-c", "synchronous_commit=off",
+             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={self.folder}", *fast,
              "-c", "max_connections=200", "-c", "shared_buffers=32MB", "-c", "log_min_messages=fatal"],
             stdout=subprocess.DEVNULL, stderr=open(self.folder / "server.log", "wb"), cwd=self.folder)
         wait_for(lambda: self._ready() or self.proc.poll() is not None, timeout=60, interval=0.1,

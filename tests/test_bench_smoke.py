@@ -30,12 +30,12 @@ def smoke_table(tmp_path_factory: pytest.TempPathFactory) -> str:
     return results.read_text()
 
 
-def row(table: str, scenario: str) -> list[str]:
+def row(table: str, scenario: str, server: str | None = None) -> list[str]:
     for line in table.splitlines():
         cells = [cell.strip() for cell in line.strip("|").split("|")]
-        if cells[0] == scenario:
+        if cells[0] == scenario and server in (None, cells[1]):
             return cells
-    raise AssertionError(f"no row {scenario!r} in\n{table}")
+    raise AssertionError(f"no row {scenario!r}{f' of {server}' if server else ''} in\n{table}")
 
 
 def test_session_upload_row_shows_its_ratio_to_the_direct_uploads_paired_with_it(smoke_table: str) -> None:
@@ -93,3 +93,64 @@ def test_raw_rows_measure_a_durable_write_and_durable_commits(tmp_path: Path) ->
     assert target.read_bytes() == source.read_bytes()
     assert durable_row_commits_per_second(tmp_path, count=20) > 0
     assert not list(tmp_path.glob("commits.db*"))
+
+
+@pytest.fixture(scope="module")
+def cluster_table(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The cluster group at tiny sizes, with the single-box rows it stands beside."""
+    from bench.cluster import cluster_missing
+
+    if shutil.which("curl") is None:
+        pytest.skip("the benchmarks measure with curl, which is not installed")
+    missing = cluster_missing()
+    if missing:
+        pytest.skip(missing)
+    tmp = tmp_path_factory.mktemp("bench-cluster")
+    results = tmp / "table.md"
+    proc = subprocess.run([sys.executable, "-m", "bench", "--only", "upload,download,small,cluster", "--size", "2MiB",
+                           "--runs", "1", "--no-peers", "--small-count", "20", "--results", str(results)],
+                          cwd=REPO, env={**{k: v for k, v in os.environ.items() if not k.startswith("LOCKR_BENCH")},
+                                         "LOCKR_BENCH_DIR": str(tmp)},
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert not [p for p in tmp.iterdir() if p.name.startswith("lockr-bench-")], "temp files were left behind"
+    return results.read_text()
+
+
+@pytest.mark.parametrize("scenario", ["upload 2 MiB", "download 2 MiB", "20 x 10 KiB uploads, keep-alive"])
+def test_cluster_rows_stand_beside_the_single_box_rows_with_their_ratio(cluster_table: str, scenario: str) -> None:
+    single = row(cluster_table, scenario, "lockr-local")
+    cluster = row(cluster_table, scenario, "lockr-local PG+S3")
+    assert re.fullmatch(r"[\d.]+ (MB|files)/s", single[2]) and cluster[2].split()[1] == single[2].split()[1]
+    assert re.fullmatch(r"[\d.]+x \(this / single box\)", cluster[4])
+
+
+@pytest.mark.parametrize("scenario", ["raw: moto PUT 2 MiB, one request",
+                                      "raw: moto multipart upload 2 MiB, 8 MiB parts", "raw: moto GET 2 MiB",
+                                      "raw: 10 KiB rows committed one by one (PostgreSQL, synchronous_commit on)"])
+def test_cluster_raw_rows_measure_the_object_store_and_postgresql_alone(cluster_table: str, scenario: str) -> None:
+    assert re.fullmatch(r"[\d.]+ (MB|files)/s", row(cluster_table, scenario)[2])
+
+
+def test_cluster_compares_one_node_with_two_behind_nginx(cluster_table: str) -> None:
+    from tests.nginx import nginx_binary
+
+    nginx_binary()  # skips where nginx is missing (the bench leaves these rows out there)
+    one = row(cluster_table, "16 concurrent 128 KiB uploads through nginx", "1 node PG+S3")
+    two = row(cluster_table, "16 concurrent 128 KiB uploads through nginx", "2 nodes PG+S3")
+    assert re.fullmatch(r"[\d.]+ MB/s", one[2]) and re.fullmatch(r"[\d.]+ MB/s", two[2])
+    assert re.fullmatch(r"[\d.]+x \(this / 1 node\)", two[4])
+
+
+def test_cluster_group_is_skipped_with_a_message_where_postgresql_is_missing(monkeypatch: pytest.MonkeyPatch,
+                                                                           capsys: pytest.CaptureFixture[str],
+                                                                           tmp_path: Path) -> None:
+    import tests.postgres
+    from bench.cluster import run_cluster
+    from bench.harness import Table
+
+    monkeypatch.setattr(tests.postgres, "postgres_bin_dir", lambda: None)
+    table = Table()
+    run_cluster(tmp_path, tmp_path / "source.bin", 1024, 1, 1, table)
+    assert table.rows == []
+    assert "cluster group skipped: PostgreSQL is not installed" in capsys.readouterr().out

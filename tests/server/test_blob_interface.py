@@ -266,6 +266,24 @@ def test_a_session_resumes_at_its_recorded_offset_and_completes_into_the_blob(st
     assert read_all(store.open(location)) == b"abXYZ"
 
 
+def test_a_session_taken_back_from_its_completed_blob_takes_the_rest_and_completes(store):
+    """A crash between completing a session's blob and recording it (the kill harness's crash point
+    after_session_blob_commit): the next start takes the blob back at the recorded offset, short of what it
+    holds, and the client's next chunk completes the upload."""
+    location, session_id = BlobLocation("r1", "78" + "8" * 30), "c" * 32
+    first = store.open_partial(location, session_id, 0, None, rclone_digests=True)
+    first.write(b"x" * 1000)
+    first.sync()  # offset 1000 recorded
+    first.write(b"y")  # the last chunk: completed into the blob, then the server died before the record
+    first.commit()
+    second = store.open_partial(location, session_id, 1000, None, rclone_digests=True)
+    second.write(b"y")
+    second.commit()
+    assert second.sha256() == hashlib.sha256(b"x" * 1000 + b"y").hexdigest()
+    assert read_all(store.open(location)) == b"x" * 1000 + b"y"
+    assert list(store.partial_sessions("r1")) == []
+
+
 def test_a_session_shorter_than_recorded_is_refused_and_deleting_it_is_idempotent(store):
     location, session_id = BlobLocation("r2", "56" + "7" * 30), "b" * 32
     partial = store.open_partial(location, session_id, 0, None, rclone_digests=False)

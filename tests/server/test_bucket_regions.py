@@ -146,6 +146,29 @@ def test_copies_over_the_single_copy_limit_are_made_of_part_copies(s3_server, mo
         assert handle.read() == data
 
 
+def test_a_blob_taken_back_past_a_part_copy_keeps_every_part_but_the_last_at_least_5_mib(s3_server, monkeypatch):
+    """Taking a completed session blob back copies whole parts server-side; an end too short to be a part
+    that is not the last (S3's 5 MiB minimum) is read back as the tail, so later chunks complete. The copy
+    part is lowered so that a small blob has such an end."""
+    from lockr_local.config import parse_bucket_url
+    from lockr_local.server import s3store
+
+    monkeypatch.setattr(s3store, "COPY_PART", 6 * MIB)
+    store = s3store.S3BlobStore({"r": parse_bucket_url(s3_server.region_url())})
+    location, session_id = BlobLocation("r", "c" * 32), "d" * 32
+    data = os.urandom(6 * MIB + 100)
+    partial = store.open_partial(location, session_id, 0, None, rclone_digests=False)
+    partial.write(data)
+    partial.commit()  # the crash came after this, before the record of its 6 MiB + 100 bytes
+    partial.restore()
+    resumed = store.open_partial(location, session_id, len(data), None, rclone_digests=False)
+    resumed.write(b"and the rest")
+    resumed.commit()
+    assert resumed.sha256() == hashlib.sha256(data + b"and the rest").hexdigest()
+    with store.open(location) as handle:
+        assert handle.read() == data + b"and the rest"
+
+
 def test_folder_and_bucket_regions_mix(server_factory, tmp_path, bucket_region):
     srv = server_factory(regions=f"near={tmp_path / 'near'},far={bucket_region}", inline_max="0")
     account = create_account(srv.url)

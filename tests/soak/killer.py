@@ -20,6 +20,8 @@ changes (set, change, clear). Promises checked after each restart (issue 10, iss
 Small files (up to the `inline_max` setting) are kept inside the database with their row; the same
 promises hold for them and are checked the same way (listing, download by sha256, `fsck --verify`).
 
+It runs on either stack the tests know (SoakConfig.database_url and .regions): SQLite and a folder (the
+single box), or PostgreSQL and an S3 bucket (tests/soak/stores.py looks at each from outside).
 `KillHarness(config).run()` is used by the short CI test and by `make soak` (`python -m tests.soak`).
 The seed picks every kill delay, crash point order, upload size and byte; thread timing is not
 replayable, but the same seed replays the same sequence of choices.
@@ -30,19 +32,20 @@ from __future__ import annotations
 import os
 import random
 import re
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable
 
 import requests
 
 from tests.helpers import REPO, ServerProcess, clean_env, create_account
-from tests.soak.ledger import Figures, Ledger, Session, Upload, sha256
+from tests.soak.ledger import Figures, Ledger, Upload, sha256
+from tests.soak.stores import RegionView, region_view, session_rows
 from tests.soak.uploads import Interrupted, ProtocolFailure, Uploader
 
 # before_inline_commit: inside the transaction that stores a small file's row and bytes (server/inline.py);
@@ -66,6 +69,24 @@ class SoakConfig:
     crash_timeout: float = 30.0  # an armed crash point must be reached within this
     keep_files: int = 60  # older verified files are deleted through the API beyond this many
     sample_downloads: int = 5  # older files re-downloaded after each restart (new ones always are)
+    # The stack: SQLite in the data folder and the region `local` in its blobs/ (the defaults), or the
+    # `database_url` and `regions` settings of another (PostgreSQL, a region in an S3 bucket).
+    database_url: str = ""
+    regions: str = ""
+
+    @property
+    def stack(self) -> str:
+        database = "postgresql" if self.database_url.startswith("postgresql") else "sqlite"
+        return f"{database}+{'s3' if 's3://' in self.regions else 'folder'}"
+
+    def server_env(self, **extra: str) -> dict[str, str]:
+        """The server's (and fsck's) environment: the stack's settings, then `extra`."""
+        env = clean_env(**extra)
+        if self.database_url:
+            env["LOCKR_DATABASE_URL"] = self.database_url
+        if self.regions:
+            env["LOCKR_REGIONS"] = self.regions
+        return env
 
 
 class Stop(Exception):
@@ -236,7 +257,7 @@ class KillHarness:
         self.gate = Gate()
         self.data_dir = config.work_dir / "data"
         self.log_path = config.work_dir / "server.log"
-        self.server = LoggedServer(self.data_dir, self.log_path)
+        self.server = LoggedServer(self.data_dir, self.log_path, config.server_env())
         self.url = ""
         self.auth: dict[str, str] = {}
         self.http = requests.Session()
@@ -253,7 +274,7 @@ class KillHarness:
 
     def run(self) -> Figures:
         config = self.config
-        self.out(f"kill harness: seed {config.seed} (replay with LOCKR_SOAK_SEED={config.seed}), "
+        self.out(f"kill harness on {config.stack}: seed {config.seed} (replay with LOCKR_SOAK_SEED={config.seed}), "
                  f"{config.random_kills} random kills, crash points x{config.crash_point_rounds}, "
                  f"{config.workers} clients, chunk {config.chunk} bytes")
         started = time.monotonic()
@@ -293,9 +314,9 @@ class KillHarness:
         figures = self.ledger.figures
         if kind != "random":
             self.server.stop()
-            self.server.env = clean_env(LOCKR_CRASH_POINT=kind)
+            self.server.env = self.config.server_env(LOCKR_CRASH_POINT=kind)
             self.server.start(self.server.port)
-            self.server.env = clean_env()
+            self.server.env = self.config.server_env()
         self.gate.open()
         if kind == "random":
             time.sleep(self.rng.uniform(*self.config.run_seconds))  # the random moment is the point here
@@ -338,7 +359,8 @@ class KillHarness:
 
     def fsck(self, *flags: str) -> None:
         result = subprocess.run([sys.executable, "-m", "lockr_local", "fsck", "--data-dir", str(self.data_dir),
-                                 *flags], capture_output=True, text=True, env=clean_env(), cwd=REPO, timeout=300)
+                                 *flags], capture_output=True, text=True, env=self.config.server_env(), cwd=REPO,
+                                timeout=300)
         self.expect(result.returncode == 0 and result.stdout.strip().endswith("clean"),
                     f"fsck {' '.join(flags)} after the restart is not clean: {result.stdout} {result.stderr}")
 
@@ -372,11 +394,16 @@ class KillHarness:
         if not full:
             self.delete_old_files()
 
+    @cached_property
+    def region(self) -> RegionView:
+        """The default region's folder or bucket, looked at directly (first used after __init__, so a subclass
+        may move the data folder)."""
+        return region_view(self.config.regions, self.data_dir)
+
     def check_leftovers(self) -> None:
-        blobs = self.data_dir / "blobs"
-        temp = sorted(p.name for p in (blobs / "tmp").iterdir()) if (blobs / "tmp").exists() else []
+        temp = self.region.temp_leftovers()
         self.expect(temp == [], f"temp files survived the start-up clean-up: {temp}")
-        partial = {p.name for p in (blobs / "partial").iterdir()} if (blobs / "partial").exists() else set()
+        partial = self.region.partial_sessions()
         with self.ledger.lock:
             open_sessions = set(self.ledger.sessions)
         # A kill between a session's commit and its answer leaves a session the client never learnt of: the
@@ -387,11 +414,7 @@ class KillHarness:
 
     def server_sessions(self) -> set[str]:
         """The ids of the upload sessions the restarted server holds (read from its database, read-only)."""
-        database = sqlite3.connect(f"file:{self.data_dir / 'lockr.db'}?mode=ro", uri=True, timeout=30)
-        try:
-            return {row[0] for row in database.execute("SELECT session_id FROM uploadsession")}
-        finally:
-            database.close()
+        return session_rows(self.config.database_url, self.data_dir)
 
     def check_listing(self) -> dict[str, dict[str, Any]]:
         ledger = self.ledger
@@ -521,22 +544,9 @@ class KillHarness:
                 with self.ledger.lock:
                     self.ledger.figures.recovered_in_flight += 1
                 continue
-            stored = self.stored_bytes(session, offset)
-            self.expect(stored is not None and sha256(stored) == sha256(session.upload.data()[:offset]),
-                        f"session {session.upload.name} reports {offset} bytes stored, but the server holds "
-                        f"{'no' if stored is None else len(stored)} matching bytes")
-
-    def stored_bytes(self, session: Session, length: int) -> bytes | None:
-        """The first `length` bytes the server holds for a session: its partial file, or the object a
-        crash after the final rename left in place (taken back on the next chunk)."""
-        blobs = self.data_dir / "blobs"
-        file_id = session.upload.file_id
-        for path in (blobs / "partial" / session.session_id, blobs / "objects" / file_id[:2] / file_id):
-            if path.exists():
-                with path.open("rb") as handle:
-                    data = handle.read(length)
-                return data if len(data) == length else None
-        return b"" if length == 0 else None
+            self.expect(self.region.holds_prefix(session, offset),
+                        f"session {session.upload.name} reports {offset} bytes stored, but the server does not "
+                        f"hold them as they were sent")
 
     def check_downloads(self, listed: dict[str, dict[str, Any]], full: bool) -> None:
         ledger = self.ledger
