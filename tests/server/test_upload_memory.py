@@ -1,0 +1,84 @@
+"""Server memory under concurrent uploads: the large bodies streaming in at once share one buffer budget
+(bodybudget.py), so twenty at once cost the server a few MiB rather than a few MiB each."""
+
+from __future__ import annotations
+
+import os
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from lockr_local.server.bodybudget import MAX_SHARE, SHARE_QUANTUM, BodyBudget
+from tests.helpers import ServerProcess, create_account, upload
+
+MiB = 2**20
+
+
+@pytest.mark.parametrize("budget, streaming, share", [
+    (4 * MiB, 0, MAX_SHARE),  # the first body's head: alone
+    (4 * MiB, 1, MAX_SHARE),
+    (4 * MiB, 4, MAX_SHARE),
+    (4 * MiB, 5, 768 * 1024),  # 819 KiB, down to a whole quantum
+    (4 * MiB, 16, 256 * 1024),
+    (4 * MiB, 20, 192 * 1024),
+    (4 * MiB, 1000, SHARE_QUANTUM),  # never below the quantum
+    (64 * MiB, 2, MAX_SHARE),  # never above 1 MiB
+    (0, 1, SHARE_QUANTUM),
+])
+def test_each_streaming_body_gets_its_share_of_the_budget(budget: int, streaming: int, share: int) -> None:
+    bodies = BodyBudget(budget)
+    bodies.streaming = streaming
+    assert bodies.share() == share
+
+
+def status_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        line = next(line for line in status if line.startswith(field + ":"))
+    return int(line.split()[1])
+
+
+def can_reset_peak(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/clear_refs", "w") as refs:
+            refs.write("5")  # VmHWM := VmRSS (Linux 4.0+)
+        return True
+    except OSError:
+        return False
+
+
+CLIENTS = 20
+SIZE = 16 * MiB
+# Measured on the 2-core build VM (peak resident memory over the idle server's): 1 MiB buffers for every
+# body (before the budget) 77-82 MiB; the 4 MiB budget 4-7 MiB.
+GROWTH_LIMIT = 20 * MiB
+
+
+def test_twenty_concurrent_uploads_grow_the_server_by_its_buffer_budget_not_per_upload(tmp_path: Path) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads the server's peak memory from /proc")
+    server = ServerProcess(tmp_path / "data").start()
+    try:
+        assert server.proc is not None
+        pid = server.proc.pid
+        if not can_reset_peak(pid):
+            pytest.skip("/proc/PID/clear_refs cannot reset the peak here")
+        account = create_account(server.url)
+        body = os.urandom(SIZE)
+        assert upload(server.url, body, "warm-up.bin", account=account).status_code == 201  # threads, imports
+        idle = status_kib(pid, "VmRSS") * 1024
+        can_reset_peak(pid)
+
+        def send(index: int) -> Any:
+            return upload(server.url, body, f"concurrent-{index}.bin", account=account)
+
+        with ThreadPoolExecutor(CLIENTS) as clients:
+            answers = list(clients.map(send, range(CLIENTS)))
+        growth = status_kib(pid, "VmHWM") * 1024 - idle
+        assert [answer.status_code for answer in answers] == [201] * CLIENTS
+        print(f"idle {idle / MiB:.1f} MiB, peak growth {growth / MiB:.1f} MiB")
+        assert growth < GROWTH_LIMIT, f"{CLIENTS} concurrent uploads grew the server by {growth / MiB:.1f} MiB"
+    finally:
+        server.stop()
