@@ -36,6 +36,12 @@ def parse_size(text: str | int) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
+def is_postgresql(database_url: str) -> bool:
+    """Whether `database_url` names PostgreSQL (else SQLite); here, not in the models, so that `serve` can
+    tell before peewee is imported (server_cmds.leave_out_postgresql_driver)."""
+    return database_url.split("://", 1)[0].split("+", 1)[0] in ("postgres", "postgresql", "psycopg3")
+
+
 def parse_bool(text: str | bool) -> bool:
     if isinstance(text, bool):
         return text

@@ -14,6 +14,7 @@ import peewee
 from playhouse.db_url import connect
 from playhouse.migrate import SchemaMigrator, migrate
 
+from lockr_local.config import is_postgresql
 from lockr_local.errors import StoreUnusable
 from lockr_local.server.private import create_private_file, make_private_dir
 
@@ -392,10 +393,6 @@ def ensure_username_index(database: peewee.Database) -> None:
         return
     database.execute_sql(f'DROP INDEX IF EXISTS "{_USERNAME_INDEX_NOT_UNIQUE}"')
     database.execute_sql(f'CREATE UNIQUE INDEX IF NOT EXISTS "{_USERNAME_INDEX}" ON "{table}" (lower("username"))')
-def is_postgresql(database_url: str) -> bool:
-    return database_url.split("://", 1)[0].split("+", 1)[0] in ("postgres", "postgresql", "psycopg3")
-
-
 # The advisory lock that serialises schema creation and upgrades between nodes starting together (any
 # fixed 64-bit number; "lockr" in ASCII).
 _SCHEMA_LOCK = 0x6C6F636B72

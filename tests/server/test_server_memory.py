@@ -1,8 +1,10 @@
-"""Server memory under concurrent uploads: the large bodies streaming in at once share one buffer budget
-(bodybudget.py), so twenty at once cost the server a few MiB rather than a few MiB each."""
+"""The server's memory: the large bodies streaming in at once share one buffer budget (bodybudget.py), so
+twenty uploads at once cost the server a few MiB rather than a few MiB each; a server on SQLite does not
+load the PostgreSQL driver."""
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -80,5 +82,21 @@ def test_twenty_concurrent_uploads_grow_the_server_by_its_buffer_budget_not_per_
         assert [answer.status_code for answer in answers] == [201] * CLIENTS
         print(f"idle {idle / MiB:.1f} MiB, peak growth {growth / MiB:.1f} MiB")
         assert growth < GROWTH_LIMIT, f"{CLIENTS} concurrent uploads grew the server by {growth / MiB:.1f} MiB"
+    finally:
+        server.stop()
+
+
+def test_a_server_on_sqlite_leaves_the_postgresql_driver_out_of_its_memory(tmp_path: Path) -> None:
+    if not sys.platform.startswith("linux"):
+        pytest.skip("reads the server's mappings from /proc")
+    if importlib.util.find_spec("psycopg") is None:
+        pytest.skip("psycopg is not installed: nothing to leave out")
+    server = ServerProcess(tmp_path / "data").start()
+    try:
+        assert server.proc is not None
+        assert create_account(server.url).token  # the database is in use
+        with open(f"/proc/{server.proc.pid}/maps") as maps:
+            loaded = [line.split()[-1] for line in maps if "psycopg" in line]
+        assert loaded == []
     finally:
         server.stop()
