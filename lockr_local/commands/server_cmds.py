@@ -119,7 +119,7 @@ def leave_out_postgresql_driver(settings: Settings) -> None:
     if is_postgresql(settings.database_url) or "peewee" in sys.modules:
         return
     for driver in ("psycopg", "psycopg2"):
-        sys.modules.setdefault(driver, None)  # type: ignore[assignment]
+        sys.modules.setdefault(driver, None)  # type: ignore[arg-type]
 
 
 def serve(args: argparse.Namespace) -> int:
