@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import socket
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from lockr_local.server.bodybudget import MAX_SHARE, SHARE_QUANTUM, BodyBudget
-from tests.helpers import ServerProcess, create_account, upload
+from tests.helpers import ServerProcess, create_account, upload, wait_for
 
 MiB = 2**20
 
@@ -34,6 +36,35 @@ def test_each_streaming_body_gets_its_share_of_the_budget(budget: int, streaming
     bodies = BodyBudget(budget)
     bodies.streaming = streaming
     assert bodies.share() == share
+
+
+def open_upload(url: str, token: str, length: int, sent: bytes) -> socket.socket:
+    """A direct upload announcing `length` bytes of which only `sent` have gone out (yet)."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)))
+    sock.sendall(f"POST /api/v1/upload HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\n"
+                 f"x-file-name: cut.bin\r\nContent-Length: {length}\r\n\r\n".encode() + sent)
+    return sock
+
+
+def test_every_large_body_leaves_the_budget_when_its_request_ends(server: Any) -> None:
+    # A count that missed an ending would shrink every later upload's reads for good.
+    bodies = server.ctx.bodies
+    account = create_account(server.url)
+    data = os.urandom(3 * MiB)
+    assert upload(server.url, data, "whole.bin", account=account).status_code == 201
+    chunked = requests.post(f"{server.url}/api/v1/upload", data=iter([data[:MiB], data[MiB:]]), timeout=60,
+                            headers={**account.auth, "x-file-name": "chunked.bin"})
+    assert chunked.status_code == 201 and chunked.json()["size"] == len(data)
+    refused = open_upload(server.url, "not-a-token", len(data), data[:MiB])
+    assert refused.recv(100).startswith(b"HTTP/1.1 401")
+    refused.close()
+    assert wait_for(lambda: bodies.streaming == 0, message="every body has left the budget")
+    cut = open_upload(server.url, account.token, len(data), data[:MiB])
+    assert wait_for(lambda: bodies.streaming == 1, message="the cut upload streaming")
+    assert bodies.share() == MAX_SHARE
+    cut.close()
+    assert wait_for(lambda: bodies.streaming == 0, message="the cut upload has left the budget")
 
 
 def status_kib(pid: int, field: str) -> int:
