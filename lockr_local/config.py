@@ -36,6 +36,12 @@ def parse_size(text: str | int) -> int:
     return int(float(match.group(1)) * _SIZE_UNITS[match.group(2).lower()])
 
 
+def is_postgresql(database_url: str) -> bool:
+    """Whether `database_url` names PostgreSQL (else SQLite); here, not in the models, so that `serve` can
+    tell before peewee is imported (server_cmds.leave_out_postgresql_driver)."""
+    return database_url.split("://", 1)[0].split("+", 1)[0] in ("postgres", "postgresql", "psycopg3")
+
+
 def parse_bool(text: str | bool) -> bool:
     if isinstance(text, bool):
         return text
@@ -257,6 +263,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("default_quota", 100 * 10**9, "Storage quota of a new account.", parse_size),
     Setting("inline_max", 64 * 1024, "Uploads with a Content-Length up to this size (bytes) are stored inside the "
             "database, durable with their row in one commit; 0 stores every file as a blob file.", parse_size),
+    Setting("upload_buffers", 4 * 2**20, "Memory (4MiB) that the large uploads streaming in at the same time share "
+            "for their socket reads and disk writes: one alone reads 1 MiB at a time, N at once a 1/N share each "
+            "(64 KiB at least). Larger: less CPU per byte with many uploads at once, more memory.", parse_size),
     Setting("session_expiry", 7 * 24 * 3600, "Seconds an unfinished upload session lives before it is reaped.",
             parse_int),
     Setting("reap_interval", 600, "Seconds between sweeps that reap expired upload sessions.", parse_int),
@@ -352,6 +361,7 @@ class Settings:
     account_max_object: int
     default_quota: int
     inline_max: int
+    upload_buffers: int
     session_expiry: int
     reap_interval: int
     rate_guest: float

@@ -15,6 +15,7 @@ from lockr_local import web
 from lockr_local.config import Settings
 from lockr_local.server.auth import Authenticator
 from lockr_local.server.backfill import DigestBackfill
+from lockr_local.server.bodybudget import BodyBudget
 from lockr_local.server.blobstore import HelperThreads, make_blob_store
 from lockr_local.server.cluster import (
     join_nodes, one_node_at_a_time, shared_secret, start_alone, try_lock_job, unlock_job,
@@ -71,13 +72,14 @@ def build_context(settings: Settings) -> ServerContext:
     blobs.use_threads(threads)
     backfill = DigestBackfill(db, blobs)
     metrics = Metrics()
-    ingest = Ingest(settings, db, blobs, io, faults, backfill, threads.hashing, metrics)
+    bodies = BodyBudget(settings.upload_buffers)
+    ingest = Ingest(settings, db, blobs, io, faults, backfill, threads.hashing, metrics, bodies)
     uploads = ResumableUploads(db, service, blobs, io, ingest)
     return ServerContext(settings=settings, db=db, service=service, auth=auth, blobs=blobs, signer=signer,
                          io=io, threads=threads, faults=faults, ingest=ingest, files=FileBytes(blobs, db, io),
                          sessions=uploads, backfill=backfill,
                          watchdogs=BodyWatchdogs(settings.body_idle_timeout, settings.min_body_rate),
-                         metrics=metrics, idempotency=IdempotencyKeys(db, settings.idempotency_ttl))
+                         metrics=metrics, bodies=bodies, idempotency=IdempotencyKeys(db, settings.idempotency_ttl))
 
 
 def signing_secret(settings: Settings, data_dir: Path, db: Database) -> bytes:
@@ -133,6 +135,7 @@ def make_app(ctx: ServerContext) -> tornado.web.Application:
         default_handler_args=deps,
         log_function=log_request,
         lockr_metrics=ctx.metrics,
+        lockr_body_budget=ctx.bodies,
         compress_response=False,
         lockr_settings=ctx.settings,
         # The web pages (handlers/pages.py): templates, their small scripts (never stored files), the
@@ -170,6 +173,7 @@ def make_http_server(app: tornado.web.Application) -> LockrHTTPServer:
     server = LockrHTTPServer(app, max_body_size=1024 * 1024, chunk_size=BODY_CHUNK,
                              idle_connection_timeout=settings.header_timeout, decompress_request=False)
     server.metrics = app.settings["lockr_metrics"]
+    server.budget = app.settings["lockr_body_budget"]
     server.read_chunk_size = SMALL_READ  # request heads; each body's reads are sized by its head (httpserver.py)
     return server
 

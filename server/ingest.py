@@ -31,6 +31,7 @@ from lockr_local.config import Settings
 from lockr_local.errors import TooLarge
 from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import BlobLocation, BlobStore, Digests
+from lockr_local.server.bodybudget import BodyBudget
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
 from lockr_local.server.inline import InlineSink, digests_of, stores_inline
@@ -159,8 +160,8 @@ class Ingest:
     """The upload pipeline of one server (see the module docstring)."""
 
     def __init__(self, settings: Settings, db: Database, blobs: BlobStore, io: Executor, faults: Faults,
-                 backfill: DigestBackfill, hashing: Executor | None = None, metrics: Metrics | None = None
-                 ) -> None:
+                 backfill: DigestBackfill, hashing: Executor | None = None, metrics: Metrics | None = None,
+                 bodies: BodyBudget | None = None) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.db = db
@@ -169,6 +170,7 @@ class Ingest:
         self.hashing = hashing  # side hashing of large inline bodies (StreamDigests)
         self.faults = faults
         self.backfill = backfill
+        self.bodies = bodies  # bounds the writes a streamed body queues (UploadSink)
 
     def stores_inline(self, size: int | None) -> bool:
         """Whether an upload that declared `size` bytes (None: a chunked body) is kept in the database."""
@@ -182,7 +184,7 @@ class Ingest:
         if size is not None and self.stores_inline(size):
             return InlineBytes(location, size, too_large, self.io, self.hashing)
         writer = self.blobs.new_writer(location, rclone_digests)
-        return BlobBytes(location, UploadSink(writer, self.io, limit, too_large), self.blobs, self.io)
+        return BlobBytes(location, UploadSink(writer, self.io, limit, too_large, budget=self.bodies), self.blobs, self.io)
 
     async def finish(self, sink: Sink, record: Callable[[Committed], T],
                      check: Callable[[Digests], None] | None = None) -> T:

@@ -14,6 +14,7 @@ import peewee
 from playhouse.db_url import connect
 from playhouse.migrate import SchemaMigrator, migrate
 
+from lockr_local.config import is_postgresql
 from lockr_local.errors import StoreUnusable
 from lockr_local.server.private import create_private_file, make_private_dir
 
@@ -424,10 +425,6 @@ def ensure_trash_index(database: peewee.Database) -> None:
     create_tables would make it before upgrade_schema adds the column to a store from before schema 7)."""
     table, column = StoredFile._meta.table_name, StoredFile.deleted_at.column_name
     database.execute_sql(f'CREATE INDEX IF NOT EXISTS "{_TRASH_INDEX}" ON "{table}" ("{column}")')
-
-
-def is_postgresql(database_url: str) -> bool:
-    return database_url.split("://", 1)[0].split("+", 1)[0] in ("postgres", "postgresql", "psycopg3")
 
 
 # The advisory lock that serialises schema creation and upgrades between nodes starting together (any

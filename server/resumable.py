@@ -152,7 +152,7 @@ class ChunkWrite:
         # byte arrives delays its 308, and that wait recurs with every chunk (8 MiB chunks, measured: two
         # 1 MiB writes 16 ms, one 11 ms; one of 1 MiB 2.4-2.6 ms of waiting for the tail, 256 KiB 1.1-1.5 ms).
         self._sink = UploadSink(partial, uploads.io, None, _unused_too_large, queued_writes=1,
-                                write_buffer=CHUNK_WRITE_BUFFER)
+                                write_buffer=CHUNK_WRITE_BUFFER, budget=uploads.ingest.bodies)
         self._file_closed = False
         self._lock = asyncio.Lock()
         self._done = False

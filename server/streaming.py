@@ -10,6 +10,7 @@ from typing import Callable
 from lockr_local.errors import TooLarge
 from lockr_local.server.activity import TRANSFERS
 from lockr_local.server.blobstore import BlobWriter
+from lockr_local.server.bodybudget import BodyBudget
 
 WRITE_BUFFER = 1024 * 1024
 QUEUED_WRITES = 2
@@ -18,14 +19,17 @@ QUEUED_WRITES = 2
 class UploadSink:
     """Collects chunks into ~1 MiB writes that an I/O thread hashes and writes, in order, while the next
     buffers fill from the socket. Up to QUEUED_WRITES buffers wait for the disk, so a slow moment there
-    does not stop the socket at once; memory stays flat at a few MiB per upload."""
+    does not stop the socket at once; memory stays flat at a few MiB per upload. With a `budget`, writes are
+    no larger than its share (the size of the body's socket reads): many uploads at once hold that
+    budget's worth of buffers between them, not a few MiB each."""
 
     def __init__(self, writer: BlobWriter, executor: Executor, limit: int | None,
                  too_large: Callable[[int], TooLarge], queued_writes: int = QUEUED_WRITES,
-                 write_buffer: int = WRITE_BUFFER) -> None:
+                 write_buffer: int = WRITE_BUFFER, budget: BodyBudget | None = None) -> None:
         self.writer = writer
         self._queued_writes = queued_writes
         self._write_buffer = write_buffer
+        self._budget = budget
         self.received = 0
         self._executor = executor
         self._limit = limit
@@ -42,7 +46,8 @@ class UploadSink:
             raise self._too_large(self.received)
         self._chunks.append(chunk)
         self._buffered += len(chunk)
-        if self._buffered >= self._write_buffer:
+        write_buffer = self._write_buffer if self._budget is None else min(self._write_buffer, self._budget.share())
+        if self._buffered >= write_buffer:
             await self._submit()
 
     async def _submit(self) -> None:

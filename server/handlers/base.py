@@ -22,6 +22,7 @@ from lockr_local.errors import BadRequest, LockrError, TooLarge, Unauthorized, e
 from lockr_local.server.auth import Authenticator
 from lockr_local.server.backfill import DigestBackfill
 from lockr_local.server.blobstore import BlobStore, HelperThreads
+from lockr_local.server.bodybudget import BodyBudget
 from lockr_local.server.db import Database
 from lockr_local.server import tornado_internals
 from lockr_local.server.faults import Faults
@@ -82,6 +83,7 @@ class ServerContext:
     backfill: DigestBackfill
     watchdogs: BodyWatchdogs
     metrics: Metrics
+    bodies: BodyBudget  # the memory large bodies streaming in at once share (bodybudget.py)
     idempotency: IdempotencyKeys
 
 
