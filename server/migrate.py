@@ -12,7 +12,8 @@ target that the same command, run again, finishes without copying anything twice
 3. Blobs: each file's bytes stream from its folder into the target region of the same name, hashed on
    the way, and are committed only when size and SHA-256 match the file's row. A blob already in the
    target is not copied again: a commit is atomic (a completed multipart upload, an os.replace), so one
-   that is there is whole and verified.
+   that is there is whole and verified. The source's rows and the target's listing are walked side by
+   side in key order (a sorted merge, see walk_region), so memory stays flat for millions of files.
 4. Rows: in ONE transaction the target's rows are replaced by the snapshot's, id sequences moved past the
    copied ids, quota counters recounted, the signing secret stored (links signed before verify, key hashes
    and login-address tags stay valid) and the state set to done. Cut off, the transaction leaves nothing.
@@ -34,7 +35,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import peewee
 
@@ -118,12 +119,24 @@ class Snapshot:
         self.connection.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def blobs(self) -> list[SourceBlob]:
+    def blob_totals(self) -> tuple[int, int]:
+        """How many files are blob files (not inline), and their bytes."""
         f = StoredFile
-        return [SourceBlob(*row) for row in self.connection.execute(
-            f'SELECT "{f.file_id.column_name}", "{f.region.column_name}", "{f.size.column_name}", '
-            f'"{f.sha256.column_name}" FROM "{f._meta.table_name}" WHERE NOT COALESCE("{f.inline.column_name}", 0) '
-            f'ORDER BY "{f.seq.column_name}"')]
+        row = self.connection.execute(
+            f'SELECT COUNT(*), COALESCE(SUM("{f.size.column_name}"), 0) FROM "{f._meta.table_name}" '
+            f'WHERE NOT COALESCE("{f.inline.column_name}", 0)').fetchone()
+        return int(row[0]), int(row[1])
+
+    def blobs(self, region: str) -> Iterator[SourceBlob]:
+        """The blob files of a region by file id in byte order (SQLite's BINARY collation, the order of an
+        S3 listing and of the folder store's), read lazily from a cursor of their own."""
+        f = StoredFile
+        for row in self.connection.execute(
+                f'SELECT "{f.file_id.column_name}", "{f.region.column_name}", "{f.size.column_name}", '
+                f'"{f.sha256.column_name}" FROM "{f._meta.table_name}" WHERE "{f.region.column_name}" = ? AND '
+                f'NOT COALESCE("{f.inline.column_name}", 0) ORDER BY "{f.file_id.column_name}" COLLATE BINARY',
+                (region,)):
+            yield SourceBlob(*row)
 
     def region_names(self) -> set[str]:
         """Every region a row names: files (blob or inline: download URLs carry it), accounts' defaults,
@@ -224,8 +237,44 @@ def region_places(target: Settings, regions: set[str]) -> dict[str, str]:
     return {name: hashlib.sha256(where[name].encode()).hexdigest()[:16] for name in sorted(regions)}
 
 
+def walk_region(region: str, source: Iterator[SourceBlob], listed: Iterable[str]
+                ) -> Iterator[tuple[SourceBlob | None, str | None]]:
+    """The source's blobs of a region beside the target's keys there, both in ascending key order, merged:
+    (blob, key) when the target has the blob, (blob, None) when not, (None, key) for a key no source blob
+    of the region has. One item of each side in memory, however many files. A key is judged foreign only
+    once the source has passed it, which holds in any listing order; a listing out of order (an object
+    store that does not list by key) is refused, since blobs would be judged missing and copied again."""
+    keys = iter(listed)
+    key = next(keys, None)
+    last = ""
+    for blob in source:
+        while key is not None and key < blob.file_id:
+            yield None, key
+            last, key = key, next(keys, None)
+            if key is not None and key <= last:
+                raise _unordered(region, last, key)
+        if key == blob.file_id:
+            yield blob, key
+            last, key = key, next(keys, None)
+            if key is not None and key <= last:
+                raise _unordered(region, last, key)
+        else:
+            yield blob, None
+    while key is not None:
+        yield None, key
+        last, key = key, next(keys, None)
+        if key is not None and key <= last:
+            raise _unordered(region, last, key)
+
+
+def _unordered(region: str, last: str, key: str) -> StoreUnusable:
+    return StoreUnusable(f"The listing of target region {region} is not in key order ({key} after {last}); "
+                         "migrate walks it beside the source's files by key, so it needs an object store that "
+                         "lists keys in order, as S3's general purpose buckets do. Nothing more was copied.")
+
+
 def claim_target(target: Settings, identity: str, source_label: str, blobs: BlobStore, regions: set[str],
-                 snapshot_blobs: list[SourceBlob], result: MigrationResult) -> None:
+                 snapshot: Snapshot, result: MigrationResult) -> None:
     """Refuses a target that holds anything but an unfinished (or finished) migration of this source;
     marks a fresh one as this source's migration."""
     where = without_password(target.database_url)
@@ -238,10 +287,11 @@ def claim_target(target: Settings, identity: str, source_label: str, blobs: Blob
         moved = sorted(name for name, place in places.items() if marker.get("regions", {}).get(name) != place)
         if result.resumed and moved:
             # A region given another place since the migration began: it was not checked empty then, so its
-            # objects that no source file names are not the migration's to remove (copy_blobs would).
-            known = {blob.file_id for blob in snapshot_blobs}
+            # objects that no source file of the region names are not the migration's to remove (copy_blobs
+            # would).
             for region in moved:
-                if any(key not in known for key in blobs.iter_objects(region)):
+                if any(blob is None for blob, _ in walk_region(region, snapshot.blobs(region),
+                                                               blobs.iter_objects(region))):
                     raise Conflict(f"Target region {region} is not where it was when this migration began, and "
                                    "holds files of another store; give it back its first place, or an empty "
                                    "bucket or prefix. Nothing more was copied.")
@@ -266,50 +316,56 @@ def claim_target(target: Settings, identity: str, source_label: str, blobs: Blob
         _put_meta(MIGRATION_STATE, "copying")
 
 
-def copy_blobs(wanted: list[SourceBlob], source: Settings, blobs: BlobStore, result: MigrationResult,
+def copy_blobs(snapshot: Snapshot, regions: set[str], source: Settings, blobs: BlobStore, result: MigrationResult,
                progress: Progress, say: Say) -> None:
-    """Streams every blob of `wanted` not yet in the target from its folder, verified by size and SHA-256."""
-    present: set[tuple[str, str]] = set()
-    for region in sorted({blob.region for blob in wanted}):
-        present |= {(region, key) for key in blobs.iter_objects(region)}
-    result.blobs = len(wanted)
-    result.bytes_total = sum(blob.size for blob in wanted)
-    todo = [blob for blob in wanted if (blob.region, blob.file_id) not in present]
-    result.blobs_present = len(wanted) - len(todo)
-    done = result.bytes_total - sum(blob.size for blob in todo)
-    if result.blobs_present:
-        say(f"{result.blobs_present} of {len(wanted)} blobs are in the target already (an earlier run copied "
-            "them); copying the rest")
+    """Streams every blob of the snapshot not yet in the target from its folder, verified by size and SHA-256,
+    and removes what an earlier run copied for files the source no longer has (deleted between the runs):
+    the target's regions were empty when the migration began, so everything in them is the migration's."""
+    result.blobs, result.bytes_total = snapshot.blob_totals()
+    done = 0
     progress(done, result.bytes_total)
-    problems: list[str] = []
-    for blob in todo:
-        root = source.region_paths.get(blob.region)
-        if root is None:
-            problems.append(f"file {blob.file_id}: the source's settings have no folder for its region {blob.region}")
-            continue
-        path = object_path(root, blob.file_id)
-        try:
-            copied = copy_blob(path, blobs, blob, lambda n: progress(done + n, result.bytes_total))
-        except FileNotFoundError:
-            problems.append(f"file {blob.file_id}: its bytes are missing from {path.parent.parent.parent}")
-            continue
-        except ValueError as exc:
-            problems.append(f"file {blob.file_id}: {exc}")
-            continue
-        done += copied
-        result.blobs_copied += 1
-        result.bytes_copied += copied
-        progress(done, result.bytes_total)
-    # What an earlier run copied for files the source no longer has (deleted between the runs): the
-    # target's regions were empty when the migration began, so everything in them is the migration's.
-    keep = {(blob.region, blob.file_id) for blob in wanted}
-    for region, key in sorted(present - keep):
-        blobs.delete(BlobLocation(region, key))
-        result.leftovers_removed += 1
-    if problems:
-        raise StoreUnusable(f"{len(problems)} files of the source could not be copied, so the migration is not "
+    problems: list[str] = []  # the first few, for the message; `failed` counts them all
+    failed = 0
+    for region in sorted(regions):
+        root = source.region_paths.get(region)
+        for blob, key in walk_region(region, snapshot.blobs(region), blobs.iter_objects(region)):
+            if blob is None:
+                assert key is not None
+                # Deleting the key just listed: a listing continues after the last key it gave, gone or not.
+                blobs.delete(BlobLocation(region, key))
+                result.leftovers_removed += 1
+                continue
+            if key is not None:
+                result.blobs_present += 1
+                done += blob.size
+                progress(done, result.bytes_total)
+                continue
+            if root is None:
+                problem = f"file {blob.file_id}: the source's settings have no folder for its region {region}"
+            else:
+                path = object_path(root, blob.file_id)
+                try:
+                    copied = copy_blob(path, blobs, blob, lambda n: progress(done + n, result.bytes_total))
+                except FileNotFoundError:
+                    problem = f"file {blob.file_id}: its bytes are missing from {path.parent.parent.parent}"
+                except ValueError as exc:
+                    problem = f"file {blob.file_id}: {exc}"
+                else:
+                    done += copied
+                    result.blobs_copied += 1
+                    result.bytes_copied += copied
+                    progress(done, result.bytes_total)
+                    continue
+            failed += 1
+            if len(problems) < 20:
+                problems.append(problem)
+    if result.blobs_present:
+        say(f"{result.blobs_present} of {result.blobs} blobs were in the target already (an earlier run copied "
+            "them)")
+    if failed:
+        raise StoreUnusable(f"{failed} files of the source could not be copied, so the migration is not "
                             "finished (the rest is copied; the target stays unusable until it finishes):\n  "
-                            + "\n  ".join(problems[:20]) + ("\n  ..." if len(problems) > 20 else "")
+                            + "\n  ".join(problems) + ("\n  ..." if failed > len(problems) else "")
                             + "\nRun 'lockr-local fsck --verify' on the source, restore or delete those files, "
                               "then run this migrate command again.")
 
@@ -426,12 +482,12 @@ def migrate_store(source: Settings, target: Settings, *, say: Say, progress: Pro
             used = tuple((name, where) for name, where in target.regions if name in regions)
             blobs = make_blob_store(target.replace(regions=used, session_expiry=0))
             blobs.use_threads(threads)
-            wanted = snapshot.blobs()
-            claim_target(target, source_identity(source, secret), f"{source.data_dir}", blobs, regions, wanted,
+            claim_target(target, source_identity(source, secret), f"{source.data_dir}", blobs, regions, snapshot,
                          result)
             if not result.already_done:
-                say(f"copying the bytes of {len(wanted)} blob files (smaller files are rows of the database)")
-                copy_blobs(wanted, source, blobs, result, progress, say)
+                say(f"copying the bytes of {snapshot.blob_totals()[0]} blob files (smaller files are rows of the "
+                    "database)")
+                copy_blobs(snapshot, regions, source, blobs, result, progress, say)
                 result.leftovers_removed += blobs.clear_temp()
                 say("copying the accounts, tokens, files and keys (one transaction)")
                 copy_rows(snapshot, secret, target_database, result)

@@ -7,10 +7,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -232,6 +234,97 @@ def test_a_large_file_streams_through_in_flat_memory(tmp_path: Path, pg_url: str
     # About 70 MiB is the program itself (boto3, psycopg, peewee); parts of 8 MiB, one filling and one in
     # flight, add some tens. Holding the file would add 128.
     assert peak_kib < 160 * 1024, f"peak memory {peak_kib // 1024} MiB for a {size // 2**20} MiB file"
+
+
+def add_blob_files(source: Path, count: int) -> None:
+    """Adds `count` copies of the store's one blob file, under new ids, straight into its (stopped) database
+    and folder, as `count` uploads would have left them: seconds instead of minutes of HTTP."""
+    root = make_settings(source).region_paths["local"]
+    with sqlite3.connect(source / "lockr.db") as db:
+        db.row_factory = sqlite3.Row
+        template = dict(db.execute("SELECT * FROM storedfile WHERE NOT inline").fetchone())
+        data = (root / "objects" / template["file_id"][:2] / template["file_id"]).read_bytes()
+        del template["seq"]
+        rows = []
+        for n in range(count):
+            file_id = os.urandom(16).hex()
+            rows.append({**template, "file_id": file_id, "name": f"f{n}.bin"})
+            shard = root / "objects" / file_id[:2]
+            shard.mkdir(exist_ok=True)
+            (shard / file_id).write_bytes(data)
+        columns = list(template)
+        db.executemany(f"INSERT INTO storedfile ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                       [tuple(row[c] for c in columns) for row in rows])
+    db.close()
+
+
+def peak_memory_of_migrate(source: Path, *args: str) -> int:
+    """The migrate command's peak resident memory, in KiB."""
+    result = subprocess.run([sys.executable, "-c", PEAK_MEMORY, "migrate", "--data-dir", str(source), *args],
+                            capture_output=True, text=True, env=clean_env(), cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return int(result.stderr.strip().splitlines()[-1].split()[1])
+
+
+@pytest.fixture
+def memory_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder in memory (tmpfs) where there is one: a folder region fsyncs every blob it stores, which on
+    a disk makes tens of thousands of tiny files take minutes."""
+    if not Path("/dev/shm").is_dir():
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="lockr-test-", dir="/dev/shm"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_memory_stays_flat_in_the_number_of_files(memory_folder: Path, postgres_cluster: Any) -> None:
+    # Two stores alike but for 20,000 more files, each migrated into a database and a folder region of its
+    # own (a bucket is walked the same way, its listing in pages of 1,000; moto would take minutes). The
+    # smaller has enough files to fill the caches that are bounded anyway (SQLite's pages, batches of rows).
+    # Holding a row per file (about 1 KB each, with fsck's set of ids) would add some 20 MiB.
+    more = 20_000
+    peaks = []
+    for name, count in (("few", 5_000), ("many", 5_000 + more)):
+        source = memory_folder / name
+        old = ThreadedServer(make_settings(source, inline_max="0")).start()
+        try:
+            upload(old.url, b"one tiny file", "x.bin", account=create_account(old.url))
+        finally:
+            old.stop()
+        add_blob_files(source, count)
+        database = postgres_cluster.create_database(empty=True)
+        try:
+            peaks.append(peak_memory_of_migrate(source, "--to-database-url", str(postgres_cluster.url(database)),
+                                                "--to-region", f"local={memory_folder / (name + '-new')}"))
+            assert row_counts(str(postgres_cluster.url(database)))["storedfile"] == count + 1
+        finally:
+            postgres_cluster.drop_database(database)
+    growth_kib = peaks[1] - peaks[0]
+    assert growth_kib < 4 * 1024, f"peak memory grew by {growth_kib // 1024} MiB for {more} more files"
+
+
+@pytest.mark.parametrize("source, listed, expected", [
+    ("ace", "bcd", [("a", None), (None, "b"), ("c", "c"), (None, "d"), ("e", None)]),
+    ("", "ab", [(None, "a"), (None, "b")]),
+    ("ab", "", [("a", None), ("b", None)]),
+    ("ab", "ab", [("a", "a"), ("b", "b")]),
+], ids=["interleaved", "source empty", "target empty", "all copied"])
+def test_the_walk_pairs_each_source_blob_with_its_key_in_the_target(source: str, listed: str,
+                                                                     expected: list[Any]) -> None:
+    from lockr_local.server.migrate import SourceBlob, walk_region
+
+    walked = walk_region("local", iter([SourceBlob(key, "local", 1, "") for key in source]), iter(listed))
+
+    assert [(blob and blob.file_id, key) for blob, key in walked] == expected
+
+
+def test_a_listing_out_of_key_order_is_refused() -> None:
+    from lockr_local.errors import StoreUnusable
+    from lockr_local.server.migrate import SourceBlob, walk_region
+
+    with pytest.raises(StoreUnusable, match="not in key order"):
+        list(walk_region("local", iter([SourceBlob("c", "local", 1, "")]), iter(["a", "d", "b"])))
 
 
 def test_a_store_of_an_older_schema_is_upgraded_in_the_copy_not_in_place(
