@@ -207,6 +207,49 @@ def test_a_region_missing_in_the_target_is_refused_before_anything_is_copied(
         assert connection.execute("SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 0
 
 
+def test_a_resumed_run_whose_region_now_holds_another_stores_files_is_refused(
+        tmp_path: Path, pg_url: str, s3_server: Any) -> None:
+    source = tmp_path / "old"
+    old = ThreadedServer(make_settings(source, inline_max="0")).start()
+    try:
+        account = create_account(old.url)
+        ids = [upload(old.url, os.urandom(50_000), f"f{n}.bin", account=account).json()["id"] for n in range(5)]
+    finally:
+        old.stop()
+    first = s3_server.new_bucket()
+    # An unfinished migration: one file's bytes are away, so the first run copies the others and stops.
+    blob = make_settings(source).region_paths["local"] / "objects" / ids[0][:2] / ids[0]
+    away = blob.rename(tmp_path / "away")
+    stopped = migrate(source, "--to-database-url", pg_url, "--to-region", f"local={s3_server.region_url(first)}")
+    assert stopped.returncode != 0 and "1 files of the source could not be copied" in stopped.stderr
+    away.rename(blob)
+    assert len(bucket_keys(s3_server, first)) == 4
+    # The region now names another bucket, where another store keeps its files.
+    other = s3_server.new_bucket()
+    other_store = ThreadedServer(make_settings(tmp_path / "other", inline_max="0",
+                                               regions=f"local={s3_server.region_url(other)}"))
+    other_store.start()
+    try:
+        assert upload(other_store.url, b"another store's file", "theirs.txt").status_code == 201
+    finally:
+        other_store.stop()
+    theirs = bucket_keys(s3_server, other)
+    assert len(theirs) == 1
+
+    result = migrate(source, "--to-database-url", pg_url, "--to-region", f"local={s3_server.region_url(other)}")
+
+    assert result.returncode == 1, result.stderr
+    assert "Target region local is not where it was when this migration began, and holds files of another " \
+           "store" in result.stderr and "Traceback" not in result.stderr
+    assert bucket_keys(s3_server, other) == theirs, "the other store's bucket changed"
+    assert len(bucket_keys(s3_server, first)) == 4
+    assert row_counts(pg_url)["storedfile"] == 0
+    # Given back its first place, the migration finishes.
+    finished = migrate(source, "--to-database-url", pg_url, "--to-region", f"local={s3_server.region_url(first)}")
+    assert finished.returncode == 0, finished.stderr
+    assert "4 copied by an earlier run" in finished.stderr and row_counts(pg_url)["storedfile"] == 5
+
+
 # Peak memory of the migrate process (VmHWM: not inherited from the parent, unlike ru_maxrss), printed last.
 PEAK_MEMORY = ("import sys\nfrom lockr_local.cli import main\ncode = main(sys.argv[1:])\n"
                "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM')), file=sys.stderr)\n"
