@@ -14,6 +14,8 @@ target that the same command, run again, finishes without copying anything twice
    target is not copied again: a commit is atomic (a completed multipart upload, an os.replace), so one
    that is there is whole and verified. The source's rows and the target's listing are walked side by
    side in key order (a sorted merge, see walk_region), so memory stays flat for millions of files.
+   Into a bucket, COPY_WORKERS blobs are copied at once (each request waits on the network, and small
+   files are all requests); at most that many are in flight, so memory stays bounded.
 4. Rows: in ONE transaction the target's rows are replaced by the snapshot's, id sequences moved past the
    copied ids, quota counters recounted, the signing secret stored (links signed before verify, key hashes
    and login-address tags stay valid) and the state set to done. Cut off, the transaction leaves nothing.
@@ -31,8 +33,9 @@ import json
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
@@ -52,6 +55,9 @@ from lockr_local.server.models import (
 from lockr_local.server.security import existing_secret
 
 READ_BLOCK = 1024 * 1024
+# Blobs copied at once into a bucket region (a folder region: one at a time). Memory: each holds a read
+# block, and a writer's filling part and the part in flight (s3store.part_size: 8 MiB while under 8 GiB).
+COPY_WORKERS = 4
 # Rows go to the target in batches of this many, or of this many bytes (inline files' bytes are rows).
 BATCH_ROWS = 500
 BATCH_BYTES = 8 * 2**20
@@ -316,49 +322,108 @@ def claim_target(target: Settings, identity: str, source_label: str, blobs: Blob
         _put_meta(MIGRATION_STATE, "copying")
 
 
-def copy_blobs(snapshot: Snapshot, regions: set[str], source: Settings, blobs: BlobStore, result: MigrationResult,
-               progress: Progress, say: Say) -> None:
+class _Copier:
+    """Copies blobs (on the threads of copy_blobs' pool), keeping the bytes-done count that progress shows.
+    `stop()` makes the copies in flight give up at their next block (their writers abort: nothing
+    half-written stays)."""
+
+    def __init__(self, blobs: BlobStore, result: MigrationResult, progress: Progress) -> None:
+        self.blobs = blobs
+        self.result = result
+        self._progress = progress
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.done = 0
+
+    def advance(self, by: int) -> None:
+        with self._lock:
+            self.done += by
+            self._progress(self.done, self.result.bytes_total)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def copy(self, path: Path, blob: SourceBlob) -> int:
+        counted = 0
+
+        def copied(block: int) -> None:
+            nonlocal counted
+            if self._stopping.is_set():
+                raise _Stopped()
+            counted += block
+            self.advance(block)
+
+        try:
+            return copy_blob(path, self.blobs, blob, copied)
+        except BaseException:
+            self.advance(-counted)  # not copied after all
+            raise
+
+
+class _Stopped(Exception):
+    """A copy given up because the run is stopping."""
+
+
+def copy_blobs(snapshot: Snapshot, regions: set[str], source: Settings, target: Settings, blobs: BlobStore,
+               result: MigrationResult, progress: Progress, say: Say) -> None:
     """Streams every blob of the snapshot not yet in the target from its folder, verified by size and SHA-256,
     and removes what an earlier run copied for files the source no longer has (deleted between the runs):
     the target's regions were empty when the migration began, so everything in them is the migration's."""
     result.blobs, result.bytes_total = snapshot.blob_totals()
-    done = 0
-    progress(done, result.bytes_total)
+    copier = _Copier(blobs, result, progress)
+    copier.advance(0)
     problems: list[str] = []  # the first few, for the message; `failed` counts them all
     failed = 0
+
+    def problem(blob: SourceBlob, text: str) -> None:
+        nonlocal failed
+        failed += 1
+        if len(problems) < 20:
+            problems.append(f"file {blob.file_id}: {text}")
+
+    def landed(flight: Future[int], blob: SourceBlob, path: Path) -> None:
+        try:
+            copied = flight.result()
+        except FileNotFoundError:
+            problem(blob, f"its bytes are missing from {path.parent.parent.parent}")
+        except ValueError as exc:
+            problem(blob, str(exc))
+        else:
+            result.blobs_copied += 1
+            result.bytes_copied += copied
+
     for region in sorted(regions):
         root = source.region_paths.get(region)
-        for blob, key in walk_region(region, snapshot.blobs(region), blobs.iter_objects(region)):
-            if blob is None:
-                assert key is not None
-                # Deleting the key just listed: a listing continues after the last key it gave, gone or not.
-                blobs.delete(BlobLocation(region, key))
-                result.leftovers_removed += 1
-                continue
-            if key is not None:
-                result.blobs_present += 1
-                done += blob.size
-                progress(done, result.bytes_total)
-                continue
-            if root is None:
-                problem = f"file {blob.file_id}: the source's settings have no folder for its region {region}"
-            else:
-                path = object_path(root, blob.file_id)
-                try:
-                    copied = copy_blob(path, blobs, blob, lambda n: progress(done + n, result.bytes_total))
-                except FileNotFoundError:
-                    problem = f"file {blob.file_id}: its bytes are missing from {path.parent.parent.parent}"
-                except ValueError as exc:
-                    problem = f"file {blob.file_id}: {exc}"
+        workers = COPY_WORKERS if region in target.bucket_regions else 1
+        in_flight: dict[Future[int], tuple[SourceBlob, Path]] = {}
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="lockr-migrate-copy")
+        try:
+            for blob, key in walk_region(region, snapshot.blobs(region), blobs.iter_objects(region)):
+                if blob is None:
+                    assert key is not None
+                    # Deleting the key just listed: a listing continues after the last key it gave, gone or
+                    # not (and the copies in flight are of keys before it, so it will not list them).
+                    blobs.delete(BlobLocation(region, key))
+                    result.leftovers_removed += 1
+                elif key is not None:
+                    result.blobs_present += 1
+                    copier.advance(blob.size)
+                elif root is None:
+                    problem(blob, f"the source's settings have no folder for its region {region}")
                 else:
-                    done += copied
-                    result.blobs_copied += 1
-                    result.bytes_copied += copied
-                    progress(done, result.bytes_total)
-                    continue
-            failed += 1
-            if len(problems) < 20:
-                problems.append(problem)
+                    path = object_path(root, blob.file_id)
+                    while len(in_flight) >= workers:
+                        finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                        for flight in finished:
+                            landed(flight, *in_flight.pop(flight))
+                    in_flight[pool.submit(copier.copy, path, blob)] = (blob, path)
+            for flight in list(in_flight):
+                landed(flight, *in_flight.pop(flight))
+        except BaseException:
+            copier.stop()  # Ctrl-C or a failing store: the copies in flight give up rather than finish
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
     if result.blobs_present:
         say(f"{result.blobs_present} of {result.blobs} blobs were in the target already (an earlier run copied "
             "them)")
@@ -371,15 +436,16 @@ def copy_blobs(snapshot: Snapshot, regions: set[str], source: Settings, blobs: B
 
 
 def copy_blob(path: Path, blobs: BlobStore, blob: SourceBlob, copied: Callable[[int], None]) -> int:
-    """One blob, streamed in READ_BLOCK pieces (flat memory) and committed only if it is what its row says.
-    FileNotFoundError when its file is gone; ValueError when its bytes do not match."""
+    """One blob, streamed in READ_BLOCK pieces (flat memory) and committed only if it is what its row says;
+    `copied` hears of each block's length. FileNotFoundError when its file is gone; ValueError when its
+    bytes do not match."""
     with open(path, "rb") as handle:
         writer = blobs.new_writer(BlobLocation(blob.region, blob.file_id), rclone_digests=False)
         committed = False
         try:
             while block := handle.read(READ_BLOCK):
                 writer.write(block)
-                copied(writer.bytes_written)
+                copied(len(block))
             if writer.bytes_written != blob.size:
                 raise ValueError(f"its bytes in the source are {writer.bytes_written} long, its row says {blob.size}")
             if writer.sha256() != blob.sha256:
@@ -473,8 +539,9 @@ def migrate_store(source: Settings, target: Settings, *, say: Say, progress: Pro
         result.dropped_sessions, result.dropped_session_bytes = snapshot.unfinished_sessions()
         say(f"opening the target database {without_password(target.database_url)}")
         target_database = open_database(target.database_url)
-        threads = HelperThreads(hashing=ThreadPoolExecutor(1, thread_name_prefix="lockr-hash"),
-                                uploads=ThreadPoolExecutor(2, thread_name_prefix="lockr-s3-part"))
+        # A hashing thread and a part-upload thread per copy in flight (each writer keeps one job in each).
+        threads = HelperThreads(hashing=ThreadPoolExecutor(COPY_WORKERS, thread_name_prefix="lockr-hash"),
+                                uploads=ThreadPoolExecutor(COPY_WORKERS, thread_name_prefix="lockr-s3-part"))
         try:
             # The regions the source's files name, and only those: they were empty when the migration began,
             # so every unfinished write in them is the migration's, and clear_temp may abort them all,
@@ -487,7 +554,7 @@ def migrate_store(source: Settings, target: Settings, *, say: Say, progress: Pro
             if not result.already_done:
                 say(f"copying the bytes of {snapshot.blob_totals()[0]} blob files (smaller files are rows of the "
                     "database)")
-                copy_blobs(snapshot, regions, source, blobs, result, progress, say)
+                copy_blobs(snapshot, regions, source, target, blobs, result, progress, say)
                 result.leftovers_removed += blobs.clear_temp()
                 say("copying the accounts, tokens, files and keys (one transaction)")
                 copy_rows(snapshot, secret, target_database, result)

@@ -13,6 +13,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -345,6 +346,71 @@ def test_memory_stays_flat_in_the_number_of_files(memory_folder: Path, postgres_
             postgres_cluster.drop_database(database)
     growth_kib = peaks[1] - peaks[0]
     assert growth_kib < 4 * 1024, f"peak memory grew by {growth_kib // 1024} MiB for {more} more files"
+
+
+def small_blob_store(source: Path, count: int) -> None:
+    """A stopped store of `count` blob files of 64 KiB (one uploaded, the rest added directly)."""
+    old = ThreadedServer(make_settings(source, inline_max="0")).start()
+    try:
+        assert upload(old.url, os.urandom(64 * 1024), "x.bin", account=create_account(old.url)).status_code == 201
+    finally:
+        old.stop()
+    add_blob_files(source, count - 1)
+
+
+def test_blobs_go_into_a_bucket_a_few_at_a_time(tmp_path: Path, pg_url: str, s3_server: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lockr_local.server import migrate as migration
+
+    source = tmp_path / "old"
+    small_blob_store(source, 60)
+    bucket = s3_server.new_bucket()
+    # Each copy is the real one; this only counts how many run at once.
+    lock, running, most = threading.Lock(), [0], [0]
+    real_copy = migration.copy_blob
+
+    def counted(*args: Any) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return real_copy(*args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(migration, "copy_blob", counted)
+    target = make_settings(tmp_path / "new", database_url=pg_url, regions=f"local={s3_server.region_url(bucket)}")
+    with ThreadPoolExecutor(1) as thread:  # models bind per thread: keep the target's binding off this one
+        result = thread.submit(migration.migrate_store, make_settings(source), target, say=lambda _: None,
+                               progress=lambda done, total: None).result()
+
+    assert result.report is not None and result.report.clean and result.blobs_copied == 60
+    assert 1 < most[0] <= migration.COPY_WORKERS, f"{most[0]} copies at once"
+    assert len(bucket_keys(s3_server, bucket)) == 60
+
+
+def test_a_source_file_whose_bytes_do_not_match_its_sha256_is_not_copied(tmp_path: Path, pg_url: str,
+                                                                         s3_server: Any) -> None:
+    source = tmp_path / "old"
+    small_blob_store(source, 30)
+    with sqlite3.connect(source / "lockr.db") as db:
+        bad = db.execute("SELECT file_id FROM storedfile ORDER BY file_id LIMIT 1 OFFSET 10").fetchone()[0]
+    db.close()
+    path = make_settings(source).region_paths["local"] / "objects" / bad[:2] / bad
+    path.write_bytes(b"x" * path.stat().st_size)  # the same length, other bytes
+    bucket = s3_server.new_bucket()
+
+    result = migrate(source, "--to-database-url", pg_url, "--to-region", f"local={s3_server.region_url(bucket)}")
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "1 files of the source could not be copied" in result.stderr
+    assert f"file {bad}: its bytes in the source do not match its recorded sha256" in result.stderr
+    keys = bucket_keys(s3_server, bucket)
+    assert len(keys) == 29 and not any(key.endswith(bad) for key in keys)
+    assert row_counts(pg_url)["storedfile"] == 0
 
 
 @pytest.mark.parametrize("source, listed, expected", [
