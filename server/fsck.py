@@ -1,5 +1,8 @@
 """Consistency check of the store: rows vs bytes, hashes, quota accounting, SQLite integrity, leftovers.
 
+Memory stays flat in the number of files: rows are read in batches by their sequence number, and each
+page of a region's listing is looked up among the rows in one query (no set of every id is held).
+
 Files in the trash are files here: their rows keep their bytes (missing ones are reported, their bytes are
 no orphans) and their sizes count in the account's `used`, as trash.py promises."""
 
@@ -10,8 +13,9 @@ import hashlib
 import re
 import time
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, cast
+from typing import Any, Callable, Iterable, Iterator, Sequence, cast
 
 import peewee
 
@@ -91,6 +95,11 @@ def sha256_of(files: FileBytes, at: StoredAt) -> str:
     return digest.hexdigest()
 
 
+# Rows read per query, and listed keys looked up per query (under SQLite's oldest limit of 999 parameters).
+ROW_BATCH = 1000
+KEY_BATCH = 500
+
+
 def pending_session_file_ids() -> set[str]:
     """Objects that belong to sessions still finishing are not orphans."""
     return {row.file_id for row in UploadSession.select(UploadSession.file_id)}
@@ -99,10 +108,37 @@ def pending_session_file_ids() -> set[str]:
 def stored_files_with_inline_lengths() -> peewee.ModelSelect[StoredFile]:
     """Every file row with the length of its inline bytes (None for blob files, or inline bytes gone), in
     one query: a lookup per row would cost a query per inline file."""
-    return (StoredFile.select(StoredFile.file_id, StoredFile.region, StoredFile.size, StoredFile.sha256,
+    return (StoredFile.select(StoredFile.seq, StoredFile.file_id, StoredFile.region, StoredFile.size, StoredFile.sha256,
                               StoredFile.inline, StoredFile.deleted_at,
                               peewee.fn.LENGTH(InlineBlob.data).alias("inline_length"))
             .join(InlineBlob, peewee.JOIN.LEFT_OUTER, on=(InlineBlob.file == StoredFile.file_id)))
+
+
+def _rows_in_batches() -> Iterator[StoredFile]:
+    """Every file row (with its inline length), ROW_BATCH at a time by sequence number: PostgreSQL's driver
+    would otherwise fetch a whole result into memory at once."""
+    after = 0
+    while True:
+        batch = list(stored_files_with_inline_lengths().where(StoredFile.seq > after)
+                     .order_by(StoredFile.seq).limit(ROW_BATCH))
+        yield from batch
+        if len(batch) < ROW_BATCH:
+            return
+        after = batch[-1].seq
+
+
+def _unknown_keys(region: str, keys: Iterable[str]) -> Iterator[str]:
+    """The listed keys of a region that no file row of the region and no upload session names (an
+    unfinished session's bytes are not orphans), looked up KEY_BATCH at a time."""
+    listed = iter(keys)
+    while batch := list(islice(listed, KEY_BATCH)):
+        known = {row.file_id for row in StoredFile.select(StoredFile.file_id)
+                 .where((StoredFile.region == region) & StoredFile.file_id.in_(batch))}
+        unknown = [key for key in batch if key not in known]
+        if unknown:
+            pending = {row.file_id for row in UploadSession.select(UploadSession.file_id)
+                       .where(UploadSession.file_id.in_(unknown))}
+            yield from (key for key in unknown if key not in pending)
 
 
 def private_roots(settings: Settings) -> list[Path]:
@@ -124,17 +160,16 @@ def check_store(database: peewee.Database, blobs: BlobStore, *, verify: bool = F
     report = FsckReport()
     report.database_ok = integrity_ok(database)
     _check_permissions(report, private, repair)
-    known: dict[str, set[str]] = {region: set() for region in blobs.regions()}
-    for row in stored_files_with_inline_lengths().iterator():
+    regions = set(blobs.regions())
+    for row in _rows_in_batches():
         report.files_checked += 1
         if row.deleted_at is not None:
             report.files_in_trash += 1
         location = BlobLocation(row.region, row.file_id)
-        known.setdefault(row.region, set()).add(row.file_id)
         if row.inline:  # its bytes are an InlineBlob row, not a blob file
             size = None if row.inline_length is None else int(row.inline_length)
         else:
-            size = blobs.size(location) if row.region in known else None
+            size = blobs.size(location) if row.region in regions else None
         if size is None:
             report.missing_bytes.append(row.file_id)
         elif size != row.size:
@@ -145,14 +180,12 @@ def check_store(database: peewee.Database, blobs: BlobStore, *, verify: bool = F
             report.bytes_verified += size
         if progress:
             progress(report.files_checked)
-    pending = pending_session_file_ids()
     for region in blobs.regions():
-        for key in blobs.iter_objects(region):
-            if key not in known[region] and key not in pending:
-                report.orphan_objects.append(key)
-                if repair:
-                    blobs.delete(BlobLocation(region, key))
-                    report.repaired.append(f"removed orphan bytes {key}")
+        for key in _unknown_keys(region, blobs.iter_objects(region)):
+            report.orphan_objects.append(key)
+            if repair:
+                blobs.delete(BlobLocation(region, key))
+                report.repaired.append(f"removed orphan bytes {key}")
         report.temp_leftovers += blobs.temp_leftovers(region)
     if repair and report.temp_leftovers:
         blobs.clear_temp()

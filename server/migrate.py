@@ -12,7 +12,10 @@ target that the same command, run again, finishes without copying anything twice
 3. Blobs: each file's bytes stream from its folder into the target region of the same name, hashed on
    the way, and are committed only when size and SHA-256 match the file's row. A blob already in the
    target is not copied again: a commit is atomic (a completed multipart upload, an os.replace), so one
-   that is there is whole and verified.
+   that is there is whole and verified. The source's rows and the target's listing are walked side by
+   side in key order (a sorted merge, see walk_region), so memory stays flat for millions of files.
+   Into a bucket, COPY_WORKERS blobs are copied at once (each request waits on the network, and small
+   files are all requests); at most that many are in flight, so memory stays bounded.
 4. Rows: in ONE transaction the target's rows are replaced by the snapshot's, id sequences moved past the
    copied ids, quota counters recounted, the signing secret stored (links signed before verify, key hashes
    and login-address tags stay valid) and the state set to done. Cut off, the transaction leaves nothing.
@@ -30,11 +33,12 @@ import json
 import shutil
 import sqlite3
 import tempfile
+import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterable, Iterator
 
 import peewee
 
@@ -51,6 +55,9 @@ from lockr_local.server.models import (
 from lockr_local.server.security import existing_secret
 
 READ_BLOCK = 1024 * 1024
+# Blobs copied at once into a bucket region (a folder region: one at a time). Memory: each holds a read
+# block, and a writer's filling part and the part in flight (s3store.part_size: 8 MiB while under 8 GiB).
+COPY_WORKERS = 4
 # Rows go to the target in batches of this many, or of this many bytes (inline files' bytes are rows).
 BATCH_ROWS = 500
 BATCH_BYTES = 8 * 2**20
@@ -118,12 +125,24 @@ class Snapshot:
         self.connection.close()
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def blobs(self) -> list[SourceBlob]:
+    def blob_totals(self) -> tuple[int, int]:
+        """How many files are blob files (not inline), and their bytes."""
         f = StoredFile
-        return [SourceBlob(*row) for row in self.connection.execute(
-            f'SELECT "{f.file_id.column_name}", "{f.region.column_name}", "{f.size.column_name}", '
-            f'"{f.sha256.column_name}" FROM "{f._meta.table_name}" WHERE NOT COALESCE("{f.inline.column_name}", 0) '
-            f'ORDER BY "{f.seq.column_name}"')]
+        row = self.connection.execute(
+            f'SELECT COUNT(*), COALESCE(SUM("{f.size.column_name}"), 0) FROM "{f._meta.table_name}" '
+            f'WHERE NOT COALESCE("{f.inline.column_name}", 0)').fetchone()
+        return int(row[0]), int(row[1])
+
+    def blobs(self, region: str) -> Iterator[SourceBlob]:
+        """The blob files of a region by file id in byte order (SQLite's BINARY collation, the order of an
+        S3 listing and of the folder store's), read lazily from a cursor of their own."""
+        f = StoredFile
+        for row in self.connection.execute(
+                f'SELECT "{f.file_id.column_name}", "{f.region.column_name}", "{f.size.column_name}", '
+                f'"{f.sha256.column_name}" FROM "{f._meta.table_name}" WHERE "{f.region.column_name}" = ? AND '
+                f'NOT COALESCE("{f.inline.column_name}", 0) ORDER BY "{f.file_id.column_name}" COLLATE BINARY',
+                (region,)):
+            yield SourceBlob(*row)
 
     def region_names(self) -> set[str]:
         """Every region a row names: files (blob or inline: download URLs carry it), accounts' defaults,
@@ -224,8 +243,44 @@ def region_places(target: Settings, regions: set[str]) -> dict[str, str]:
     return {name: hashlib.sha256(where[name].encode()).hexdigest()[:16] for name in sorted(regions)}
 
 
+def walk_region(region: str, source: Iterator[SourceBlob], listed: Iterable[str]
+                ) -> Iterator[tuple[SourceBlob | None, str | None]]:
+    """The source's blobs of a region beside the target's keys there, both in ascending key order, merged:
+    (blob, key) when the target has the blob, (blob, None) when not, (None, key) for a key no source blob
+    of the region has. One item of each side in memory, however many files. A key is judged foreign only
+    once the source has passed it, which holds in any listing order; a listing out of order (an object
+    store that does not list by key) is refused, since blobs would be judged missing and copied again."""
+    keys = iter(listed)
+    key = next(keys, None)
+    last = ""
+    for blob in source:
+        while key is not None and key < blob.file_id:
+            yield None, key
+            last, key = key, next(keys, None)
+            if key is not None and key <= last:
+                raise _unordered(region, last, key)
+        if key == blob.file_id:
+            yield blob, key
+            last, key = key, next(keys, None)
+            if key is not None and key <= last:
+                raise _unordered(region, last, key)
+        else:
+            yield blob, None
+    while key is not None:
+        yield None, key
+        last, key = key, next(keys, None)
+        if key is not None and key <= last:
+            raise _unordered(region, last, key)
+
+
+def _unordered(region: str, last: str, key: str) -> StoreUnusable:
+    return StoreUnusable(f"The listing of target region {region} is not in key order ({key} after {last}); "
+                         "migrate walks it beside the source's files by key, so it needs an object store that "
+                         "lists keys in order, as S3's general purpose buckets do. Nothing more was copied.")
+
+
 def claim_target(target: Settings, identity: str, source_label: str, blobs: BlobStore, regions: set[str],
-                 snapshot_blobs: list[SourceBlob], result: MigrationResult) -> None:
+                 snapshot: Snapshot, result: MigrationResult) -> None:
     """Refuses a target that holds anything but an unfinished (or finished) migration of this source;
     marks a fresh one as this source's migration."""
     where = without_password(target.database_url)
@@ -238,10 +293,11 @@ def claim_target(target: Settings, identity: str, source_label: str, blobs: Blob
         moved = sorted(name for name, place in places.items() if marker.get("regions", {}).get(name) != place)
         if result.resumed and moved:
             # A region given another place since the migration began: it was not checked empty then, so its
-            # objects that no source file names are not the migration's to remove (copy_blobs would).
-            known = {blob.file_id for blob in snapshot_blobs}
+            # objects that no source file of the region names are not the migration's to remove (copy_blobs
+            # would).
             for region in moved:
-                if any(key not in known for key in blobs.iter_objects(region)):
+                if any(blob is None for blob, _ in walk_region(region, snapshot.blobs(region),
+                                                               blobs.iter_objects(region))):
                     raise Conflict(f"Target region {region} is not where it was when this migration began, and "
                                    "holds files of another store; give it back its first place, or an empty "
                                    "bucket or prefix. Nothing more was copied.")
@@ -266,64 +322,130 @@ def claim_target(target: Settings, identity: str, source_label: str, blobs: Blob
         _put_meta(MIGRATION_STATE, "copying")
 
 
-def copy_blobs(wanted: list[SourceBlob], source: Settings, blobs: BlobStore, result: MigrationResult,
-               progress: Progress, say: Say) -> None:
-    """Streams every blob of `wanted` not yet in the target from its folder, verified by size and SHA-256."""
-    present: set[tuple[str, str]] = set()
-    for region in sorted({blob.region for blob in wanted}):
-        present |= {(region, key) for key in blobs.iter_objects(region)}
-    result.blobs = len(wanted)
-    result.bytes_total = sum(blob.size for blob in wanted)
-    todo = [blob for blob in wanted if (blob.region, blob.file_id) not in present]
-    result.blobs_present = len(wanted) - len(todo)
-    done = result.bytes_total - sum(blob.size for blob in todo)
-    if result.blobs_present:
-        say(f"{result.blobs_present} of {len(wanted)} blobs are in the target already (an earlier run copied "
-            "them); copying the rest")
-    progress(done, result.bytes_total)
-    problems: list[str] = []
-    for blob in todo:
-        root = source.region_paths.get(blob.region)
-        if root is None:
-            problems.append(f"file {blob.file_id}: the source's settings have no folder for its region {blob.region}")
-            continue
-        path = object_path(root, blob.file_id)
+class _Copier:
+    """Copies blobs (on the threads of copy_blobs' pool), keeping the bytes-done count that progress shows.
+    `stop()` makes the copies in flight give up at their next block (their writers abort: nothing
+    half-written stays)."""
+
+    def __init__(self, blobs: BlobStore, result: MigrationResult, progress: Progress) -> None:
+        self.blobs = blobs
+        self.result = result
+        self._progress = progress
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self.done = 0
+
+    def advance(self, by: int) -> None:
+        with self._lock:
+            self.done += by
+            self._progress(self.done, self.result.bytes_total)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    def copy(self, path: Path, blob: SourceBlob) -> int:
+        counted = 0
+
+        def copied(block: int) -> None:
+            nonlocal counted
+            if self._stopping.is_set():
+                raise _Stopped()
+            counted += block
+            self.advance(block)
+
         try:
-            copied = copy_blob(path, blobs, blob, lambda n: progress(done + n, result.bytes_total))
+            return copy_blob(path, self.blobs, blob, copied)
+        except BaseException:
+            self.advance(-counted)  # not copied after all
+            raise
+
+
+class _Stopped(Exception):
+    """A copy given up because the run is stopping."""
+
+
+def copy_blobs(snapshot: Snapshot, regions: set[str], source: Settings, target: Settings, blobs: BlobStore,
+               result: MigrationResult, progress: Progress, say: Say) -> None:
+    """Streams every blob of the snapshot not yet in the target from its folder, verified by size and SHA-256,
+    and removes what an earlier run copied for files the source no longer has (deleted between the runs):
+    the target's regions were empty when the migration began, so everything in them is the migration's."""
+    result.blobs, result.bytes_total = snapshot.blob_totals()
+    copier = _Copier(blobs, result, progress)
+    copier.advance(0)
+    problems: list[str] = []  # the first few, for the message; `failed` counts them all
+    failed = 0
+
+    def problem(blob: SourceBlob, text: str) -> None:
+        nonlocal failed
+        failed += 1
+        if len(problems) < 20:
+            problems.append(f"file {blob.file_id}: {text}")
+
+    def landed(flight: Future[int], blob: SourceBlob, path: Path) -> None:
+        try:
+            copied = flight.result()
         except FileNotFoundError:
-            problems.append(f"file {blob.file_id}: its bytes are missing from {path.parent.parent.parent}")
-            continue
+            problem(blob, f"its bytes are missing from {path.parent.parent.parent}")
         except ValueError as exc:
-            problems.append(f"file {blob.file_id}: {exc}")
-            continue
-        done += copied
-        result.blobs_copied += 1
-        result.bytes_copied += copied
-        progress(done, result.bytes_total)
-    # What an earlier run copied for files the source no longer has (deleted between the runs): the
-    # target's regions were empty when the migration began, so everything in them is the migration's.
-    keep = {(blob.region, blob.file_id) for blob in wanted}
-    for region, key in sorted(present - keep):
-        blobs.delete(BlobLocation(region, key))
-        result.leftovers_removed += 1
-    if problems:
-        raise StoreUnusable(f"{len(problems)} files of the source could not be copied, so the migration is not "
+            problem(blob, str(exc))
+        else:
+            result.blobs_copied += 1
+            result.bytes_copied += copied
+
+    for region in sorted(regions):
+        root = source.region_paths.get(region)
+        workers = COPY_WORKERS if region in target.bucket_regions else 1
+        in_flight: dict[Future[int], tuple[SourceBlob, Path]] = {}
+        pool = ThreadPoolExecutor(workers, thread_name_prefix="lockr-migrate-copy")
+        try:
+            for blob, key in walk_region(region, snapshot.blobs(region), blobs.iter_objects(region)):
+                if blob is None:
+                    assert key is not None
+                    # Deleting the key just listed: a listing continues after the last key it gave, gone or
+                    # not (and the copies in flight are of keys before it, so it will not list them).
+                    blobs.delete(BlobLocation(region, key))
+                    result.leftovers_removed += 1
+                elif key is not None:
+                    result.blobs_present += 1
+                    copier.advance(blob.size)
+                elif root is None:
+                    problem(blob, f"the source's settings have no folder for its region {region}")
+                else:
+                    path = object_path(root, blob.file_id)
+                    while len(in_flight) >= workers:
+                        finished, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+                        for flight in finished:
+                            landed(flight, *in_flight.pop(flight))
+                    in_flight[pool.submit(copier.copy, path, blob)] = (blob, path)
+            for flight in list(in_flight):
+                landed(flight, *in_flight.pop(flight))
+        except BaseException:
+            copier.stop()  # Ctrl-C or a failing store: the copies in flight give up rather than finish
+            raise
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+    if result.blobs_present:
+        say(f"{result.blobs_present} of {result.blobs} blobs were in the target already (an earlier run copied "
+            "them)")
+    if failed:
+        raise StoreUnusable(f"{failed} files of the source could not be copied, so the migration is not "
                             "finished (the rest is copied; the target stays unusable until it finishes):\n  "
-                            + "\n  ".join(problems[:20]) + ("\n  ..." if len(problems) > 20 else "")
+                            + "\n  ".join(problems) + ("\n  ..." if failed > len(problems) else "")
                             + "\nRun 'lockr-local fsck --verify' on the source, restore or delete those files, "
                               "then run this migrate command again.")
 
 
 def copy_blob(path: Path, blobs: BlobStore, blob: SourceBlob, copied: Callable[[int], None]) -> int:
-    """One blob, streamed in READ_BLOCK pieces (flat memory) and committed only if it is what its row says.
-    FileNotFoundError when its file is gone; ValueError when its bytes do not match."""
+    """One blob, streamed in READ_BLOCK pieces (flat memory) and committed only if it is what its row says;
+    `copied` hears of each block's length. FileNotFoundError when its file is gone; ValueError when its
+    bytes do not match."""
     with open(path, "rb") as handle:
         writer = blobs.new_writer(BlobLocation(blob.region, blob.file_id), rclone_digests=False)
         committed = False
         try:
             while block := handle.read(READ_BLOCK):
                 writer.write(block)
-                copied(writer.bytes_written)
+                copied(len(block))
             if writer.bytes_written != blob.size:
                 raise ValueError(f"its bytes in the source are {writer.bytes_written} long, its row says {blob.size}")
             if writer.sha256() != blob.sha256:
@@ -417,8 +539,9 @@ def migrate_store(source: Settings, target: Settings, *, say: Say, progress: Pro
         result.dropped_sessions, result.dropped_session_bytes = snapshot.unfinished_sessions()
         say(f"opening the target database {without_password(target.database_url)}")
         target_database = open_database(target.database_url)
-        threads = HelperThreads(hashing=ThreadPoolExecutor(1, thread_name_prefix="lockr-hash"),
-                                uploads=ThreadPoolExecutor(2, thread_name_prefix="lockr-s3-part"))
+        # A hashing thread and a part-upload thread per copy in flight (each writer keeps one job in each).
+        threads = HelperThreads(hashing=ThreadPoolExecutor(COPY_WORKERS, thread_name_prefix="lockr-hash"),
+                                uploads=ThreadPoolExecutor(COPY_WORKERS, thread_name_prefix="lockr-s3-part"))
         try:
             # The regions the source's files name, and only those: they were empty when the migration began,
             # so every unfinished write in them is the migration's, and clear_temp may abort them all,
@@ -426,12 +549,12 @@ def migrate_store(source: Settings, target: Settings, *, say: Say, progress: Pro
             used = tuple((name, where) for name, where in target.regions if name in regions)
             blobs = make_blob_store(target.replace(regions=used, session_expiry=0))
             blobs.use_threads(threads)
-            wanted = snapshot.blobs()
-            claim_target(target, source_identity(source, secret), f"{source.data_dir}", blobs, regions, wanted,
+            claim_target(target, source_identity(source, secret), f"{source.data_dir}", blobs, regions, snapshot,
                          result)
             if not result.already_done:
-                say(f"copying the bytes of {len(wanted)} blob files (smaller files are rows of the database)")
-                copy_blobs(wanted, source, blobs, result, progress, say)
+                say(f"copying the bytes of {snapshot.blob_totals()[0]} blob files (smaller files are rows of the "
+                    "database)")
+                copy_blobs(snapshot, regions, source, target, blobs, result, progress, say)
                 result.leftovers_removed += blobs.clear_temp()
                 say("copying the accounts, tokens, files and keys (one transaction)")
                 copy_rows(snapshot, secret, target_database, result)

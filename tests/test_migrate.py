@@ -7,10 +7,13 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import threading
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -205,6 +208,49 @@ def test_a_region_missing_in_the_target_is_refused_before_anything_is_copied(
         assert connection.execute("SELECT COUNT(*) FROM pg_tables WHERE schemaname = 'public'").fetchone()[0] == 0
 
 
+def test_a_resumed_run_whose_region_now_holds_another_stores_files_is_refused(
+        tmp_path: Path, pg_url: str, s3_server: Any) -> None:
+    source = tmp_path / "old"
+    old = ThreadedServer(make_settings(source, inline_max="0")).start()
+    try:
+        account = create_account(old.url)
+        ids = [upload(old.url, os.urandom(50_000), f"f{n}.bin", account=account).json()["id"] for n in range(5)]
+    finally:
+        old.stop()
+    first = s3_server.new_bucket()
+    # An unfinished migration: one file's bytes are away, so the first run copies the others and stops.
+    blob = make_settings(source).region_paths["local"] / "objects" / ids[0][:2] / ids[0]
+    away = blob.rename(tmp_path / "away")
+    stopped = migrate(source, "--to-database-url", pg_url, "--to-region", f"local={s3_server.region_url(first)}")
+    assert stopped.returncode != 0 and "1 files of the source could not be copied" in stopped.stderr
+    away.rename(blob)
+    assert len(bucket_keys(s3_server, first)) == 4
+    # The region now names another bucket, where another store keeps its files.
+    other = s3_server.new_bucket()
+    other_store = ThreadedServer(make_settings(tmp_path / "other", inline_max="0",
+                                               regions=f"local={s3_server.region_url(other)}"))
+    other_store.start()
+    try:
+        assert upload(other_store.url, b"another store's file", "theirs.txt").status_code == 201
+    finally:
+        other_store.stop()
+    theirs = bucket_keys(s3_server, other)
+    assert len(theirs) == 1
+
+    result = migrate(source, "--to-database-url", pg_url, "--to-region", f"local={s3_server.region_url(other)}")
+
+    assert result.returncode == 1, result.stderr
+    assert "Target region local is not where it was when this migration began, and holds files of another " \
+           "store" in result.stderr and "Traceback" not in result.stderr
+    assert bucket_keys(s3_server, other) == theirs, "the other store's bucket changed"
+    assert len(bucket_keys(s3_server, first)) == 4
+    assert row_counts(pg_url)["storedfile"] == 0
+    # Given back its first place, the migration finishes.
+    finished = migrate(source, "--to-database-url", pg_url, "--to-region", f"local={s3_server.region_url(first)}")
+    assert finished.returncode == 0, finished.stderr
+    assert "4 copied by an earlier run" in finished.stderr and row_counts(pg_url)["storedfile"] == 5
+
+
 # Peak memory of the migrate process (VmHWM: not inherited from the parent, unlike ru_maxrss), printed last.
 PEAK_MEMORY = ("import sys\nfrom lockr_local.cli import main\ncode = main(sys.argv[1:])\n"
                "print(next(line for line in open('/proc/self/status') if line.startswith('VmHWM')), file=sys.stderr)\n"
@@ -232,6 +278,162 @@ def test_a_large_file_streams_through_in_flat_memory(tmp_path: Path, pg_url: str
     # About 70 MiB is the program itself (boto3, psycopg, peewee); parts of 8 MiB, one filling and one in
     # flight, add some tens. Holding the file would add 128.
     assert peak_kib < 160 * 1024, f"peak memory {peak_kib // 1024} MiB for a {size // 2**20} MiB file"
+
+
+def add_blob_files(source: Path, count: int) -> None:
+    """Adds `count` copies of the store's one blob file, under new ids, straight into its (stopped) database
+    and folder, as `count` uploads would have left them: seconds instead of minutes of HTTP."""
+    root = make_settings(source).region_paths["local"]
+    with sqlite3.connect(source / "lockr.db") as db:
+        db.row_factory = sqlite3.Row
+        template = dict(db.execute("SELECT * FROM storedfile WHERE NOT inline").fetchone())
+        data = (root / "objects" / template["file_id"][:2] / template["file_id"]).read_bytes()
+        del template["seq"]
+        rows = []
+        for n in range(count):
+            file_id = os.urandom(16).hex()
+            rows.append({**template, "file_id": file_id, "name": f"f{n}.bin"})
+            shard = root / "objects" / file_id[:2]
+            shard.mkdir(exist_ok=True)
+            (shard / file_id).write_bytes(data)
+        columns = list(template)
+        db.executemany(f"INSERT INTO storedfile ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})",
+                       [tuple(row[c] for c in columns) for row in rows])
+    db.close()
+
+
+def peak_memory_of_migrate(source: Path, *args: str) -> int:
+    """The migrate command's peak resident memory, in KiB."""
+    result = subprocess.run([sys.executable, "-c", PEAK_MEMORY, "migrate", "--data-dir", str(source), *args],
+                            capture_output=True, text=True, env=clean_env(), cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stderr
+    return int(result.stderr.strip().splitlines()[-1].split()[1])
+
+
+@pytest.fixture
+def memory_folder(tmp_path: Path) -> Iterator[Path]:
+    """A folder in memory (tmpfs) where there is one: a folder region fsyncs every blob it stores, which on
+    a disk makes tens of thousands of tiny files take minutes."""
+    if not Path("/dev/shm").is_dir():
+        yield tmp_path
+        return
+    folder = Path(tempfile.mkdtemp(prefix="lockr-test-", dir="/dev/shm"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def test_memory_stays_flat_in_the_number_of_files(memory_folder: Path, postgres_cluster: Any) -> None:
+    # Two stores alike but for 20,000 more files, each migrated into a database and a folder region of its
+    # own (a bucket is walked the same way, its listing in pages of 1,000; moto would take minutes). The
+    # smaller has enough files to fill the caches that are bounded anyway (SQLite's pages, batches of rows).
+    # Holding a row per file (about 1 KB each, with fsck's set of ids) would add some 20 MiB.
+    more = 20_000
+    peaks = []
+    for name, count in (("few", 5_000), ("many", 5_000 + more)):
+        source = memory_folder / name
+        old = ThreadedServer(make_settings(source, inline_max="0")).start()
+        try:
+            upload(old.url, b"one tiny file", "x.bin", account=create_account(old.url))
+        finally:
+            old.stop()
+        add_blob_files(source, count)
+        database = postgres_cluster.create_database(empty=True)
+        try:
+            peaks.append(peak_memory_of_migrate(source, "--to-database-url", str(postgres_cluster.url(database)),
+                                                "--to-region", f"local={memory_folder / (name + '-new')}"))
+            assert row_counts(str(postgres_cluster.url(database)))["storedfile"] == count + 1
+        finally:
+            postgres_cluster.drop_database(database)
+    growth_kib = peaks[1] - peaks[0]
+    assert growth_kib < 4 * 1024, f"peak memory grew by {growth_kib // 1024} MiB for {more} more files"
+
+
+def small_blob_store(source: Path, count: int) -> None:
+    """A stopped store of `count` blob files of 64 KiB (one uploaded, the rest added directly)."""
+    old = ThreadedServer(make_settings(source, inline_max="0")).start()
+    try:
+        assert upload(old.url, os.urandom(64 * 1024), "x.bin", account=create_account(old.url)).status_code == 201
+    finally:
+        old.stop()
+    add_blob_files(source, count - 1)
+
+
+def test_blobs_go_into_a_bucket_a_few_at_a_time(tmp_path: Path, pg_url: str, s3_server: Any,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lockr_local.server import migrate as migration
+
+    source = tmp_path / "old"
+    small_blob_store(source, 60)
+    bucket = s3_server.new_bucket()
+    # Each copy is the real one; this only counts how many run at once.
+    lock, running, most = threading.Lock(), [0], [0]
+    real_copy = migration.copy_blob
+
+    def counted(*args: Any) -> int:
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+        try:
+            return real_copy(*args)
+        finally:
+            with lock:
+                running[0] -= 1
+
+    monkeypatch.setattr(migration, "copy_blob", counted)
+    target = make_settings(tmp_path / "new", database_url=pg_url, regions=f"local={s3_server.region_url(bucket)}")
+    with ThreadPoolExecutor(1) as thread:  # models bind per thread: keep the target's binding off this one
+        result = thread.submit(migration.migrate_store, make_settings(source), target, say=lambda _: None,
+                               progress=lambda done, total: None).result()
+
+    assert result.report is not None and result.report.clean and result.blobs_copied == 60
+    assert 1 < most[0] <= migration.COPY_WORKERS, f"{most[0]} copies at once"
+    assert len(bucket_keys(s3_server, bucket)) == 60
+
+
+def test_a_source_file_whose_bytes_do_not_match_its_sha256_is_not_copied(tmp_path: Path, pg_url: str,
+                                                                         s3_server: Any) -> None:
+    source = tmp_path / "old"
+    small_blob_store(source, 30)
+    with sqlite3.connect(source / "lockr.db") as db:
+        bad = db.execute("SELECT file_id FROM storedfile ORDER BY file_id LIMIT 1 OFFSET 10").fetchone()[0]
+    db.close()
+    path = make_settings(source).region_paths["local"] / "objects" / bad[:2] / bad
+    path.write_bytes(b"x" * path.stat().st_size)  # the same length, other bytes
+    bucket = s3_server.new_bucket()
+
+    result = migrate(source, "--to-database-url", pg_url, "--to-region", f"local={s3_server.region_url(bucket)}")
+
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "1 files of the source could not be copied" in result.stderr
+    assert f"file {bad}: its bytes in the source do not match its recorded sha256" in result.stderr
+    keys = bucket_keys(s3_server, bucket)
+    assert len(keys) == 29 and not any(key.endswith(bad) for key in keys)
+    assert row_counts(pg_url)["storedfile"] == 0
+
+
+@pytest.mark.parametrize("source, listed, expected", [
+    ("ace", "bcd", [("a", None), (None, "b"), ("c", "c"), (None, "d"), ("e", None)]),
+    ("", "ab", [(None, "a"), (None, "b")]),
+    ("ab", "", [("a", None), ("b", None)]),
+    ("ab", "ab", [("a", "a"), ("b", "b")]),
+], ids=["interleaved", "source empty", "target empty", "all copied"])
+def test_the_walk_pairs_each_source_blob_with_its_key_in_the_target(source: str, listed: str,
+                                                                     expected: list[Any]) -> None:
+    from lockr_local.server.migrate import SourceBlob, walk_region
+
+    walked = walk_region("local", iter([SourceBlob(key, "local", 1, "") for key in source]), iter(listed))
+
+    assert [(blob and blob.file_id, key) for blob, key in walked] == expected
+
+
+def test_a_listing_out_of_key_order_is_refused() -> None:
+    from lockr_local.errors import StoreUnusable
+    from lockr_local.server.migrate import SourceBlob, walk_region
+
+    with pytest.raises(StoreUnusable, match="not in key order"):
+        list(walk_region("local", iter([SourceBlob("c", "local", 1, "")]), iter(["a", "d", "b"])))
 
 
 def test_a_store_of_an_older_schema_is_upgraded_in_the_copy_not_in_place(
