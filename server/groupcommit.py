@@ -75,11 +75,18 @@ class GroupCommit:
         did once that transaction has committed."""
         loop = asyncio.get_running_loop()
         answer: asyncio.Future[Any] = loop.create_future()
+        waiting = _Waiting(lambda: record(*args), answer)
         with self._lock:
-            self._waiting.append(_Waiting(lambda: record(*args), answer))
+            self._waiting.append(waiting)
             start, self._queued = not self._queued, True
         if start:
-            self.db.start(self._drain).add_done_callback(self._answer)
+            try:
+                self.db.start(self._drain).add_done_callback(self._answer)
+            except BaseException:  # the database thread is gone (the server is closing): nothing was queued
+                with self._lock:
+                    self._waiting.remove(waiting)
+                    self._queued = False
+                raise
         outcome = await answer
         if isinstance(outcome, _Failed):
             raise outcome.error
