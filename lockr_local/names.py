@@ -34,6 +34,9 @@ _VARIATION_SELECTORS = ((0x180B, 0x180D), (0x180F, 0x180F), (0xFE00, 0xFE0F), (0
 _JOINING_SCRIPTS = ((0x0600, 0x07FF), (0x0840, 0x08FF), (0x1800, 0x18AF), (0xA840, 0xA87F),
                     (0xFB50, 0xFDFF), (0xFE70, 0xFEFF), (0x10AC0, 0x10AFF), (0x10B80, 0x10BAF),
                     (0x10D00, 0x10D3F), (0x10F30, 0x10FFF), (0x1E900, 0x1E95F))
+# Printable ASCII holds no control, format or invisible character: a name made only of it (most are) skips
+# the per-character Unicode checks of normalize_name, which cost a small upload more than its hashing.
+_PRINTABLE_ASCII = re.compile(r"[\x20-\x7e]*")
 _HEX64 = re.compile(r"[0-9a-f]{64}")
 _FILE_ID = re.compile(r"[0-9a-f]{32}")
 
@@ -51,17 +54,8 @@ def normalize_name(raw: str) -> str:
         raise InvalidName("The file name is empty.")
     if len(name.encode("utf-8")) > MAX_NAME_BYTES:
         raise InvalidName(f"The file name is longer than {MAX_NAME_BYTES} bytes.")
-    for char in name:
-        if char == "\x00":
-            raise InvalidName("The file name contains a NUL character.")
-        if char in "\r\n":
-            raise InvalidName("The file name contains a line break.")
-        if unicodedata.category(char) in ("Cc", "Cs"):
-            raise InvalidName(f"The file name contains the control character U+{ord(char):04X}.")
-    hidden = _first_hidden_character(name)
-    if hidden is not None:
-        raise InvalidName(f"The file name contains U+{ord(hidden):04X} ({unicodedata.name(hidden, 'unnamed')}), "
-                          "an invisible or text-reordering character, where no script needs it.")
+    if not _PRINTABLE_ASCII.fullmatch(name):
+        _check_characters(name)
     if "\\" in name:
         raise InvalidName("The file name contains a backslash; use '/' between folders.")
     if name.startswith("/"):
@@ -76,6 +70,21 @@ def normalize_name(raw: str) -> str:
         if len(segment.encode("utf-8")) > MAX_SEGMENT_BYTES:
             raise InvalidName(f"A folder or file name within the name is longer than {MAX_SEGMENT_BYTES} bytes.")
     return name
+
+
+def _check_characters(name: str) -> None:
+    """Refuses control characters and characters that hide or reorder text (see _first_hidden_character)."""
+    for char in name:
+        if char == "\x00":
+            raise InvalidName("The file name contains a NUL character.")
+        if char in "\r\n":
+            raise InvalidName("The file name contains a line break.")
+        if unicodedata.category(char) in ("Cc", "Cs"):
+            raise InvalidName(f"The file name contains the control character U+{ord(char):04X}.")
+    hidden = _first_hidden_character(name)
+    if hidden is not None:
+        raise InvalidName(f"The file name contains U+{ord(hidden):04X} ({unicodedata.name(hidden, 'unnamed')}), "
+                          "an invisible or text-reordering character, where no script needs it.")
 
 
 def _within(char: str, ranges: tuple[tuple[int, int], ...]) -> bool:

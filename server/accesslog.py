@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import logging.handlers
+import re
 import sys
 import time
 from typing import Any, TextIO
@@ -68,8 +69,14 @@ def bytes_received(handler: tornado.web.RequestHandler) -> int:
     return int(getattr(metered, "bytes_in", 0))
 
 
+# What a quoted field escapes; most fields (paths, user agents, names) hold none, and are written as they are.
+_ESCAPED = re.compile(r'["\\\x00-\x1f\x7f]')
+
+
 def _field(text: str) -> str:
     """A quoted field of a Combined line: quotes and backslashes escaped, control characters hex-escaped."""
+    if not _ESCAPED.search(text):
+        return text
     out = []
     for char in text:
         if char in '"\\':

@@ -32,6 +32,10 @@ class Database:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, functools.partial(fn, *args, **kwargs))
 
+    def start(self, fn: Callable[[], T]) -> asyncio.Future[T]:
+        """Queues fn on that thread now and returns its future, for a caller that answers in a callback."""
+        return asyncio.get_running_loop().run_in_executor(self._executor, fn)
+
     def run_sync(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """For callers outside the IOLoop (CLI, tests, start-up): runs fn on the db thread and waits."""
         return self._executor.submit(fn, *args, **kwargs).result()

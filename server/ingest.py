@@ -10,8 +10,10 @@ SessionStore.create), then:
 - `feed` takes the body's chunks (refusing any byte past the declared length or the plan's limit);
 - `finish` makes the bytes durable (the blob: fsync and rename; inline bytes: their digests), lets the
   route check them (OC-Checksum), passes the crash point between the two commits, records the file in
-  one trip to the database thread, undoes the bytes when that record fails (the blob is deleted, a
-  session's bytes go back to its partial file), and queues the SHA-1/MD5 backfill.
+  one trip to the database thread (inline bytes with their row: that record shares its transaction and
+  commit with the other inline records waiting at the time, groupcommit.py), undoes the bytes when that
+  record fails (the blob is deleted, a session's bytes go back to its partial file), and queues the
+  SHA-1/MD5 backfill.
 
 A record failing is compensated here and nowhere else, so every route cleans up the same way; a record
 that finds the upload already made (an Idempotency-Key retry, idempotency.py) raises Replayed, and its
@@ -34,6 +36,7 @@ from lockr_local.server.blobstore import BlobLocation, BlobStore, Digests
 from lockr_local.server.bodybudget import BodyBudget
 from lockr_local.server.db import Database
 from lockr_local.server.faults import Faults
+from lockr_local.server.groupcommit import GroupCommit
 from lockr_local.server.inline import InlineSink, digests_of, stores_inline
 from lockr_local.server.metrics import Metrics
 from lockr_local.server.service import NewFile
@@ -171,6 +174,8 @@ class Ingest:
         self.faults = faults
         self.backfill = backfill
         self.bodies = bodies  # bounds the writes a streamed body queues (UploadSink)
+        # Inline uploads' records: their commit is their whole durable write, so concurrent ones share it.
+        self.group = GroupCommit(db, faults, self.metrics)
 
     def stores_inline(self, size: int | None) -> bool:
         """Whether an upload that declared `size` bytes (None: a chunked body) is kept in the database."""
@@ -204,7 +209,10 @@ class Ingest:
             if sink.crash_point is not None:  # blob bytes: flush, fsync, rename (inline bytes commit below)
                 self.metrics.fsync_seconds.observe(time.monotonic() - started)
             recording = time.monotonic()
-            result = await self.db.run(record, committed)
+            if committed.data is not None:
+                result = await self.group.run(record, committed)
+            else:
+                result = await self.db.run(record, committed)
             self.metrics.commit_seconds.observe(time.monotonic() - recording)
         except Replayed as replayed:
             await sink.undo()

@@ -21,6 +21,8 @@ _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
 # Seconds; from a cached fsync of a small file to a slow disk's.
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Small uploads recorded by one database commit (groupcommit.py).
+GROUP_BUCKETS = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0)
 
 
 def route_label(pattern: str) -> str:
@@ -35,22 +37,25 @@ class Histogram:
     """A Prometheus histogram: counts per upper bound (cumulated when written), sum and count."""
 
     buckets: tuple[float, ...] = LATENCY_BUCKETS
-    counts: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    counts: list[int] = field(default_factory=list)
     total: float = 0.0
     count: int = 0
+
+    def __post_init__(self) -> None:
+        self.counts = self.counts or [0] * (len(self.buckets) + 1)
 
     def observe(self, seconds: float) -> None:
         self.counts[bisect_left(self.buckets, seconds)] += 1
         self.total += seconds
         self.count += 1
 
-    def lines(self, name: str) -> Iterable[str]:
+    def lines(self, name: str, number: str = "{:.6f}") -> Iterable[str]:
         running = 0
         for bound, count in zip(self.buckets, self.counts):
             running += count
             yield f'{name}_bucket{{le="{bound}"}} {running}'
         yield f'{name}_bucket{{le="+Inf"}} {self.count}'
-        yield f"{name}_sum {self.total:.6f}"
+        yield f"{name}_sum {number.format(self.total)}"
         yield f"{name}_count {self.count}"
 
 
@@ -67,6 +72,7 @@ class Metrics:
         self.rate_limited = 0
         self.commit_seconds = Histogram()
         self.fsync_seconds = Histogram()
+        self.group_commit_size = Histogram(GROUP_BUCKETS)
 
     def name_routes(self, routes: Iterable[tuple[Any, ...]]) -> None:
         """Labels each handler class with (the first of) its route patterns."""
@@ -108,6 +114,10 @@ class Metrics:
                 "# TYPE lockr_blob_commit_seconds histogram", *self.fsync_seconds.lines("lockr_blob_commit_seconds")]
         out += ["# HELP lockr_db_record_seconds Time to record an upload in the database (one commit).",
                 "# TYPE lockr_db_record_seconds histogram", *self.commit_seconds.lines("lockr_db_record_seconds")]
+        out += ["# HELP lockr_db_group_commit_size Small (inline) uploads recorded by one database commit: the "
+                "count is the commits, the sum the uploads (group commit).",
+                "# TYPE lockr_db_group_commit_size histogram",
+                *self.group_commit_size.lines("lockr_db_group_commit_size", "{:g}")]
         return "\n".join(out) + "\n"
 
 
