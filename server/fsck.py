@@ -167,7 +167,8 @@ def check_store(database: peewee.Database, blobs: BlobStore, *, verify: bool = F
             report.files_in_trash += 1
         location = BlobLocation(row.region, row.file_id)
         if row.inline:  # its bytes are an InlineBlob row, not a blob file
-            size = None if row.inline_length is None else int(row.inline_length)
+            length = getattr(row, "inline_length")  # the query's alias, not a model field
+            size = None if length is None else int(length)
         else:
             size = blobs.size(location) if row.region in regions else None
         if size is None:
