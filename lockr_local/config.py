@@ -302,6 +302,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("guest_retention", 0, "How long guest uploads are kept (14d, 12h, seconds) before the reaper "
             "deletes them; 0 keeps them.", parse_duration),
     Setting("crash_point", "", "Test only: name of a commit step at which the server kills itself."),
+    # The client side (`lockr-local upload`, `lockr-local sync`); read from the same places.
+    Setting("small_file_max", 8 * 2**20, "Files below this size (bytes, 8MiB) that also fit in one chunk are "
+            "uploaded by `lockr-local upload` and the sync agent in one request (POST /api/v1/upload) with an "
+            "Idempotency-Key, when the endpoint advertises Accept-Idempotency-Key; larger files use resumable "
+            "sessions. 0: always sessions.", parse_size),
     # The sync agent (`lockr-local sync`); read from the same places, used only by the client side.
     Setting("sync_concurrency", 4, "Files the sync agent uploads at the same time.", parse_int),
     Setting("sync_bandwidth_limit", 0, "Upload bandwidth limit of the sync agent in bytes/s (2MB); 0 = none.",
@@ -375,6 +380,7 @@ class Settings:
     guest_retention: int
     idempotency_ttl: int
     crash_point: str
+    small_file_max: int
     sync_concurrency: int
     sync_bandwidth_limit: int
     sync_scan_interval: float

@@ -94,7 +94,8 @@ class SyncAgent:
     def from_settings(cls, folder: Path, endpoint: str, token: str | None, settings: "Settings", *,
                       region: str | None = None, allow_deletions: bool = False, once: bool = False) -> "SyncAgent":
         """The agent the sync_* settings describe, over `LockrClient` (the CLI's and the tray's)."""
-        remote = make_remote(endpoint, token, region=region, throttle=Throttle(settings.sync_bandwidth_limit))
+        remote = make_remote(endpoint, token, region=region, throttle=Throttle(settings.sync_bandwidth_limit),
+                             small_file_max=settings.small_file_max, concurrency=settings.sync_concurrency)
         return cls(folder, remote, endpoint=endpoint, region=region,
                    options=agent_options(settings, allow_deletions=allow_deletions, once=once))
 
