@@ -121,6 +121,7 @@ class ClientRemote(RemoteStore):
         self.bytes_sent = 0
         self.sessions_supported: bool | None = None
         self._sent_lock = threading.Lock()
+        self._probe_lock = threading.Lock()
         self._healthy = True
         # Few quick retries inside the client: a long outage surfaces as RemoteUnavailable, and the agent
         # (showing "offline") backs off between passes instead of blocking in one request.
@@ -181,14 +182,17 @@ class ClientRemote(RemoteStore):
         from lockr_local.errors import Gone, MethodNotAllowed, NotFound
 
         # On a resume the client first reports the server's offset: bytes sent before, not by us.
+        one_request = resume is None and self._in_one_request(size)
         state: dict[str, Any] = {"url": resume.session_url if resume else "", "sent": None if resume else 0,
                                  "recorded": 0}
         chunk = self.client.chunk_size
         self.client.read_block = self.throttle.block_size()
 
         def on_progress(done: int, total: int | None) -> None:
-            if self._cancelled.is_set():
-                raise RemoteUnavailable("the agent is stopping")  # aborts the request; the session stays
+            if self._cancelled.is_set() and not one_request:
+                # Aborts the request; the session stays. A small file's one request is left to finish: it is
+                # over in a moment, and cut off after its last byte it could be stored without being recorded.
+                raise RemoteUnavailable("the agent is stopping")
             if state["sent"] is None:
                 state["sent"] = state["recorded"] = done
             delta = max(0, done - state["sent"])
@@ -206,7 +210,7 @@ class ClientRemote(RemoteStore):
             state["url"] = session.upload_url
             on_session(ResumeState(session.upload_url, 0))
 
-        if resume is None and self._in_one_request(size):
+        if one_request:
             info = self._call(self.client.upload, path, name, region=self.region, progress=on_progress,
                               resumable=False)
             return _client_entry(info)
@@ -235,8 +239,8 @@ class ClientRemote(RemoteStore):
     def _in_one_request(self, size: int) -> bool:
         if not self.client.token or size >= self.client.one_request_max:
             return False
-        # Asks the endpoint once (a request of its own): a failure is RemoteUnavailable like any other.
-        return bool(self._call(self.client.keeps_idempotency_keys))
+        with self._probe_lock:  # one probe, not one per upload thread
+            return bool(self._call(self.client.keeps_idempotency_keys))
 
 
 def _client_entry(info: "RemoteFile") -> RemoteEntry:
