@@ -20,7 +20,7 @@ from pathlib import Path
 
 import requests
 
-from bench.harness import REPO, LockrServer, Row, Table, have, make_file
+from bench.harness import REPO, LockrServer, Row, Table, have, make_file, settle_disk
 from bench.scenarios import ceiling_note, durable_row_commits_per_second
 from lockr_local.config import parse_size
 
@@ -32,6 +32,7 @@ def sync_once(server: LockrServer, folder: Path, state: Path, concurrency: int |
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKR_")}
     env.update(LOCKR_ENDPOINT=server.url, LOCKR_TOKEN=server.token, LOCKR_SYNC_STATE_DIR=str(state))
     extra = ["--concurrency", str(concurrency)] if concurrency else []
+    settle_disk()  # a folder's files are on the disk already, not pages the agent's fsync must write
     started = time.perf_counter()
     result = subprocess.run([sys.executable, "-m", "lockr_local", "sync", str(folder), "--once", *extra], env=env,
                             cwd=REPO, capture_output=True, text=True)
@@ -50,6 +51,7 @@ def rclone_copy(server: LockrServer, folder: Path) -> float | None:
                              timeout=10)
     if probe.status_code not in (200, 207):
         return None
+    settle_disk()
     started = time.perf_counter()
     result = subprocess.run(["rclone", "copy", str(folder), f":webdav:rclone-{folder.name}", "--webdav-url", dav,
                              "--webdav-vendor", "owncloud", "--webdav-bearer-token", server.token,

@@ -235,7 +235,6 @@ class ClientRemote(RemoteStore):
                           resumable=False)
         return _client_entry(info)
 
-
     def _in_one_request(self, size: int) -> bool:
         if not self.client.token or size >= self.client.one_request_max:
             return False
