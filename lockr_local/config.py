@@ -308,7 +308,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Idempotency-Key, when the endpoint advertises Accept-Idempotency-Key; larger files use resumable "
             "sessions. 0: always sessions.", parse_size),
     # The sync agent (`lockr-local sync`); read from the same places, used only by the client side.
-    Setting("sync_concurrency", 4, "Files the sync agent uploads at the same time.", parse_int),
+    Setting("sync_concurrency", 8, "Files the sync agent uploads at the same time, each on a kept-alive "
+            "connection (what the server's group commit shares one durable commit among).", parse_int),
     Setting("sync_bandwidth_limit", 0, "Upload bandwidth limit of the sync agent in bytes/s (2MB); 0 = none.",
             parse_size),
     Setting("sync_scan_interval", 600, "Seconds between the sync agent's full rescans of the folder.", parse_float),
