@@ -24,8 +24,8 @@ from bench.lockr_scenarios import (
 )
 from bench.peers import ALL_PEERS
 from bench.scenarios import (
-    bench_raw_limits, scenario_big_download, scenario_big_upload, scenario_concurrent, scenario_small_files,
-    scenario_upload_scaling,
+    bench_raw_limits, durable_row_commits_per_second, scenario_big_download, scenario_big_upload,
+    scenario_concurrent, scenario_small_concurrent, scenario_small_files, scenario_upload_scaling,
 )
 from bench.targets import LockrTarget, PeerTarget, Target, upload
 from lockr_local.config import parse_size
@@ -36,7 +36,7 @@ GROUPS = {
     "upload": "1 GiB upload, every server (lockr-local: direct POST)",
     "session": "1 GiB upload through a resumable session in 8 MiB chunks (lockr-local)",
     "download": "1 GiB download, every server",
-    "small": "500 x 10 KiB uploads over one keep-alive connection",
+    "small": "10 KiB uploads: 500 over one keep-alive connection, 2,000 over 8 at once (--small-count)",
     "concurrent": "20 concurrent 50 MiB uploads",
     "scaling": "upload throughput with 1, 4 and 16 concurrent clients",
     "listing": "GET /api/v1/files at 1,000 / 10,000 / 100,000 files (lockr-local)",
@@ -66,10 +66,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--big", action="store_true", default=env("LOCKR_BENCH_BIG", "0") == "1",
                         help="add the 4 GiB flat-memory run (needs ~9 GB of free disk for a moment)")
     parser.add_argument("--big-size", type=parse_size, default=BIG_SIZE, help="size of the --big file (4GiB)")
-    parser.add_argument("--small-count", type=int, default=int(env("LOCKR_BENCH_SMALL_COUNT", "500")),
-                        help="files per run of the 10 KiB rows (default 500)")
     parser.add_argument("--listing-counts", default=",".join(str(c) for c in LISTING_COUNTS),
                         help="file counts of the listing rows (default 1000,10000,100000)")
+    parser.add_argument("--small-count", type=int, default=int(env("LOCKR_BENCH_SMALL_COUNT", "500")),
+                        help="10 KiB uploads of the one-connection row (default 500); the 8-connection row "
+                             "sends four times as many")
     parser.add_argument("--results", type=Path, default=None,
                         help="where the table is written (default bench/results/latest.md; partial.md with --only)")
     args = parser.parse_args(argv)
@@ -89,7 +90,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def run_target(target: Target, groups: list[str], work: Path, source: Path, size: int, runs: int,
-               table: Table, small_count: int = 500) -> None:
+               table: Table, small_count: int = 500, ceiling: float | None = None) -> None:
     """The shared scenarios for one server, and the session row right after lockr-local's direct upload."""
     if "upload" in groups:
         scenario_big_upload(target, source, size, runs, table)
@@ -101,7 +102,8 @@ def run_target(target: Target, groups: list[str], work: Path, source: Path, size
         scenario_big_download(target, size, runs, table)
     if "small" in groups:
         small = make_file(work / "small.bin", 10 * 1024)
-        scenario_small_files(target, small, small_count, max(runs, 5), table)
+        scenario_small_files(target, small, small_count, max(runs, 5), table, ceiling)
+        scenario_small_concurrent(target, small, 4 * small_count, max(runs, 5), table, ceiling)
     if "concurrent" in groups:
         medium = make_file(work / "medium.bin", min(50 * 2**20, size))
         scenario_concurrent(target, medium, 20, table)
@@ -124,10 +126,12 @@ def main(argv: list[str] | None = None) -> int:
         source = make_file(work / "source.bin", size) if needs_source else work / "source.bin"
         if "raw" in groups:
             bench_raw_limits(work, source, size, table)
+        # The frame of the small-file rows, measured in this run: durable 10 KiB commits one by one.
+        ceiling = durable_row_commits_per_second(work) if "small" in groups else None
         if (SHARED_GROUPS | {"session"}) & set(groups):
             server = LockrServer(work / "lockr-data")
             try:
-                run_target(LockrTarget(server), groups, work, source, size, runs, table, args.small_count)
+                run_target(LockrTarget(server), groups, work, source, size, runs, table, args.small_count, ceiling)
             finally:
                 server.stop()
                 shutil.rmtree(work / "lockr-data", ignore_errors=True)
@@ -150,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
                 continue
             peer = peer_class(work).start()
             try:
-                run_target(PeerTarget(peer), groups, work, source, size, runs, table, args.small_count)
+                run_target(PeerTarget(peer), groups, work, source, size, runs, table, args.small_count, ceiling)
             finally:
                 peer.stop()
                 peer.remove_data()

@@ -157,7 +157,8 @@ class Table:
               flush=True)
 
     def render(self) -> str:
-        lines = ["| scenario | server | result | server peak RSS | lockr-local / peer |", "|---|---|---|---|---|"]
+        lines = ["| scenario | server | result | server peak RSS | lockr-local / peer | note |",
+                 "|---|---|---|---|---|---|"]
         for row in self.rows:
             ratio = ""
             if row.paired_ratio is not None:
@@ -171,7 +172,7 @@ class Table:
                 if ours and row.value:
                     ratio = f"{ours[0].value / row.value:.2f}x"
             rss = f"{row.peak_rss / 2**20:.0f} MiB" if row.peak_rss else "-"
-            lines.append(f"| {row.scenario} | {row.server} | {row.value:.1f} {row.unit} | {rss} | {ratio} |")
+            lines.append(f"| {row.scenario} | {row.server} | {row.value:.1f} {row.unit} | {rss} | {ratio} | {row.note} |")
         return "\n".join(lines)
 
 

@@ -46,22 +46,69 @@ def scenario_big_download(target: Target, size: int, runs: int, table: Table) ->
     table.add(Row(f"download {size_label(size)}", target.name, value, "MB/s", rss.peak))
 
 
-def scenario_small_files(target: Target, small: Path, count: int, runs: int, table: Table) -> None:
+# Connections of the concurrent small-file row (several agents or upload threads at once).
+SMALL_CONNECTIONS = 8
+
+
+def small_upload_args(target: Target, small: Path, names: list[str]) -> list[str]:
+    """One curl invocation that uploads `small` once per name over one keep-alive connection (`--next`)."""
+    args: list[str] = []
+    for index, name in enumerate(names):
+        if index:
+            args.append("--next")
+        args += [*target.upload_args(name, small), "-o", "/dev/null"]
+    return args
+
+
+def ceiling_note(ceiling: float | None) -> str:
+    """The machine's durable-commit ceiling (durable_row_commits_per_second), printed beside small-file rows."""
+    return f"durable-commit ceiling {ceiling:,.0f}/s" if ceiling else ""
+
+
+def scenario_small_files(target: Target, small: Path, count: int, runs: int, table: Table,
+                         ceiling: float | None = None) -> None:
     round_counter = iter(range(1000))
 
     def once() -> float:
         batch = next(round_counter)
-        args: list[str] = []
-        for index in range(count):
-            if index:
-                args.append("--next")
-            args += [*target.upload_args(f"small-{batch}-{index}.bin", small), "-o", "/dev/null"]
-        elapsed, _ = curl(args)
+        elapsed, _ = curl(small_upload_args(target, small, [f"small-{batch}-{i}.bin" for i in range(count)]))
         return count / elapsed
 
     with PeakRss(target.pid) as rss:
         value = median_of(runs, once)
-    table.add(Row(f"{count} x 10 KiB uploads, keep-alive", target.name, value, "files/s", rss.peak))
+    table.add(Row(f"{count} x 10 KiB uploads, keep-alive", target.name, value, "files/s", rss.peak,
+                  ceiling_note(ceiling)))
+
+
+def small_concurrent_scenario(count: int, connections: int = SMALL_CONNECTIONS) -> str:
+    return f"{count} x 10 KiB uploads, {connections} connections"
+
+
+def scenario_small_concurrent(target: Target, small: Path, count: int, runs: int, table: Table,
+                              ceiling: float | None = None, connections: int = SMALL_CONNECTIONS) -> None:
+    """`count` uploads of 10 KiB spread over `connections` curl processes at once, each on one keep-alive
+    connection: what concurrent small uploads (group commit's case) get through, start to last answer."""
+    round_counter = iter(range(1000))
+    per = max(1, count // connections)
+
+    def once() -> float:
+        batch = next(round_counter)
+        started = time.perf_counter()
+        procs = [subprocess.Popen(["curl", "-s", "-S", "--fail-with-body", *small_upload_args(
+            target, small, [f"conc-small-{batch}-{c}-{i}.bin" for i in range(per)])],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE) for c in range(connections)]
+        failures = [proc.stderr.read() for proc in procs if proc.wait() != 0]  # type: ignore[union-attr]
+        elapsed = time.perf_counter() - started
+        for proc in procs:
+            proc.stderr.close()  # type: ignore[union-attr]
+        if failures:
+            raise RuntimeError(f"{len(failures)} of {connections} curl uploaders failed: {failures[0][:300]!r}")
+        return per * connections / elapsed
+
+    with PeakRss(target.pid) as rss:
+        value = median_of(runs, once)
+    table.add(Row(small_concurrent_scenario(per * connections, connections), target.name, value, "files/s",
+                  rss.peak, ceiling_note(ceiling)))
 
 
 def concurrent_uploads(target: Target, path: Path, clients: int, prefix: str) -> tuple[float, int, int]:

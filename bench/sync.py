@@ -1,8 +1,10 @@
-"""`make bench` (sync part): `lockr-local sync --once` on 2,000 x 10 KiB files and on one big file, beside
-`rclone copy` of the same tree to the same server (WebDAV) in the same run, and the median delay from
-a file saved to it being listed remotely with the agent running.
+"""`make bench` (sync part): `lockr-local sync --once` on 2,000 and 20,000 x 10 KiB files and on one big file,
+beside `rclone copy` of the same trees to the same server (WebDAV) in the same run, the machine's durable-commit
+ceiling beside the small-file rows, and the median delay from a file saved to it being listed remotely with
+the agent running.
 
-Sizes: LOCKR_BENCH_SIZE (default 1GiB) for the big file; LOCKR_BENCH_SYNC_FILES (default 2000).
+Sizes: LOCKR_BENCH_SIZE (default 1GiB) for the big file; LOCKR_BENCH_SYNC_FILES (default 2000,20000: the
+file counts of the small trees). LOCKR_BENCH_SYNC_RESULTS: where the table goes (bench/results/sync.md).
 """
 
 from __future__ import annotations
@@ -18,18 +20,22 @@ from pathlib import Path
 
 import requests
 
-from bench.harness import REPO, LockrServer, Row, Table, have, make_file
+from bench.harness import REPO, LockrServer, Row, Table, have, make_file, settle_disk
+from bench.scenarios import ceiling_note, durable_row_commits_per_second
 from lockr_local.config import parse_size
 
 MB = 1_000_000
 
 
-def sync_once(server: LockrServer, folder: Path, state: Path) -> float:
+def sync_once(server: LockrServer, folder: Path, state: Path, concurrency: int | None = None) -> float:
+    """Seconds `lockr-local sync FOLDER --once` takes (its default concurrency unless one is given)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("LOCKR_")}
     env.update(LOCKR_ENDPOINT=server.url, LOCKR_TOKEN=server.token, LOCKR_SYNC_STATE_DIR=str(state))
+    extra = ["--concurrency", str(concurrency)] if concurrency else []
+    settle_disk()  # a folder's files are on the disk already, not pages the agent's fsync must write
     started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", "lockr_local", "sync", str(folder), "--once"], env=env, cwd=REPO,
-                            capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "lockr_local", "sync", str(folder), "--once", *extra], env=env,
+                            cwd=REPO, capture_output=True, text=True)
     elapsed = time.perf_counter() - started
     if result.returncode != 0:
         raise RuntimeError(f"sync --once failed: {result.stderr.strip()[-500:]}")
@@ -45,6 +51,7 @@ def rclone_copy(server: LockrServer, folder: Path) -> float | None:
                              timeout=10)
     if probe.status_code not in (200, 207):
         return None
+    settle_disk()
     started = time.perf_counter()
     result = subprocess.run(["rclone", "copy", str(folder), f":webdav:rclone-{folder.name}", "--webdav-url", dav,
                              "--webdav-vendor", "owncloud", "--webdav-bearer-token", server.token,
@@ -89,33 +96,49 @@ def change_delay(server: LockrServer, work: Path, samples: int = 15) -> list[flo
     return delays
 
 
+def small_tree(folder: Path, count: int) -> Path:
+    """`count` files of 10 KiB in 20 folders (one random block shared: content does not matter here)."""
+    block = os.urandom(10 * 1024)
+    for i in range(count):
+        (_mkdir(folder / f"d{i % 20:02}") / f"f{i:05}.bin").write_bytes(block[:-8] + i.to_bytes(8, "big"))
+    return folder
+
+
 def main() -> int:
     size = parse_size(os.environ.get("LOCKR_BENCH_SIZE", "1GiB"))
-    count = int(os.environ.get("LOCKR_BENCH_SYNC_FILES", "2000"))
+    counts = [int(c) for c in os.environ.get("LOCKR_BENCH_SYNC_FILES", "2000,20000").split(",") if c.strip()]
     table = Table()
-    print(f"sync benchmarks: {count} x 10 KiB files, one {size / 2**30:.2f} GiB file")
+    print(f"sync benchmarks: {' and '.join(f'{c:,}' for c in counts)} x 10 KiB files, "
+          f"one {size / 2**30:.2f} GiB file")
     with tempfile.TemporaryDirectory(prefix="lockr-bench-sync-", dir=os.environ.get("LOCKR_BENCH_DIR")) as tmp:
         work = Path(tmp)
-        small = work / "small-tree"
-        for i in range(count):
-            make_file(_mkdir(small / f"d{i % 20:02}") / f"f{i:05}.bin", 10 * 1024)
+        ceiling = durable_row_commits_per_second(work)
+        table.add(Row("raw: 10 KiB rows committed one by one (SQLite WAL, fsync each)", "machine", ceiling,
+                      "files/s"))
         big = work / "big-tree"
         big.mkdir()
         make_file(big / "big.bin", size)
         server = LockrServer(work / "data")
+        rclone_missing = False
         try:
-            elapsed = sync_once(server, small, work / "state")
-            table.add(Row(f"initial sync {count} x 10 KiB", "lockr-local", count / elapsed, "files/s"))
-            again = sync_once(server, small, work / "state")
-            table.add(Row(f"re-sync {count} files, nothing to do", "lockr-local", again, "s"))
+            for count in counts:
+                small = small_tree(work / f"small-{count}", count)
+                elapsed = sync_once(server, small, work / f"state-{count}")
+                table.add(Row(f"initial sync {count} x 10 KiB", "lockr-local", count / elapsed, "files/s",
+                              note=ceiling_note(ceiling)))
+                again = sync_once(server, small, work / f"state-{count}")
+                table.add(Row(f"re-sync {count} files, nothing to do", "lockr-local", again, "s"))
+                rclone_small = None if rclone_missing else rclone_copy(server, small)
+                if rclone_small is None:
+                    rclone_missing = True
+                else:
+                    table.add(Row(f"initial sync {count} x 10 KiB", "rclone copy (WebDAV)", count / rclone_small,
+                                  "files/s", note=ceiling_note(ceiling)))
             elapsed = sync_once(server, big, work / "state")
             table.add(Row(f"initial sync {size / 2**30:.1f} GiB file", "lockr-local", size / MB / elapsed, "MB/s"))
-            rclone_small = rclone_copy(server, small)
-            if rclone_small is None:
+            if rclone_missing:
                 print("  (rclone or the server's WebDAV view is missing: rclone rows skipped)")
             else:
-                table.add(Row(f"initial sync {count} x 10 KiB", "rclone copy (WebDAV)", count / rclone_small,
-                              "files/s"))
                 rclone_big = rclone_copy(server, big)
                 assert rclone_big is not None
                 table.add(Row(f"initial sync {size / 2**30:.1f} GiB file", "rclone copy (WebDAV)",
@@ -127,7 +150,7 @@ def main() -> int:
         finally:
             server.stop()
     rendered = table.render()
-    results = REPO / "bench" / "results" / "sync.md"
+    results = Path(os.environ.get("LOCKR_BENCH_SYNC_RESULTS") or REPO / "bench" / "results" / "sync.md")
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     results.write_text(f"Measured {stamp} on {platform.node()} ({os.cpu_count()} cores)\n\n{rendered}\n")
     print()

@@ -15,6 +15,7 @@ import mimetypes
 import os
 import re
 import time
+import uuid
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterator
@@ -23,14 +24,21 @@ from urllib.parse import quote, urljoin, urlsplit
 import requests
 
 from lockr_local import __version__
-from lockr_local.errors import (ConnectionFailed, LockrError, MethodNotAllowed, NotFound, RateLimited,
-                                SessionBusy, SessionOffsetMismatch, error_class_for)
+from lockr_local.errors import (ConnectionFailed, IdempotencyKeyInFlight, LockrError, MethodNotAllowed, NotFound,
+                                RateLimited, SessionBusy, SessionOffsetMismatch, error_class_for)
 from lockr_local.remote import AccountInfo, Download, NewAccount, RemoteFile, TrashedFile, UploadSession
 from lockr_local.netfail import NetworkFailure, loggable_url, network_failure, origin_of, unreachable_message
 from lockr_local.transfer import (DEFAULT_CHUNK_SIZE, READ_BLOCK, FileWindow, ProgressCallback, RetryPolicy,
                                   chunk_size_checked, hash_prefix, key_hash, persisted_offset, source_size)
 
 DIRECT_UPLOAD_LIMIT = 16 * 1024 * 1024
+# Files below this (and below one chunk) go in one POST with an Idempotency-Key where the endpoint keeps keys:
+# the setting small_file_max. A file that fits in one chunk would take a single PUT of a session too, so the
+# session would add only its creation (a request and a commit); a cut costs resending at most this much.
+SMALL_FILE_MAX = DEFAULT_CHUNK_SIZE
+IDEMPOTENCY_KEY = "Idempotency-Key"
+# The server's answer that it keeps keys (on its upload answers and WebDAV's OPTIONS): "ttl=SECONDS".
+ACCEPT_IDEMPOTENCY_KEY = "Accept-Idempotency-Key"
 # requests hands over a block only once it is complete, so a cut loses the partial block: keep it small.
 DOWNLOAD_BLOCK = 64 * 1024
 TIMEOUT = (15.0, 120.0)  # (connect, between bytes); a chunk's fsync on a slow disk can take a while
@@ -66,15 +74,26 @@ class LockrClient:
 
     def __init__(self, endpoint: str, token: str | None = None, *, retry: RetryPolicy | None = None,
                  direct_limit: int = DIRECT_UPLOAD_LIMIT, chunk_size: int = DEFAULT_CHUNK_SIZE,
-                 timeout: tuple[float, float] = TIMEOUT) -> None:
+                 timeout: tuple[float, float] = TIMEOUT, small_file_max: int = SMALL_FILE_MAX,
+                 pool_size: int = 10) -> None:
         self.endpoint = endpoint.rstrip("/")
         self.token = token
         self.retry = retry or RetryPolicy()
+        # Without Idempotency-Key support: files below this go in one POST (retried: a lost answer may
+        # leave a duplicate), larger ones through sessions.
         self.direct_limit = direct_limit
+        self.small_file_max = small_file_max
+        # Whether the endpoint keeps Idempotency-Keys: None until an answer (or the probe) has told.
+        self.accepts_idempotency_key: bool | None = None
         self.chunk_size = chunk_size_checked(chunk_size)
         self.read_block = READ_BLOCK  # bytes handed to the socket between progress callbacks
         self.timeout = timeout
         self.http = requests.Session()
+        # One kept-alive connection per thread that uploads at once (the sync agent's sync_concurrency);
+        # requests' default pool of 10 would close the connections of any further threads after each use.
+        adapter = requests.adapters.HTTPAdapter(pool_connections=4, pool_maxsize=max(10, pool_size))
+        self.http.mount("http://", adapter)
+        self.http.mount("https://", adapter)
         self.http.headers["User-Agent"] = f"lockr-local/{__version__}"
         # Settings like REQUESTS_CA_BUNDLE still apply; a netrc must not add credentials behind our back.
         self.http.trust_env = True
@@ -83,6 +102,8 @@ class LockrClient:
 
     def _on_response(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self.reached = True
+        if ACCEPT_IDEMPOTENCY_KEY in response.headers:
+            self.accepts_idempotency_key = True
         if log.isEnabledFor(logging.DEBUG):
             log.debug("%s %s -> %d %s (%.2f s)", response.request.method, loggable_url(response.request.url or ""),
                       response.status_code, response.reason, response.elapsed.total_seconds())
@@ -198,7 +219,7 @@ class LockrClient:
                content_type: str | None = None, region: str | None = None, key_phrase: str | None = None,
                progress: ProgressCallback | None = None, resumable: bool | None = None,
                on_session: Callable[[UploadSession], None] | None = None) -> RemoteFile:
-        """Uploads a file: one direct POST below `direct_limit`, else a resumable session in chunks.
+        """Uploads a file: one direct POST when `sends_in_one_request(size)`, else a resumable session in chunks.
 
         `on_session` hears about a new session before its first byte is sent, so a caller can keep the
         uploadUrl and finish the upload after a crash with `resume_upload`.
@@ -211,7 +232,7 @@ class LockrClient:
             hashed_key = key_hash(key_phrase) if key_phrase else None
             chosen = resumable
             if chosen is None:
-                chosen = size is not None and size >= self.direct_limit
+                chosen = not self.sends_in_one_request(size)
             if not chosen or size is None:
                 return self._direct_upload(handle, size, name, content_type, region, hashed_key, progress)
             try:
@@ -226,6 +247,38 @@ class LockrClient:
             return with_claim(self._send_chunks(session.upload_url, handle, size, 0, progress), session.claim_token)
         finally:
             stack.close()
+
+    @property
+    def one_request_max(self) -> int:
+        """Files below this many bytes go in one keyed POST (at most one chunk: a user who chose small chunks
+        for a proxy's body limit gets small requests)."""
+        return min(self.small_file_max, self.chunk_size)
+
+    def sends_in_one_request(self, size: int | None) -> bool:
+        """Whether `upload` sends a file of `size` bytes in one direct POST rather than a session: below
+        `one_request_max` (the POST carries an Idempotency-Key, so a retry after a lost answer is safe where
+        the endpoint keeps keys); larger files through sessions where it does; where it does not (or for a
+        guest, who cannot use keys), below `direct_limit` as before. A stream of unknown size: always."""
+        if size is None:
+            return True
+        if self.token and size < self.one_request_max:
+            return True
+        if self.token and self.keeps_idempotency_keys():
+            return False
+        return size < self.direct_limit
+
+    def keeps_idempotency_keys(self) -> bool:
+        """Whether the endpoint advertises Accept-Idempotency-Key: known from its answers, else asked once
+        with WebDAV's OPTIONS (no credentials, no body; the README names it as the advertisement's place).
+        False when the probe goes unanswered (asked again next time)."""
+        if self.accepts_idempotency_key is None:
+            try:
+                response = self.http.request("OPTIONS", self._url("/dav/"), timeout=self._timeouts(),
+                                             allow_redirects=False)
+            except requests.RequestException:
+                return False
+            self.accepts_idempotency_key = ACCEPT_IDEMPOTENCY_KEY in response.headers
+        return self.accepts_idempotency_key
 
     def create_session(self, name: str, size: int, content_type: str = "application/octet-stream", *,
                        region: str | None = None, key_hash: str | None = None) -> UploadSession:
@@ -272,6 +325,11 @@ class LockrClient:
             headers["x-upload-region"] = region
         if hashed_key:
             headers["x-key-hash"] = hashed_key
+        if self.token and size is not None:
+            # A fresh key per upload, the same on each retry of it: where the endpoint keeps keys, a retry
+            # after a lost answer gets the first file back instead of storing a second copy. Harmless where it
+            # does not (the header is ignored); guests cannot use keys.
+            headers[IDEMPOTENCY_KEY] = f'"{uuid.uuid4()}"'
         start = handle.tell() if size is not None else 0
 
         def body() -> Any:
@@ -281,6 +339,9 @@ class LockrClient:
 
         response = self._request("POST", self._url("/api/v1/upload"), expect=(201, 200), headers=headers,
                                  body=body, idempotent=size is not None)
+        if IDEMPOTENCY_KEY in headers:
+            # The upload answer is the advertisement's own place: its absence means no keys are kept.
+            self.accepts_idempotency_key = ACCEPT_IDEMPOTENCY_KEY in response.headers
         info = RemoteFile.from_json(response.json())
         if progress is not None:
             progress(info.size, info.size)
@@ -543,7 +604,10 @@ class LockrClient:
             if response.status_code in expect:
                 return response
             error = self._error(response)
-            if isinstance(error, RateLimited) or (idempotent and response.status_code >= 500):
+            if (isinstance(error, (RateLimited, IdempotencyKeyInFlight))
+                    or (idempotent and response.status_code >= 500)):
+                # In flight: an earlier attempt under this Idempotency-Key is still being stored; its answer is
+                # what the retry gets once it is done.
                 failures = self._backoff(failures, error)
                 continue
             raise error

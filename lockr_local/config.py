@@ -314,8 +314,14 @@ SETTINGS: tuple[Setting, ...] = (
             "trash, restorable and counted against the quota, before the reaper deletes it for good; 0 deletes "
             "files at once (no trash).", parse_duration),
     Setting("crash_point", "", "Test only: name of a commit step at which the server kills itself."),
+    # The client side (`lockr-local upload`, `lockr-local sync`); read from the same places.
+    Setting("small_file_max", 8 * 2**20, "Files below this size (bytes, 8MiB) that also fit in one chunk are "
+            "uploaded by `lockr-local upload` and the sync agent in one request (POST /api/v1/upload) with an "
+            "Idempotency-Key, when the endpoint advertises Accept-Idempotency-Key; larger files use resumable "
+            "sessions. 0: always sessions.", parse_size),
     # The sync agent (`lockr-local sync`); read from the same places, used only by the client side.
-    Setting("sync_concurrency", 4, "Files the sync agent uploads at the same time.", parse_int),
+    Setting("sync_concurrency", 8, "Files the sync agent uploads at the same time, each on a kept-alive "
+            "connection (what the server's group commit shares one durable commit among).", parse_int),
     Setting("sync_bandwidth_limit", 0, "Upload bandwidth limit of the sync agent in bytes/s (2MB); 0 = none.",
             parse_size),
     Setting("sync_scan_interval", 600, "Seconds between the sync agent's full rescans of the folder.", parse_float),
@@ -389,6 +395,7 @@ class Settings:
     trash_retention: int
     idempotency_ttl: int
     crash_point: str
+    small_file_max: int
     sync_concurrency: int
     sync_bandwidth_limit: int
     sync_scan_interval: float

@@ -93,7 +93,7 @@ class SyncAgent:
         self._kept_watcher = KeptWatcher(self.watcher, options.scan_interval)
         self.executor = PlanExecutor(self.folder, remote, self.index, self.reporter, self.dirty,
                                      concurrency=options.concurrency, stopping=self._stop,
-                                     retry_later=self._retry_unreadable)
+                                     retry_later=self._retry_unreadable, paused=lambda: self._paused)
         remote.watch_health(self._on_health)
 
     @classmethod
@@ -109,7 +109,8 @@ class SyncAgent:
         remote_folder = resolve_remote_folder(index_path(state_dir, absolute, endpoint.rstrip("/"), region),
                                               absolute, remote_folder)
         check_overlap(state_dir, absolute, endpoint, remote_folder)
-        remote = make_remote(endpoint, token, region=region, throttle=Throttle(settings.sync_bandwidth_limit))
+        remote = make_remote(endpoint, token, region=region, throttle=Throttle(settings.sync_bandwidth_limit),
+                             small_file_max=settings.small_file_max, concurrency=settings.sync_concurrency)
         return cls(folder, remote, endpoint=endpoint, region=region, options=options, remote_folder=remote_folder)
 
     # ----- control -------------------------------------------------------------------------------
@@ -124,7 +125,8 @@ class SyncAgent:
         return self
 
     def stop(self) -> None:
-        """Stops watching and uploading; an upload in flight is abandoned (its session resumes next time)."""
+        """Stops watching and uploading: nothing new starts, small files in flight complete, and a session upload
+        in flight is abandoned (it resumes next time); returns once no upload is left running."""
         self._stop.set()
         self.remote.cancel()
         self.dirty.wake()
@@ -136,6 +138,7 @@ class SyncAgent:
         self.index.close()
 
     def pause(self) -> None:
+        """Nothing new starts (the rest of a pass is left for `resume`, which rescans); uploads in flight end."""
         with self._lock:
             self._paused = True
         self.reporter.paused(USER_PAUSE, PauseCause.USER)

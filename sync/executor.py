@@ -1,5 +1,11 @@
 """`PlanExecutor`: carries out the engine's plans: index bookkeeping, uploads and remote deletions on a pool
-of upload threads, each upload checked against the file as it is once the bytes are stored."""
+of upload threads (`concurrency` in flight, each on a kept-alive connection of the client), each upload
+checked against the file as it is once the bytes are stored.
+
+Order: adoptions and forgets first, then every upload, then the deletions, once no upload is left in flight
+(a rename or a changed file is never missing remotely, even if the agent stops half way). The lockr API has
+no folders to create: a file's name carries its path. A paused or stopping agent starts nothing new; what is
+in flight ends (small files complete; a session upload stopped by `stop()` resumes next time)."""
 
 from __future__ import annotations
 
@@ -9,7 +15,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from lockr_local.errors import LockrError, Unauthorized
 from lockr_local.sync.engine import Adopt, DeleteRemote, LocalFile, Plan, Upload
@@ -68,13 +74,14 @@ class PlanExecutor:
 
     def __init__(self, folder: Path, remote: RemoteStore, index: SyncIndex, reporter: StatusReporter,
                  dirty: DirtyPaths, *, concurrency: int, stopping: threading.Event,
-                 retry_later: Callable[[str], None]) -> None:
+                 retry_later: Callable[[str], None], paused: Callable[[], bool] = lambda: False) -> None:
         self.folder = folder
         self.remote = remote
         self.index = index
         self.reporter = reporter
         self.dirty = dirty
         self._stopping = stopping
+        self._paused = paused  # the user paused: nothing new starts (resuming rescans the folder)
         self._retry_later = retry_later  # a file that could not be read: looked at again after a while
         self._lock = threading.Lock()
         self._refused: list[str] = []
@@ -87,13 +94,9 @@ class PlanExecutor:
             self.index.forget(forget.path)
         for adopt in plan.adopts:
             self._adopt(adopt)
-        errors: list[BaseException] = []
-        futures = [self._pool.submit(self._upload, action) for action in plan.uploads]
-        futures += [self._pool.submit(self._delete, action) for action in plan.deletes]
-        for future in futures:
-            exc = future.exception()
-            if exc is not None:
-                errors.append(exc)
+        errors = self._run_all(self._upload, plan.uploads)
+        if not errors:
+            errors = self._run_all(self._delete, plan.deletes)
         if errors:
             # Unreachable endpoints and refused tokens end the pass; the loop decides how to wait.
             for exc in errors:
@@ -102,6 +105,15 @@ class PlanExecutor:
             raise errors[0]
         with self._lock:
             return list(self._refused)
+
+    def _run_all(self, step: Callable[[Any], None], actions: list[Any]) -> list[BaseException]:
+        """Runs `step` on every action, `concurrency` at a time; waits for them all (one file's failure does not
+        stop the others) and returns what they raised."""
+        futures = [self._pool.submit(step, action) for action in actions]
+        return [exc for exc in (future.exception() for future in futures) if exc is not None]
+
+    def _holding(self) -> bool:
+        return self._stopping.is_set() or self._paused()
 
     def shutdown(self, cancel: bool = False) -> None:
         self._pool.shutdown(wait=True, cancel_futures=cancel)
@@ -118,7 +130,7 @@ class PlanExecutor:
             self._delete(DeleteRemote(action.path, old_id, "replaced"))
 
     def _delete(self, action: DeleteRemote) -> None:
-        if self._stopping.is_set():
+        if self._holding():
             return
         if not os.path.lexists(self.folder / action.path):
             make_deletion_durable(self.folder, action.path)
@@ -127,7 +139,7 @@ class PlanExecutor:
         log.info("deleted remotely: %s (%s)", action.path, action.reason)
 
     def _upload(self, action: Upload) -> None:
-        if self._stopping.is_set():
+        if self._holding():
             return
         path = self.folder / action.path
         try:

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 class AgentOptions:
     """How the agent behaves; `agent_options` fills these from the sync_* settings."""
 
-    concurrency: int = 4
+    concurrency: int = 8
     scan_interval: float = 600.0
     debounce: float = 0.5
     settle: float = 1.0

@@ -102,9 +102,12 @@ class Throttle:
 class ClientRemote(RemoteStore):
     """`RemoteStore` over `LockrClient` (lockr_local/client.py): its resumable sessions, retries and errors.
 
-    Every upload goes through a resumable session when the endpoint offers them, small files too: a
-    session PUT can be retried and resumed safely, while a direct POST whose answer was lost might have
-    been stored already (a retry would leave a duplicate). Endpoints without sessions get direct POSTs.
+    A file below the client's `one_request_max` (small_file_max, at most one chunk) goes in one direct POST
+    with an Idempotency-Key when the endpoint advertises that it keeps keys (Accept-Idempotency-Key): a
+    retry after a lost answer then gets the first file back instead of storing a duplicate. Every other
+    upload goes through a resumable session when the endpoint offers them, since a session PUT can be
+    retried and resumed safely while a keyless direct POST whose answer was lost might have been stored
+    already. Endpoints without sessions get direct POSTs.
     """
 
     def __init__(self, client: "LockrClient", *, region: str | None = None, throttle: Throttle | None = None) -> None:
@@ -118,6 +121,7 @@ class ClientRemote(RemoteStore):
         self.bytes_sent = 0
         self.sessions_supported: bool | None = None
         self._sent_lock = threading.Lock()
+        self._probe_lock = threading.Lock()
         self._healthy = True
         # Few quick retries inside the client: a long outage surfaces as RemoteUnavailable, and the agent
         # (showing "offline") backs off between passes instead of blocking in one request.
@@ -178,14 +182,17 @@ class ClientRemote(RemoteStore):
         from lockr_local.errors import Gone, MethodNotAllowed, NotFound
 
         # On a resume the client first reports the server's offset: bytes sent before, not by us.
+        one_request = resume is None and self._in_one_request(size)
         state: dict[str, Any] = {"url": resume.session_url if resume else "", "sent": None if resume else 0,
                                  "recorded": 0}
         chunk = self.client.chunk_size
         self.client.read_block = self.throttle.block_size()
 
         def on_progress(done: int, total: int | None) -> None:
-            if self._cancelled.is_set():
-                raise RemoteUnavailable("the agent is stopping")  # aborts the request; the session stays
+            if self._cancelled.is_set() and not one_request:
+                # Aborts the request; the session stays. A small file's one request is left to finish: it is
+                # over in a moment, and cut off after its last byte it could be stored without being recorded.
+                raise RemoteUnavailable("the agent is stopping")
             if state["sent"] is None:
                 state["sent"] = state["recorded"] = done
             delta = max(0, done - state["sent"])
@@ -203,6 +210,10 @@ class ClientRemote(RemoteStore):
             state["url"] = session.upload_url
             on_session(ResumeState(session.upload_url, 0))
 
+        if one_request:
+            info = self._call(self.client.upload, path, name, region=self.region, progress=on_progress,
+                              resumable=False)
+            return _client_entry(info)
         if resume is not None:
             try:
                 info = self._call(self.client.resume_upload, resume.session_url, path, progress=on_progress)
@@ -224,15 +235,27 @@ class ClientRemote(RemoteStore):
                           resumable=False)
         return _client_entry(info)
 
+    def _in_one_request(self, size: int) -> bool:
+        if not self.client.token or size >= self.client.one_request_max:
+            return False
+        with self._probe_lock:  # one probe, not one per upload thread
+            return bool(self._call(self.client.keeps_idempotency_keys))
+
 
 def _client_entry(info: "RemoteFile") -> RemoteEntry:
     return RemoteEntry(info.name, info.id, info.size, info.sha256 or "", info.share_url)
 
 
 def make_remote(endpoint: str, token: str | None, *, region: str | None = None, throttle: Throttle | None = None,
-                chunk_size: int | None = None) -> ClientRemote:
-    """The agent's RemoteStore: LockrClient with its resumable sessions."""
+                chunk_size: int | None = None, small_file_max: int | None = None,
+                concurrency: int = 1) -> ClientRemote:
+    """The agent's RemoteStore: LockrClient with its resumable sessions and one-request small files, keeping a
+    connection alive for each of `concurrency` upload threads."""
     from lockr_local.client import LockrClient
 
-    client = LockrClient(endpoint, token, chunk_size=chunk_size) if chunk_size else LockrClient(endpoint, token)
-    return ClientRemote(client, region=region, throttle=throttle)
+    options: dict[str, Any] = {"pool_size": concurrency}
+    if chunk_size:
+        options["chunk_size"] = chunk_size
+    if small_file_max is not None:
+        options["small_file_max"] = small_file_max
+    return ClientRemote(LockrClient(endpoint, token, **options), region=region, throttle=throttle)

@@ -8,6 +8,9 @@ Every byte the client sends upstream is counted (`sent_upstream`), so a test can
 resumed upload re-sent. `cut_at(...)` arms one-shot cut points on that running count: when the count
 reaches one, the proxy resets both sides of that connection (SO_LINGER 0), as a dropped Wi-Fi or a
 dead NAT entry would look to the client.
+
+`hide_response_header(name)` renames a header in every answer (to a same-length X-Hidden-... name, so the
+byte counts stay true), as a server or proxy that never sends it would look.
 """
 
 from __future__ import annotations
@@ -36,7 +39,15 @@ class CutProxy(LoopbackListener):
         self._flowing = threading.Event()
         self._flowing.set()
         self._down_cut_points: list[int] = []
+        self._hidden: list[tuple[bytes, bytes]] = []
         self._start_accepting("cutproxy-accept")
+
+    def hide_response_header(self, name: str) -> None:
+        """Answers reach the client without the header `name` (renamed X-Hidden-...; heads are sent whole,
+        so a name is never split across two reads here)."""
+        stand_in = ("X-Hidden-" + "x" * len(name))[:len(name)]
+        with self._lock:
+            self._hidden.append((f"\r\n{name}:".encode(), f"\r\n{stand_in}:".encode()))
 
     def cut_at(self, points: Iterable[int]) -> None:
         """Arms cuts at these running totals of upstream bytes (each fires once)."""
@@ -93,6 +104,9 @@ class CutProxy(LoopbackListener):
                 self.connection_heads.append(data[:4096])
                 first = False
             data, cut = self._count(data, upstream)
+            if not upstream:
+                for name, stand_in in self._hidden:
+                    data = data.replace(name, stand_in)
             try:
                 if data:
                     dst.sendall(data)

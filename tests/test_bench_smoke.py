@@ -20,8 +20,9 @@ def smoke_table(tmp_path_factory: pytest.TempPathFactory) -> str:
         pytest.skip("the benchmarks measure with curl, which is not installed")
     tmp = tmp_path_factory.mktemp("bench")
     results = tmp / "table.md"
-    proc = subprocess.run([sys.executable, "-m", "bench", "--only", "upload,session,scaling,listing", "--size", "2MiB",
-                           "--runs", "1", "--no-peers", "--listing-counts", "200,1000", "--results", str(results)],
+    proc = subprocess.run([sys.executable, "-m", "bench", "--only", "upload,session,small,scaling,listing", "--size",
+                           "2MiB", "--runs", "1", "--no-peers", "--listing-counts", "200,1000", "--small-count", "16",
+                           "--results", str(results)],
                           cwd=REPO, env={**{k: v for k, v in os.environ.items() if not k.startswith("LOCKR_BENCH")},
                                          "LOCKR_BENCH_DIR": str(tmp)},
                           capture_output=True, text=True, timeout=120)
@@ -154,3 +155,33 @@ def test_cluster_group_is_skipped_with_a_message_where_postgresql_is_missing(mon
     run_cluster(tmp_path, tmp_path / "source.bin", 1024, 1, 1, table)
     assert table.rows == []
     assert "cluster group skipped: PostgreSQL is not installed" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("scenario", ["16 x 10 KiB uploads, keep-alive", "64 x 10 KiB uploads, 8 connections"])
+def test_small_file_rows_show_files_per_second_beside_the_durable_commit_ceiling(smoke_table: str,
+                                                                                 scenario: str) -> None:
+    cells = row(smoke_table, scenario)
+    assert re.fullmatch(r"[\d.]+ files/s", cells[2]) and float(cells[2].split()[0]) > 0
+    assert re.fullmatch(r"durable-commit ceiling [\d,]+/s", cells[5]), cells
+
+
+def test_sync_rows_time_sync_once_and_rclone_copy_beside_the_ceiling(tmp_path: Path) -> None:
+    """`python -m bench.sync` at tiny sizes: a sync --once row per tree size, rclone copy of the same tree to the
+    same server beside it (where rclone is installed), the ceiling measured in the same run."""
+    if shutil.which("curl") is None:
+        pytest.skip("the benchmark server is signed up to with curl, which is not installed")
+    results = tmp_path / "sync.md"
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("LOCKR_BENCH")}, "LOCKR_BENCH_DIR": str(tmp_path),
+           "LOCKR_BENCH_SIZE": "1MiB", "LOCKR_BENCH_SYNC_FILES": "20,40", "LOCKR_BENCH_SYNC_RESULTS": str(results)}
+    proc = subprocess.run([sys.executable, "-m", "bench.sync"], cwd=REPO, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    table = results.read_text()
+    ceiling = row(table, "raw: 10 KiB rows committed one by one (SQLite WAL, fsync each)")
+    assert float(ceiling[2].split()[0]) > 0
+    for count in (20, 40):
+        ours = row(table, f"initial sync {count} x 10 KiB")
+        assert ours[1] == "lockr-local" and re.fullmatch(r"[\d.]+ files/s", ours[2])
+        assert ours[5].startswith("durable-commit ceiling")
+        if shutil.which("rclone") is not None:
+            assert f"| initial sync {count} x 10 KiB | rclone copy (WebDAV) |" in table

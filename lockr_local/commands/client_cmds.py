@@ -51,7 +51,9 @@ def add_commands(subparsers: argparse._SubParsersAction, endpoint_options: Optio
 
     upload = subparsers.add_parser(
         "upload", help="upload files and print their share links",
-        description="Upload files with a progress bar and print each file's share link. Large files go "
+        description="Upload files with a progress bar and print each file's share link. Small files (below "
+                    "the setting small_file_max, 8MiB, and below one chunk) go in one request with an "
+                    "Idempotency-Key, so a retry after a lost answer stores one file. Larger files go "
                     "through a resumable session: run the same command again after an interruption and "
                     "it continues where the server says it stopped.")
     client_options(upload)
@@ -358,8 +360,11 @@ def revoke_on_server(args: argparse.Namespace, endpoint: str, token: str) -> str
 
 @reporting
 def upload_cmd(args: argparse.Namespace) -> int:
+    from lockr_local.config import load_settings
+
     client = client_for(args, need_token=not args.guest, guest_hint="; or pass --guest to upload as a guest")
     client.chunk_size = args.chunk_size
+    client.small_file_max = load_settings().small_file_max
     if args.guest:
         client.token = None
     uploaded: list[dict[str, Any]] = []
@@ -391,7 +396,7 @@ def _upload_all(client: LockrClient, args: argparse.Namespace, uploaded: list[di
         try:
             info = upload_one(client, path, args)
         except KeyboardInterrupt:
-            if path.stat().st_size >= client.direct_limit:
+            if not client.sends_in_one_request(path.stat().st_size):
                 say(f"Interrupted: run the same command again to resume {path.name}.")
             raise
         except LockrError as exc:
@@ -410,14 +415,15 @@ def _upload_all(client: LockrClient, args: argparse.Namespace, uploaded: list[di
 
 
 def upload_one(client: LockrClient, path: Path, args: argparse.Namespace) -> RemoteFile:
-    """Direct for small files; for large ones a session remembered in the state file until it completes."""
+    """Direct for small files (with an Idempotency-Key: client.sends_in_one_request); for large ones a session
+    remembered in the state file until it completes."""
     from lockr_local.upload_state import UploadState
 
     size = path.stat().st_size
     bar = ProgressBar(path.name, args.quiet)
     try:
-        if size < client.direct_limit:
-            return client.upload(path, region=args.region, key_phrase=args.key, progress=bar)
+        if client.sends_in_one_request(size):
+            return client.upload(path, region=args.region, key_phrase=args.key, progress=bar, resumable=False)
         state = UploadState()
         key = state.key_for(client.endpoint, path)
         info = resume_pending(client, state, key, path, size, bar)

@@ -80,9 +80,10 @@ class Agents:
         self.started: list[SyncAgent] = []
 
     def start(self, folder: Path, url: str, account: Account, *, throttle: int = 0, chunk: int | None = None,
-              retry_delay: float | None = None, **options: object) -> SyncAgent:
+              retry_delay: float | None = None, small_file_max: int | None = None, **options: object) -> SyncAgent:
         """`retry_delay` shortens the client's first retry delay (it doubles from there, up to 8 times it)."""
-        remote = make_remote(url, account.token, throttle=Throttle(throttle), chunk_size=chunk)
+        remote = make_remote(url, account.token, throttle=Throttle(throttle), chunk_size=chunk,
+                             small_file_max=small_file_max, concurrency=int(options.get("concurrency", 4)))
         if retry_delay is not None:
             client = remote.client  # type: ignore[attr-defined]
             client.retry = dataclasses.replace(client.retry, base_delay=retry_delay, max_delay=8 * retry_delay)

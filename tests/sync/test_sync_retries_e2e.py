@@ -65,7 +65,7 @@ def test_5xx_answers_to_chunks_mid_upload_are_retried_in_the_same_session(shared
 
 def test_rate_limit_bursts_are_honoured(server_factory: Any, access_log: AccessLog, folder: Path,
                                         agents: Agents) -> None:
-    """3 files (a listing, then a session POST and a PUT each) against 2 requests/s with a burst of 2: as
+    """3 files (a listing, then one POST each: small files go in one request) against 2 requests/s with a burst of 2: as
     long as the agent asks faster than that (5x slower than an idle machine still does), the server answers
     429 with Retry-After: 1, and the agent's next request comes no sooner. One upload at a time, so the
     agent's requests are in sequence and "the next request" is well defined."""

@@ -140,7 +140,8 @@ def most_at_once(intervals: list[tuple[float, float]]) -> int:
 def test_concurrency_sets_how_many_files_upload_at_once(server: Any, access_log: AccessLog, folder: Path,
                                                         tmp_path: Path, concurrency: int) -> None:
     """`--concurrency N` with a bandwidth limit (so each upload lasts): the server sees at most one upload
-    body at a time with N=1, and several at once with N=3 (each PUT timed by its access log)."""
+    body at a time with N=1, and several at once with N=3 (each upload, one POST per small file, timed by its
+    access log)."""
     account = create_account(server.url)
     for i in range(6):  # 900 kB: the first second's allowance (500 kB) leaves ~3 files to pace
         write(folder / f"f{i}.bin", os.urandom(150_000))
@@ -148,7 +149,7 @@ def test_concurrency_sets_how_many_files_upload_at_once(server: Any, access_log:
     result = run_cli("sync", str(folder), "--once", "--bwlimit", "500000", "--concurrency", str(concurrency), env=env)
     assert result.returncode == 0, result.stderr
     assert_mirrored(server.url, account, folder, under=folder.name)
-    bodies = [(a.at - a.seconds, a.at) for a in access_log.answered if a.method == "PUT"]
+    bodies = [(a.at - a.seconds, a.at) for a in access_log.answered if a.path == "/api/v1/upload"]
     assert len(bodies) == 6
     if concurrency == 1:
         assert most_at_once(bodies) == 1
