@@ -8,7 +8,10 @@ from __future__ import annotations
 # of them still hashed on a side thread. So the bodies streaming at once hold about four times the budget
 # between them, not four buffers of 1 MiB each: 20 concurrent uploads peaked 40-60 MiB above the idle
 # server with 1 MiB buffers each, 8-9 MiB with 128 KiB.
-BODY_BUDGET = 4 * 1024 * 1024
+# 16 MiB: the most that still costs no throughput with 16-20 uploads at once (2026-12-07, 2 cores, paired
+# runs: 20 x 50 MiB at 632-655 MB/s, as with 1 MiB each, peak 80-83 MiB against 110; 8 MiB: 577-584 MB/s,
+# 59-65 MiB; 4 MiB: 452-481 MB/s, 50-52 MiB).
+BODY_BUDGET = 16 * 1024 * 1024
 # One body alone reads and writes 1 MiB at a time: smaller reads cost a large upload more CPU per byte
 # (64 KiB reads: 40% more for a 1 GiB upload), larger ones buy nothing measurable.
 MAX_SHARE = 1024 * 1024

@@ -92,7 +92,8 @@ GROWTH_LIMIT = 20 * MiB
 def test_twenty_concurrent_uploads_grow_the_server_by_its_buffer_budget_not_per_upload(tmp_path: Path) -> None:
     if not sys.platform.startswith("linux"):
         pytest.skip("reads the server's peak memory from /proc")
-    server = ServerProcess(tmp_path / "data").start()
+    # A budget set small, so that what it bounds stands out from what 20 uploads at 1 MiB each would hold.
+    server = ServerProcess(tmp_path / "data", env={"LOCKR_UPLOAD_BUFFERS": "4MiB"}).start()
     try:
         assert server.proc is not None
         pid = server.proc.pid
