@@ -191,8 +191,11 @@ def test_changed_and_deleted_source_files_propagate(server: Any, rclone: Rclone,
         before["nested/deeper/deepest/data.bin"]["id"]
     dirs = rclone.run("lsf", "--dirs-only", "lockr:alice").stdout.split()
     assert "spaces in name/" not in dirs
+    # The two files rclone deleted wait in the trash, which counts in the quota until it is emptied.
+    trash = requests.get(f"{server.url}/api/v1/trash", headers=alice.auth, timeout=30).json()
+    assert trash["count"] == 2
     used = server.ctx.db.run_sync(server.ctx.service.account_by_username, "alice").used_bytes
-    assert used == sum(f["size"] for f in after.values())
+    assert used == sum(f["size"] for f in after.values()) + trash["bytes"]
 
 
 def test_another_accounts_remote_cannot_see_or_touch_the_files(server: Any, rclone: Rclone, alice: Account,

@@ -143,10 +143,12 @@ def test_readme_admin_commands_work_while_the_server_runs(tmp_path: Path):
         assert login.json()["username"] == "robert"
         auth = {"Authorization": f"Bearer {login.json()['token']}"}
         assert requests.get(f"{server.url}/api/v1/account", headers=auth).json()["quota"] == parse_size("500GB")
-        # `user add` printed a first token, `token create` a second, which `token revoke` revoked; the
-        # third is this login's.
+        # `user add` printed a first token, `token create` a second, the second `token create` a third that
+        # expires in 30 days, which `token revoke` (given the last token printed) revoked; the fourth is
+        # this login's.
         tokens = sorted(requests.get(f"{server.url}/api/v1/tokens", headers=auth).json()["tokens"],
                         key=lambda t: t["id"])
-        assert [t["revoked"] for t in tokens] == [False, True, False], tokens
+        assert [t["revoked"] for t in tokens] == [False, False, True, False], tokens
+        assert [t["expiresAt"] is not None for t in tokens] == [False, False, True, False], tokens
     finally:
         assert server.stop() == 0
