@@ -3,7 +3,8 @@ beside `rclone copy` of the same trees to the same server (WebDAV) in the same r
 ceiling beside the small-file rows, and the median delay from a file saved to it being listed remotely with
 the agent running.
 
-Sizes: LOCKR_BENCH_SIZE (default 1GiB) for the big file; LOCKR_BENCH_SYNC_FILES (default 2000,20000: the
+Sizes: LOCKR_BENCH_SIZE (default 1GiB) for the big file; LOCKR_BENCH_SYNC_SAMPLES (default 15) saves timed
+until listed; LOCKR_BENCH_SYNC_FILES (default 2000,20000: the
 file counts of the small trees). LOCKR_BENCH_SYNC_RESULTS: where the table goes (bench/results/sync.md).
 """
 
@@ -143,7 +144,7 @@ def main() -> int:
                 assert rclone_big is not None
                 table.add(Row(f"initial sync {size / 2**30:.1f} GiB file", "rclone copy (WebDAV)",
                               size / MB / rclone_big, "MB/s"))
-            delays = change_delay(server, work)
+            delays = change_delay(server, work, int(os.environ.get("LOCKR_BENCH_SYNC_SAMPLES", "15")))
             if delays:
                 table.add(Row("save -> listed remotely (median)", "lockr-local", statistics.median(delays), "s",
                               note=f"{len(delays)} samples, max {max(delays):.2f} s"))

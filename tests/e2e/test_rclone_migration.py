@@ -329,7 +329,7 @@ ODD_NAMES = [
 ]
 
 
-def fill_bucket(client: Any, bucket: str, count: int = 300) -> dict[str, bytes]:
+def fill_bucket(client: Any, bucket: str, count: int = 120) -> dict[str, bytes]:
     """A few hundred objects in nested "folders": sizes from empty to past the inline limit and one past a
     multipart part (9 MiB), plus ODD_NAMES; returns key -> bytes."""
     import random
