@@ -107,9 +107,22 @@ class PlanExecutor:
             return list(self._refused)
 
     def _run_all(self, step: Callable[[Any], None], actions: list[Any]) -> list[BaseException]:
-        """Runs `step` on every action, `concurrency` at a time; waits for them all (one file's failure does not
-        stop the others) and returns what they raised."""
-        futures = [self._pool.submit(step, action) for action in actions]
+        """Runs `step` on every action, `concurrency` at a time; waits for them all and returns what they
+        raised. One file's failure does not stop the others, but an unreachable endpoint or a refused token
+        does: every action not yet started would meet the same after its retries (forty files behind a dead
+        server took minutes, showing "syncing" between them), so they are left for the next pass."""
+        ended = threading.Event()
+
+        def run(action: Any) -> None:
+            if ended.is_set():
+                return
+            try:
+                step(action)
+            except (RemoteUnavailable, Unauthorized):
+                ended.set()
+                raise
+
+        futures = [self._pool.submit(run, action) for action in actions]
         return [exc for exc in (future.exception() for future in futures) if exc is not None]
 
     def _holding(self) -> bool:
